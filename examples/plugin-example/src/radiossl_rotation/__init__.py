@@ -1,0 +1,1 @@
+"""Example radiossl plugin: 3D rotation prediction."""

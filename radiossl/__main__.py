@@ -1,0 +1,5 @@
+"""``python -m radiossl`` runs the CLI."""
+
+from radiossl.cli import main
+
+main()

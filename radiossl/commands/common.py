@@ -1,0 +1,78 @@
+"""Options and error handling shared by every CLI command."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from radiossl.errors import ConfigError, PluginError, RadiosslError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK = 0
+EXIT_FAILURES = 1
+EXIT_USAGE = 2
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Config file (YAML or TOML).", show_default=False)
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a field: section.field=value (repeatable).", show_default=False),
+]
+SeedOption = Annotated[int | None, typer.Option("--seed", help="Random seed.", show_default=False)]
+DeviceOption = Annotated[
+    str | None, typer.Option("--device", help="auto, cpu, cuda or mps.", show_default=False)
+]
+WorkersOption = Annotated[int | None, typer.Option("--workers", help="Worker processes.", show_default=False)]
+
+
+def flags_dict(**sections: dict[str, Any]) -> dict[str, Any]:
+    """Nested dict of the explicit CLI flags that were given (None values dropped)."""
+    out: dict[str, Any] = {}
+    for section, values in sections.items():
+        given = {key: value for key, value in values.items() if value is not None}
+        if given:
+            out[section] = given
+    return out
+
+
+def error(message: str) -> None:
+    """Print an error line to stderr (red when a terminal)."""
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {message}")
+
+
+def handle_errors(func: F) -> F:
+    """Turn radiossl errors into a short message and the documented exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (ConfigError, PluginError) as exc:
+            for line in str(exc).splitlines():
+                error(line)
+            raise typer.Exit(EXIT_USAGE) from None
+        except RadiosslError as exc:
+            for line in str(exc).splitlines():
+                error(line)
+            raise typer.Exit(EXIT_FAILURES) from None
+        except KeyboardInterrupt:
+            error("interrupted; rerun the same command (with --resume auto for training) to continue")
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def console() -> Any:
+    """A rich console for normal output."""
+    from rich.console import Console
+
+    return Console(highlight=False)

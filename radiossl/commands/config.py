@@ -1,0 +1,80 @@
+"""``radiossl config show|schema|validate``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from radiossl.commands.common import console, handle_errors
+from radiossl.errors import ConfigError
+
+
+def _config_class(method: str | None, task: str | None, stage: str) -> Any:
+    if (method is None) == (task is None):
+        raise ConfigError("give exactly one of --method NAME (pretraining) or --task NAME (finetune/evaluate)")
+    if method is not None:
+        from radiossl.pretext.base import get_method, pretrain_config_class
+
+        method_cls = get_method(method)
+        return pretrain_config_class(method_cls), {**method_cls.default_settings(), "method": {"name": method}}
+    from radiossl.downstream.config import task_config_class
+
+    return task_config_class(task, stage)  # type: ignore[arg-type]
+
+
+def register(app: typer.Typer) -> None:
+    config_app = typer.Typer(help="Show, export and validate configurations.", no_args_is_help=True)
+    app.add_typer(config_app, name="config")
+
+    method_option = typer.Option(None, "--method", "-m", help="Pretext method name.")
+    task_option = typer.Option(None, "--task", "-t", help="Downstream task name.")
+    stage_option = typer.Option("finetune", "--stage", help="finetune or evaluate (with --task).")
+
+    @config_app.command("show")
+    @handle_errors
+    def show(
+        method: str | None = method_option, task: str | None = task_option, stage: str = stage_option
+    ) -> None:
+        """Print the default configuration as commented YAML."""
+        from radiossl.config import build_config, commented_yaml
+
+        config_class, defaults = _config_class(method, task, stage)
+        typer.echo(commented_yaml(build_config(config_class, [defaults])), nl=False)
+
+    @config_app.command("schema")
+    @handle_errors
+    def schema(
+        method: str | None = method_option, task: str | None = task_option, stage: str = stage_option
+    ) -> None:
+        """Print the JSON Schema of a configuration."""
+        from radiossl.config import json_schema
+
+        config_class, _ = _config_class(method, task, stage)
+        typer.echo(json.dumps(json_schema(config_class), indent=2))
+
+    @config_app.command("validate")
+    @handle_errors
+    def validate(
+        file: Path = typer.Argument(..., help="Config file to check."),
+        stage: str = stage_option,
+    ) -> None:
+        """Check a config file: exit 0 if valid, 2 with one line per problem otherwise."""
+        from radiossl.config import read_config_file
+
+        data = read_config_file(file)
+        if isinstance(data.get("method"), dict):
+            from radiossl.pretext.base import load_pretrain_config
+
+            config: Any = load_pretrain_config(file=file)
+            what = f"pretraining config for method {config.method.name!r}"
+        elif isinstance(data.get("task"), dict):
+            from radiossl.downstream.config import load_task_config
+
+            config = load_task_config(stage=stage, file=file)  # type: ignore[arg-type]
+            what = f"{stage} config for task {config.task.name!r}"
+        else:
+            raise ConfigError(f"{file}: needs a `method` section (pretraining) or a `task` section (downstream)")
+        console().print(f"[green]valid[/]: {file} is a {what}")

@@ -1,0 +1,88 @@
+"""The contract between the training engine and what it trains.
+
+The engine (device, AMP, DDP, checkpoints, resume, logging, visualisation) knows nothing about
+methods: it drives any object that satisfies :class:`TrainingTask`. Pretext methods
+(:class:`radiossl.pretext.base.PretextMethod`) and downstream tasks both implement it.
+
+Call order per run::
+
+    model = task.build_model()                       # engine moves it to the device, wraps it in DDP
+    train_set, val_set = task.build_datasets()
+    for epoch ...:
+        task.train_mode(model)                       # model.train(), plus any frozen-norm handling
+        for batch in loader:
+            out = task.training_step(wrapped_model, batch, context)   # under autocast
+            (backward, step)
+            task.after_optimizer_step(model, context)
+        metrics = task.validate(wrapped_model, val_loader, context)  # every rank; {} if nothing to do
+        images = task.visualise(model, batch, context)              # rank 0, when --vis
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader, Dataset
+
+
+@dataclass
+class StepOutput:
+    """What a training step returns: the scalar loss to back-propagate (float32) and extra scalars."""
+
+    loss: torch.Tensor
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class StepContext:
+    """Where training stands, for schedules inside a method (e.g. PCRLv2's β) and for logging."""
+
+    epoch: int
+    total_epochs: int
+    step: int
+    device: torch.device
+    world_size: int = 1
+    rank: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def progress(self) -> float:
+        """Fraction of training done at the start of this epoch, in [0, 1)."""
+        return self.epoch / max(self.total_epochs, 1)
+
+
+@runtime_checkable
+class TrainingTask(Protocol):
+    """What the engine needs from a method or task. See the module docstring for the call order."""
+
+    kind: str
+    """``"pretrain"`` or ``"finetune"``; used for run folder names and checkpoint metadata."""
+    name: str
+    """The method or task name (``"patch-cluster"``, ``"brats"``, ...)."""
+    monitor: tuple[str, Literal["min", "max"]] | None
+    """Validation metric that selects ``checkpoint_best.pt``; ``None`` = lowest epoch training loss."""
+
+    def build_model(self) -> nn.Module: ...
+
+    def build_datasets(self) -> tuple[Dataset[Any], Dataset[Any] | None]: ...
+
+    def train_mode(self, model: nn.Module) -> None: ...
+
+    def training_step(self, model: nn.Module, batch: Any, context: StepContext) -> StepOutput: ...
+
+    def after_optimizer_step(self, model: nn.Module, context: StepContext) -> None: ...
+
+    def validate(
+        self, model: nn.Module, loader: DataLoader[Any] | None, context: StepContext
+    ) -> dict[str, float]: ...
+
+    def visualise(self, model: nn.Module, batch: Any, context: StepContext) -> dict[str, np.ndarray]: ...
+
+    def model_spec(self, model: nn.Module) -> dict[str, Any]: ...
+
+    def run_name_parts(self) -> list[str]: ...

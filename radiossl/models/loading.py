@@ -1,0 +1,417 @@
+"""Read any supported checkpoint and load it into a radiossl network, with a report of what happened.
+
+This is the one loader behind ``radiossl finetune --weights``, ``radiossl checkpoint`` and the
+notebook API:
+
+* :func:`read_checkpoint` reads a file safely (``torch.load(weights_only=True)``) and recognises its
+  layout (see :mod:`radiossl.models.checkpoint_formats`). Files that hold pickled Python objects
+  (PCRLv2 releases store an ``argparse.Namespace``) are refused with an explanation unless
+  ``allow_unsafe=True`` — unpickling runs code, so only do that for files you trust.
+* :func:`clean_state_dict` strips ``module.``/``_orig_mod.`` prefixes and applies a key map.
+* :func:`load_pretrained` copies the encoder (``transfer="encoder"``) or everything that matches in
+  name and shape (``"all"``) into a model, adapts the first convolution to a different number of
+  input channels, and returns a :class:`LoadReport`.
+* :func:`export_encoder` writes an encoder-only radiossl file; :func:`model_from_checkpoint` rebuilds
+  the network a checkpoint describes.
+
+Example:
+    >>> import torch, tempfile, pathlib
+    >>> from radiossl.models import UNet3D
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "sd.pt"
+    >>> torch.save(UNet3D(width=0.125).state_dict(), path)
+    >>> report = load_pretrained(UNet3D(in_channels=4, width=0.125, norm="group"), path)
+    >>> len(report.adapted), len(report.shape_mismatched)
+    (1, 0)
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+import torch
+from torch import nn
+
+from radiossl.errors import CheckpointError, ConfigError
+from radiossl.models.checkpoint_formats import (
+    FORMAT_VERSION,
+    classify,
+    infer_model_spec,
+    strip_wrapper_prefixes,
+    to_primitive,
+)
+from radiossl.models.factory import build_model, model_classes, unwrap_model
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+DEFAULT_ENCODER_PREFIXES: tuple[str, ...] = ("down_tr",)
+DEFAULT_STEM_KEY = "down_tr64.ops.0.conv1.weight"
+UNSAFE_HINT = "pass allow_unsafe=True (CLI: --allow-unsafe-pickle), but only for files you trust"
+
+
+@dataclass
+class RawCheckpoint:
+    """A checkpoint as read from disk: its state dict (keys as stored), layout family and metadata."""
+
+    state_dict: dict[str, torch.Tensor]
+    family: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def source(self) -> str:
+        """The file name, or ``<memory>`` for checkpoints built in memory."""
+        return str(self.path) if self.path is not None else "<memory>"
+
+
+class ShapeMismatch(NamedTuple):
+    """A tensor present in both, with different shapes (not loaded)."""
+
+    key: str
+    checkpoint_shape: tuple[int, ...]
+    model_shape: tuple[int, ...]
+
+
+class AdaptedTensor(NamedTuple):
+    """A tensor loaded after changing its shape (first convolution for other input channels)."""
+
+    key: str
+    checkpoint_shape: tuple[int, ...]
+    model_shape: tuple[int, ...]
+    how: str
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_pretrained` did.
+
+    ``matched``: loaded as is; ``adapted``: loaded after adaptation; ``missing``: model tensors in
+    the transferred part that the checkpoint lacks (they keep their initial values);
+    ``unexpected``: checkpoint tensors in the transferred part the model has no place for;
+    ``shape_mismatched``: same name, other shape (skipped); ``skipped``: checkpoint tensors outside
+    the transferred part (e.g. the decoder when ``transfer="encoder"``).
+    """
+
+    source: str
+    family: str
+    transfer: str
+    matched: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    shape_mismatched: list[ShapeMismatch] = field(default_factory=list)
+    adapted: list[AdaptedTensor] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def loaded(self) -> int:
+        """Number of tensors written into the model."""
+        return len(self.matched) + len(self.adapted)
+
+    @property
+    def problems(self) -> list[str]:
+        """Reasons a strict load fails (missing ``num_batches_tracked`` buffers are tolerated)."""
+        out = [f"missing {k}" for k in self.missing if not k.endswith("num_batches_tracked")]
+        out += [f"unexpected {k}" for k in self.unexpected]
+        out += [f"shape {m.key}: checkpoint {list(m.checkpoint_shape)} vs model {list(m.model_shape)}"
+                for m in self.shape_mismatched]
+        return out
+
+    def summary(self) -> str:
+        """One line, e.g. ``loaded 56 tensors (encoder) from a.pt [pcrlv2]: 0 missing, 113 skipped, ...``."""
+        return (
+            f"loaded {self.loaded} tensors ({self.transfer}) from {self.source} [{self.family}]: "
+            f"{len(self.adapted)} adapted, {len(self.missing)} missing, {len(self.unexpected)} unexpected, "
+            f"{len(self.shape_mismatched)} shape-mismatched, {len(self.skipped)} outside the transfer"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible form (for run folders)."""
+        return {
+            "source": self.source,
+            "family": self.family,
+            "transfer": self.transfer,
+            "matched": list(self.matched),
+            "missing": list(self.missing),
+            "unexpected": list(self.unexpected),
+            "shape_mismatched": [m._asdict() for m in self.shape_mismatched],
+            "adapted": [a._asdict() for a in self.adapted],
+            "skipped": list(self.skipped),
+        }
+
+    def table(self) -> Table:
+        """A rich table: matched tensors counted per module, every other tensor on its own row."""
+        from rich.table import Table
+
+        table = Table(title=self.summary(), title_justify="left")
+        table.add_column("status")
+        table.add_column("tensor")
+        table.add_column("checkpoint shape")
+        table.add_column("model shape / note")
+        per_module: dict[str, int] = {}
+        for key in self.matched:
+            per_module[key.split(".", 1)[0]] = per_module.get(key.split(".", 1)[0], 0) + 1
+        for module, count in per_module.items():
+            table.add_row("[green]matched[/]", f"{module}.* ({count})", "", "")
+        for a in self.adapted:
+            table.add_row("[cyan]adapted[/]", a.key, str(list(a.checkpoint_shape)), f"{list(a.model_shape)}: {a.how}")
+        for m in self.shape_mismatched:
+            table.add_row("[red]shape[/]", m.key, str(list(m.checkpoint_shape)), str(list(m.model_shape)))
+        for key in self.missing:
+            table.add_row("[yellow]missing[/]", key, "", "kept initial value")
+        for key in self.unexpected:
+            table.add_row("[magenta]unexpected[/]", key, "", "no such tensor in the model")
+        if self.skipped:
+            table.add_row("[dim]skipped[/]", f"{len(self.skipped)} tensors", "", f"outside transfer={self.transfer}")
+        return table
+
+
+def read_checkpoint(path: str | Path, allow_unsafe: bool = False) -> RawCheckpoint:
+    """Read a checkpoint file on the CPU and recognise its layout.
+
+    Loads with ``weights_only=True``; files holding other pickled objects raise
+    :class:`CheckpointError` unless ``allow_unsafe`` (which runs the unpickler without limits: only
+    for trusted files).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"{p}: file not found")
+    if p.is_dir():
+        raise CheckpointError(f"{p}: is a directory, expected a checkpoint file")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=not allow_unsafe)
+    except pickle.UnpicklingError as err:
+        if allow_unsafe:
+            raise CheckpointError(f"{p}: cannot be unpickled ({_first_line(err)})") from err
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        what = f" ({found.group(1)})" if found else ""
+        raise CheckpointError(
+            f"{p}: holds pickled Python objects{what} that safe loading refuses; to load it anyway, {UNSAFE_HINT}"
+        ) from err
+    except Exception as err:  # torch raises many types for truncated, foreign or corrupt files
+        raise CheckpointError(f"{p}: not a readable PyTorch checkpoint ({_first_line(err)})") from err
+    family, state_dict, meta = classify(obj, p)
+    return RawCheckpoint(state_dict=state_dict, family=family, meta=meta, path=p)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+def clean_state_dict(
+    state_dict: Mapping[str, Any], key_map: Mapping[str, str | None] | None = None
+) -> dict[str, torch.Tensor]:
+    """Strip wrapper prefixes (``module.``, ``_orig_mod.``), drop non-tensors and apply ``key_map``.
+
+    ``key_map`` renames key prefixes, longest match first, e.g. ``{"encoder.": "down_tr64."}``; a
+    prefix mapped to ``None`` drops those keys (``{"out_tr.": None}``).
+    """
+    renames = sorted((key_map or {}).items(), key=lambda item: len(item[0]), reverse=True)
+    out: dict[str, torch.Tensor] = {}
+    for raw_key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        key: str | None = strip_wrapper_prefixes(str(raw_key))
+        for old, new in renames:
+            if key is not None and key.startswith(old):
+                key = None if new is None else new + key[len(old) :]
+                break
+        if key is None:
+            continue
+        if key in out:
+            raise CheckpointError(f"two checkpoint tensors map to the same name {key!r} (check key_map)")
+        out[key] = value
+    return out
+
+
+def adapt_input_channels(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """First-conv weight ``[out, C, ...]`` adapted to ``in_channels`` inputs: sum over C, tile, divide.
+
+    The result responds to an input whose ``in_channels`` channels all show the same image exactly as
+    the original responds to that image on all its C channels. So 1 -> 4 channels tiles the kernel
+    with a 1/4 scale (an unscaled tile, as in the thesis, makes the first activations 4x larger:
+    spec §8 item 19), and 4 -> 1 sums the four kernels (a mean would shrink activations 4x).
+    """
+    total = weight.sum(dim=1, keepdim=True)
+    repeats = [1, in_channels] + [1] * (weight.dim() - 2)
+    return total.repeat(*repeats) / in_channels
+
+
+def _can_adapt(checkpoint_shape: torch.Size, model_shape: torch.Size) -> bool:
+    return (
+        len(checkpoint_shape) == len(model_shape) >= 3
+        and checkpoint_shape[0] == model_shape[0]
+        and checkpoint_shape[2:] == model_shape[2:]
+        and checkpoint_shape[1] != model_shape[1]
+    )
+
+
+def _as_raw(source: str | Path | RawCheckpoint | Mapping[str, Any], allow_unsafe: bool) -> RawCheckpoint:
+    if isinstance(source, RawCheckpoint):
+        return source
+    if isinstance(source, Mapping):
+        family, state_dict, meta = classify(source)
+        return RawCheckpoint(state_dict=state_dict, family=family, meta=meta)
+    return read_checkpoint(source, allow_unsafe=allow_unsafe)
+
+
+def load_pretrained(
+    model: nn.Module,
+    source: str | Path | RawCheckpoint | Mapping[str, Any],
+    transfer: Literal["encoder", "all"] = "encoder",
+    strict: bool = False,
+    adapt_in_channels: bool | Literal["scale", "repeat"] = True,
+    allow_unsafe: bool = False,
+    key_map: Mapping[str, str | None] | None = None,
+) -> LoadReport:
+    """Copy pretrained tensors from ``source`` (a file, a :class:`RawCheckpoint` or a state dict) into ``model``.
+
+    Args:
+        model: the target network (DataParallel/DDP/compiled wrappers are unwrapped).
+        source: checkpoint file (any supported layout), :class:`RawCheckpoint`, or a state dict.
+        transfer: ``"encoder"`` copies keys under the model's ``encoder_prefixes`` (``down_tr*``);
+            ``"all"`` copies every tensor whose name and shape match.
+        strict: raise :class:`CheckpointError` if, within the transferred part, anything is missing
+            (other than ``num_batches_tracked``), unexpected or of another shape.
+        adapt_in_channels: adapt the first convolution when input channel counts differ
+            (``True``/``"scale"``: see :func:`adapt_input_channels`; ``"repeat"``: the thesis' unscaled
+            tiling, 1 -> C only; ``False``: report it as a shape mismatch).
+        allow_unsafe: unpickle arbitrary objects (trusted files only).
+        key_map: prefix renames/drops applied after cleaning (see :func:`clean_state_dict`).
+
+    Normalisation tensors load by name: BatchNorm running statistics are loaded when the model has
+    them, and BatchNorm affine parameters fill GroupNorm/InstanceNorm ones (same names and shapes).
+    """
+    if transfer not in ("encoder", "all"):
+        raise ConfigError(f"transfer must be 'encoder' or 'all', got {transfer!r}")
+    if adapt_in_channels not in (True, False, "scale", "repeat"):
+        raise ConfigError(f"adapt_in_channels must be True, False, 'scale' or 'repeat', got {adapt_in_channels!r}")
+    raw = _as_raw(source, allow_unsafe)
+    net = unwrap_model(model)
+    state = clean_state_dict(raw.state_dict, key_map)
+    target = net.state_dict()
+    prefixes = tuple(getattr(net, "encoder_prefixes", DEFAULT_ENCODER_PREFIXES))
+    stem_key = getattr(net, "stem_key", DEFAULT_STEM_KEY)
+
+    def in_scope(key: str) -> bool:
+        return transfer == "all" or key.startswith(prefixes)
+
+    report = LoadReport(source=raw.source, family=raw.family, transfer=transfer)
+    to_load: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if not in_scope(key):
+            report.skipped.append(key)
+            continue
+        if key not in target:
+            report.unexpected.append(key)
+            continue
+        want = target[key]
+        if value.shape == want.shape:
+            to_load[key] = value.to(want.dtype)
+            report.matched.append(key)
+        elif adapt_in_channels and key == stem_key and _can_adapt(value.shape, want.shape):
+            adapted, how = _adapt(value, int(want.shape[1]), adapt_in_channels)
+            if adapted is None:
+                report.shape_mismatched.append(ShapeMismatch(key, tuple(value.shape), tuple(want.shape)))
+                continue
+            to_load[key] = adapted.to(want.dtype)
+            report.adapted.append(AdaptedTensor(key, tuple(value.shape), tuple(want.shape), how))
+        else:
+            report.shape_mismatched.append(ShapeMismatch(key, tuple(value.shape), tuple(want.shape)))
+    report.missing = [k for k in target if in_scope(k) and k not in state]
+    if strict and report.problems:
+        shown = "; ".join(report.problems[:5]) + (" ..." if len(report.problems) > 5 else "")
+        raise CheckpointError(
+            f"{raw.source}: does not fit {type(net).__name__} strictly ({len(report.problems)} problems: {shown})"
+        )
+    net.load_state_dict(to_load, strict=False)
+    return report
+
+
+def _adapt(
+    weight: torch.Tensor, in_channels: int, mode: bool | str
+) -> tuple[torch.Tensor | None, str]:
+    c = int(weight.shape[1])
+    if mode == "repeat":
+        if c != 1:
+            return None, ""
+        return weight.repeat(1, in_channels, *([1] * (weight.dim() - 2))), f"tiled {in_channels}x without scaling"
+    return adapt_input_channels(weight, in_channels), f"summed over {c}, tiled {in_channels}x, scaled 1/{in_channels}"
+
+
+def spec_of(raw: RawCheckpoint) -> dict[str, Any] | None:
+    """The ``model_spec`` stored in a radiossl checkpoint, or one inferred from the tensors."""
+    spec = raw.meta.get("model_spec")
+    if isinstance(spec, dict) and isinstance(spec.get("class"), str):
+        return spec
+    return infer_model_spec(raw.state_dict, raw.family)
+
+
+def model_from_checkpoint(
+    source: str | Path | RawCheckpoint, allow_unsafe: bool = False
+) -> tuple[nn.Module, LoadReport]:
+    """Rebuild the network a checkpoint describes and load all its tensors strictly."""
+    raw = _as_raw(source, allow_unsafe)
+    spec = spec_of(raw)
+    if spec is None:
+        raise CheckpointError(f"{raw.source}: cannot tell which network these tensors belong to ({raw.family})")
+    model = build_model(spec)
+    return model, load_pretrained(model, raw, transfer="all", strict=True, adapt_in_channels=False)
+
+
+def _encoder_prefixes(raw: RawCheckpoint, spec: dict[str, Any] | None) -> tuple[str, ...]:
+    stored = raw.meta.get("encoder_prefixes")
+    if isinstance(stored, list) and stored and all(isinstance(p, str) for p in stored):
+        return tuple(stored)
+    cls = model_classes().get(spec["class"]) if spec else None
+    return tuple(getattr(cls, "encoder_prefixes", DEFAULT_ENCODER_PREFIXES)) or DEFAULT_ENCODER_PREFIXES
+
+
+def export_encoder(
+    path: str | Path,
+    out: str | Path,
+    allow_unsafe: bool = False,
+    key_map: Mapping[str, str | None] | None = None,
+) -> Path:
+    """Write the encoder of checkpoint ``path`` as a radiossl encoder file ``out`` (atomically).
+
+    The file is ``{"format_version", "encoder": state_dict, "model_spec": Encoder3D spec or None,
+    "encoder_prefixes", "source": {path, family, model_spec, epoch}}`` and loads with
+    ``weights_only=True``.
+    """
+    from radiossl.utils.atomic import atomic_write_path
+
+    raw = read_checkpoint(path, allow_unsafe=allow_unsafe)
+    state = clean_state_dict(raw.state_dict, key_map)
+    source_spec = spec_of(raw)
+    prefixes = _encoder_prefixes(raw, source_spec)
+    encoder = {k: v.detach().clone() for k, v in state.items() if k.startswith(prefixes)}
+    if not encoder:
+        raise CheckpointError(f"{path}: no encoder tensors (no key starts with {', '.join(prefixes)})")
+    encoder_spec: dict[str, Any] | None
+    kwargs = source_spec.get("kwargs", {}) if source_spec else {}
+    if source_spec and source_spec["class"] in ("UNet3D", "PatchClusterNet", "Encoder3D") and kwargs:
+        encoder_spec = {"class": "Encoder3D", "kwargs": {k: kwargs[k] for k in ("in_channels", "width", "norm")
+                                                         if k in kwargs}}
+    else:
+        encoder_spec = infer_model_spec(encoder, raw.family)
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "encoder": encoder,
+        "model_spec": encoder_spec,
+        "encoder_prefixes": list(prefixes),
+        "source": {
+            "path": str(Path(path).resolve()),
+            "family": raw.family,
+            "model_spec": source_spec,
+            "epoch": to_primitive(raw.meta.get("epoch")),
+        },
+    }
+    with atomic_write_path(out) as tmp:
+        torch.save(payload, tmp)
+    return Path(out)

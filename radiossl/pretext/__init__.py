@@ -1,0 +1,1 @@
+"""Pretext (self-supervised) methods. Each method's whole logic lives in one file here."""

@@ -1,0 +1,187 @@
+"""The pretext-method plugin protocol.
+
+A pretext method is a class with
+
+* ``name`` — the name users type (``radiossl pretrain --method NAME``);
+* ``config_class`` — a :class:`radiossl.config.MethodConfig` subclass whose ``name`` field is a
+  ``Literal[NAME]`` (the discriminator), holding the method's own settings;
+* ``views`` — which preprocessed views it trains on (``"cluster"``, ``"pcrlv2"``, ``"genesis"``),
+  checked against the ``preprocess.json`` of the data folder;
+* ``default_settings()`` — defaults for the shared sections (e.g. the published learning rate);
+* the :class:`radiossl.engine.protocol.TrainingTask` methods: ``build_model``, ``build_datasets``,
+  ``training_step`` (required) and ``after_optimizer_step``, ``validate``, ``visualise`` (optional).
+
+It is registered under the ``radiossl.pretext`` entry-point group (or with
+:func:`radiossl.register_pretext` in a notebook). The engine then provides device handling,
+mixed precision, DDP, checkpoints, resume and logging.
+
+Example (a complete, if useless, method)::
+
+    from typing import Literal
+    import torch
+    from radiossl.config import MethodConfig
+    from radiossl.engine.protocol import StepOutput
+    from radiossl.pretext.base import PretextMethod
+
+    class MeanConfig(MethodConfig):
+        name: Literal["mean"] = "mean"
+
+    class Mean(PretextMethod):
+        name = "mean"
+        config_class = MeanConfig
+        views = "genesis"
+
+        def build_model(self):
+            return torch.nn.Conv3d(1, 1, 3, padding=1)
+
+        def build_datasets(self):
+            from radiossl.data.views import GenesisCubeDataset
+            return GenesisCubeDataset(self.config.data.root, "train"), None
+
+        def training_step(self, model, batch, context):
+            return StepOutput(loss=(model(batch).float() - batch.float().mean()).pow(2).mean())
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import Field, create_model
+
+from radiossl.config import MethodConfig, RunConfig, deep_merge, load_config_file_into, read_config_file
+from radiossl.engine.protocol import StepContext, StepOutput
+from radiossl.errors import ConfigError, PluginError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from torch import nn
+    from torch.utils.data import DataLoader, Dataset
+
+
+class PretrainConfig(RunConfig):
+    """A pretraining run: shared sections plus the method's own section ``method``."""
+
+    method: MethodConfig
+
+
+class PretextMethod(ABC):
+    """Base class of pretext plugins; see the module docstring."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[MethodConfig]]
+    views: ClassVar[str | None] = "cluster"
+    summary: ClassVar[str] = ""
+    kind: str = "pretrain"
+    monitor: tuple[str, Literal["min", "max"]] | None = None
+
+    def __init__(self, config: PretrainConfig) -> None:
+        if not isinstance(config.method, self.config_class):
+            raise ConfigError(
+                f"method section is {type(config.method).__name__}, expected {self.config_class.__name__}"
+            )
+        self.config = config
+
+    @property
+    def settings(self) -> Any:
+        """The method's own config section (an instance of ``config_class``)."""
+        return self.config.method
+
+    @classmethod
+    def default_settings(cls) -> dict[str, Any]:
+        """Defaults for the shared sections (``optim``, ``data``, ``model``...) as a nested dict."""
+        return {}
+
+    @abstractmethod
+    def build_model(self) -> nn.Module:
+        """The network including the method's heads (on CPU; the engine moves it)."""
+
+    @abstractmethod
+    def build_datasets(self) -> tuple[Dataset[Any], Dataset[Any] | None]:
+        """Training dataset and an optional validation dataset (used for visualisation/metrics)."""
+
+    @abstractmethod
+    def training_step(self, model: nn.Module, batch: Any, context: StepContext) -> StepOutput:
+        """Compute the loss of one batch (already on the device). Return a float32 scalar."""
+
+    def train_mode(self, model: nn.Module) -> None:
+        """Put the model in training mode (override to keep frozen parts in eval mode)."""
+        model.train()
+
+    def after_optimizer_step(self, model: nn.Module, context: StepContext) -> None:
+        """Called after each optimiser step with the unwrapped model (e.g. to renormalise prototypes)."""
+
+    def validate(self, model: nn.Module, loader: DataLoader[Any] | None, context: StepContext) -> dict[str, float]:
+        """Validation metrics (called on every rank); pretext methods usually have none."""
+        return {}
+
+    def visualise(self, model: nn.Module, batch: Any, context: StepContext) -> dict[str, np.ndarray]:
+        """Named RGB images (H x W x 3 uint8) for ``--vis``."""
+        return {}
+
+    def model_spec(self, model: nn.Module) -> dict[str, Any]:
+        """Primitive description of the network, stored in checkpoints so it can be rebuilt."""
+        from radiossl.models.factory import model_spec
+
+        return model_spec(model)
+
+    def run_name_parts(self) -> list[str]:
+        """Key settings that go into the run folder name, e.g. ``["k50"]``."""
+        return []
+
+
+@cache
+def pretrain_config_class(method_cls: type[PretextMethod]) -> type[PretrainConfig]:
+    """The full run-config class of one method: ``PretrainConfig`` with a typed ``method`` section."""
+    config_class = method_cls.config_class
+    return create_model(  # type: ignore[call-overload,no-any-return]
+        f"PretrainConfig_{method_cls.__name__}",
+        __base__=PretrainConfig,
+        method=(config_class, Field(default_factory=config_class)),
+    )
+
+
+def get_method(name: str) -> type[PretextMethod]:
+    """The pretext method class registered as ``name``."""
+    from radiossl import registry
+
+    obj = registry.get("radiossl.pretext", name)
+    if not (isinstance(obj, type) and issubclass(obj, PretextMethod)):
+        raise PluginError(f"pretext plugin {name!r} is {obj!r}, not a PretextMethod subclass")
+    return obj
+
+
+def method_name_from_file(file: str | Path) -> str | None:
+    """The ``method.name`` written in a config file, if any."""
+    data = read_config_file(file)
+    section = data.get("method")
+    if isinstance(section, dict) and isinstance(section.get("name"), str):
+        return section["name"]
+    return None
+
+
+def load_pretrain_config(
+    method: str | None = None,
+    file: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    flags: dict[str, Any] | None = None,
+) -> PretrainConfig:
+    """Resolve a pretraining config: class defaults < method defaults < file < ``--set`` < flags.
+
+    Example:
+        >>> cfg = load_pretrain_config("patch-cluster", overrides=["model.width=0.25"])
+        >>> cfg.method.name, cfg.model.width
+        ('patch-cluster', 0.25)
+    """
+    in_file = method_name_from_file(file) if file is not None else None
+    if method is None:
+        method = in_file
+    if method is None:
+        raise ConfigError("no pretext method given: use --method NAME or set method.name in the config file")
+    if in_file is not None and in_file != method:
+        raise ConfigError(f"{file}: method.name is {in_file!r} but --method is {method!r}")
+    method_cls = get_method(method)
+    defaults = deep_merge(method_cls.default_settings(), {"method": {"name": method}})
+    return load_config_file_into(pretrain_config_class(method_cls), file, overrides, defaults, flags)
