@@ -72,7 +72,8 @@ def handle_errors(func: F) -> F:
 
 
 def console() -> Any:
-    """A rich console for normal output."""
+    """A rich console for normal output (wide when the output is piped or captured, so tables stay readable)."""
     from rich.console import Console
 
-    return Console(highlight=False)
+    width = None if sys.stdout.isatty() else 160
+    return Console(highlight=False, width=width)

@@ -22,8 +22,9 @@ def register(app: typer.Typer) -> None:
         from radiossl import registry
 
         table = Table(title="radiossl plugins")
-        for column in ("group", "name", "target", "distribution", "status"):
-            table.add_column(column)
+        for column in ("group", "name", "target", "distribution"):
+            table.add_column(column, no_wrap=column in ("group", "name"))
+        table.add_column("status", overflow="fold")
         broken = 0
         for info in registry.list_plugins(load=True):
             if info.clash:

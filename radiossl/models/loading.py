@@ -188,9 +188,13 @@ def read_checkpoint(path: str | Path, allow_unsafe: bool = False) -> RawCheckpoi
         if allow_unsafe:
             raise CheckpointError(f"{p}: cannot be unpickled ({_first_line(err)})") from err
         found = re.search(r"GLOBAL ([\w.]+)", str(err))
-        what = f" ({found.group(1)})" if found else ""
+        if found is None:
+            detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(err))
+            reason = detail.group(1).strip() if detail else _first_line(err)
+            raise CheckpointError(f"{p}: not a readable PyTorch checkpoint ({reason})") from err
         raise CheckpointError(
-            f"{p}: holds pickled Python objects{what} that safe loading refuses; to load it anyway, {UNSAFE_HINT}"
+            f"{p}: holds pickled Python objects ({found.group(1)}) that safe loading refuses; "
+            f"to load it anyway, {UNSAFE_HINT}"
         ) from err
     except Exception as err:  # torch raises many types for truncated, foreign or corrupt files
         raise CheckpointError(f"{p}: not a readable PyTorch checkpoint ({_first_line(err)})") from err

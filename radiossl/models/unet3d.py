@@ -109,7 +109,8 @@ class UNet3D(Encoder3D):
         width: channel multiplier (1.0 = published network).
         skip_connections: concatenate encoder features in the decoder (ModelsGenesis, fine-tuning).
         norm: ``"batch"``, ``"group"``, ``"instance"`` or ``"genesis"`` (see :mod:`radiossl.models.norms`).
-        decoder: build ``up_tr*`` and ``out_tr``; ``False`` gives the encoder alone.
+        decoder: build ``up_tr*`` and ``out_tr``; ``False`` gives the encoder alone, whose ``forward``
+            returns the bottleneck features like :class:`Encoder3D`.
         pretrain_heads: build the PCRLv2 heads in each decoder stage (needed by :meth:`forward_pretrain`
             and to load PCRLv2/thesis checkpoints strictly).
     """
@@ -166,8 +167,11 @@ class UNet3D(Encoder3D):
         return self.decode(self.encode(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``[B, out_channels, X, Y, Z]``."""
-        return self.out_tr(self.decoder_features(x)[-1])
+        """Logits ``[B, out_channels, X, Y, Z]`` (the bottleneck features when built with ``decoder=False``)."""
+        if not self.has_decoder:
+            return super().forward(x)
+        hidden = self.decoder_features(x)
+        return self.out_tr(hidden[-1])
 
     def forward_pretrain(
         self, x: torch.Tensor, local: bool = False

@@ -1,0 +1,143 @@
+"""``radiossl checkpoint``: look inside checkpoint files and export their encoders.
+
+``radiossl checkpoint inspect PATH`` prints the recognised layout (radiossl, ModelsGenesis, PCRLv2,
+thesis runs, bare state dicts), the top-level entries, metadata (model spec, epoch, optimizer,
+training arguments), tensor and element counts and a table of key prefixes.
+``radiossl checkpoint export-encoder PATH --out FILE`` writes the encoder as a radiossl file.
+
+Files holding pickled Python objects (PCRLv2 releases) need ``--allow-unsafe-pickle``; use it only
+for files you trust. Torch is imported inside the commands so ``radiossl --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from radiossl.models.loading import RawCheckpoint
+
+UNSAFE_HELP = "Allow pickled Python objects (e.g. PCRLv2's argparse.Namespace). Runs code: trusted files only."
+
+_BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``checkpoint`` command group to ``app``."""
+    group = typer.Typer(help="Inspect checkpoints and export encoders.", no_args_is_help=True)
+
+    @group.command("inspect")
+    def inspect(
+        path: Annotated[Path, typer.Argument(help="Checkpoint file (.pt/.pth/.tar).")],
+        allow_unsafe_pickle: Annotated[bool, typer.Option("--allow-unsafe-pickle", help=UNSAFE_HELP)] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+    ) -> None:
+        """Show a checkpoint's layout, metadata, counts and key prefixes."""
+        from radiossl.models.loading import read_checkpoint
+
+        raw = _run(lambda: read_checkpoint(path, allow_unsafe=allow_unsafe_pickle))
+        info = describe(raw)
+        if as_json:
+            typer.echo(json.dumps(info, indent=2, default=str))
+        else:
+            _print_description(info)
+
+    @group.command("export-encoder")
+    def export_encoder_command(
+        path: Annotated[Path, typer.Argument(help="Checkpoint file to take the encoder from.")],
+        out: Annotated[Path, typer.Option("--out", "-o", help="Encoder file to write.")],
+        allow_unsafe_pickle: Annotated[bool, typer.Option("--allow-unsafe-pickle", help=UNSAFE_HELP)] = False,
+    ) -> None:
+        """Write the encoder (down_tr*) of a checkpoint as a radiossl encoder file."""
+        from radiossl.models.loading import export_encoder, read_checkpoint
+
+        written = _run(lambda: export_encoder(path, out, allow_unsafe=allow_unsafe_pickle))
+        raw = _run(lambda: read_checkpoint(written))
+        typer.echo(f"wrote {written}: {len(raw.state_dict)} encoder tensors from {path} [{raw.meta['source']['family']}]")
+
+    app.add_typer(group, name="checkpoint")
+
+
+def _run(func: Any) -> Any:
+    """Call ``func``; turn radiossl errors into a one-line message and exit code 2."""
+    from radiossl.errors import RadiosslError
+
+    try:
+        return func()
+    except RadiosslError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=2) from err
+
+
+def describe(raw: RawCheckpoint) -> dict[str, Any]:
+    """JSON-compatible description of a checkpoint (what ``inspect`` prints)."""
+    from radiossl.models.checkpoint_formats import WRAPPER_PREFIXES
+    from radiossl.models.loading import clean_state_dict, spec_of
+
+    state = clean_state_dict(raw.state_dict)
+    prefixes: dict[str, dict[str, int]] = {}
+    buffers = 0
+    for key, tensor in state.items():
+        row = prefixes.setdefault(key.split(".", 1)[0], {"tensors": 0, "elements": 0})
+        row["tensors"] += 1
+        row["elements"] += tensor.numel()
+        if key.endswith(_BUFFER_SUFFIXES):
+            buffers += tensor.numel()
+    wrapped = sorted({p for p in WRAPPER_PREFIXES for k in raw.state_dict if k.startswith(p)})
+    meta = dict(raw.meta)
+    stored_spec = meta.pop("model_spec", None)
+    spec = spec_of(raw)
+    return {
+        "path": raw.source,
+        "family": raw.family,
+        "architecture": meta.pop("architecture", "unknown"),
+        "top_level_keys": meta.pop("top_level_keys", []),
+        "model_spec": spec,
+        "model_spec_source": "stored" if stored_spec else ("inferred" if spec else "unknown"),
+        "tensors": len(state),
+        "elements": sum(row["elements"] for row in prefixes.values()),
+        "buffer_elements": buffers,
+        "wrapper_prefixes": wrapped,
+        "prefixes": prefixes,
+        "meta": meta,
+    }
+
+
+def _print_description(info: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]{info['path']}[/]")
+    console.print(f"family: [cyan]{info['family']}[/]  architecture: {info['architecture']}")
+    console.print(f"top-level keys: {', '.join(info['top_level_keys']) or '(bare state dict)'}")
+    if info["wrapper_prefixes"]:
+        console.print(f"key prefixes stripped when loading: {', '.join(info['wrapper_prefixes'])}")
+    console.print(
+        f"tensors: {info['tensors']}  elements: {info['elements']:,} "
+        f"(parameters ≈ {info['elements'] - info['buffer_elements']:,}, norm buffers {info['buffer_elements']:,})"
+    )
+    spec = info["model_spec"]
+    console.print(f"model spec ({info['model_spec_source']}): {json.dumps(spec) if spec else 'unknown'}")
+    meta = info["meta"]
+    for key in ("format_version", "epoch", "kind", "method", "task", "state_dict_entry"):
+        if key in meta:
+            console.print(f"{key}: {meta[key]}")
+    if "optimizer" in meta:
+        console.print(f"optimizer: {json.dumps(meta['optimizer'], default=str)}")
+    if "args" in meta:
+        console.print(f"training arguments: {json.dumps(meta['args'], default=str)}")
+    shown = {"format_version", "epoch", "kind", "method", "task", "state_dict_entry", "optimizer", "args"}
+    for key, value in meta.items():
+        if key not in shown:
+            console.print(f"{key}: {json.dumps(value, default=str)}")
+    table = Table(title="key prefixes", title_justify="left")
+    table.add_column("prefix")
+    table.add_column("tensors", justify="right")
+    table.add_column("elements", justify="right")
+    for prefix, row in info["prefixes"].items():
+        table.add_row(prefix, str(row["tensors"]), f"{row['elements']:,}")
+    console.print(table)
