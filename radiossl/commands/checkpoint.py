@@ -12,15 +12,20 @@ for files you trust. Torch is imported inside the commands so ``radiossl --help`
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 if TYPE_CHECKING:
     from radiossl.models.loading import RawCheckpoint
 
-UNSAFE_HELP = "Allow pickled Python objects (e.g. PCRLv2's argparse.Namespace). Runs code: trusted files only."
+T = TypeVar("T")
+
+UNSAFE_HELP = (
+    "Allow pickled Python objects (e.g. PCRLv2's argparse.Namespace). Runs code: trusted files only."
+)
 
 _BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 
@@ -33,7 +38,9 @@ def register(app: typer.Typer) -> None:
     def inspect(
         path: Annotated[Path, typer.Argument(help="Checkpoint file (.pt/.pth/.tar).")],
         allow_unsafe_pickle: Annotated[bool, typer.Option("--allow-unsafe-pickle", help=UNSAFE_HELP)] = False,
-        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print one JSON object instead of tables.")
+        ] = False,
     ) -> None:
         """Show a checkpoint's layout, metadata, counts and key prefixes."""
         from radiossl.models.loading import read_checkpoint
@@ -56,12 +63,15 @@ def register(app: typer.Typer) -> None:
 
         written = _run(lambda: export_encoder(path, out, allow_unsafe=allow_unsafe_pickle))
         raw = _run(lambda: read_checkpoint(written))
-        typer.echo(f"wrote {written}: {len(raw.state_dict)} encoder tensors from {path} [{raw.meta['source']['family']}]")
+        typer.echo(
+            f"wrote {written}: {len(raw.state_dict)} encoder tensors "
+            f"from {path} [{raw.meta['source']['family']}]"
+        )
 
     app.add_typer(group, name="checkpoint")
 
 
-def _run(func: Any) -> Any:
+def _run(func: Callable[[], T]) -> T:
     """Call ``func``; turn radiossl errors into a one-line message and exit code 2."""
     from radiossl.errors import RadiosslError
 
@@ -111,29 +121,27 @@ def _print_description(info: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console()
-    console.print(f"[bold]{info['path']}[/]")
-    console.print(f"family: [cyan]{info['family']}[/]  architecture: {info['architecture']}")
-    console.print(f"top-level keys: {', '.join(info['top_level_keys']) or '(bare state dict)'}")
+
+    def line(text: str) -> None:  # data may contain "[...]": no markup, and no wrapping inside JSON
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    line(str(info["path"]))
+    line(f"family: {info['family']}  architecture: {info['architecture']}")
+    line(f"top-level keys: {', '.join(info['top_level_keys']) or '(bare state dict)'}")
     if info["wrapper_prefixes"]:
-        console.print(f"key prefixes stripped when loading: {', '.join(info['wrapper_prefixes'])}")
-    console.print(
+        line(f"key prefixes stripped when loading: {', '.join(info['wrapper_prefixes'])}")
+    line(
         f"tensors: {info['tensors']}  elements: {info['elements']:,} "
-        f"(parameters ≈ {info['elements'] - info['buffer_elements']:,}, norm buffers {info['buffer_elements']:,})"
+        f"(parameters ≈ {info['elements'] - info['buffer_elements']:,}, "
+        f"norm buffers {info['buffer_elements']:,})"
     )
     spec = info["model_spec"]
-    console.print(f"model spec ({info['model_spec_source']}): {json.dumps(spec) if spec else 'unknown'}")
+    line(f"model spec ({info['model_spec_source']}): {json.dumps(spec) if spec else 'unknown'}")
     meta = info["meta"]
-    for key in ("format_version", "epoch", "kind", "method", "task", "state_dict_entry"):
-        if key in meta:
-            console.print(f"{key}: {meta[key]}")
-    if "optimizer" in meta:
-        console.print(f"optimizer: {json.dumps(meta['optimizer'], default=str)}")
-    if "args" in meta:
-        console.print(f"training arguments: {json.dumps(meta['args'], default=str)}")
-    shown = {"format_version", "epoch", "kind", "method", "task", "state_dict_entry", "optimizer", "args"}
+    labels = {"optimizer": "optimizer", "args": "training arguments"}
     for key, value in meta.items():
-        if key not in shown:
-            console.print(f"{key}: {json.dumps(value, default=str)}")
+        shown = value if isinstance(value, (str, int, float)) else json.dumps(value, default=str)
+        line(f"{labels.get(key, key)}: {shown}")
     table = Table(title="key prefixes", title_justify="left")
     table.add_column("prefix")
     table.add_column("tensors", justify="right")

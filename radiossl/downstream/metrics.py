@@ -106,9 +106,7 @@ def surface(mask: np.ndarray) -> np.ndarray:
     return m & ~eroded
 
 
-def surface_distances(
-    from_mask: np.ndarray, to_mask: np.ndarray, spacing: Sequence[float]
-) -> np.ndarray:
+def surface_distances(from_mask: np.ndarray, to_mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     """Distances in mm from each surface voxel of ``from_mask`` to the nearest surface voxel of ``to_mask``.
 
     Both masks must be non-empty. The distance transform runs on the bounding box of both surfaces
@@ -198,4 +196,6 @@ def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
     array = np.asarray([v for v in values if not math.isnan(v)], dtype=np.float64)
     if array.size == 0:
         return math.nan, math.nan, 0
+    if not np.isfinite(array).all():
+        return float(array.sum()), math.nan, int(array.size)
     return float(array.mean()), float(array.std()), int(array.size)

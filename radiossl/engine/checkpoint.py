@@ -82,7 +82,13 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
         npy = state["numpy"]
         keys = np.asarray(torch.as_tensor(npy["keys"]).numpy(), dtype=np.uint32)
         np.random.set_state(
-            (str(npy["bit_generator"]), keys, int(npy["pos"]), int(npy["has_gauss"]), float(npy["cached_gaussian"]))
+            (
+                str(npy["bit_generator"]),
+                keys,
+                int(npy["pos"]),
+                int(npy["has_gauss"]),
+                float(npy["cached_gaussian"]),
+            )
         )
         torch.set_rng_state(torch.as_tensor(state["torch"], dtype=torch.uint8).cpu())
         cuda = list(state.get("cuda") or [])
@@ -102,12 +108,14 @@ def check_weights_only_safe(obj: Any, where: str = "checkpoint") -> None:
     Catches e.g. numpy scalars, ``Path`` objects or pydantic models before they end up pickled into a
     file that ``torch.load(weights_only=True)`` would refuse.
     """
-    if isinstance(obj, torch.Tensor) or isinstance(obj, _PRIMITIVES):
+    if isinstance(obj, torch.Tensor) or type(obj) in _PRIMITIVES:  # exact types: no str/int subclasses
         return
     if isinstance(obj, Mapping):
         for key, value in obj.items():
             if not isinstance(key, (str, int)):
-                raise CheckpointError(f"{where}: key {key!r} of type {type(key).__name__} cannot be stored safely")
+                raise CheckpointError(
+                    f"{where}: key {key!r} of type {type(key).__name__} cannot be stored safely"
+                )
             check_weights_only_safe(value, f"{where}.{key}")
         return
     if isinstance(obj, (list, tuple)):
@@ -140,7 +148,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for truncated/corrupt files
+    except Exception as exc:  # torch raises many types for truncated/corrupt files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: cannot read checkpoint: {first}") from exc
     if not isinstance(obj, dict) or "format_version" not in obj or "model" not in obj:
@@ -192,7 +200,7 @@ def strip_module_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tor
 
 
 def checkpoint_in(path: str | Path) -> Path:
-    """The checkpoint named by ``--resume PATH``: a ``.pt`` file, or a run folder's ``checkpoint_latest.pt``."""
+    """The checkpoint named by ``--resume PATH``: a file, or a run folder's ``checkpoint_latest.pt``."""
     path = Path(path)
     if path.is_file():
         return path

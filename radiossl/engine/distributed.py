@@ -151,7 +151,9 @@ def make_train_sampler(
     )
 
 
-def make_eval_sampler(dataset: Any, info: DistInfo) -> torch.utils.data.distributed.DistributedSampler[Any] | None:
+def make_eval_sampler(
+    dataset: Any, info: DistInfo
+) -> torch.utils.data.distributed.DistributedSampler[Any] | None:
     """A non-shuffling :class:`DistributedSampler` that splits validation data over the ranks."""
     if not info.distributed:
         return None
@@ -160,11 +162,15 @@ def make_eval_sampler(dataset: Any, info: DistInfo) -> torch.utils.data.distribu
     )
 
 
-def wrap_ddp(model: nn.Module, device: torch.device, info: DistInfo, find_unused_parameters: bool) -> nn.Module:
+def wrap_ddp(
+    model: nn.Module, device: torch.device, info: DistInfo, find_unused_parameters: bool
+) -> nn.Module:
     """Wrap ``model`` in DistributedDataParallel in a distributed job; return it unchanged otherwise."""
     if not info.distributed:
         return model
-    device_ids = [device.index if device.index is not None else info.local_rank] if device.type == "cuda" else None
+    device_ids = (
+        [device.index if device.index is not None else info.local_rank] if device.type == "cuda" else None
+    )
     return nn.parallel.DistributedDataParallel(
         model, device_ids=device_ids, find_unused_parameters=find_unused_parameters
     )

@@ -23,7 +23,7 @@ LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
 
 def affine_from_itk(
-    spacing: Sequence[float], origin: Sequence[float], direction: Sequence[float]
+    spacing: Sequence[float], origin: Sequence[float], direction: Sequence[float] | np.ndarray
 ) -> np.ndarray:
     """Voxel -> RAS+ affine from ITK spacing, origin and row-major 3x3 direction (all in LPS)."""
     rot = np.asarray(direction, dtype=np.float64).reshape(3, 3)

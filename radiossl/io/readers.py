@@ -36,12 +36,25 @@ _MAX_REASON = 240
 
 # Bytes per voxel of the MetaImage element types, to detect a missing or truncated ``.raw`` file.
 _MET_SIZES = {
-    "MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
-    "MET_LONG": 4, "MET_ULONG": 4, "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8, "MET_FLOAT": 4, "MET_DOUBLE": 8,
+    "MET_CHAR": 1,
+    "MET_UCHAR": 1,
+    "MET_SHORT": 2,
+    "MET_USHORT": 2,
+    "MET_INT": 4,
+    "MET_UINT": 4,
+    "MET_LONG": 4,
+    "MET_ULONG": 4,
+    "MET_LONG_LONG": 8,
+    "MET_ULONG_LONG": 8,
+    "MET_FLOAT": 4,
+    "MET_DOUBLE": 8,
 }
-# Noise in SimpleITK exception texts: "Exception thrown in SimpleITK X: /src/file.cxx:123: ITK ERROR: Y(0x..): ".
+# Noise in SimpleITK exception texts, e.g.
+# "Exception thrown in SimpleITK X: /src/file.cxx:123: ITK ERROR: Y(0x..): ".
 _SITK_NOISE = re.compile(
-    r"Exception thrown in SimpleITK \w+:\s*|\S+\.(?:cxx|h|hxx):\d+:\s*|(?:ITK|itk::)\s*ERROR:\s*\w+\(0x[0-9a-fA-F]+\):\s*"
+    r"Exception thrown in SimpleITK \w+:\s*"
+    r"|\S+\.(?:cxx|h|hxx):\d+:\s*"
+    r"|(?:ITK|itk::)\s*ERROR:\s*\w+\(0x[0-9a-fA-F]+\):\s*"
     r"|sitk::ERROR:\s*"
 )
 
@@ -109,7 +122,7 @@ def _load_nibabel(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _load_sitk(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    import SimpleITK as sitk
+    import SimpleITK as sitk  # noqa: N813 - the conventional alias
 
     if path.name.lower().endswith((".mhd", ".mha")):
         _check_metaimage_data(path)

@@ -36,7 +36,16 @@ from radiossl.io.volume import Volume, check_affine
 _STORABLE = {
     np.dtype(t)
     for t in (
-        np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.uint64, np.int64, np.float32, np.float64
+        np.uint8,
+        np.int8,
+        np.uint16,
+        np.int16,
+        np.uint32,
+        np.int32,
+        np.uint64,
+        np.int64,
+        np.float32,
+        np.float64,
     )
 }
 
@@ -55,7 +64,9 @@ def write_image(
     target = Path(path)
     fmt = image_format(target)
     if fmt is None:
-        raise DataError(f"{target}: cannot write this file type (use one of {', '.join(SUPPORTED_EXTENSIONS)})")
+        raise DataError(
+            f"{target}: cannot write this file type (use one of {', '.join(SUPPORTED_EXTENSIONS)})"
+        )
     array = image.array if isinstance(image, Volume) else np.asarray(image)
     geometry = _resolve_affine(image, like, affine)
     array = _storable(array)
@@ -110,7 +121,7 @@ def _write_nifti(path: Path, array: np.ndarray, affine: np.ndarray) -> None:
 
 
 def _write_itk(path: Path, array: np.ndarray, affine: np.ndarray) -> None:
-    import SimpleITK as sitk
+    import SimpleITK as sitk  # noqa: N813 - the conventional alias
 
     img = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose(2, 1, 0)), isVector=False)
     spacing, origin, direction = itk_from_affine(affine)

@@ -1,6 +1,8 @@
-"""Loss functions shared by the pretext methods (pure functions plus thin ``nn.Module`` wrappers)."""
+"""Loss functions shared by the pretext methods (pure functions plus thin ``nn.Module`` wrappers).
 
-from radiossl.losses.legacy_ce import legacy_ce, legacy_swav
+The thesis' losses for ``legacy: true`` runs live in :mod:`radiossl.losses.legacy_ce`.
+"""
+
 from radiossl.losses.sinkhorn import scrambled_reshape, sinkhorn_knopp
 from radiossl.losses.swapped_ce import (
     SoftCrossEntropy,
@@ -14,8 +16,6 @@ __all__ = [
     "SoftCrossEntropy",
     "SwappedPredictionLoss",
     "cross_entropy_soft",
-    "legacy_ce",
-    "legacy_swav",
     "safe_log",
     "scrambled_reshape",
     "sinkhorn_knopp",

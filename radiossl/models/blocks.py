@@ -81,7 +81,7 @@ class Down(nn.Module):
 
 
 class Up(nn.Module):
-    """Decoder stage: upsample ``in_channels`` by 2, concatenate the skip (if any), DoubleConv to ``out_channels``.
+    """Decoder stage: upsample by 2, concatenate the skip feature (if any), DoubleConv to ``out_channels``.
 
     With ``heads=True`` it also owns the PCRLv2 pretraining heads, evaluated by :meth:`heads`:
     ``bn`` (BatchNorm1d on the globally pooled output = projection), ``predictor_head``
@@ -123,7 +123,9 @@ class Up(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Projection ``pro`` [B, c], prediction ``pre`` [B, c] and (optionally) mask logits [B, 1, ...]."""
         if not self.has_heads:
-            raise RuntimeError("this decoder stage was built without pretraining heads (pretrain_heads=False)")
+            raise RuntimeError(
+                "this decoder stage was built without pretraining heads (pretrain_heads=False)"
+            )
         pro = self.bn(torch.flatten(nn.functional.adaptive_avg_pool3d(h, 1), 1))
         pre = self.predictor_head(pro)
         mask = self.deep_supervision_head(h) if with_mask else None

@@ -111,19 +111,24 @@ def optimizer_summary(state: Any) -> dict[str, Any]:
 
 
 def _content_kind(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """``patch-cluster``, ``pretrain-unet`` (heads, 1 output), ``pixel-cluster`` (heads, K outputs),
-    ``unet`` (decoder, no heads), ``encoder`` or ``unknown``, from cleaned-or-not key names."""
-    keys = {strip_wrapper_prefixes(k): v for k, v in state_dict.items()}
+    """``patch-cluster-net``, ``unet3d+heads`` (PCRLv2 heads), ``unet3d``, ``encoder`` or ``unknown``."""
+    keys = {strip_wrapper_prefixes(k) for k in state_dict}
     if "prototypes.weight" in keys:
-        return "patch-cluster"
+        return "patch-cluster-net"
     if "up_tr256.bn.weight" in keys:
-        out = keys.get("out_tr.final_conv.weight")
-        return "pixel-cluster" if out is not None and out.shape[0] > 1 else "pretrain-unet"
+        return "unet3d+heads"
     if "up_tr256.up_conv.weight" in keys:
-        return "unet"
+        return "unet3d"
     if _STEM in keys:
         return "encoder"
     return "unknown"
+
+
+def _out_channels(state_dict: Mapping[str, torch.Tensor]) -> int | None:
+    for key, value in state_dict.items():
+        if strip_wrapper_prefixes(key) == "out_tr.final_conv.weight":
+            return int(value.shape[0])
+    return None
 
 
 def classify(obj: Any, path: str | Path = "<memory>") -> tuple[str, dict[str, torch.Tensor], dict[str, Any]]:
@@ -136,7 +141,9 @@ def classify(obj: Any, path: str | Path = "<memory>") -> tuple[str, dict[str, to
         meta["architecture"] = _content_kind(obj)
         return "state-dict", dict(obj), meta
     if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a dict of tensors or a checkpoint dict")
+        raise CheckpointError(
+            f"{path}: holds a {type(obj).__name__}, not a dict of tensors or a checkpoint dict"
+        )
     meta["top_level_keys"] = [str(k) for k in obj]
     family: str
     if "format_version" in obj and is_state_dict(obj.get("encoder")):
@@ -147,7 +154,8 @@ def classify(obj: Any, path: str | Path = "<memory>") -> tuple[str, dict[str, to
         found = next((name for name in _STATE_DICT_ENTRIES if is_state_dict(obj.get(name))), None)
         if found is None:
             raise CheckpointError(
-                f"{path}: no state dict found; top-level keys are {', '.join(meta['top_level_keys']) or 'none'}"
+                f"{path}: no state dict found; "
+                f"top-level keys are {', '.join(meta['top_level_keys']) or 'none'}"
             )
         entry = found
         family = _foreign_family(obj, entry)
@@ -173,16 +181,18 @@ def classify(obj: Any, path: str | Path = "<memory>") -> tuple[str, dict[str, to
 def _foreign_family(obj: Mapping[str, Any], entry: str) -> str:
     if entry != "state_dict":
         return "state-dict"
-    kind = _content_kind(obj[entry])
+    state_dict = obj[entry]
+    kind = _content_kind(state_dict)
     pretext_container = "opt" in obj or "optimizer" in obj
-    finetune_container = "optimizer_state_dict" in obj
-    if kind in ("patch-cluster", "pixel-cluster"):
+    finetune_container = "optimizer_state_dict" in obj and not pretext_container
+    if kind == "patch-cluster-net":
         return "thesis-pretext"
-    if kind == "pretrain-unet":
+    if kind == "unet3d+heads":
         if pretext_container:
-            return "pcrlv2"
+            # PCRLv2 has one output channel; the thesis' pixel-level clustering net has K.
+            return "pcrlv2" if _out_channels(state_dict) in (1, None) else "thesis-pretext"
         return "thesis-finetune" if finetune_container else "state-dict"
-    if kind == "unet" and (finetune_container or any(k.startswith("module.") for k in obj[entry])):
+    if kind == "unet3d" and (finetune_container or any(k.startswith("module.") for k in state_dict)):
         return "models-genesis"
     return "state-dict"
 
@@ -209,20 +219,31 @@ def infer_model_spec(state_dict: Mapping[str, torch.Tensor], family: str = "") -
     spec: dict[str, Any]
     if "prototypes.weight" in sd and "cluster_projection_head.weight" in sd:
         k, proj_dim = (int(s) for s in sd["prototypes.weight"].shape)
-        spec = {"class": "PatchClusterNet", "kwargs": {"in_channels": in_channels, "k": k, "width": width,
-                                                       "norm": norm, "proj_dim": proj_dim}}
+        spec = {
+            "class": "PatchClusterNet",
+            "kwargs": {
+                "in_channels": in_channels,
+                "k": k,
+                "width": width,
+                "norm": norm,
+                "proj_dim": proj_dim,
+            },
+        }
     elif "up_tr256.up_conv.weight" in sd and "up_tr256.ops.0.conv1.weight" in sd:
         upsampled = int(sd["up_tr256.up_conv.weight"].shape[1])
         out = sd.get("out_tr.final_conv.weight")
-        spec = {"class": "UNet3D", "kwargs": {
-            "in_channels": in_channels,
-            "out_channels": int(out.shape[0]) if out is not None else 1,
-            "width": width,
-            "skip_connections": int(sd["up_tr256.ops.0.conv1.weight"].shape[1]) > upsampled,
-            "norm": norm,
-            "decoder": True,
-            "pretrain_heads": "up_tr256.bn.weight" in sd,
-        }}
+        spec = {
+            "class": "UNet3D",
+            "kwargs": {
+                "in_channels": in_channels,
+                "out_channels": int(out.shape[0]) if out is not None else 1,
+                "width": width,
+                "skip_connections": int(sd["up_tr256.ops.0.conv1.weight"].shape[1]) > upsampled,
+                "norm": norm,
+                "decoder": True,
+                "pretrain_heads": "up_tr256.bn.weight" in sd,
+            },
+        }
     else:
         spec = {"class": "Encoder3D", "kwargs": {"in_channels": in_channels, "width": width, "norm": norm}}
     try:

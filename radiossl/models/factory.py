@@ -80,7 +80,9 @@ def build_model(spec: dict[str, Any]) -> nn.Module:
     name = spec["class"]
     cls = _CLASSES.get(name)
     if cls is None:
-        raise CheckpointError(f"model spec names unknown class {name!r}; known: {', '.join(sorted(_CLASSES))}")
+        raise CheckpointError(
+            f"model spec names unknown class {name!r}; known: {', '.join(sorted(_CLASSES))}"
+        )
     kwargs = spec.get("kwargs") or {}
     if not isinstance(kwargs, dict):
         raise CheckpointError(f"model spec kwargs must be a dict, got {kwargs!r}")

@@ -117,8 +117,10 @@ class LoadReport:
         """Reasons a strict load fails (missing ``num_batches_tracked`` buffers are tolerated)."""
         out = [f"missing {k}" for k in self.missing if not k.endswith("num_batches_tracked")]
         out += [f"unexpected {k}" for k in self.unexpected]
-        out += [f"shape {m.key}: checkpoint {list(m.checkpoint_shape)} vs model {list(m.model_shape)}"
-                for m in self.shape_mismatched]
+        out += [
+            f"shape {m.key}: checkpoint {list(m.checkpoint_shape)} vs model {list(m.model_shape)}"
+            for m in self.shape_mismatched
+        ]
         return out
 
     def summary(self) -> str:
@@ -158,7 +160,9 @@ class LoadReport:
         for module, count in per_module.items():
             table.add_row("[green]matched[/]", f"{module}.* ({count})", "", "")
         for a in self.adapted:
-            table.add_row("[cyan]adapted[/]", a.key, str(list(a.checkpoint_shape)), f"{list(a.model_shape)}: {a.how}")
+            table.add_row(
+                "[cyan]adapted[/]", a.key, str(list(a.checkpoint_shape)), f"{list(a.model_shape)}: {a.how}"
+            )
         for m in self.shape_mismatched:
             table.add_row("[red]shape[/]", m.key, str(list(m.checkpoint_shape)), str(list(m.model_shape)))
         for key in self.missing:
@@ -166,7 +170,9 @@ class LoadReport:
         for key in self.unexpected:
             table.add_row("[magenta]unexpected[/]", key, "", "no such tensor in the model")
         if self.skipped:
-            table.add_row("[dim]skipped[/]", f"{len(self.skipped)} tensors", "", f"outside transfer={self.transfer}")
+            table.add_row(
+                "[dim]skipped[/]", f"{len(self.skipped)} tensors", "", f"outside transfer={self.transfer}"
+            )
         return table
 
 
@@ -273,7 +279,7 @@ def load_pretrained(
     allow_unsafe: bool = False,
     key_map: Mapping[str, str | None] | None = None,
 ) -> LoadReport:
-    """Copy pretrained tensors from ``source`` (a file, a :class:`RawCheckpoint` or a state dict) into ``model``.
+    """Copy pretrained tensors from ``source`` into ``model`` and report what was loaded.
 
     Args:
         model: the target network (DataParallel/DDP/compiled wrappers are unwrapped).
@@ -294,7 +300,9 @@ def load_pretrained(
     if transfer not in ("encoder", "all"):
         raise ConfigError(f"transfer must be 'encoder' or 'all', got {transfer!r}")
     if adapt_in_channels not in (True, False, "scale", "repeat"):
-        raise ConfigError(f"adapt_in_channels must be True, False, 'scale' or 'repeat', got {adapt_in_channels!r}")
+        raise ConfigError(
+            f"adapt_in_channels must be True, False, 'scale' or 'repeat', got {adapt_in_channels!r}"
+        )
     raw = _as_raw(source, allow_unsafe)
     net = unwrap_model(model)
     state = clean_state_dict(raw.state_dict, key_map)
@@ -331,21 +339,23 @@ def load_pretrained(
     if strict and report.problems:
         shown = "; ".join(report.problems[:5]) + (" ..." if len(report.problems) > 5 else "")
         raise CheckpointError(
-            f"{raw.source}: does not fit {type(net).__name__} strictly ({len(report.problems)} problems: {shown})"
+            f"{raw.source}: does not fit {type(net).__name__} strictly "
+            f"({len(report.problems)} problems: {shown})"
         )
     net.load_state_dict(to_load, strict=False)
     return report
 
 
-def _adapt(
-    weight: torch.Tensor, in_channels: int, mode: bool | str
-) -> tuple[torch.Tensor | None, str]:
+def _adapt(weight: torch.Tensor, in_channels: int, mode: bool | str) -> tuple[torch.Tensor | None, str]:
+    """Adapted first-conv weight and a note on how, or ``(None, "")`` when ``mode`` cannot apply."""
     c = int(weight.shape[1])
-    if mode == "repeat":
-        if c != 1:
-            return None, ""
-        return weight.repeat(1, in_channels, *([1] * (weight.dim() - 2))), f"tiled {in_channels}x without scaling"
-    return adapt_input_channels(weight, in_channels), f"summed over {c}, tiled {in_channels}x, scaled 1/{in_channels}"
+    if mode != "repeat":
+        note = f"summed over {c}, tiled {in_channels}x, scaled 1/{in_channels}"
+        return adapt_input_channels(weight, in_channels), note
+    if c != 1:
+        return None, ""
+    tiled = weight.repeat(1, in_channels, *([1] * (weight.dim() - 2)))
+    return tiled, f"tiled {in_channels}x without scaling"
 
 
 def spec_of(raw: RawCheckpoint) -> dict[str, Any] | None:
@@ -363,7 +373,9 @@ def model_from_checkpoint(
     raw = _as_raw(source, allow_unsafe)
     spec = spec_of(raw)
     if spec is None:
-        raise CheckpointError(f"{raw.source}: cannot tell which network these tensors belong to ({raw.family})")
+        raise CheckpointError(
+            f"{raw.source}: cannot tell which network these tensors belong to ({raw.family})"
+        )
     model = build_model(spec)
     return model, load_pretrained(model, raw, transfer="all", strict=True, adapt_in_channels=False)
 
@@ -400,8 +412,10 @@ def export_encoder(
     encoder_spec: dict[str, Any] | None
     kwargs = source_spec.get("kwargs", {}) if source_spec else {}
     if source_spec and source_spec["class"] in ("UNet3D", "PatchClusterNet", "Encoder3D") and kwargs:
-        encoder_spec = {"class": "Encoder3D", "kwargs": {k: kwargs[k] for k in ("in_channels", "width", "norm")
-                                                         if k in kwargs}}
+        encoder_spec = {
+            "class": "Encoder3D",
+            "kwargs": {k: kwargs[k] for k in ("in_channels", "width", "norm") if k in kwargs},
+        }
     else:
         encoder_spec = infer_model_spec(encoder, raw.family)
     payload = {

@@ -50,7 +50,8 @@ def check_input(x: torch.Tensor, in_channels: int) -> None:
     bad = [s for s in x.shape[2:] if s % DIVISOR]
     if bad:
         raise ValueError(
-            f"every spatial size must be a multiple of {DIVISOR} (three 2x poolings), got {tuple(x.shape[2:])}"
+            f"every spatial size must be a multiple of {DIVISOR} (three 2x poolings), "
+            f"got {tuple(x.shape[2:])}"
         )
 
 
@@ -79,7 +80,8 @@ class Encoder3D(nn.Module):
         self.down_tr512 = Down(self.down_tr256.out_channels, 3, self.width, self.norm)
         self.maxpool = nn.MaxPool3d(2)
         self.encoder_channels: tuple[int, ...] = tuple(
-            stage.out_channels for stage in (self.down_tr64, self.down_tr128, self.down_tr256, self.down_tr512)
+            stage.out_channels
+            for stage in (self.down_tr64, self.down_tr128, self.down_tr256, self.down_tr512)
         )
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -167,7 +169,7 @@ class UNet3D(Encoder3D):
         return self.decode(self.encode(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``[B, out_channels, X, Y, Z]`` (the bottleneck features when built with ``decoder=False``)."""
+        """Logits ``[B, out_channels, X, Y, Z]`` (bottleneck features when built with ``decoder=False``)."""
         if not self.has_decoder:
             return super().forward(x)
         hidden = self.decoder_features(x)

@@ -17,8 +17,11 @@ def rotation(ax: float, ay: float, az: float) -> np.ndarray:
     return rz @ ry @ rx
 
 
-def oblique_affine(angles: tuple[float, float, float], spacing: tuple[float, float, float],
-                   origin: tuple[float, float, float]) -> np.ndarray:
+def oblique_affine(
+    angles: tuple[float, float, float],
+    spacing: tuple[float, float, float],
+    origin: tuple[float, float, float],
+) -> np.ndarray:
     """A voxel -> world affine with a rotation and anisotropic spacing."""
     affine = np.eye(4)
     affine[:3, :3] = rotation(*angles) @ np.diag(spacing)

@@ -77,7 +77,9 @@ def test_genesis_without_num_batches_tracked_loads_strictly(tmp_path: Path, rand
 
 def _save_pcrlv2(path: Path, model: nn.Module) -> None:
     opt = argparse.Namespace(model="pcrlv2", lr=1e-3, epochs=240, b=32, output=Path("/runs"))
-    torch.save({"opt": opt, "state_dict": model.state_dict(), "optimizer": sgd_state(model), "epoch": 240}, path)
+    torch.save(
+        {"opt": opt, "state_dict": model.state_dict(), "optimizer": sgd_state(model), "epoch": 240}, path
+    )
 
 
 def test_pcrlv2_release_needs_explicit_unsafe_loading(
@@ -87,14 +89,18 @@ def test_pcrlv2_release_needs_explicit_unsafe_loading(
     path = tmp_path / "simance_multi_crop_luna_pretask_1.0_240.pt"
     _save_pcrlv2(path, source)
 
-    with pytest.raises(CheckpointError, match=r"argparse\.Namespace.*allow_unsafe=True.*--allow-unsafe-pickle"):
+    with pytest.raises(
+        CheckpointError, match=r"argparse\.Namespace.*allow_unsafe=True.*--allow-unsafe-pickle"
+    ):
         read_checkpoint(path)
     with pytest.raises(CheckpointError, match="allow_unsafe"):
         load_pretrained(pcrlv2_net(), path)
 
     raw = read_checkpoint(path, allow_unsafe=True)
     assert raw.family == "pcrlv2"
-    assert raw.meta["epoch"] == 240 and raw.meta["args"]["lr"] == 1e-3 and raw.meta["args"]["output"] == "/runs"
+    assert (
+        raw.meta["epoch"] == 240 and raw.meta["args"]["lr"] == 1e-3 and raw.meta["args"]["output"] == "/runs"
+    )
     assert len(raw.state_dict) == 169
     reference = pcrlv2_net()
     reference.load_state_dict(clean_state_dict(raw.state_dict), strict=True)
@@ -107,17 +113,22 @@ def test_pcrlv2_release_needs_explicit_unsafe_loading(
         out_t, feats_t, masks_t = target.forward_pretrain(volume)
         out_r, feats_r, masks_r = reference.forward_pretrain(volume)
     assert torch.allclose(out_t, out_r)
-    assert all(torch.allclose(a, b) for pair_t, pair_r in zip(feats_t, feats_r, strict=True)
-               for a, b in zip(pair_t, pair_r, strict=True))
+    assert all(
+        torch.allclose(a, b)
+        for pair_t, pair_r in zip(feats_t, feats_r, strict=True)
+        for a, b in zip(pair_t, pair_r, strict=True)
+    )
     assert all(torch.allclose(a, b) for a, b in zip(masks_t, masks_r, strict=True))
 
 
-def test_pcrlv2_state_dict_alone_loads_safely(tmp_path: Path, randomise: Randomise, volume: torch.Tensor) -> None:
+def test_pcrlv2_state_dict_alone_loads_safely(
+    tmp_path: Path, randomise: Randomise, volume: torch.Tensor
+) -> None:
     source = randomise(pcrlv2_net())
     path = tmp_path / "pcrlv2_weights.pth"
     torch.save(source.state_dict(), path)
     raw = read_checkpoint(path)
-    assert raw.family == "state-dict" and raw.meta["architecture"] == "pretrain-unet"
+    assert raw.family == "state-dict" and raw.meta["architecture"] == "unet3d+heads"
     target = pcrlv2_net()
     load_pretrained(target, path, transfer="all", strict=True)
     assert outputs_equal(target, source, volume)
@@ -132,13 +143,17 @@ def test_pcrlv2_encoder_into_groupnorm_skip_model(tmp_path: Path, randomise: Ran
     decoder_before = target.up_tr256.ops[0].conv1.weight.clone()
     report = load_pretrained(target, path, transfer="encoder", allow_unsafe=True)
     assert len(report.matched) == 32  # 8 ConvUnits x (conv w, b, norm w, b)
-    assert len(report.unexpected) == 24 and all("running" in k or "num_batches" in k for k in report.unexpected)
+    assert len(report.unexpected) == 24 and all(
+        "running" in k or "num_batches" in k for k in report.unexpected
+    )
     assert not report.missing and not report.shape_mismatched
     assert len(report.skipped) == 169 - 56
     assert torch.equal(target.down_tr512.ops[1].bn1.weight, source.down_tr512.ops[1].bn1.weight)
     assert torch.equal(target.up_tr256.ops[0].conv1.weight, decoder_before)
     with pytest.raises(CheckpointError, match="strictly"):
-        load_pretrained(UNet3D(width=TINY, norm="group"), path, transfer="encoder", strict=True, allow_unsafe=True)
+        load_pretrained(
+            UNet3D(width=TINY, norm="group"), path, transfer="encoder", strict=True, allow_unsafe=True
+        )
 
 
 def test_all_transfer_reports_and_skips_shape_mismatches(randomise: Randomise) -> None:
@@ -172,7 +187,9 @@ def test_one_to_four_channel_adaptation_keeps_the_response(randomise: Randomise)
     x = torch.rand(2, 1, 16, 16, 16)
     with torch.no_grad():
         assert torch.allclose(target(x.repeat(1, 4, 1, 1, 1)), source(x), atol=1e-5)
-    assert torch.allclose(target.down_tr64.ops[0].conv1.weight[:, 2:3], source.down_tr64.ops[0].conv1.weight / 4)
+    assert torch.allclose(
+        target.down_tr64.ops[0].conv1.weight[:, 2:3], source.down_tr64.ops[0].conv1.weight / 4
+    )
 
 
 def test_four_to_one_channel_adaptation_sums(randomise: Randomise) -> None:
@@ -200,11 +217,15 @@ def test_adaptation_modes(randomise: Randomise) -> None:
     assert torch.allclose(adapt_input_channels(w, 2).sum(dim=1), w.sum(dim=1), atol=1e-6)
 
 
-def test_thesis_pretext_and_finetune_files(tmp_path: Path, randomise: Randomise, volume: torch.Tensor) -> None:
+def test_thesis_pretext_and_finetune_files(
+    tmp_path: Path, randomise: Randomise, volume: torch.Tensor
+) -> None:
     patch = randomise(PatchClusterNet(k=10, width=TINY))
-    torch.save({"state_dict": patch.state_dict(), "optimizer": sgd_state(patch), "epoch": 3}, tmp_path / "p.pt")
+    torch.save(
+        {"state_dict": patch.state_dict(), "optimizer": sgd_state(patch), "epoch": 3}, tmp_path / "p.pt"
+    )
     raw = read_checkpoint(tmp_path / "p.pt")
-    assert raw.family == "thesis-pretext" and raw.meta["architecture"] == "patch-cluster"
+    assert raw.family == "thesis-pretext" and raw.meta["architecture"] == "patch-cluster-net"
     target = PatchClusterNet(k=10, width=TINY)
     load_pretrained(target, raw, transfer="all", strict=True)
     target.eval()
@@ -213,12 +234,16 @@ def test_thesis_pretext_and_finetune_files(tmp_path: Path, randomise: Randomise,
         assert torch.allclose(target(volume)[1], patch(volume)[1])
 
     pixel = randomise(UNet3D(out_channels=10, width=TINY, skip_connections=False, pretrain_heads=True))
-    torch.save({"state_dict": pixel.state_dict(), "optimizer": sgd_state(pixel), "epoch": 1}, tmp_path / "c.pt")
-    assert read_checkpoint(tmp_path / "c.pt").meta["architecture"] == "pixel-cluster"
+    torch.save(
+        {"state_dict": pixel.state_dict(), "optimizer": sgd_state(pixel), "epoch": 1}, tmp_path / "c.pt"
+    )
+    assert read_checkpoint(tmp_path / "c.pt").family == "thesis-pretext"
 
     seg = randomise(UNet3D(in_channels=4, out_channels=3, width=TINY, norm="group", pretrain_heads=True))
-    torch.save({"epoch": 50, "state_dict": seg.state_dict(), "optimizer_state_dict": sgd_state(seg)},
-               tmp_path / "ft.pt")
+    torch.save(
+        {"epoch": 50, "state_dict": seg.state_dict(), "optimizer_state_dict": sgd_state(seg)},
+        tmp_path / "ft.pt",
+    )
     raw = read_checkpoint(tmp_path / "ft.pt")
     assert raw.family == "thesis-finetune"
     rebuilt, report = model_from_checkpoint(raw)
@@ -227,11 +252,22 @@ def test_thesis_pretext_and_finetune_files(tmp_path: Path, randomise: Randomise,
     assert outputs_equal(rebuilt, seg, x)
 
 
-def test_radiossl_checkpoint_and_encoder_export(tmp_path: Path, randomise: Randomise, volume: torch.Tensor) -> None:
+def test_radiossl_checkpoint_and_encoder_export(
+    tmp_path: Path, randomise: Randomise, volume: torch.Tensor
+) -> None:
     source = randomise(UNet3D(width=TINY, skip_connections=False, pretrain_heads=True))
     path = tmp_path / "checkpoint_final.pt"
-    torch.save({"format_version": FORMAT_VERSION, "model": source.state_dict(), "model_spec": model_spec(source),
-                "config": {"optim": {"lr": 0.002}}, "epoch": 5, "optimizer": sgd_state(source)}, path)
+    torch.save(
+        {
+            "format_version": FORMAT_VERSION,
+            "model": source.state_dict(),
+            "model_spec": model_spec(source),
+            "config": {"optim": {"lr": 0.002}},
+            "epoch": 5,
+            "optimizer": sgd_state(source),
+        },
+        path,
+    )
     raw = read_checkpoint(path)
     assert raw.family == "radiossl" and raw.meta["model_spec"] == model_spec(source)
     assert raw.meta["config"] == {"optim": {"lr": 0.002}} and raw.meta["epoch"] == 5
@@ -243,7 +279,10 @@ def test_radiossl_checkpoint_and_encoder_export(tmp_path: Path, randomise: Rando
     obj = torch.load(out, weights_only=True)
     assert set(obj) == {"format_version", "encoder", "model_spec", "encoder_prefixes", "source"}
     assert obj["encoder_prefixes"] == ["down_tr"] and len(obj["encoder"]) == 56
-    assert obj["model_spec"] == {"class": "Encoder3D", "kwargs": {"in_channels": 1, "width": TINY, "norm": "batch"}}
+    assert obj["model_spec"] == {
+        "class": "Encoder3D",
+        "kwargs": {"in_channels": 1, "width": TINY, "norm": "batch"},
+    }
     assert obj["source"]["family"] == "radiossl" and obj["source"]["epoch"] == 5
     enc = read_checkpoint(out)
     assert enc.family == "radiossl-encoder"
@@ -254,7 +293,9 @@ def test_radiossl_checkpoint_and_encoder_export(tmp_path: Path, randomise: Rando
     target.eval()
     source.eval()
     with torch.no_grad():
-        assert all(torch.equal(a, b) for a, b in zip(target.encode(volume), source.encode(volume), strict=True))
+        assert all(
+            torch.equal(a, b) for a, b in zip(target.encode(volume), source.encode(volume), strict=True)
+        )
 
 
 def test_export_from_pcrlv2_and_genesis(tmp_path: Path, randomise: Randomise) -> None:
@@ -265,19 +306,31 @@ def test_export_from_pcrlv2_and_genesis(tmp_path: Path, randomise: Randomise) ->
     assert read_checkpoint(tmp_path / "e.pt").meta["source"]["family"] == "pcrlv2"
 
     gen = randomise(genesis_net())
-    torch.save({"epoch": 1, "state_dict": {f"module.{k}": v for k, v in gen.state_dict().items()},
-                "optimizer_state_dict": {}}, tmp_path / "g.pt")
+    torch.save(
+        {
+            "epoch": 1,
+            "state_dict": {f"module.{k}": v for k, v in gen.state_dict().items()},
+            "optimizer_state_dict": {},
+        },
+        tmp_path / "g.pt",
+    )
     export_encoder(tmp_path / "g.pt", tmp_path / "ge.pt")
     enc = torch.load(tmp_path / "ge.pt", weights_only=True)
-    assert enc["model_spec"]["kwargs"]["norm"] == "genesis" and "down_tr64.ops.0.conv1.weight" in enc["encoder"]
+    assert (
+        enc["model_spec"]["kwargs"]["norm"] == "genesis" and "down_tr64.ops.0.conv1.weight" in enc["encoder"]
+    )
 
 
 def test_key_map_and_prefix_cleaning(randomise: Randomise) -> None:
     source = randomise(UNet3D(width=TINY, norm="group"))
-    renamed = {f"_orig_mod.backbone.{k[len('down_tr'):]}" if k.startswith("down_tr") else f"module.{k}": v
-               for k, v in source.state_dict().items()}
+    renamed = {
+        f"_orig_mod.backbone.{k[len('down_tr') :]}" if k.startswith("down_tr") else f"module.{k}": v
+        for k, v in source.state_dict().items()
+    }
     target = UNet3D(width=TINY, norm="group")
-    report = load_pretrained(target, renamed, transfer="all", key_map={"backbone.": "down_tr", "out_tr.": None})
+    report = load_pretrained(
+        target, renamed, transfer="all", key_map={"backbone.": "down_tr", "out_tr.": None}
+    )
     assert not report.unexpected and report.missing == ["out_tr.final_conv.weight", "out_tr.final_conv.bias"]
     assert torch.equal(target.down_tr128.ops[1].conv1.weight, source.down_tr128.ops[1].conv1.weight)
     with pytest.raises(CheckpointError, match="same name"):
@@ -301,8 +354,12 @@ def test_unreadable_files(tmp_path: Path) -> None:
 
 
 def test_infer_model_spec() -> None:
-    for model in (pcrlv2_net(), UNet3D(in_channels=4, out_channels=3, width=0.25, norm="group", pretrain_heads=True),
-                  PatchClusterNet(k=7, width=TINY), UNet3D(width=TINY, decoder=False)):
+    for model in (
+        pcrlv2_net(),
+        UNet3D(in_channels=4, out_channels=3, width=0.25, norm="group", pretrain_heads=True),
+        PatchClusterNet(k=7, width=TINY),
+        UNet3D(width=TINY, decoder=False),
+    ):
         spec = infer_model_spec(model.state_dict())
         assert spec is not None
         if spec["class"] != "Encoder3D":
@@ -317,8 +374,11 @@ def test_report_rendering(randomise: Randomise) -> None:
     from rich.console import Console
 
     source = randomise(pcrlv2_net())
-    report = load_pretrained(UNet3D(in_channels=2, out_channels=2, width=TINY, norm="group"),
-                             RawCheckpoint(source.state_dict(), "pcrlv2", path=Path("w.pt")), transfer="all")
+    report = load_pretrained(
+        UNet3D(in_channels=2, out_channels=2, width=TINY, norm="group"),
+        RawCheckpoint(source.state_dict(), "pcrlv2", path=Path("w.pt")),
+        transfer="all",
+    )
     assert isinstance(report, LoadReport)
     line = report.summary()
     assert line.startswith(f"loaded {report.loaded} tensors (all) from w.pt [pcrlv2]")
@@ -326,7 +386,9 @@ def test_report_rendering(randomise: Randomise) -> None:
     console = Console(record=True, width=200)
     console.print(report.table())
     text = console.export_text()
-    assert "down_tr64.ops.0.conv1.weight" in text and "adapted" in text and "up_tr64.ops.0.conv1.weight" in text
+    assert (
+        "down_tr64.ops.0.conv1.weight" in text and "adapted" in text and "up_tr64.ops.0.conv1.weight" in text
+    )
     assert "running_mean" in text  # BN buffers the GN model cannot take are listed as unexpected
     data = report.to_dict()
     assert data["adapted"][0]["model_shape"] == (8, 2, 3, 3, 3) and data["family"] == "pcrlv2"

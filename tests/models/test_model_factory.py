@@ -38,15 +38,26 @@ def test_round_trip(model: nn.Module) -> None:
     rebuilt.eval()
     with torch.no_grad():
         a, b = model(x), rebuilt(x)
-    for left, right in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,), strict=True):
+    for left, right in zip(
+        a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,), strict=True
+    ):
         assert torch.equal(left, right)
 
 
 def test_spec_contents() -> None:
     spec = model_spec(UNet3D(out_channels=2, width=TINY, norm="gn"))
-    assert spec == {"class": "UNet3D", "kwargs": {"in_channels": 1, "out_channels": 2, "width": 0.125,
-                                                  "skip_connections": True, "norm": "group", "decoder": True,
-                                                  "pretrain_heads": False}}
+    assert spec == {
+        "class": "UNet3D",
+        "kwargs": {
+            "in_channels": 1,
+            "out_channels": 2,
+            "width": 0.125,
+            "skip_connections": True,
+            "norm": "group",
+            "decoder": True,
+            "pretrain_heads": False,
+        },
+    }
 
 
 def test_wrappers_are_unwrapped() -> None:

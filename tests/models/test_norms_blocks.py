@@ -12,8 +12,15 @@ from radiossl.models.norms import ContBatchNorm3d, SafeBatchNorm1d, canonical_no
 
 @pytest.mark.parametrize(
     ("kind", "cls"),
-    [("batch", nn.BatchNorm3d), ("group", nn.GroupNorm), ("instance", nn.InstanceNorm3d),
-     ("genesis", ContBatchNorm3d), ("bn", nn.BatchNorm3d), ("gn", nn.GroupNorm), ("cbn", ContBatchNorm3d)],
+    [
+        ("batch", nn.BatchNorm3d),
+        ("group", nn.GroupNorm),
+        ("instance", nn.InstanceNorm3d),
+        ("genesis", ContBatchNorm3d),
+        ("bn", nn.BatchNorm3d),
+        ("gn", nn.GroupNorm),
+        ("cbn", ContBatchNorm3d),
+    ],
 )
 def test_make_norm_kinds(kind: str, cls: type) -> None:
     norm = make_norm(kind, 16)
@@ -98,6 +105,8 @@ def test_down_up_out_blocks() -> None:
 
 def test_scale_channels() -> None:
     assert [scale_channels(c, 1.0) for c in (32, 64, 512)] == [32, 64, 512]
-    assert scale_channels(32, 0.125) == 8 and scale_channels(64, 0.3) == 16 and scale_channels(64, 0.375) == 24
+    assert (
+        scale_channels(32, 0.125) == 8 and scale_channels(64, 0.3) == 16 and scale_channels(64, 0.375) == 24
+    )
     with pytest.raises(ValueError):
         scale_channels(32, 0.0)

@@ -14,10 +14,17 @@ def test_keys_are_encoder_plus_heads() -> None:
         net = PatchClusterNet(k=50)
     keys = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     extra = {k: s for k, s in keys.items() if not k.startswith("down_tr")}
-    assert extra == {"cluster_projection_head.weight": (64, 512), "cluster_projection_head.bias": (64,),
-                     "prototypes.weight": (50, 64)}
+    assert extra == {
+        "cluster_projection_head.weight": (64, 512),
+        "cluster_projection_head.bias": (64,),
+        "prototypes.weight": (50, 64),
+    }
     assert len(keys) == 56 + 3
-    assert net.patch_size == 8 and net.proto_num == 50 and net.head_prefixes == ("cluster_projection_head", "prototypes")
+    assert (
+        net.patch_size == 8
+        and net.proto_num == 50
+        and net.head_prefixes == ("cluster_projection_head", "prototypes")
+    )
 
 
 def test_shapes() -> None:

@@ -50,8 +50,12 @@ def _conv_unit(prefix: str, out: int, inp: int, k: int = 3) -> dict[str, tuple[i
 
 def _encoder_layout(in_channels: int = 1) -> dict[str, tuple[int, ...]]:
     keys: dict[str, tuple[int, ...]] = {}
-    plan = {"down_tr64": (in_channels, 32, 64), "down_tr128": (64, 64, 128),
-            "down_tr256": (128, 128, 256), "down_tr512": (256, 256, 512)}
+    plan = {
+        "down_tr64": (in_channels, 32, 64),
+        "down_tr128": (64, 64, 128),
+        "down_tr256": (128, 128, 256),
+        "down_tr512": (256, 256, 512),
+    }
     for name, (a, b, c) in plan.items():
         keys |= _conv_unit(f"{name}.ops.0", b, a) | _conv_unit(f"{name}.ops.1", c, b)
     return keys
@@ -60,8 +64,11 @@ def _encoder_layout(in_channels: int = 1) -> dict[str, tuple[int, ...]]:
 def _genesis_layout() -> dict[str, tuple[int, ...]]:
     """ModelsGenesis UNet3D keys and shapes (baselines spec A2.3)."""
     keys = _encoder_layout()
-    for name, (up, inp, c) in {"up_tr256": (512, 768, 256), "up_tr128": (256, 384, 128),
-                               "up_tr64": (128, 192, 64)}.items():
+    for name, (up, inp, c) in {
+        "up_tr256": (512, 768, 256),
+        "up_tr128": (256, 384, 128),
+        "up_tr64": (128, 192, 64),
+    }.items():
         keys[f"{name}.up_conv.weight"] = (up, up, 2, 2, 2)
         keys[f"{name}.up_conv.bias"] = (up,)
         keys |= _conv_unit(f"{name}.ops.0", c, inp) | _conv_unit(f"{name}.ops.1", c, c)
@@ -114,7 +121,9 @@ def test_encoder_only_key_layout() -> None:
 
 def test_group_norm_model_has_same_names_without_running_stats() -> None:
     keys = set(on_meta(UNet3D, norm="group").state_dict())
-    genesis = {k for k in _genesis_layout() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    genesis = {
+        k for k in _genesis_layout() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    }
     assert keys == genesis
 
 
@@ -139,7 +148,12 @@ def test_forward_shapes(norm: str, skip: bool, volume: torch.Tensor) -> None:
     out = net(volume)
     assert out.shape == (2, 3, 16, 16, 16)
     feats = net.encode(volume)
-    assert [tuple(f.shape) for f in feats] == [(2, 8, 16, 16, 16), (2, 16, 8, 8, 8), (2, 32, 4, 4, 4), (2, 64, 2, 2, 2)]
+    assert [tuple(f.shape) for f in feats] == [
+        (2, 8, 16, 16, 16),
+        (2, 16, 8, 8, 8),
+        (2, 32, 4, 4, 4),
+        (2, 64, 2, 2, 2),
+    ]
     assert feats[-1].shape[1] == net.encoder_channels[-1]
     dec = net.decoder_features(volume)
     assert [tuple(f.shape) for f in dec] == [(2, 32, 4, 4, 4), (2, 16, 8, 8, 8), (2, 8, 16, 16, 16)]
@@ -162,8 +176,11 @@ def test_forward_pretrain_global_and_local(volume: torch.Tensor) -> None:
     net = UNet3D(width=TINY, skip_connections=False, pretrain_heads=True)
     out, feats, masks = net.forward_pretrain(volume)
     assert out.shape == (2, 1, 16, 16, 16)
-    assert [(tuple(pro.shape), tuple(pre.shape)) for pro, pre in feats] == [((2, 32), (2, 32)), ((2, 16), (2, 16)),
-                                                                            ((2, 8), (2, 8))]
+    assert [(tuple(pro.shape), tuple(pre.shape)) for pro, pre in feats] == [
+        ((2, 32), (2, 32)),
+        ((2, 16), (2, 16)),
+        ((2, 8), (2, 8)),
+    ]
     assert [tuple(m.shape) for m in masks] == [(2, 1, 16, 16, 16)] * 3
     local = torch.rand(3, 1, 8, 8, 8)
     out, feats, masks = net.forward_pretrain(local, local=True)
@@ -186,7 +203,7 @@ def test_masks_are_logits_upsampled_from_each_level(volume: torch.Tensor) -> Non
 def test_forward_pretrain_with_skip_connections(volume: torch.Tensor) -> None:
     net = UNet3D(out_channels=5, width=TINY, skip_connections=True, norm="group", pretrain_heads=True)
     out, feats, masks = net.forward_pretrain(volume)
-    assert out.shape == (2, 5, 16, 16, 16) and len(masks) == 3
+    assert out.shape == (2, 5, 16, 16, 16) and len(masks) == 3 and len(feats) == 3
     assert isinstance(net.up_tr256.deep_supervision_head.bn1, nn.BatchNorm3d)  # 1 channel: never GroupNorm
 
 

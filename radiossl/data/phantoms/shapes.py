@@ -19,6 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# Three coordinates or lengths: a tuple/list or a NumPy array.
+Vec3 = Sequence[float] | np.ndarray
+
 
 @dataclass(frozen=True)
 class Grid:
@@ -62,8 +65,8 @@ class Grid:
 
 def ellipsoid(
     grid: Grid,
-    centre: Sequence[float],
-    radii: Sequence[float],
+    centre: Vec3,
+    radii: Vec3,
     rotation: np.ndarray | None = None,
 ) -> np.ndarray:
     """Level function of an (optionally rotated) ellipsoid: ``sqrt(sum(((p - c) / r) ** 2))``.
@@ -74,19 +77,21 @@ def ellipsoid(
     dx, dy, dz = x - np.float32(centre[0]), y - np.float32(centre[1]), z - np.float32(centre[2])
     if rotation is None:
         rx, ry, rz = (np.float32(r) for r in radii)
-        return np.sqrt((dx / rx) ** 2 + (dy / ry) ** 2 + (dz / rz) ** 2)
+        # Only the last sum is full size: the per-axis terms are 1-D broadcasts.
+        total = ((dx / rx) ** 2 + (dy / ry) ** 2) + (dz / rz) ** 2
+        return np.sqrt(total, out=total)
     rot = np.asarray(rotation, np.float32)
     total = np.zeros(grid.shape, np.float32)
     for axis in range(3):
         # Coordinate along the shape's own axis `axis` = column `axis` of the rotation, dotted with d.
-        u = rot[0, axis] * dx + rot[1, axis] * dy + rot[2, axis] * dz
-        total += (u / np.float32(radii[axis])) ** 2
-    return np.sqrt(total)
+        u = (rot[0, axis] * dx + rot[1, axis] * dy) + rot[2, axis] * dz
+        u *= np.float32(1.0 / radii[axis])
+        u *= u
+        total += u
+    return np.sqrt(total, out=total)
 
 
-def superellipse_xy(
-    grid: Grid, centre: Sequence[float], radii: Sequence[float], power: float = 2.5
-) -> np.ndarray:
+def superellipse_xy(grid: Grid, centre: Vec3, radii: Vec3, power: float = 2.5) -> np.ndarray:
     """Level function of an axial (x-y) superellipse extruded along z: a boxy body cross-section."""
     x, y, _ = grid.axes()
     ax = np.abs((x - np.float32(centre[0])) / np.float32(radii[0]))
@@ -95,7 +100,7 @@ def superellipse_xy(
     return np.broadcast_to(level, grid.shape).astype(np.float32)
 
 
-def cylinder_z(grid: Grid, centre_xy: Sequence[float], radii_xy: Sequence[float]) -> np.ndarray:
+def cylinder_z(grid: Grid, centre_xy: Vec3, radii_xy: Vec3) -> np.ndarray:
     """Level function of an elliptic cylinder along z (broadcast to the grid shape)."""
     x, y, _ = grid.axes()
     level = np.sqrt(
@@ -107,8 +112,18 @@ def cylinder_z(grid: Grid, centre_xy: Sequence[float], radii_xy: Sequence[float]
 
 def soft(level: np.ndarray, threshold: float | np.ndarray = 1.0, width: float = 0.05) -> np.ndarray:
     """Partial-volume weight of ``level < threshold``: 1 inside, 0 outside, a linear ramp of ``width``."""
-    w = np.clip((np.asarray(threshold, np.float32) - level) / np.float32(width) + 0.5, 0.0, 1.0)
-    return w.astype(np.float32, copy=False)
+    w = np.subtract(np.asarray(threshold, np.float32), level, dtype=np.float32)
+    w *= np.float32(1.0 / width)
+    w += np.float32(0.5)
+    return np.clip(w, 0.0, 1.0, out=w)
+
+
+def union(weights: Sequence[np.ndarray]) -> np.ndarray:
+    """Voxel-wise maximum of several weights (without stacking them into one big array)."""
+    out = np.array(weights[0], dtype=np.float32, copy=True)
+    for w in weights[1:]:
+        np.maximum(out, w, out=out)
+    return out
 
 
 def paint(image: np.ndarray, weight: np.ndarray, value: float | np.ndarray) -> None:
@@ -125,12 +140,12 @@ def random_rotation(rng: np.random.Generator, max_angle: float = np.pi) -> np.nd
     return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
 
 
-def tube_network(
-    field_a: np.ndarray, field_b: np.ndarray, radius: float | np.ndarray
-) -> np.ndarray:
+def tube_network(field_a: np.ndarray, field_b: np.ndarray, radius: float | np.ndarray) -> np.ndarray:
     """Level function of a random network of tubes: where two smooth fields are both near zero.
 
     The zero set of one smooth field is a surface; the intersection of two is a set of curves, so
     ``sqrt(a**2 + b**2) / radius`` is below 1 inside curvy tubes (vessels).
     """
-    return (np.sqrt(field_a * field_a + field_b * field_b) / np.asarray(radius, np.float32)).astype(np.float32)
+    return (np.sqrt(field_a * field_a + field_b * field_b) / np.asarray(radius, np.float32)).astype(
+        np.float32
+    )

@@ -16,6 +16,8 @@ from torch.nn import functional as F
 
 from radiossl.config import MethodConfig
 from radiossl.engine.protocol import StepContext, StepOutput
+from radiossl.models import Encoder3D
+from radiossl.models.factory import register_model_class
 from radiossl.pretext.base import PretextMethod
 
 
@@ -27,21 +29,28 @@ class RotationConfig(MethodConfig):
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout before the classifier.")
 
 
-class RotationNet(nn.Module):
-    """U-Net encoder (radiossl's key layout) plus a linear rotation classifier."""
+class RotationNet(Encoder3D):
+    """radiossl's U-Net encoder (same ``down_tr*`` keys, so finetuning transfers it) plus a classifier."""
 
-    def __init__(self, in_channels: int, width: float, norm: str, rotations: int, dropout: float) -> None:
-        super().__init__()
-        from radiossl.models import UNet3D
-
-        self.backbone = UNet3D(in_channels=in_channels, width=width, norm=norm, decoder=False)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(self.backbone.encoder_channels[-1], rotations)
+    def __init__(
+        self, in_channels: int = 1, width: float = 1.0, norm: str = "batch", rotations: int = 4,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__(in_channels=in_channels, width=width, norm=norm)
+        self.rotations = rotations
+        self.dropout_p = dropout
+        self.rotation_dropout = nn.Dropout(dropout)
+        self.rotation_classifier = nn.Linear(self.encoder_channels[-1], rotations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bottleneck = self.backbone.encode(x)[-1]
-        pooled = bottleneck.float().mean(dim=(2, 3, 4))
-        return self.classifier(self.dropout(pooled))
+        pooled = self.encode(x)[-1].float().mean(dim=(2, 3, 4))
+        return self.rotation_classifier(self.rotation_dropout(pooled))
+
+    def spec_kwargs(self) -> dict[str, Any]:
+        return {**super().spec_kwargs(), "rotations": self.rotations, "dropout": self.dropout_p}
+
+
+register_model_class(RotationNet)
 
 
 def rotate_batch(x: torch.Tensor, quarter_turns: torch.Tensor) -> torch.Tensor:
@@ -80,7 +89,3 @@ class RotationPrediction(PretextMethod):
         loss = F.cross_entropy(logits.float(), labels)
         accuracy = (logits.argmax(dim=1) == labels).float().mean().item()
         return StepOutput(loss=loss, metrics={"accuracy": accuracy})
-
-    def model_spec(self, model: nn.Module) -> dict[str, Any]:
-        # The backbone carries radiossl's key layout; finetuning loads it under the "backbone." prefix.
-        return {"class": "RotationNet", "encoder_prefix": "backbone.down_tr"}

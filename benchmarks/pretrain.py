@@ -1,0 +1,265 @@
+"""Pretraining throughput: crop pairs/s, peak memory and FLOP/s efficiency of one training step.
+
+Measures the patch-cluster method (model + loss + backward + optimiser step, exactly the calls the
+engine makes per step) on fabricated :class:`PairSample` batches, so data loading is not measured.
+Each precision runs in its own subprocess so that peak RSS (``resource.getrusage``) belongs to it.
+FLOPs of one step are counted with :class:`torch.utils.flop_counter.FlopCounterMode`, and compared
+with the best of a few large ``torch.matmul`` calls of the same dtype on the same machine.
+
+Usage::
+
+    python benchmarks/pretrain.py                          # width 1.0, 64x64x32, batch 2, fp32 + bf16
+    python benchmarks/pretrain.py --width 0.25 --steps 2 --amp none
+    python benchmarks/pretrain.py --json results.json
+
+Fails with a clear message when the method is not registered (``--method``, default patch-cluster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+PAIR_FIELDS = ("view1", "view2", "box1", "box2", "target1", "target2", "index")
+
+
+def _pair_sample_class() -> tuple[type, str]:
+    """The data contract's PairSample, or a stand-in with the same fields while it does not exist."""
+    try:
+        from radiossl.data.views import PairSample
+
+        return PairSample, "radiossl.data.views.PairSample"
+    except ImportError:
+        import torch
+
+        class PairSample(NamedTuple):  # identical field layout to the data contract
+            view1: torch.Tensor
+            view2: torch.Tensor
+            box1: torch.Tensor
+            box2: torch.Tensor
+            target1: torch.Tensor
+            target2: torch.Tensor
+            index: torch.Tensor
+
+        return PairSample, "stand-in PairSample (radiossl.data.views not importable)"
+
+
+def fabricate_batch(batch: int, crop: tuple[int, int, int], channels: int, seed: int) -> Any:
+    """Random crop pairs with overlapping boxes, collated like the DataLoader would."""
+    import torch
+
+    cls, _ = _pair_sample_class()
+    gen = torch.Generator().manual_seed(seed)
+    boxes1, boxes2 = [], []
+    for _ in range(batch):
+        start = torch.randint(0, 64, (3,), generator=gen)
+        shift = torch.stack([torch.randint(-c // 2, c // 2 + 1, (1,), generator=gen)[0] for c in crop])
+        box1, box2 = [], []
+        for axis, size in enumerate(crop):
+            a = int(start[axis]) + 64
+            b = a + int(shift[axis])
+            box1 += [a, a + size]
+            box2 += [b, b + size]
+        boxes1.append(box1)
+        boxes2.append(box2)
+    return cls(
+        torch.rand((batch, channels, *crop), generator=gen),
+        torch.rand((batch, channels, *crop), generator=gen),
+        torch.tensor(boxes1, dtype=torch.int64),
+        torch.tensor(boxes2, dtype=torch.int64),
+        torch.zeros((batch, 0), dtype=torch.int64),
+        torch.zeros((batch, 0), dtype=torch.int64),
+        torch.arange(batch),
+    )
+
+
+def matmul_peak(dtype_name: str, size: int = 2048, repeats: int = 5) -> float:
+    """Best achieved FLOP/s of a ``size``² x ``size``² matmul in ``dtype_name`` (float32 or bfloat16)."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a = torch.randn(size, size).to(dtype)
+    b = torch.randn(size, size).to(dtype)
+    torch.matmul(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * size**3 / best
+
+
+def run_child(args: argparse.Namespace) -> dict[str, Any]:
+    """Measure one precision in this process; return the numbers as a dict."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from radiossl.engine.optim import build_optimizer
+    from radiossl.engine.precision import autocast_context, make_grad_scaler
+    from radiossl.engine.protocol import StepContext
+    from radiossl.errors import PluginError
+    from radiossl.pretext.base import get_method, load_pretrain_config
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    amp = args.amp[0]  # a child measures one precision
+    try:
+        method_cls = get_method(args.method)
+    except PluginError as exc:
+        raise SystemExit(
+            f"benchmark needs the {args.method!r} pretext plugin, which is not available: {exc}\n"
+            "(radiossl.pretext.patch_cluster is written by another helper; rerun once it is installed)"
+        ) from None
+    crop = tuple(args.crop)
+    config = load_pretrain_config(
+        args.method,
+        overrides=[
+            f"model.width={args.width}",
+            f"data.crop_size={list(crop)}",
+            f"optim.batch_size={args.batch}",
+            f"runtime.amp={amp}",
+            "runtime.device=cpu",
+        ],
+    )
+    torch.manual_seed(0)
+    method = method_cls(config)
+    model = method.build_model()
+    model.train()
+    optimizer = build_optimizer(model, config.optim)
+    device = torch.device("cpu")
+    scaler = make_grad_scaler(device, amp)
+    batch = fabricate_batch(args.batch, crop, config.model.in_channels, seed=1)
+    context = StepContext(epoch=1, total_epochs=2, step=0, device=device)
+
+    def step() -> float:
+        with autocast_context(device, amp):
+            out = method.training_step(model, batch, context)
+        loss = out.loss.float()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        method.after_optimizer_step(model, context)
+        return float(loss.detach())
+
+    rss_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    losses = [step() for _ in range(args.warmup)]
+    times = []
+    for _ in range(args.steps):
+        start = time.perf_counter()
+        losses.append(step())
+        times.append(time.perf_counter() - start)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    flops = counter.get_total_flops()
+    step_time = statistics.median(times)
+    peak_dtype = "bfloat16" if amp == "bf16" else "float32"
+    peak = matmul_peak(peak_dtype)
+    return {
+        "method": args.method,
+        "amp": amp,
+        "width": args.width,
+        "crop": list(crop),
+        "batch": args.batch,
+        "threads": torch.get_num_threads(),
+        "sample_class": _pair_sample_class()[1],
+        "step_seconds": times,
+        "median_step_seconds": step_time,
+        "seconds_per_pair": step_time / args.batch,
+        "pairs_per_second": args.batch / step_time,
+        "flops_per_step": flops,
+        "gflop_per_pair": flops / args.batch / 1e9,
+        "achieved_gflops": flops / step_time / 1e9,
+        "matmul_peak_dtype": peak_dtype,
+        "matmul_peak_gflops": peak / 1e9,
+        "fraction_of_peak": flops / step_time / peak,
+        "peak_rss_mib": peak_kib / 1024.0,
+        "rss_before_steps_mib": rss_start / 1024.0,
+        "losses": losses,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--method", default="patch-cluster")
+    parser.add_argument("--width", type=float, default=1.0)
+    parser.add_argument("--crop", type=int, nargs=3, default=[64, 64, 32])
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=3, help="Timed steps per precision.")
+    parser.add_argument("--warmup", type=int, default=1, help="Untimed steps first.")
+    parser.add_argument("--amp", nargs="+", default=["none", "bf16"], choices=["none", "bf16", "fp16"])
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default).")
+    parser.add_argument("--json", type=Path, default=None, help="Also write the results here.")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:
+        print(json.dumps(run_child(args)))
+        return 0
+
+    results = []
+    for amp in args.amp:
+        command = [
+            sys.executable,
+            __file__,
+            "--child",
+            "--method",
+            args.method,
+            "--width",
+            str(args.width),
+            "--crop",
+            *map(str, args.crop),
+            "--batch",
+            str(args.batch),
+            "--steps",
+            str(args.steps),
+            "--warmup",
+            str(args.warmup),
+            "--amp",
+            amp,
+            "--threads",
+            str(args.threads),
+        ]
+        proc = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), check=False)
+        if proc.returncode != 0:
+            sys.stderr.write(proc.stderr)
+            return proc.returncode
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+    print(
+        f"{args.method}, width {args.width}, crops {'x'.join(map(str, args.crop))}, batch {args.batch}, "
+        f"{results[0]['threads']} threads, batches: {results[0]['sample_class']}"
+    )
+    header = (
+        f"{'amp':>5} {'s/step':>7} {'s/pair':>7} {'pairs/s':>8} {'GFLOP/pair':>10} {'GFLOP/s':>8} "
+        f"{'peak(dtype)':>16} {'eff':>5} {'peakRSS MiB':>11}  first losses"
+    )
+    print(header)
+    for r in results:
+        print(
+            f"{r['amp']:>5} {r['median_step_seconds']:7.2f} {r['seconds_per_pair']:7.2f} "
+            f"{r['pairs_per_second']:8.3f} {r['gflop_per_pair']:10.1f} {r['achieved_gflops']:8.1f} "
+            f"{r['matmul_peak_gflops']:8.1f} {r['matmul_peak_dtype']:>7} {r['fraction_of_peak']:5.2f} "
+            f"{r['peak_rss_mib']:11.0f}  {', '.join(f'{x:.4f}' for x in r['losses'][:3])}"
+        )
+    if len(results) > 1:
+        base = results[0]["pairs_per_second"]
+        for r in results[1:]:
+            print(f"speed-up of {r['amp']} over {results[0]['amp']}: {r['pairs_per_second'] / base:.2f}x")
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

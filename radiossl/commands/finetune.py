@@ -1,0 +1,154 @@
+"""``radiossl finetune``: train a 3D U-Net on a segmentation task, from scratch or from pretrained weights.
+
+Flags map onto config fields (``--data`` -> ``data.root``, ``--ratio`` -> ``data.ratio``, ...).
+Precedence: class defaults < task defaults < ``--config FILE`` < ``--set a.b=v`` < flags.
+Torch is imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from radiossl.commands.common import (
+    ConfigOption,
+    DeviceOption,
+    SeedOption,
+    SetOption,
+    WorkersOption,
+    console,
+    flags_dict,
+    handle_errors,
+)
+
+COMMAND_HELP = (
+    "Finetune a 3D U-Net on a segmentation task (brats, lits, nnunet or a plugin) from a raw dataset.\n\n"
+    "Starts from scratch or from --weights (a radiossl or foreign checkpoint; --transfer encoder|all). "
+    "Validates with hard Dice on whole validation volumes and keeps checkpoint_best.pt. Writes the run "
+    "folder under --out. For several GPUs: torchrun --nproc_per_node=N -m radiossl finetune ..."
+)
+RESUME_HELP = (
+    "Continue a run: 'auto' (the newest run under --out with the same name prefix, or --out itself "
+    "when it is a run folder; a new run if none) or a checkpoint file / run folder."
+)
+
+
+def finetune_flags(
+    data: Path | None = None,
+    out: Path | None = None,
+    weights: Path | None = None,
+    transfer: str | None = None,
+    train: str | None = None,
+    ratio: float | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    width: float | None = None,
+    seed: int | None = None,
+    device: str | None = None,
+    workers: int | None = None,
+    amp: str | None = None,
+    vis: bool | None = None,
+    allow_unsafe_pickle: bool | None = None,
+) -> dict[str, Any]:
+    """The nested config dict of the explicit command-line flags (absent flags are left out)."""
+    flags = flags_dict(
+        data={"root": data, "ratio": ratio, "workers": workers},
+        optim={"epochs": epochs, "batch_size": batch_size, "lr": lr},
+        runtime={"seed": seed, "device": device, "amp": amp},
+        model={"width": width},
+        logging={"vis": vis},
+    )
+    top = {
+        "out": out,
+        "weights": weights,
+        "transfer": transfer,
+        "train": train,
+        "allow_unsafe_pickle": allow_unsafe_pickle,
+    }
+    flags.update({key: value for key, value in top.items() if value is not None})
+    return flags
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("finetune", help=COMMAND_HELP)
+    @handle_errors
+    def finetune_command(
+        task: Annotated[
+            str | None,
+            typer.Option("--task", "-t", help="Task: brats, lits, nnunet (see `radiossl plugins list`)."),
+        ] = None,
+        data: Annotated[Path | None, typer.Option("--data", help="Raw dataset folder.")] = None,
+        out: Annotated[
+            Path | None, typer.Option("--out", help="Folder under which the run folder is made.")
+        ] = None,
+        weights: Annotated[
+            Path | None, typer.Option("--weights", help="Checkpoint to start from (default: from scratch).")
+        ] = None,
+        transfer: Annotated[
+            str | None, typer.Option("--transfer", help="What to load from --weights: encoder, all or none.")
+        ] = None,
+        train: Annotated[
+            str | None, typer.Option("--train", help="What trains: all, decoder (encoder frozen) or last.")
+        ] = None,
+        ratio: Annotated[
+            float | None, typer.Option("--ratio", help="Fraction of training cases (nested, seeded subsets).")
+        ] = None,
+        epochs: Annotated[int | None, typer.Option("--epochs", help="Training epochs.")] = None,
+        resume: Annotated[str | None, typer.Option("--resume", help=RESUME_HELP)] = None,
+        batch_size: Annotated[
+            int | None, typer.Option("--batch-size", help="Batch size per process.")
+        ] = None,
+        lr: Annotated[float | None, typer.Option("--lr", help="Learning rate.")] = None,
+        width: Annotated[float | None, typer.Option("--width", help="Network width multiplier.")] = None,
+        vis: Annotated[
+            bool | None,
+            typer.Option("--vis/--no-vis", help="Write PNG overlays of predictions to <run>/vis."),
+        ] = None,
+        amp: Annotated[str | None, typer.Option("--amp", help="Mixed precision: none, bf16 or fp16.")] = None,
+        allow_unsafe_pickle: Annotated[
+            bool | None,
+            typer.Option(
+                "--allow-unsafe-pickle", help="Load weights files holding pickled objects (trusted only)."
+            ),
+        ] = None,
+        config: ConfigOption = None,
+        overrides: SetOption = None,
+        seed: SeedOption = None,
+        device: DeviceOption = None,
+        workers: WorkersOption = None,
+    ) -> None:
+        """Finetune a 3D U-Net on a segmentation task (help text: COMMAND_HELP)."""
+        from radiossl.downstream.config import load_task_config
+        from radiossl.downstream.finetune import finetune
+
+        flags = finetune_flags(
+            data,
+            out,
+            weights,
+            transfer,
+            train,
+            ratio,
+            epochs,
+            batch_size,
+            lr,
+            width,
+            seed,
+            device,
+            workers,
+            amp,
+            vis,
+            allow_unsafe_pickle,
+        )
+        cfg = load_task_config("finetune", task, config, tuple(overrides or ()), flags)
+        result = finetune(cfg, resume=resume)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+            out_console = console()
+            best = "n/a" if result.best_metric is None else f"{result.best_metric:.4f}"
+            out_console.print(f"run folder: {result.run_dir}")
+            out_console.print(f"best checkpoint: {result.best_checkpoint} (val_dice {best})")
+            if result.stopped_early:
+                out_console.print("stopped early: validation Dice stopped improving (validation.patience)")

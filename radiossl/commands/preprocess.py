@@ -1,0 +1,153 @@
+"""``radiossl preprocess`` (crop pairs, PCRLv2 views, ModelsGenesis cubes) and ``radiossl lits-layout``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from radiossl.commands.common import (
+    EXIT_FAILURES,
+    ConfigOption,
+    SeedOption,
+    SetOption,
+    WorkersOption,
+    console,
+    handle_errors,
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``preprocess`` and ``lits-layout`` to ``app``."""
+
+    @app.command("preprocess")
+    @handle_errors
+    def preprocess_command(
+        dataset: str = typer.Option(
+            None,
+            "--dataset",
+            "-d",
+            help="Dataset adapter: brats18, lits17, luna16, nnunet (or a plugin).",
+            show_default=False,
+        ),
+        data: Path = typer.Option(None, "--data", help="Raw dataset folder.", show_default=False),
+        out: Path = typer.Option(
+            None, "--out", "-o", help="Output folder (new, or one to resume).", show_default=False
+        ),
+        views: str = typer.Option(
+            None,
+            "--views",
+            "--view",
+            help="cluster (crop pairs), pcrlv2 (pairs + 6 local crops) or genesis "
+            "(ModelsGenesis cubes). Default: cluster.",
+            show_default=False,
+        ),
+        pairs: int = typer.Option(
+            None, "--pairs", min=1, help="Samples per volume (default 16; genesis 32).", show_default=False
+        ),
+        shard: str = typer.Option(
+            None,
+            "--shard",
+            help="I/N: only cases with index % N == I (e.g. a SLURM "
+            "array task); run all shards into the same --out.",
+            show_default=False,
+        ),
+        multichannel: bool = typer.Option(
+            None,
+            "--multichannel/--per-channel",
+            help="BraTS/nnU-Net: one C-channel sample per case, or one "
+            "sample per modality (default, thesis).",
+            show_default=False,
+        ),
+        merge_only: bool = typer.Option(
+            False, "--merge-only", help="Only rebuild manifest.csv and preprocess.json from finished cases."
+        ),
+        workers: WorkersOption = None,
+        config: ConfigOption = None,
+        overrides: SetOption = None,
+        seed: SeedOption = None,
+    ) -> None:
+        """Cut training samples from a raw dataset: resample, normalise, sample crops, write a folder.
+
+        Resumable (a rerun skips finished volumes), shardable (--shard I/N), parallel (--workers N),
+        and deterministic for a seed. Bad volumes are reported and skipped; the exit code is 1 if any
+        failed, 2 for usage errors. Every other setting is a config field (see docs/data.md), e.g.
+        --set crop_size=[128,128,32] --set rejection.max_background=0.9 --set spacing=native.
+
+        Example: radiossl preprocess --dataset brats18 --data data/brats --out data/brats_proc --workers 2
+
+        A flat LiTS download is laid out first with: radiossl lits-layout LITS_DOWNLOAD --out data/lits
+        """
+        from radiossl.config import load_config_file_into
+        from radiossl.data.preprocess import PreprocessConfig, preprocess
+
+        given = {
+            "dataset": dataset,
+            "data": data,
+            "out": out,
+            "view": views,
+            "pairs": pairs,
+            "shard": shard,
+            "multichannel": multichannel,
+            "workers": workers,
+            "seed": seed,
+        }
+        flags = {key: value for key, value in given.items() if value is not None}
+        settings = load_config_file_into(PreprocessConfig, config, overrides or [], flags=flags)
+        result = preprocess(settings, merge_only=merge_only, console=console())
+        _report(result, settings)
+        if result.failed:
+            raise typer.Exit(EXIT_FAILURES)
+
+    @app.command("lits-layout")
+    @handle_errors
+    def lits_layout_command(
+        src: Path = typer.Argument(
+            ..., help="Folder with the LiTS download (volume-N.nii, segmentation-N.nii)."
+        ),
+        out: Path = typer.Option(..., "--out", "-o", help="Folder to create train/ and val/ in."),
+        mode: str = typer.Option("symlink", "--mode", help="symlink, copy, hardlink or move."),
+    ) -> None:
+        """Lay a flat LiTS-2017 download out as the thesis split: val = volumes 28-47, train = the rest.
+
+        Example: radiossl lits-layout ~/Downloads/LiTS --out data/lits
+        then:    radiossl preprocess --dataset lits17 --data data/lits --out data/lits_proc
+        """
+        from radiossl.data.lits_layout import lay_out_lits
+        from radiossl.errors import ConfigError
+
+        if mode not in ("symlink", "copy", "hardlink", "move"):
+            raise ConfigError(f"--mode {mode!r}: choose symlink, copy, hardlink or move")
+        result = lay_out_lits(src, out, mode=mode)  # type: ignore[arg-type]
+        line = (
+            f"[green]laid out[/] {result.train} train and {result.val} val volumes in {result.out} ({mode})"
+        )
+        console().print(line)
+        if result.missing_segmentations:
+            console().print(f"[yellow]no segmentation for[/] {', '.join(result.missing_segmentations)}")
+
+
+def _report(result: Any, settings: Any) -> None:
+    from rich.table import Table
+
+    out = console()
+    summary = Table(title=f"radiossl preprocess {settings.dataset} ({settings.view})", show_header=False)
+    summary.add_column("field", style="bold")
+    summary.add_column("value")
+    shard = f" (shard {result.shard[0]}/{result.shard[1]})" if result.shard else ""
+    summary.add_row("folder", str(result.out))
+    summary.add_row("cases", f"{result.total_cases}{shard}")
+    summary.add_row("already done", str(result.skipped))
+    summary.add_row("processed", f"{result.ok} ok, {result.failed} failed")
+    summary.add_row("samples written", str(result.samples))
+    summary.add_row("manifest rows", str(result.manifest_rows))
+    summary.add_row("time", f"{result.seconds:.1f} s")
+    out.print(summary)
+    if result.failures:
+        failures = Table(title="failed cases", title_style="bold red")
+        failures.add_column("case")
+        failures.add_column("reason", overflow="fold")
+        for failure in result.failures:
+            failures.add_row(failure.case_id, failure.reason)
+        out.print(failures)

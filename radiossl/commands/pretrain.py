@@ -1,0 +1,106 @@
+"""``radiossl pretrain``: self-supervised pretraining with a registered pretext method.
+
+Flags map onto config fields (``--data`` -> ``data.root``, ``--epochs`` -> ``optim.epochs``, ...).
+Precedence: class defaults < method defaults < ``--config FILE`` < ``--set a.b=v`` < flags.
+Torch is imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from radiossl.commands.common import (
+    ConfigOption,
+    DeviceOption,
+    SeedOption,
+    SetOption,
+    WorkersOption,
+    console,
+    flags_dict,
+    handle_errors,
+)
+
+COMMAND_HELP = (
+    "Pretrain a 3D U-Net encoder with a self-supervised method on a preprocessed folder.\n\n"
+    "Writes config.yaml, metrics.jsonl, checkpoint_{latest,best,final}.pt (and vis/ PNGs) into a run folder "
+    "under --out. For several GPUs: torchrun --nproc_per_node=N -m radiossl pretrain ..."
+)
+RESUME_HELP = (
+    "Continue a run: 'auto' (the newest run under --out with the same name prefix, or --out itself "
+    "when it is a run folder; a new run if none) or a checkpoint file / run folder."
+)
+
+
+def pretrain_flags(
+    data: Path | None = None,
+    out: Path | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    vis: bool | None = None,
+    seed: int | None = None,
+    device: str | None = None,
+    workers: int | None = None,
+    amp: str | None = None,
+    width: float | None = None,
+    tensorboard: bool | None = None,
+) -> dict[str, Any]:
+    """The nested config dict of the explicit command-line flags (absent flags are left out)."""
+    flags = flags_dict(
+        data={"root": data, "workers": workers},
+        optim={"epochs": epochs, "batch_size": batch_size, "lr": lr},
+        runtime={"seed": seed, "device": device, "amp": amp},
+        model={"width": width},
+        logging={"vis": vis, "tensorboard": tensorboard},
+    )
+    if out is not None:
+        flags["out"] = out
+    return flags
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("pretrain", help=COMMAND_HELP)
+    @handle_errors
+    def pretrain_command(
+        method: Annotated[
+            str | None, typer.Option("--method", "-m", help="Pretext method (see `radiossl plugins list`).")
+        ] = None,
+        data: Annotated[Path | None, typer.Option("--data", help="Preprocessed folder.")] = None,
+        out: Annotated[
+            Path | None, typer.Option("--out", help="Folder under which the run folder is made.")
+        ] = None,
+        epochs: Annotated[int | None, typer.Option("--epochs", help="Training epochs.")] = None,
+        batch_size: Annotated[
+            int | None, typer.Option("--batch-size", help="Batch size per process.")
+        ] = None,
+        lr: Annotated[float | None, typer.Option("--lr", help="Base learning rate.")] = None,
+        resume: Annotated[str | None, typer.Option("--resume", help=RESUME_HELP)] = None,
+        vis: Annotated[
+            bool | None, typer.Option("--vis/--no-vis", help="Write PNG visualisations to <run>/vis.")
+        ] = None,
+        config: ConfigOption = None,
+        overrides: SetOption = None,
+        seed: SeedOption = None,
+        device: DeviceOption = None,
+        workers: WorkersOption = None,
+        amp: Annotated[str | None, typer.Option("--amp", help="Mixed precision: none, bf16 or fp16.")] = None,
+        width: Annotated[float | None, typer.Option("--width", help="Network width multiplier.")] = None,
+        tensorboard: Annotated[
+            bool | None, typer.Option("--tensorboard/--no-tensorboard", help="Also log to TensorBoard.")
+        ] = None,
+    ) -> None:
+        """Pretrain a 3D U-Net encoder with a self-supervised method (help text: COMMAND_HELP)."""
+        from radiossl.engine.pretrain import pretrain
+        from radiossl.pretext.base import load_pretrain_config
+
+        flags = pretrain_flags(
+            data, out, epochs, batch_size, lr, vis, seed, device, workers, amp, width, tensorboard
+        )
+        cfg = load_pretrain_config(method, config, tuple(overrides or ()), flags)
+        result = pretrain(cfg, resume=resume)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+            console().print(f"final checkpoint: {result.final_checkpoint}")

@@ -1,0 +1,133 @@
+"""Dataset adapters: one class per raw on-disk layout, listing cases with their files.
+
+An adapter knows where a dataset keeps its images and labels, in which order the channels go, what
+the label values mean and how the data is split. Everything downstream (preprocessing, finetuning,
+evaluation) works on :class:`Case` objects, never on folder names. Adapters are plugins of the
+``radiossl.datasets`` entry-point group; :func:`get_adapter` returns one by name.
+
+Example:
+    >>> adapter = get_adapter("luna16")
+    >>> adapter.name, adapter.modality
+    ('luna16', 'ct')
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from radiossl.data.splits import Splits
+from radiossl.errors import DataError, PluginError
+
+GROUP = "radiossl.datasets"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One patient/scan: its image file per channel (model channel order), label file, and group."""
+
+    case_id: str
+    images: dict[str, Path]
+    label: Path | None
+    group: str | None = None
+
+    @property
+    def files(self) -> list[Path]:
+        """Every file of the case (images first, then the label)."""
+        return [*self.images.values(), *([self.label] if self.label is not None else [])]
+
+
+class DatasetAdapter(ABC):
+    """Base class of dataset adapters (see the module docstring).
+
+    Subclasses set ``name`` and ``modality`` (``"ct"`` or ``"mri"``) and implement
+    :meth:`channel_names`, :meth:`label_values`, :meth:`list_cases` and :meth:`default_splits`.
+    """
+
+    name: ClassVar[str]
+    modality: ClassVar[str]
+    #: Whether every case is expected to have a label file (checked by :meth:`check`).
+    labelled: ClassVar[bool] = True
+
+    @abstractmethod
+    def channel_names(self, root: Path) -> tuple[str, ...]:
+        """Channel names in model input order (e.g. ``("t1", "t2", "flair", "t1ce")``)."""
+
+    @abstractmethod
+    def label_values(self, root: Path) -> dict[str, int]:
+        """Label name -> voxel value, e.g. ``{"background": 0, "liver": 1, "tumour": 2}``."""
+
+    @abstractmethod
+    def list_cases(self, root: Path) -> list[Case]:
+        """All cases under ``root``, sorted by case id; raises DataError when the layout is wrong.
+
+        A case whose channel file is missing is still listed (with the expected path), so that it can
+        be reported per case; :meth:`case_problems` names what is wrong with it.
+        """
+
+    @abstractmethod
+    def default_splits(self, root: Path, cases: list[Case]) -> Splits:
+        """The dataset's standard train/val/test split of ``cases`` (by case id)."""
+
+    def channel_modalities(self, root: Path) -> dict[str, str]:
+        """Channel name -> ``"ct"`` or ``"mri"`` (decides the default intensity normalisation)."""
+        return {channel: self.modality for channel in self.channel_names(root)}
+
+    def case_problems(self, case: Case) -> list[str]:
+        """Problems that prevent reading ``case`` (missing channel files), one line each."""
+        problems = []
+        for channel, path in case.images.items():
+            if not path.is_file():
+                problems.append(f"case {case.case_id}: missing {channel} (expected {path})")
+        return problems
+
+    def check(self, root: Path) -> list[str]:
+        """Every problem found in the dataset, one line per problem (empty list = layout is fine)."""
+        cases = self.list_cases(root)
+        problems: list[str] = []
+        for case in cases:
+            problems.extend(self.case_problems(case))
+            if self.labelled and case.label is None:
+                problems.append(f"case {case.case_id}: no label file")
+        problems.extend(self.extra_files(root, cases))
+        return problems
+
+    def extra_files(self, root: Path, cases: list[Case]) -> list[str]:
+        """Files in case folders that the adapter does not use (reported by :meth:`check`)."""
+        return []
+
+
+def require_dir(root: Path, what: str) -> Path:
+    """``root`` as a Path, or DataError if it is not an existing folder."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: {what} folder not found")
+    return root
+
+
+def check_unique(cases: Iterable[Case], root: Path) -> list[Case]:
+    """Sort cases by id; DataError if two cases share an id."""
+    by_id: dict[str, Case] = {}
+    for case in cases:
+        if case.case_id in by_id:
+            first = next(iter(by_id[case.case_id].images.values()))
+            second = next(iter(case.images.values()))
+            raise DataError(
+                f"{root}: case id {case.case_id!r} appears twice ({first.parent} and {second.parent})"
+            )
+        by_id[case.case_id] = case
+    return [by_id[key] for key in sorted(by_id)]
+
+
+def get_adapter(name: str) -> DatasetAdapter:
+    """The dataset adapter registered as ``name`` (an instance), e.g. ``get_adapter("brats18")``."""
+    from radiossl import registry
+
+    obj = registry.get(GROUP, name)
+    adapter = obj() if isinstance(obj, type) else obj
+    if not isinstance(adapter, DatasetAdapter):
+        raise PluginError(f"dataset plugin {name!r} is {type(adapter).__name__}, not a DatasetAdapter")
+    return adapter

@@ -1,0 +1,525 @@
+"""Orchestration of ``radiossl preprocess``: parallel, shardable, resumable, failure-tolerant.
+
+1. List the dataset's cases (sorted by id), fix the split (``splits.json``) and resolve the plan;
+   a folder made with other settings is refused.
+2. Keep the cases of this shard (``index % n == i``), and skip every group whose fragment
+   ``cases/<group_id>.csv`` exists (resume).
+3. Process each remaining case in a worker process (or in this process for ``workers <= 1``): read
+   every file once, resample, normalise, sample all groups, write ``arrays/*.npy`` and then the
+   fragment, all atomically. A bad case is recorded with its reason; the others go on.
+4. Merge all fragments into ``manifest.csv`` and all statuses into ``preprocess.json``, under a folder
+   lock, so that the last shard to finish leaves the complete folder.
+
+Example (two phantom-free calls; see ``docs/data.md`` for a full run)::
+
+    from radiossl.data.preprocess import PreprocessConfig, preprocess
+    result = preprocess(PreprocessConfig(dataset="brats18", data="raw", out="proc", workers=2))
+    print(result.ok, result.failed)
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from radiossl import __version__
+from radiossl.data.datasets.base import Case, DatasetAdapter, get_adapter
+from radiossl.data.loading import RawCase, arrays_from_raw, read_case
+from radiossl.data.normalise import default_threshold
+from radiossl.data.preprocess.boxes import pad_to
+from radiossl.data.preprocess.cluster_pairs import PairSettings, sample_pairs
+from radiossl.data.preprocess.config import (
+    EXECUTION_FIELDS,
+    Plan,
+    PreprocessConfig,
+    parse_shard,
+    resolve_plan,
+)
+from radiossl.data.preprocess.genesis_cubes import GenesisSettings, sample_cubes
+from radiossl.data.preprocess.pcrlv2_views import LocalSettings, sample_pcrlv2
+from radiossl.data.processed import (
+    FORMAT,
+    FORMAT_VERSION,
+    folder_lock,
+    read_rows,
+    rows_to_csv,
+    target_files,
+)
+from radiossl.data.splits import Splits, load_splits, save_splits
+from radiossl.errors import ConfigError, DataError, RadiosslError
+from radiossl.utils.atomic import atomic_save_npy, atomic_write_text, write_json
+
+ProgressCallback = Callable[[str, bool], None]
+
+
+@dataclass(frozen=True)
+class CaseFailure:
+    """A case that could not be preprocessed, and why."""
+
+    case_id: str
+    reason: str
+
+
+@dataclass
+class PreprocessResult:
+    """Outcome of one ``preprocess`` call (this shard / this run)."""
+
+    out: Path
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    samples: int = 0
+    total_cases: int = 0
+    failures: list[CaseFailure] = field(default_factory=list)
+    seconds: float = 0.0
+    shard: tuple[int, int] | None = None
+    manifest_rows: int = 0
+
+    @property
+    def success(self) -> bool:
+        """True when no case failed."""
+        return self.failed == 0
+
+
+@dataclass(frozen=True)
+class CaseJob:
+    """Everything a worker needs to preprocess one case (picklable)."""
+
+    case: Case
+    plan: Plan
+    out: Path
+    split: str
+    groups: tuple[tuple[str, tuple[str, ...]], ...]
+    problems: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------------------------------
+# One case (runs in a worker process)
+
+
+def process_case(job: CaseJob) -> dict[str, Any]:
+    """Preprocess one case; never raises for bad data (the status dict carries the reason)."""
+    start = time.perf_counter()
+    status: dict[str, Any] = {
+        "case_id": job.case.case_id,
+        "split": job.split,
+        "status": "failed",
+        "error": None,
+        "groups": [g for g, _ in job.groups],
+        "samples": 0,
+        "sources": source_info(job.case),
+    }
+    try:
+        if job.problems:
+            raise DataError("; ".join(job.problems))
+        status["samples"] = _process(job, status)
+        status["status"] = "ok"
+    except RadiosslError as exc:
+        status["error"] = str(exc)
+    except MemoryError:
+        status["error"] = "out of memory while processing this case"
+    except Exception as exc:
+        status["error"] = f"{type(exc).__name__}: {exc}"
+    status["seconds"] = round(time.perf_counter() - start, 3)
+    write_json(job.out / "status" / f"{job.case.case_id}.json", status)
+    return status
+
+
+def _process(job: CaseJob, status: dict[str, Any]) -> int:
+    plan, case = job.plan, job.case
+    raw = read_case(case if plan.check_labels else Case(case.case_id, case.images, None, case.group))
+    arrays = arrays_from_raw(case, raw, spacing=plan.spacing, intensity=plan.intensity, zoom=plan.zoom)
+    shape = arrays.image.shape[1:]
+    status["shape"] = list(raw.images[plan.channels[0]].shape)
+    status["processed_shape"] = list(shape)
+    minimum = [plan.min_size_fraction * c for c in plan.crop_size]
+    if any(n < m for n, m in zip(shape, minimum, strict=True)):
+        raise DataError(
+            f"case {case.case_id}: volume of shape {tuple(shape)} after resampling is smaller than "
+            f"{plan.min_size_fraction:g} x the crop size {plan.crop_size}"
+        )
+    thresholds = _thresholds(plan, raw, arrays.intensity)
+    written = 0
+    for group_id, channels in job.groups:
+        index = [plan.channels.index(c) for c in channels]
+        volume = pad_to(arrays.image[index], plan.crop_size)
+        written += _sample_group(job, group_id, volume, [thresholds[c] for c in channels])
+    return written
+
+
+def _thresholds(plan: Plan, raw: RawCase, maps: dict[str, Any]) -> dict[str, float]:
+    if plan.rejection.threshold is not None:
+        return dict.fromkeys(plan.channels, float(plan.rejection.threshold))
+    out = {}
+    for channel in plan.channels:
+        array = raw.images[channel].array
+        out[channel] = default_threshold(
+            plan.modalities[channel], maps[channel], float(array.min()), float(array.max())
+        )
+    return out
+
+
+def _sample_group(job: CaseJob, group_id: str, volume: np.ndarray, thresholds: list[float]) -> int:
+    plan, rule = job.plan, job.plan.rejection
+    arrays_dir = job.out / "arrays"
+    file = f"arrays/{group_id}.npy"
+    if plan.view == "genesis":
+        settings = GenesisSettings(
+            plan.crop_size,
+            plan.border,
+            plan.max_attempts,
+            rule.max_background,
+            rule.max_foreground,
+            rule.look_ahead,
+            plan.allow_partial,
+        )
+        cubes = sample_cubes(volume, group_id, plan.seed, plan.pairs, settings, thresholds)
+        atomic_save_npy(arrays_dir / f"{group_id}.npy", _stored(cubes.cubes, plan.storage))
+        boxes = np.stack([cubes.boxes, cubes.boxes], axis=1)
+        sample_numbers = cubes.indices.tolist()
+    else:
+        settings_ = PairSettings(
+            sizes=plan.candidate_sizes,
+            crop_size=plan.crop_size,
+            iou_threshold=plan.iou_threshold,
+            border=plan.border,
+            max_attempts=plan.max_attempts,
+            max_background=rule.max_background,
+            max_foreground=rule.max_foreground,
+            look_ahead=rule.look_ahead,
+            z_align=plan.pcrlv2.z_align,
+            resize_mode=plan.resize_mode,
+        )
+        if plan.view == "pcrlv2":
+            local = LocalSettings(
+                plan.pcrlv2.local_count,
+                plan.pcrlv2.local_size,
+                tuple(plan.pcrlv2.local_sizes),
+                plan.pcrlv2.local_margin,
+            )
+            views = sample_pcrlv2(volume, group_id, plan.seed, plan.pairs, settings_, local, thresholds)
+            atomic_save_npy(arrays_dir / f"{group_id}.local.npy", _stored(views.locals, plan.storage))
+            crops, boxes = views.globals, views.boxes
+        else:
+            pairs = sample_pairs(volume, group_id, plan.seed, plan.pairs, settings_, thresholds)
+            crops, boxes = pairs.crops, pairs.boxes
+        atomic_save_npy(arrays_dir / f"{group_id}.npy", _stored(crops, plan.storage))
+        sample_numbers = list(range(len(boxes)))
+    rows = []
+    for row_index, (number, pair) in enumerate(zip(sample_numbers, boxes.tolist(), strict=True)):
+        row = {
+            "sample_id": f"{group_id}_{number:04d}",
+            "case_id": job.case.case_id,
+            "group_id": group_id,
+            "split": job.split,
+            "view": plan.view,
+            "file": file,
+            "index": str(row_index),
+            "channels": str(volume.shape[0]),
+        }
+        for prefix, box in (("a", pair[0]), ("b", pair[1])):
+            for name, value in zip(("x1", "x2", "y1", "y2", "z1", "z2"), box, strict=True):
+                row[f"{prefix}_{name}"] = str(value)
+        rows.append(row)
+    atomic_write_text(job.out / "cases" / f"{group_id}.csv", rows_to_csv(rows))  # the "done" marker: last
+    return len(rows)
+
+
+def _stored(tensor: torch.Tensor, storage: str) -> np.ndarray:
+    if storage == "uint8":
+        return tensor.clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).numpy()
+    return tensor.to(torch.float16).numpy()
+
+
+def source_info(case: Case) -> list[dict[str, Any]]:
+    """Path, size and modification time of every file of ``case`` (None when missing)."""
+    out = []
+    for path in case.files:
+        try:
+            stat = path.stat()
+            out.append({"path": str(path), "size": stat.st_size, "mtime": round(stat.st_mtime, 3)})
+        except OSError:
+            out.append({"path": str(path), "size": None, "mtime": None})
+    return out
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+# --------------------------------------------------------------------------------------------------
+# The whole run
+
+
+def preprocess(
+    config: PreprocessConfig,
+    *,
+    merge_only: bool = False,
+    progress: ProgressCallback | None = None,
+    console: Any = None,
+) -> PreprocessResult:
+    """Preprocess a raw dataset into ``config.out`` (see the module docstring).
+
+    ``progress(case_id, ok)`` is called after each case; otherwise a rich progress bar is shown when
+    ``config.progress`` is true. ``merge_only`` only rebuilds ``manifest.csv`` and ``preprocess.json``
+    from the fragments that exist (after sharded runs).
+
+    Raises:
+        ConfigError: missing ``data``/``out``, bad shard, or ``out`` made with other settings.
+        DataError: the dataset layout is wrong (no cases, unreadable split file).
+    """
+    start = time.perf_counter()
+    if config.data is None or config.out is None:
+        raise ConfigError("preprocess needs both data (raw dataset folder) and out (output folder)")
+    root, out = Path(config.data).resolve(), Path(config.out)
+    if not root.is_dir():
+        raise ConfigError(f"{root}: raw dataset folder not found")
+    shard = parse_shard(config.shard) if config.shard else None
+    adapter = get_adapter(config.dataset)
+    cases = adapter.list_cases(root)
+    channels = adapter.channel_names(root)
+    plan = resolve_plan(config, channels, adapter.channel_modalities(root))
+    splits = load_splits(config.splits_file) if config.splits_file else adapter.default_splits(root, cases)
+    header = _header(config, adapter, root, plan, splits)
+    _prepare_folder(out, header, splits, clean_temporaries=shard is None and not merge_only)
+
+    assignment = splits.assignment()
+    selected = [
+        c
+        for c in cases
+        if config.include_splits is None or assignment.get(c.case_id, "unused") in config.include_splits
+    ]
+    mine = [c for i, c in enumerate(selected) if shard is None or i % shard[1] == shard[0]]
+    result = PreprocessResult(out=out, total_cases=len(mine), shard=shard)
+    jobs = []
+    for case in mine:
+        todo = tuple(g for g in plan.groups(case.case_id) if not (out / "cases" / f"{g[0]}.csv").is_file())
+        if not todo:
+            result.skipped += 1
+            continue
+        jobs.append(
+            CaseJob(
+                case,
+                plan,
+                out,
+                assignment.get(case.case_id, "unused"),
+                todo,
+                tuple(adapter.case_problems(case)),
+            )
+        )
+    if not merge_only:
+        for status in _run_jobs(jobs, config, progress, console):
+            if status["status"] == "ok":
+                result.ok += 1
+                result.samples += int(status["samples"])
+            else:
+                result.failed += 1
+                result.failures.append(CaseFailure(status["case_id"], str(status["error"])))
+    result.manifest_rows = merge(out, header, selected, plan, splits)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _run_jobs(
+    jobs: Sequence[CaseJob], config: PreprocessConfig, progress: ProgressCallback | None, console: Any
+) -> list[dict[str, Any]]:
+    bar = None
+    if progress is None and config.progress and jobs:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        bar = Progress(
+            TextColumn("[bold]preprocess[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.description}"),
+            console=console,
+            transient=False,
+        )
+    statuses: list[dict[str, Any]] = []
+    task = bar.add_task("", total=len(jobs)) if bar is not None else None
+
+    def done(status: dict[str, Any]) -> None:
+        statuses.append(status)
+        if progress is not None:
+            progress(status["case_id"], status["status"] == "ok")
+        if bar is not None and task is not None:
+            bar.update(task, advance=1, description=status["case_id"])
+
+    if bar is not None:
+        bar.start()
+    try:
+        if config.workers <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                done(process_case(job))
+        else:
+            threads = max(1, (os.cpu_count() or 1) // config.workers)
+            context = multiprocessing.get_context("spawn")  # safe with torch and threads on every OS
+            with cf.ProcessPoolExecutor(
+                config.workers, mp_context=context, initializer=_init_worker, initargs=(threads,)
+            ) as pool:
+                futures = {pool.submit(process_case, job): job for job in jobs}
+                try:
+                    for future in cf.as_completed(futures):
+                        done(_future_status(future, futures[future]))
+                except KeyboardInterrupt:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
+    finally:
+        if bar is not None:
+            bar.stop()
+    return statuses
+
+
+def _future_status(future: cf.Future[dict[str, Any]], job: CaseJob) -> dict[str, Any]:
+    try:
+        return future.result()
+    except cf.process.BrokenProcessPool:
+        reason = "worker process died (killed, e.g. out of memory)"
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+    status = {
+        "case_id": job.case.case_id,
+        "split": job.split,
+        "status": "failed",
+        "error": reason,
+        "groups": [g for g, _ in job.groups],
+        "samples": 0,
+        "sources": source_info(job.case),
+    }
+    write_json(job.out / "status" / f"{job.case.case_id}.json", status)
+    return status
+
+
+# --------------------------------------------------------------------------------------------------
+# Folder bookkeeping
+
+
+def _header(
+    config: PreprocessConfig, adapter: DatasetAdapter, root: Path, plan: Plan, splits: Splits
+) -> dict[str, Any]:
+    settings = config.model_dump(mode="json", exclude=set(EXECUTION_FIELDS))
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "radiossl_version": __version__,
+        "dataset": config.dataset,
+        "modality": adapter.modality,
+        "raw_root": str(root.resolve()),
+        "view": plan.view,
+        "channels": list(plan.channels),
+        "label_values": adapter.label_values(root),
+        "settings": settings,
+        "resolved": plan.describe(),
+        "splits": {
+            "file": "splits.json",
+            "source": splits.source,
+            "counts": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+        },
+    }
+
+
+def _prepare_folder(out: Path, header: dict[str, Any], splits: Splits, clean_temporaries: bool) -> None:
+    params = out / "preprocess.json"
+    out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out):
+        if params.is_file():
+            try:
+                existing = json.loads(params.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as exc:
+                raise ConfigError(f"{params}: unreadable ({exc}); use another --out folder") from exc
+            differences = _differences(existing, header)
+            if differences:
+                raise ConfigError(
+                    f"{out} was preprocessed with other settings ({'; '.join(differences[:4])}); "
+                    "use another --out folder or the same settings"
+                )
+        elif any(p.name != ".lock" for p in out.iterdir()):
+            raise ConfigError(
+                f"{out}: folder is not empty and not a preprocessed folder; choose a new folder"
+            )
+        else:
+            write_json(params, {**header, "counts": {}, "cases": {}})
+        for sub in ("arrays", "cases", "status"):
+            (out / sub).mkdir(exist_ok=True)
+        save_splits(out / "splits.json", splits)
+    if clean_temporaries:  # only unsharded runs: another shard may be writing right now
+        for sub in ("arrays", "cases", "status", "targets", "."):
+            folder = out / sub
+            if folder.is_dir():
+                for stray in folder.glob(".tmp-*"):
+                    stray.unlink(missing_ok=True)
+
+
+def _differences(existing: dict[str, Any], header: dict[str, Any]) -> list[str]:
+    out = []
+    for key in ("format", "dataset", "view", "channels"):
+        if existing.get(key) != header.get(key):
+            out.append(f"{key}: {existing.get(key)!r} -> {header.get(key)!r}")
+    old, new = existing.get("settings", {}), header["settings"]
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            out.append(f"{key}: {old.get(key)!r} -> {new.get(key)!r}")
+    return out
+
+
+def merge(out: Path, header: dict[str, Any], cases: Sequence[Case], plan: Plan, splits: Splits) -> int:
+    """Rebuild ``manifest.csv`` and ``preprocess.json`` from fragments and statuses; returns the row count."""
+    assignment = splits.assignment()
+    with folder_lock(out):
+        rows: list[dict[str, str]] = []
+        for fragment in sorted((out / "cases").glob("*.csv")):
+            if not fragment.name.startswith(".tmp-"):
+                rows.extend(read_rows(fragment))
+        for row in rows:
+            row["split"] = assignment.get(row["case_id"], "unused")
+        rows.sort(key=lambda r: (r["case_id"], r["group_id"], int(r["index"])))
+        targets = target_files(out)
+        for tag, files in targets.items():
+            for row in rows:
+                row[f"target_{tag}"] = files.get(row["file"], "")
+        atomic_write_text(out / "manifest.csv", rows_to_csv(rows, sorted(targets)))
+        done_groups = {p.stem for p in (out / "cases").glob("*.csv") if not p.name.startswith(".tmp-")}
+        case_status: dict[str, Any] = {}
+        counts = {"cases": len(cases), "ok": 0, "failed": 0, "pending": 0, "samples": len(rows)}
+        for case in cases:
+            entry = _read_status(out / "status" / f"{case.case_id}.json")
+            complete = all(g in done_groups for g, _ in plan.groups(case.case_id))
+            state = "ok" if complete else ("failed" if entry.get("status") == "failed" else "pending")
+            counts[state] += 1
+            case_status[case.case_id] = {
+                **entry,
+                "status": state,
+                "split": assignment.get(case.case_id, "unused"),
+            }
+            if state != "failed":
+                case_status[case.case_id]["error"] = None
+        write_json(out / "preprocess.json", {**header, "counts": counts, "cases": case_status})
+    return len(rows)
+
+
+def _read_status(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -1,0 +1,418 @@
+"""Evaluating a finetuned checkpoint: ``radiossl evaluate`` and :func:`evaluate`.
+
+Two protocols (``protocol``):
+
+* ``full`` (default) — every case of the split, whole volume: sliding-window inference with Gaussian
+  blending (optional test-time flips), sigmoid, threshold 0.5 per region, probabilities mapped back
+  onto the original image grid when the task resamples; then Dice and HD95 (mm, with the image's
+  spacing) per case and region against the original label, with the empty-mask policy of
+  :mod:`radiossl.downstream.metrics`. Predicted label maps (dataset label values, e.g. BraTS 1/2/4)
+  are written as NIfTI with the input image's geometry when ``save_predictions`` is set.
+* ``thesis-crops`` — the thesis protocol (spec §7.3): one near-centre crop of ``roi`` per case (start
+  ``(size - crop - 1) // 2`` per axis, on the task's processed grid), no threshold, **soft** Dice
+  ``(2Σpt + 1e-5) / (Σp + Σt + 1e-5)`` per region, and the thesis' test loss. Use it only to
+  compare with the thesis' published numbers; it covers part of each volume and is not a standard
+  BraTS/LiTS metric.
+
+Outputs in ``out``: ``metrics.csv`` (one row per case and region: case, region, dice, hd95,
+gt_voxels, pred_voxels), ``summary.json`` (mean ± std per region and over regions, failures, the
+resolved config) and ``predictions/<case>.nii.gz``.
+
+Task settings that were not set explicitly are taken from the checkpoint's finetune config
+(``task_from_checkpoint``), and the cases of the split from the run folder's ``splits.json`` when
+there is one, so evaluation uses the preprocessing and split the model was trained with.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from radiossl.downstream.inference import predict_probabilities
+from radiossl.downstream.losses import DiceBCELoss
+from radiossl.downstream.metrics import EmptyPolicy, mean_std, score_regions, soft_dice
+from radiossl.downstream.tasks.base import SegmentationTask, get_task_class
+from radiossl.errors import CheckpointError, ConfigError, DataError, RadiosslError
+
+if TYPE_CHECKING:
+    from rich.table import Table
+    from torch import nn
+
+    from radiossl.data.datasets import Case
+    from radiossl.downstream.config import EvaluateConfig
+
+CSV_COLUMNS = ("case", "region", "dice", "hd95", "gt_voxels", "pred_voxels")
+
+
+@dataclass
+class EvaluateResult:
+    """What :func:`evaluate` produced."""
+
+    out_dir: Path
+    metrics_csv: Path
+    summary_json: Path
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    predictions: list[Path] = field(default_factory=list)
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    def table(self) -> Table:
+        """A rich table: mean ± std of Dice and HD95 per region."""
+        from rich.table import Table
+
+        protocol = self.summary["protocol"]
+        dice_name = "soft Dice" if protocol == "thesis-crops" else "Dice"
+        table = Table(
+            title=f"{self.summary['task']['task']} · {self.summary['split']} · {protocol}",
+            title_justify="left",
+        )
+        table.add_column("region")
+        table.add_column(dice_name, justify="right")
+        if protocol == "full":
+            table.add_column(f"HD{self.summary['hd_percentile']:g} (mm)", justify="right")
+        table.add_column("cases", justify="right")
+        for name, stats in {**self.summary["regions"], "mean": self.summary["mean"]}.items():
+            cells = [name, _pm(stats["dice_mean"], stats["dice_std"], 4)]
+            if protocol == "full":
+                cells.append(_pm(stats["hd_mean"], stats["hd_std"], 2))
+            cells.append(str(stats["n"]))
+            table.add_row(*cells)
+        return table
+
+
+def _pm(mean: Any, std: Any, digits: int) -> str:
+    """``mean ± std`` (values may be the strings ``"nan"``/``"inf"`` of summary.json)."""
+    m, s = float(mean), float(std)
+    if not math.isfinite(m):
+        return str(m)
+    return f"{m:.{digits}f} ± {s:.{digits}f}" if math.isfinite(s) else f"{m:.{digits}f}"
+
+
+def centre_start(shape: tuple[int, ...], crop: tuple[int, ...]) -> list[int]:
+    """The thesis' evaluation crop start per axis: ``(size - crop - 1) // 2``, at least 0."""
+    return [max((size - window - 1) // 2, 0) for size, window in zip(shape, crop, strict=True)]
+
+
+def centre_crop(array: np.ndarray, crop: tuple[int, int, int], fill: float = 0.0) -> np.ndarray:
+    """The thesis crop of the last three axes of ``array`` (padded with ``fill`` where it is smaller)."""
+    spatial = array.shape[-3:]
+    start = centre_start(spatial, crop)
+    box = tuple(slice(s, s + c) for s, c in zip(start, crop, strict=True))
+    cut = array[(..., *box)]
+    if cut.shape[-3:] == crop:
+        return np.ascontiguousarray(cut)
+    out = np.full((*array.shape[:-3], *crop), fill, dtype=array.dtype)
+    out[(..., *(slice(0, n) for n in cut.shape[-3:]))] = cut
+    return out
+
+
+def _resolve_task(config: EvaluateConfig, saved: dict[str, Any]) -> Any:
+    """The task section: the checkpoint's, overridden by whatever was set explicitly for this evaluation."""
+    section = config.task
+    saved_task = saved.get("task")
+    if (
+        not config.task_from_checkpoint
+        or not isinstance(saved_task, dict)
+        or saved_task.get("name") != section.name
+    ):
+        return section
+    explicit = {name: getattr(section, name) for name in section.model_fields_set if name != "name"}
+    merged = {
+        **saved_task,
+        **{k: v.model_dump() if hasattr(v, "model_dump") else v for k, v in explicit.items()},
+    }
+    try:
+        return type(section).model_validate(merged)
+    except ValueError as exc:
+        raise ConfigError(f"{config.weights}: its task settings do not validate: {exc}") from exc
+
+
+def _case_ids(
+    task: SegmentationTask, cases: list[Case], config: EvaluateConfig, saved: dict[str, Any]
+) -> list[str]:
+    """Case ids of ``config.split``: from the run's splits.json, else recomputed as finetuning did."""
+    if config.split == "all":
+        return [case.case_id for case in cases]
+    assert config.weights is not None
+    run_splits = Path(config.weights).parent / "splits.json"
+    if task.settings.splits is None and run_splits.is_file():
+        try:
+            data = json.loads(run_splits.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DataError(f"{run_splits}: cannot be read ({exc})") from exc
+        ids = data.get(config.split)
+        if isinstance(ids, list):
+            known = {case.case_id for case in cases}
+            missing = [cid for cid in ids if cid not in known]
+            if missing:
+                raise DataError(
+                    f"{run_splits}: {config.split} case(s) not in {task.root}: {', '.join(missing[:5])}"
+                )
+            return [str(cid) for cid in ids]
+    seed = int((saved.get("runtime") or {}).get("seed", config.runtime.seed))
+    return list(getattr(task.splits(cases, seed), config.split))
+
+
+def evaluate(config: EvaluateConfig, log: Callable[[str], None] | None = None) -> EvaluateResult:
+    """Evaluate ``config.weights`` on the ``config.split`` cases of ``config.data.root``.
+
+    Args:
+        config: the resolved evaluate config (see :func:`radiossl.downstream.config.load_task_config`).
+        log: called with one line per case (progress); None = silent.
+    """
+    from radiossl.engine.device import select_device
+    from radiossl.engine.precision import amp_dtype
+    from radiossl.models.loading import model_from_checkpoint, read_checkpoint
+    from radiossl.utils.atomic import atomic_write_text, write_json
+
+    say = log or (lambda _message: None)
+    if config.weights is None:
+        raise ConfigError("weights: no checkpoint given (--weights CKPT)")
+    if config.data.root is None:
+        raise ConfigError("data.root: no dataset folder given (--data RAW_DIR)")
+    if not Path(config.data.root).is_dir():
+        raise DataError(f"{config.data.root}: dataset folder not found")
+    raw_ckpt = read_checkpoint(config.weights, allow_unsafe=config.allow_unsafe_pickle)
+    saved = raw_ckpt.meta.get("config") if isinstance(raw_ckpt.meta.get("config"), dict) else {}
+    task_settings = _resolve_task(config, saved)
+    task = get_task_class(task_settings.name)(task_settings, config.data.root)
+    model, _ = model_from_checkpoint(raw_ckpt)
+    _check_model(model, task, config.weights)
+    roi = _roi(config, saved)
+    device = select_device(config.runtime.device)
+    model.to(device).eval()
+    autocast = amp_dtype(config.runtime.amp) if device.type != "cpu" or config.runtime.amp == "bf16" else None
+
+    cases = task.list_cases()
+    by_id = {case.case_id: case for case in cases}
+    ids = _case_ids(task, cases, config, saved)
+    if config.max_cases is not None:
+        ids = ids[: config.max_cases]
+    if not ids:
+        raise DataError(f"{config.data.root}: the {config.split} split has no cases")
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    policy = EmptyPolicy(config.empty_policy.both_empty, config.empty_policy.one_empty_hd)
+    names = task.region_names()
+    rows: list[dict[str, Any]] = []
+    predictions: list[Path] = []
+    failures: list[dict[str, str]] = []
+    losses: list[float] = []
+    for number, case_id in enumerate(ids, start=1):
+        case = by_id[case_id]
+        try:
+            if config.protocol == "full":
+                case_rows, written = _evaluate_full(
+                    model, task, case, config, roi, policy, device, autocast, out
+                )
+                predictions.extend(written)
+            else:
+                case_rows, loss = _evaluate_crop(model, task, case, roi, device)
+                losses.append(loss)
+        except RadiosslError as exc:
+            failures.append({"case": case_id, "error": str(exc)})
+            say(f"[{number}/{len(ids)}] {case_id}: [red]failed[/]: {exc}")
+            continue
+        rows.extend(case_rows)
+        scores = ", ".join(f"{row['region']} {row['dice']:.3f}" for row in case_rows)
+        say(f"[{number}/{len(ids)}] {case_id}: {scores or 'no label'}")
+
+    summary = _summary(rows, names, config, task, failures, losses)
+    metrics_csv, summary_json = out / "metrics.csv", out / "summary.json"
+    atomic_write_text(metrics_csv, _csv_text(rows, config.hd_percentile))
+    write_json(summary_json, summary)
+    return EvaluateResult(out, metrics_csv, summary_json, rows, summary, predictions, failures)
+
+
+def _check_model(model: nn.Module, task: SegmentationTask, weights: Path) -> None:
+    in_ch, out_ch = getattr(model, "in_channels", None), getattr(model, "out_channels", None)
+    if in_ch != task.in_channels or out_ch != task.out_channels:
+        raise CheckpointError(
+            f"{weights}: network has {in_ch} input / {out_ch} output channels but task {task.name!r} needs "
+            f"{task.in_channels} / {task.out_channels} (channels {', '.join(task.channel_names())}; "
+            f"regions {', '.join(task.region_names())})"
+        )
+
+
+def _roi(config: EvaluateConfig, saved: dict[str, Any]) -> tuple[int, int, int]:
+    """Window size: sliding_window.roi, else the checkpoint's training crop, else data.crop_size."""
+    roi: Any = config.sliding_window.roi
+    if roi is None:
+        roi = (saved.get("sliding_window") or {}).get("roi") or (saved.get("data") or {}).get("crop_size")
+    if roi is None:
+        roi = config.data.crop_size
+    size = tuple(int(v) for v in roi)
+    if len(size) != 3 or any(v < 8 or v % 8 for v in size):
+        raise ConfigError(f"sliding_window.roi: need three multiples of 8, got {list(size)}")
+    return size[0], size[1], size[2]
+
+
+def _evaluate_full(
+    model: nn.Module,
+    task: SegmentationTask,
+    case: Case,
+    config: EvaluateConfig,
+    roi: tuple[int, int, int],
+    policy: EmptyPolicy,
+    device: torch.device,
+    autocast: torch.dtype | None,
+    out: Path,
+) -> tuple[list[dict[str, Any]], list[Path]]:
+    from radiossl.data.loading import to_reference
+    from radiossl.io import write_image
+
+    raw, arrays = task.load_with_raw(case)
+    sw = config.sliding_window
+    probs = predict_probabilities(
+        model,
+        arrays.image,
+        roi,
+        overlap=sw.overlap,
+        mode=sw.mode,
+        sigma_scale=sw.sigma_scale,
+        sw_batch_size=sw.sw_batch_size,
+        tta_flips=config.tta_flips,
+        backend=sw.backend,
+        device=device,
+        autocast_dtype=autocast,
+    ).numpy()
+    reference = arrays.reference
+    if probs.shape[1:] != reference.shape:
+        probs = to_reference(probs, arrays, mode="linear")
+    masks = probs > config.threshold
+    written: list[Path] = []
+    if config.save_predictions:
+        path = out / "predictions" / f"{case.case_id}.nii.gz"
+        write_image(path, task.label_map(masks), like=reference)
+        written.append(path)
+    if raw.label is None:
+        return [], written
+    label = np.rint(raw.label.array).astype(np.int32)
+    truth = task.region_targets(label).astype(bool)
+    scores = score_regions(masks, truth, task.region_names(), reference.spacing, config.hd_percentile, policy)
+    rows = [
+        {
+            "case": case.case_id,
+            "region": s.region,
+            "dice": s.dice,
+            "hd95": s.hd,
+            "gt_voxels": s.gt_voxels,
+            "pred_voxels": s.pred_voxels,
+        }
+        for s in scores
+    ]
+    return rows, written
+
+
+@torch.no_grad()
+def _evaluate_crop(
+    model: nn.Module, task: SegmentationTask, case: Case, roi: tuple[int, int, int], device: torch.device
+) -> tuple[list[dict[str, Any]], float]:
+    arrays = task.load(case)
+    if arrays.label is None:
+        raise DataError(f"case {case.case_id}: no label file; thesis-crops needs labels")
+    image = centre_crop(arrays.image, roi)
+    target = task.region_targets(centre_crop(arrays.label, roi))
+    logits = model(torch.from_numpy(image)[None].to(device)).float()
+    probs = torch.sigmoid(logits)[0].cpu().numpy()
+    thesis_loss = DiceBCELoss(bce_weight=0.2, reduction="sum", legacy_double_sigmoid=True)
+    loss = float(thesis_loss(logits.cpu(), torch.from_numpy(target)[None].float()))
+    rows = [
+        {
+            "case": case.case_id,
+            "region": name,
+            "dice": soft_dice(probs[r], target[r]),
+            "hd95": math.nan,
+            "gt_voxels": int(target[r].sum()),
+            "pred_voxels": int((probs[r] > 0.5).sum()),
+        }
+        for r, name in enumerate(task.region_names())
+    ]
+    return rows, loss
+
+
+def _stats(dice_values: list[float], hd_values: list[float]) -> dict[str, Any]:
+    dice_mean, dice_std, n = mean_std(dice_values)
+    hd_mean, hd_std, _ = mean_std(hd_values)
+    return {"dice_mean": dice_mean, "dice_std": dice_std, "hd_mean": hd_mean, "hd_std": hd_std, "n": n}
+
+
+def _summary(
+    rows: list[dict[str, Any]],
+    names: list[str],
+    config: EvaluateConfig,
+    task: SegmentationTask,
+    failures: list[dict[str, str]],
+    losses: list[float],
+) -> dict[str, Any]:
+    regions = {
+        name: _stats(
+            [r["dice"] for r in rows if r["region"] == name], [r["hd95"] for r in rows if r["region"] == name]
+        )
+        for name in names
+    }
+    per_case: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        per_case.setdefault(row["case"], []).append(row)
+    case_dice = [
+        float(np.nanmean([r["dice"] for r in rs])) if any(not math.isnan(r["dice"]) for r in rs) else math.nan
+        for rs in per_case.values()
+    ]
+    case_hd = [
+        float(np.nanmean([r["hd95"] for r in rs])) if any(not math.isnan(r["hd95"]) for r in rs) else math.nan
+        for rs in per_case.values()
+    ]
+    summary: dict[str, Any] = {
+        "protocol": config.protocol,
+        "split": config.split,
+        "weights": str(config.weights),
+        "data": str(config.data.root),
+        "task": task.describe(),
+        "hd_percentile": config.hd_percentile,
+        "empty_policy": config.empty_policy.model_dump(),
+        "cases": len(per_case),
+        "regions": regions,
+        "mean": _stats(case_dice, case_hd),
+        "failures": failures,
+        "config": json.loads(config.model_dump_json()),
+    }
+    if config.protocol == "thesis-crops":
+        loss_mean, loss_std, _ = mean_std(losses)
+        summary["thesis_loss"] = {"mean": loss_mean, "std": loss_std}
+    return _json_safe(summary)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf as strings (JSON has neither)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _csv_text(rows: list[dict[str, Any]], percentile: float) -> str:
+    hd_name = "hd95" if percentile == 95 else f"hd{percentile:g}"
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([hd_name if c == "hd95" else c for c in CSV_COLUMNS])
+    for row in rows:
+        writer.writerow([_cell(row[c]) for c in CSV_COLUMNS])
+    return buffer.getvalue()
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else repr(round(value, 6))
+    return str(value)

@@ -1,0 +1,419 @@
+"""Finetuning a 3D U-Net on a segmentation task: ``radiossl finetune`` and :func:`finetune`.
+
+:class:`FinetuneTask` implements the engine's :class:`~radiossl.engine.protocol.TrainingTask`, so
+the engine provides device handling, mixed precision, DDP, checkpoints (``checkpoint_best.pt`` by
+validation Dice), resume, logging and ``--vis`` PNGs. What it adds:
+
+* the network: ``UNet3D(in_channels = task channels, out_channels = task regions, width,
+  skip_connections, norm)`` started from scratch, a radiossl pretext checkpoint or a foreign
+  checkpoint (``weights`` + ``transfer``; the loader's report is printed and saved), with parts
+  frozen per ``train`` (:mod:`radiossl.downstream.freezing`);
+* data: the task's split (validation disjoint from test), the nested, seeded ``data.ratio`` subset of
+  the training cases, cases cached in memory, random foreground-aware patches with augmentation;
+* loss: soft Dice + BCE on logits in float32 (:mod:`radiossl.downstream.losses`);
+* validation every ``validation.every`` epochs: hard Dice (threshold 0.5) per region on whole
+  validation volumes by sliding-window inference; ``val_dice`` (mean over cases and regions) selects
+  the best checkpoint; ``validation.patience`` validations without improvement request a stop.
+
+Example (CPU, tiny)::
+
+    from radiossl.downstream.config import load_task_config
+    from radiossl.downstream.finetune import finetune
+    flags = {"data": {"root": "phantoms/brats", "crop_size": [32, 32, 16]},
+             "model": {"width": 0.125}, "optim": {"epochs": 2}}
+    cfg = load_task_config("finetune", "brats", flags=flags)
+    result = finetune(cfg)
+    print(result.best_checkpoint, result.best_metric)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from radiossl.downstream.datasets import CaseCache, CaseIndexDataset, PatchDataset
+from radiossl.downstream.freezing import FreezeReport, freeze, train_mode
+from radiossl.downstream.inference import predict_probabilities
+from radiossl.downstream.losses import DiceBCELoss
+from radiossl.downstream.metrics import dice
+from radiossl.downstream.tasks.base import SegmentationTask, get_task_class
+from radiossl.engine.protocol import StepContext, StepOutput
+from radiossl.errors import CheckpointError, ConfigError, DataError
+
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader, Dataset
+
+    from radiossl.data.splits import Splits
+    from radiossl.downstream.config import FinetuneConfig
+
+DIVISOR = 8
+VIS_SAMPLES = 2
+
+
+def is_main_process() -> bool:
+    """True on rank 0 (or without torchrun)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def metric_key(region: str) -> str:
+    """``val_dice_<region>`` with the region name lower-cased and made key-safe."""
+    safe = "".join(ch if ch.isalnum() else "_" for ch in region.lower()).strip("_")
+    return f"val_dice_{safe or 'region'}"
+
+
+def check_sizes(config: FinetuneConfig) -> None:
+    """Patch and window sizes must be multiples of 8 (three 2x poolings)."""
+    sizes = {"data.crop_size": config.data.crop_size}
+    if config.sliding_window.roi is not None:
+        sizes["sliding_window.roi"] = config.sliding_window.roi
+    for where, size in sizes.items():
+        if any(s % DIVISOR for s in size):
+            raise ConfigError(f"{where}: every size must be a multiple of {DIVISOR}, got {list(size)}")
+
+
+def training_subset(splits: Splits, ratio: float, seed: int) -> list[str]:
+    """The nested, seeded ``ratio`` subset of the training cases (by patient)."""
+    from radiossl.data.splits import ratio_subset
+
+    if ratio >= 1.0:
+        return list(splits.train)
+    return list(ratio_subset(splits.train, ratio, seed))
+
+
+class FinetuneTask:
+    """The engine-facing finetuning task (see the module docstring).
+
+    Args:
+        config: the resolved finetune config (``config.task`` is the task's section).
+        task: the segmentation task; built from ``config.task`` and ``config.data.root`` when omitted.
+    """
+
+    kind: str = "finetune"
+
+    def __init__(self, config: FinetuneConfig, task: SegmentationTask | None = None) -> None:
+        self.config = config
+        if task is None:
+            task = get_task_class(config.task.name)(config.task, config.data.root)
+        self.task = task
+        self.name = task.name
+        self.monitor: tuple[str, Literal["min", "max"]] | None = ("val_dice", "max")
+        self.loss_fn = DiceBCELoss(
+            config.loss.dice_weight,
+            config.loss.bce_weight,
+            config.loss.reduction,
+            config.loss.legacy_double_sigmoid,
+        )
+        self.freeze_report: FreezeReport | None = None
+        self.load_report: Any = None
+        self.splits: Splits | None = None
+        self.train_ids: list[str] = []
+        self.train_cache: CaseCache | None = None
+        self.val_cache: CaseCache | None = None
+        self.best_val: float | None = None
+        self.stale_validations = 0
+        self.stop_requested = False
+        self._patience_replayed = False
+
+    # ------------------------------------------------------------------------------------ model
+
+    def build_model(self) -> nn.Module:
+        from radiossl.models import UNet3D
+
+        cfg = self.config
+        model = UNet3D(
+            in_channels=self.task.in_channels,
+            out_channels=self.task.out_channels,
+            width=cfg.model.width,
+            skip_connections=cfg.model.skip_connections,
+            norm=cfg.model.norm,
+            decoder=True,
+        )
+        if cfg.weights is not None and cfg.transfer != "none":
+            self.load_report = self._load_weights(model)
+        elif cfg.weights is not None and is_main_process():
+            _print(f"transfer=none: not loading {cfg.weights}")
+        self.freeze_report = freeze(model, cfg.train)
+        if is_main_process():
+            _print(self.freeze_report.summary())
+        return model
+
+    def _load_weights(self, model: nn.Module) -> Any:
+        from radiossl.models.loading import load_pretrained
+
+        cfg = self.config
+        assert cfg.weights is not None
+        adapt = {"scale": "scale", "repeat": "repeat", "none": False}[cfg.adapt_in_channels]
+        report = load_pretrained(
+            model,
+            cfg.weights,
+            transfer=cfg.transfer,  # type: ignore[arg-type]
+            strict=False,
+            adapt_in_channels=adapt,  # type: ignore[arg-type]
+            allow_unsafe=cfg.allow_unsafe_pickle,
+        )
+        if report.loaded == 0:
+            raise CheckpointError(
+                f"{cfg.weights}: no tensor fits this network (transfer={cfg.transfer}); {report.summary()}"
+            )
+        if is_main_process():
+            from rich.console import Console
+
+            Console(highlight=False).print(report.table())
+        return report
+
+    def model_spec(self, model: nn.Module) -> dict[str, Any]:
+        from radiossl.models.factory import model_spec
+
+        return model_spec(model)
+
+    def train_mode(self, model: nn.Module) -> None:
+        train_mode(model, self.freeze_report)
+
+    # ------------------------------------------------------------------------------------- data
+
+    def prepare_splits(self) -> Splits:
+        """The case split (validation carved out when needed) and the ratio subset of training cases."""
+        if self.splits is None:
+            cfg = self.config
+            cases = self.task.list_cases()
+            self.splits = self.task.splits(cases, cfg.runtime.seed)
+            self.train_ids = training_subset(self.splits, cfg.data.ratio, cfg.runtime.seed)
+            self._cases = {case.case_id: case for case in cases}
+        return self.splits
+
+    def build_datasets(self) -> tuple[Dataset[Any], Dataset[Any] | None]:
+        cfg = self.config
+        splits = self.prepare_splits()
+        if not self.train_ids:
+            raise DataError(f"{cfg.data.root}: no training cases in the split (ratio {cfg.data.ratio})")
+        threads = max(1, cfg.runtime.workers)
+        self.train_cache = CaseCache(
+            self.task, [self._cases[c] for c in self.train_ids], cfg.runtime.seed, threads
+        )
+        self.train_cache.preload()
+        train_set = PatchDataset(
+            self.train_cache, cfg.data.crop_size, cfg.sampling, cfg.augment, cfg.runtime.seed
+        )
+        val_ids = (
+            list(splits.val)[: cfg.validation.max_cases] if cfg.validation.max_cases else list(splits.val)
+        )
+        if not val_ids:
+            self.monitor = None
+            if is_main_process():
+                _print("no validation cases: the best checkpoint follows the training loss")
+            return train_set, None
+        self.val_cache = CaseCache(self.task, [self._cases[c] for c in val_ids], cfg.runtime.seed, threads)
+        self.val_cache.preload()
+        return train_set, CaseIndexDataset(self.val_cache)
+
+    # ------------------------------------------------------------------------------------- steps
+
+    def training_step(self, model: nn.Module, batch: Any, context: StepContext) -> StepOutput:
+        image, target = batch
+        logits = model(image)
+        terms = self.loss_fn.terms(logits, target)
+        return StepOutput(loss=terms.loss, metrics={"dice_loss": terms.dice, "bce": terms.bce})
+
+    def after_optimizer_step(self, model: nn.Module, context: StepContext) -> None:
+        """Nothing to do after an optimiser step."""
+
+    def roi(self) -> tuple[int, int, int]:
+        """Sliding-window size: ``sliding_window.roi`` or the training crop size."""
+        roi = self.config.sliding_window.roi or self.config.data.crop_size
+        return (int(roi[0]), int(roi[1]), int(roi[2]))
+
+    def validate(
+        self, model: nn.Module, loader: DataLoader[Any] | None, context: StepContext
+    ) -> dict[str, float]:
+        """Hard Dice per region on whole validation volumes (every ``validation.every`` epochs).
+
+        Epochs without validation report ``val_dice = nan`` (never selected as best).
+        """
+        from radiossl.models.factory import unwrap_model
+
+        if loader is None or self.val_cache is None:
+            return {}
+        cfg = self.config
+        epoch = context.epoch + 1
+        names = self.task.region_names()
+        if epoch % cfg.validation.every and epoch != context.total_epochs:
+            return {"val_dice": math.nan}
+        net = unwrap_model(model)
+        sw = cfg.sliding_window
+        per_region: list[list[float]] = [[] for _ in names]
+        for batch in loader:
+            for index in torch.as_tensor(batch).reshape(-1).tolist():
+                item = self.val_cache.get(int(index))
+                probs = predict_probabilities(
+                    net,
+                    item.image,
+                    self.roi(),
+                    overlap=sw.overlap,
+                    mode=sw.mode,
+                    sigma_scale=sw.sigma_scale,
+                    sw_batch_size=sw.sw_batch_size,
+                    backend=sw.backend,
+                    device=context.device,
+                )
+                masks = probs.numpy() > 0.5
+                targets = self.task.region_targets(item.label)
+                for r in range(len(names)):
+                    per_region[r].append(dice(masks[r], targets[r]))
+        metrics = {
+            metric_key(name): float(np.mean(values)) for name, values in zip(names, per_region, strict=True)
+        }
+        metrics["val_dice"] = float(np.mean([v for values in per_region for v in values]))
+        self._track_patience(metrics["val_dice"], context)
+        return metrics
+
+    def _track_patience(self, value: float, context: StepContext) -> None:
+        """Count validations without improvement; ask the engine to stop after ``validation.patience``."""
+        if not self._patience_replayed:
+            self._replay_patience(context)
+        if self.best_val is None or value > self.best_val:
+            self.best_val, self.stale_validations = value, 0
+        else:
+            self.stale_validations += 1
+        patience = self.config.validation.patience
+        if patience is not None and self.stale_validations >= patience:
+            self.stop_requested = True
+            context.extra["stop"] = True
+            if is_main_process():
+                _print(f"early stopping: val_dice has not improved for {patience} validations")
+
+    def _replay_patience(self, context: StepContext) -> None:
+        """After a resume, rebuild the best value and patience counter from the run's metrics.jsonl."""
+        self._patience_replayed = True
+        run_dir = context.extra.get("run_dir")
+        path = Path(run_dir) / "metrics.jsonl" if run_dir else None
+        if path is None or not path.is_file():
+            return
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record.get("type") != "epoch" or int(record.get("epoch", 0)) > context.epoch:
+                continue
+            value = record.get("val_dice")
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                continue
+            if self.best_val is None or value > self.best_val:
+                self.best_val, self.stale_validations = float(value), 0
+            else:
+                self.stale_validations += 1
+
+    # ----------------------------------------------------------------------------------- output
+
+    def visualise(self, model: nn.Module, batch: Any, context: StepContext) -> dict[str, np.ndarray]:
+        """Middle axial slice of the first training patches: input, ground truth, prediction."""
+        from radiossl.engine.visualise import tile_images, to_rgb_uint8
+
+        image, target = batch
+        image, target = image[:VIS_SAMPLES], target[:VIS_SAMPLES]
+        probs = torch.sigmoid(model(image).float())
+        rows = []
+        for i in range(image.shape[0]):
+            z = image.shape[-1] // 2
+            grey = to_rgb_uint8(image[i, 0, :, :, z])
+            rows.append(
+                [grey, overlay(grey, target[i, :, :, :, z] > 0.5), overlay(grey, probs[i, :, :, :, z] > 0.5)]
+            )
+        return {"segmentation": tile_images(rows)}
+
+    def run_name_parts(self) -> list[str]:
+        cfg = self.config
+        source = (
+            "scratch"
+            if cfg.weights is None or cfg.transfer == "none"
+            else f"{cfg.transfer}-{Path(cfg.weights).stem}"
+        )
+        return [source, f"r{round(100 * cfg.data.ratio)}", f"train-{cfg.train}"]
+
+
+def overlay(grey: np.ndarray, masks: Any, alpha: float = 0.5) -> np.ndarray:
+    """Blend region colours over an RGB slice; later regions are drawn over earlier ones."""
+    from radiossl.engine.visualise import palette
+
+    array = masks.detach().cpu().numpy() if hasattr(masks, "detach") else np.asarray(masks)
+    out = grey.astype(np.float32).copy()
+    colours = palette(array.shape[0] + 1)[1:].astype(np.float32)
+    for r in range(array.shape[0]):
+        inside = array[r].astype(bool)
+        out[inside] = (1 - alpha) * out[inside] + alpha * colours[r]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _print(message: str) -> None:
+    from rich.console import Console
+
+    Console(highlight=False, soft_wrap=True).print(message)
+
+
+@dataclass
+class FinetuneResult:
+    """What :func:`finetune` produced."""
+
+    run_dir: Path
+    final_checkpoint: Path
+    best_checkpoint: Path | None
+    epochs_completed: int
+    best_metric: float | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    splits: dict[str, Any] = field(default_factory=dict)
+    load_report: dict[str, Any] | None = None
+    stopped_early: bool = False
+
+
+def finetune(config: FinetuneConfig, resume: str | Path | None = None) -> FinetuneResult:
+    """Finetune ``config.task`` on ``config.data.root`` and return where the results are.
+
+    Writes the engine's run folder plus ``splits.json`` (the cases used: training subset, validation,
+    test) and, when weights were loaded, ``load_report.json``.
+    """
+    from radiossl.engine.trainer import run_training
+    from radiossl.utils.atomic import write_json
+
+    if config.data.root is None:
+        raise ConfigError("data.root: no dataset folder given (--data RAW_DIR)")
+    if not Path(config.data.root).is_dir():
+        raise DataError(f"{config.data.root}: dataset folder not found")
+    if config.weights is not None and config.transfer != "none" and not Path(config.weights).is_file():
+        raise CheckpointError(f"{config.weights}: weights file not found")
+    check_sizes(config)
+    config = config.model_copy(deep=True)
+    task = get_task_class(config.task.name)(config.task, config.data.root)
+    config.model.in_channels = task.in_channels
+    runner = FinetuneTask(config, task)
+    splits = runner.prepare_splits()
+    result = run_training(runner, config, resume=resume)
+    split_info = {
+        **splits.as_dict(),
+        "train_subset": runner.train_ids,
+        "ratio": config.data.ratio,
+        "seed": config.runtime.seed,
+    }
+    load_report = runner.load_report.to_dict() if runner.load_report is not None else None
+    if is_main_process():
+        write_json(result.run_dir / "splits.json", split_info)
+        if load_report is not None:
+            write_json(result.run_dir / "load_report.json", load_report)
+    return FinetuneResult(
+        run_dir=result.run_dir,
+        final_checkpoint=result.final_checkpoint,
+        best_checkpoint=result.best_checkpoint,
+        epochs_completed=result.epochs_completed,
+        best_metric=result.best_metric,
+        history=result.history,
+        splits=split_info,
+        load_report=load_report,
+        stopped_early=runner.stop_requested,
+    )

@@ -1,0 +1,77 @@
+"""``radiossl.pretrain``: train a pretext method on a preprocessed folder.
+
+Looks the method up in the ``radiossl.pretext`` registry, checks that the data folder was
+preprocessed with the views the method trains on, and hands the method to
+:func:`radiossl.engine.trainer.run_training`, which writes the resolved ``config.yaml``, metrics,
+checkpoints and visualisations into the run folder.
+
+Example::
+
+    from radiossl import load_config, pretrain
+    cfg = load_config("pretrain", "patch-cluster", overrides=["data.root=proc", "optim.epochs=2"])
+    result = pretrain(cfg)                 # or pretrain(cfg, resume="auto")
+    print(result.run_dir, result.final_checkpoint)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from radiossl.engine.trainer import TrainResult, run_training
+from radiossl.errors import DataError
+from radiossl.pretext.base import PretrainConfig, get_method
+
+
+def preprocessed_views(root: Path) -> set[str] | None:
+    """The views recorded in ``root/preprocess.json`` (None when the file or the field is absent)."""
+    params_file = Path(root) / "preprocess.json"
+    if not params_file.is_file():
+        return None
+    try:
+        params: Any = json.loads(params_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{params_file}: cannot read preprocess.json: {exc}") from exc
+    views = params.get("views") if isinstance(params, dict) else None
+    if isinstance(views, str):
+        return {views}
+    if isinstance(views, list) and all(isinstance(v, str) for v in views):
+        return set(views)
+    return None
+
+
+def check_views(root: Path, method_name: str, needed: str | None) -> None:
+    """Raise DataError when ``root`` was preprocessed without the view the method trains on."""
+    if needed is None:
+        return
+    available = preprocessed_views(root)
+    if available is not None and needed not in available:
+        raise DataError(
+            f"{root}: preprocessed with views {', '.join(sorted(available))} but method {method_name!r} "
+            f"trains on the {needed!r} view; run `radiossl preprocess ... --views {needed}` "
+            "into another folder"
+        )
+
+
+def pretrain(config: PretrainConfig, resume: str | Path | None = None) -> TrainResult:
+    """Pretrain ``config.method.name`` on ``config.data.root``; return where the results are.
+
+    Args:
+        config: a resolved pretraining config (see :func:`radiossl.load_config`).
+        resume: ``"auto"`` (continue the newest matching run under ``config.out``, or ``config.out``
+            itself when it is a run folder) or a checkpoint file / run folder.
+
+    Raises:
+        DataError: no data folder, or one preprocessed for another view.
+        PluginError: the method is unknown or fails to load.
+    """
+    root = config.data.root
+    if root is None:
+        raise DataError("no data folder given: use --data PROC_DIR (or data.root in the config)")
+    if not Path(root).is_dir():
+        raise DataError(f"{root}: data folder not found")
+    method_cls = get_method(config.method.name)
+    check_views(Path(root), method_cls.name, method_cls.views)
+    task = method_cls(config)
+    return run_training(task, config, resume=resume)

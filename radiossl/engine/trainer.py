@@ -1,0 +1,537 @@
+"""The training loop shared by every pretext method and downstream task.
+
+:func:`run_training` drives any :class:`radiossl.engine.protocol.TrainingTask`: it picks the device,
+joins a ``torchrun`` process group when there is one, builds loaders whose order depends only on
+``(seed, epoch)``, runs mixed precision, gradient accumulation and clipping, stops on a non-finite
+loss, validates on every rank, writes visualisations, metrics and checkpoints on rank 0, and resumes
+exactly from ``checkpoint_latest.pt``.
+
+Epochs are numbered from 1 in files and messages (``metrics.jsonl``, ``vis/*_e0003.png``, the
+checkpoint's ``epoch`` = completed epochs) and from 0 in :class:`StepContext` (``context.epoch``).
+
+Example (a complete task is in ``tests/engine/tasks.py``)::
+
+    result = run_training(task, config)            # config: a RunConfig (e.g. a PretrainConfig)
+    result = run_training(task, config, resume="auto")
+    print(result.final_checkpoint, result.history[-1]["loss"])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+import radiossl
+from radiossl.config import RunConfig, to_yaml
+from radiossl.engine import checkpoint as ckpt
+from radiossl.engine.device import move_to_device, pin_memory_for, select_device
+from radiossl.engine.distributed import (
+    DistInfo,
+    all_reduce_mean,
+    all_true,
+    barrier,
+    broadcast_object,
+    destroy_distributed,
+    env_dist_info,
+    gather_objects,
+    init_distributed,
+    make_eval_sampler,
+    make_train_sampler,
+    wrap_ddp,
+)
+from radiossl.engine.logging import RunLogger
+from radiossl.engine.optim import build_optimizer, build_scheduler, current_lr
+from radiossl.engine.precision import autocast_context, make_grad_scaler
+from radiossl.engine.protocol import StepContext, StepOutput, TrainingTask
+from radiossl.engine.run_dir import resolve_run_dir, run_prefix
+from radiossl.engine.visualise import save_png
+from radiossl.errors import CheckpointError, DataError, RadiosslError, TrainingError
+from radiossl.utils.atomic import atomic_write_text
+from radiossl.utils.seeding import rng_for, seed_everything
+
+_RESERVED = frozenset({"type", "epoch", "step", "lr", "loss", "time", "epoch_time"})
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or already complete) training run left behind."""
+
+    run_dir: Path
+    final_checkpoint: Path
+    best_checkpoint: Path | None
+    epochs_completed: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_metric: float | None = None
+
+    @property
+    def latest_checkpoint(self) -> Path:
+        return self.run_dir / ckpt.LATEST
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: seed NumPy and ``random`` from the worker's torch seed."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """The seed of epoch ``epoch``'s shuffling/worker generator (independent of anything else)."""
+    return int(rng_for(seed, "loader", epoch, rank).integers(0, 2**62))
+
+
+def _dataset_length(dataset: Any, what: str, root: Any) -> int:
+    try:
+        length = len(dataset)
+    except TypeError as exc:
+        raise DataError(f"{root}: the {what} dataset has no length (map-style datasets only)") from exc
+    if length == 0:
+        raise DataError(f"{root}: the {what} dataset is empty (check the split and data.ratio)")
+    return int(length)
+
+
+def run_training(
+    task: TrainingTask, config: RunConfig, run_dir: Path | None = None, resume: str | Path | None = None
+) -> TrainResult:
+    """Train ``task`` with the shared sections of ``config``; see the module docstring.
+
+    Args:
+        task: a pretext method or downstream task instance.
+        config: the resolved run config (``data``, ``model``, ``optim``, ``runtime``, ``logging``, ``out``).
+        run_dir: use this folder instead of a new ``config.out/<readable name>-<time>`` folder.
+        resume: ``"auto"`` or a checkpoint/run-folder path (see :mod:`radiossl.engine.run_dir`).
+
+    Raises:
+        TrainingError: a non-finite loss, or a task that breaks the protocol.
+        CheckpointError: the resume checkpoint is missing, corrupt or does not fit the model.
+    """
+    if not isinstance(task, TrainingTask):
+        raise TrainingError(f"{type(task).__name__} does not implement radiossl.engine.protocol.TrainingTask")
+    env = env_dist_info()
+    device = select_device(config.runtime.device, env.local_rank if env.distributed else None)
+    info, created = init_distributed(device.type)
+    try:
+        return _Trainer(task, config, device, info).run(run_dir, resume)
+    finally:
+        destroy_distributed(created)
+
+
+class _Trainer:
+    """One training run; split into methods only to keep each step readable."""
+
+    def __init__(self, task: TrainingTask, config: RunConfig, device: torch.device, info: DistInfo) -> None:
+        self.task = task
+        self.config = config
+        self.device = device
+        self.info = info
+        self.history: list[dict[str, Any]] = []
+        self.best_metric: float | None = None
+        self.global_step = 0
+        self.start_epoch = 0
+
+    # ----------------------------------------------------------------------------------- set-up
+
+    def _resolve(self, run_dir: Path | None, resume: str | Path | None) -> tuple[Path, Path | None]:
+        prefix = run_prefix(self.task.kind, self.task.name, self.config, list(self.task.run_name_parts()))
+        answer: Any = None
+        if self.info.is_main:
+            try:
+                folder, checkpoint, _ = resolve_run_dir(prefix, self.config.out, run_dir, resume)
+                answer = (str(folder), None if checkpoint is None else str(checkpoint))
+            except RadiosslError as exc:
+                answer = exc
+        answer = broadcast_object(answer, self.info)
+        if isinstance(answer, BaseException):
+            raise answer
+        folder_text, checkpoint_text = answer
+        return Path(folder_text), None if checkpoint_text is None else Path(checkpoint_text)
+
+    def _loader(self, dataset: Any, train: bool, generator: torch.Generator) -> DataLoader[Any]:
+        cfg = self.config
+        root = cfg.data.root
+        length = _dataset_length(dataset, "training" if train else "validation", root)
+        sampler = (
+            make_train_sampler(dataset, self.info, cfg.runtime.seed)
+            if train
+            else make_eval_sampler(dataset, self.info)
+        )
+        per_rank = len(sampler) if sampler is not None else length
+        batch_size = cfg.optim.batch_size
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=train and sampler is None,
+            sampler=sampler,
+            num_workers=cfg.data.workers,
+            pin_memory=pin_memory_for(self.device),
+            drop_last=train and per_rank >= batch_size,
+            worker_init_fn=seed_worker,
+            generator=generator,
+            persistent_workers=False,
+        )
+
+    def _restore(self, path: Path, model: nn.Module, optimizer: Any, scheduler: Any, scaler: Any) -> None:
+        state = ckpt.load_checkpoint(path)
+        try:
+            model.load_state_dict(ckpt.strip_module_prefix(state["model"]))
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise CheckpointError(
+                f"{path}: does not fit this model (check model.* settings): {first}"
+            ) from exc
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            if state.get("grad_scaler"):
+                scaler.load_state_dict(state["grad_scaler"])
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"{path}: optimizer/scheduler state does not fit: {exc}") from exc
+        self.start_epoch = int(state.get("epoch", 0))
+        self.global_step = int(state.get("global_step", 0))
+        self.history = list(state.get("history") or [])
+        best = state.get("best_metric")
+        self.best_metric = None if best is None else float(best)
+        rng = state.get("rng") or {}
+        states = rng.get("states") or []
+        if states:
+            ckpt.set_rng_state(states[self.info.rank] if len(states) == self.info.world_size else states[0])
+            if len(states) != self.info.world_size and self.info.rank > 0:
+                torch.manual_seed(epoch_seed(self.config.runtime.seed, self.start_epoch, self.info.rank))
+        saved_optim = (state.get("config") or {}).get("optim") or {}
+        now_optim = json.loads(self.config.optim.model_dump_json())
+        changed = sorted(k for k in now_optim if k in saved_optim and saved_optim[k] != now_optim[k])
+        if changed:
+            self.log.info(
+                f"[yellow]note:[/] resuming with changed optim settings ({', '.join(changed)}); "
+                "the schedule follows the current config"
+            )
+        self.log.info(f"resumed from {path} (epoch {self.start_epoch}, step {self.global_step})")
+
+    # --------------------------------------------------------------------------------- the loop
+
+    def run(self, run_dir: Path | None, resume: str | Path | None) -> TrainResult:
+        cfg, info, device = self.config, self.info, self.device
+        seed_everything(cfg.runtime.seed, cfg.runtime.deterministic)
+        if device.type == "cuda" and not cfg.runtime.deterministic:
+            torch.backends.cudnn.benchmark = True
+        folder, resume_from = self._resolve(run_dir, resume)
+        self.run_dir = folder
+        if info.is_main:
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(folder / "config.yaml", to_yaml(cfg))
+        barrier(info)
+        self.log = RunLogger(
+            folder, enabled=info.is_main, progress=cfg.logging.progress, tensorboard=cfg.logging.tensorboard
+        )
+        try:
+            return self._train(resume_from)
+        finally:
+            self.log.close()
+
+    def _train(self, resume_from: Path | None) -> TrainResult:
+        cfg, task, info, device = self.config, self.task, self.info, self.device
+        model = task.build_model()
+        if not isinstance(model, nn.Module):
+            raise TrainingError(
+                f"{type(task).__name__}.build_model() returned {type(model).__name__}, not a Module"
+            )
+        self.model_spec = ckpt.to_plain(task.model_spec(model))
+        model.to(device)
+        if info.distributed:
+            # Different augmentation/dropout streams per rank; the model above was initialised identically.
+            torch.manual_seed(epoch_seed(cfg.runtime.seed, -1, info.rank))
+        train_set, val_set = task.build_datasets()
+        generator = torch.Generator()
+        val_generator = torch.Generator()
+        train_loader = self._loader(train_set, True, generator)
+        val_loader = self._loader(val_set, False, val_generator) if val_set is not None else None
+        accumulate = cfg.optim.accumulate
+        steps_per_epoch = math.ceil(len(train_loader) / accumulate)
+        optimizer = build_optimizer(model, cfg.optim)
+        scheduler = build_scheduler(optimizer, cfg.optim, steps_per_epoch)
+        scaler = make_grad_scaler(device, cfg.runtime.amp)
+        if resume_from is not None:
+            self._restore(resume_from, model, optimizer, scheduler, scaler)
+            self.log.truncate_after(self.global_step)
+        wrapped = wrap_ddp(model, device, info, bool(getattr(task, "ddp_find_unused_parameters", True)))
+        total = cfg.optim.epochs
+        if self.start_epoch >= total:
+            self.log.info(f"run already complete ({self.start_epoch}/{total} epochs); nothing to train")
+        self.log.start_progress(total, min(self.start_epoch, total))
+        for epoch in range(self.start_epoch, total):
+            record, vis_batch = self._train_epoch(
+                epoch, wrapped, model, train_set, train_loader, generator, optimizer, scheduler, scaler
+            )
+            context = self._context(epoch, {"phase": "validate"})
+            val_metrics = self._validate(wrapped, val_loader, val_generator, context)
+            for key, value in val_metrics.items():
+                record[f"val_{key}" if key in _RESERVED else key] = value
+            if (
+                cfg.logging.vis
+                and info.is_main
+                and vis_batch is not None
+                and ((epoch + 1) % cfg.logging.vis_every == 0 or epoch + 1 == total)
+            ):
+                self._visualise(model, vis_batch, epoch)
+            record["time"] = round(self.log.elapsed(), 3)
+            improved = self._update_best(record, val_metrics, epoch)
+            self.history.append(record)
+            self.log.log_line(record)
+            self.log.end_epoch(record)
+            write_latest = (epoch + 1) % cfg.logging.checkpoint_every == 0 or epoch + 1 == total
+            if improved or write_latest:
+                payload = self._payload(model, optimizer, scheduler, scaler, epoch + 1)
+                if info.is_main:
+                    if improved:
+                        ckpt.save_checkpoint(self.run_dir / ckpt.BEST, payload)
+                    if write_latest:
+                        ckpt.save_checkpoint(self.run_dir / ckpt.LATEST, payload)
+                barrier(info)
+        epochs_done = max(self.start_epoch, total)
+        final_payload = self._payload(model, optimizer, scheduler, scaler, epochs_done)
+        final = self.run_dir / ckpt.FINAL
+        if info.is_main:
+            ckpt.save_checkpoint(final, final_payload)
+        barrier(info)
+        best = self.run_dir / ckpt.BEST
+        self.log.close()
+        self.log.summary(self.history, self.run_dir, best if best.is_file() else None, self.best_metric)
+        return TrainResult(
+            run_dir=self.run_dir,
+            final_checkpoint=final,
+            best_checkpoint=best if (best.is_file() or not info.is_main) else None,
+            epochs_completed=epochs_done,
+            history=list(self.history),
+            best_metric=self.best_metric,
+        )
+
+    def _context(self, epoch: int, extra: dict[str, Any] | None = None) -> StepContext:
+        return StepContext(
+            epoch=epoch,
+            total_epochs=self.config.optim.epochs,
+            step=self.global_step,
+            device=self.device,
+            world_size=self.info.world_size,
+            rank=self.info.rank,
+            extra={"run_dir": str(self.run_dir), **(extra or {})},
+        )
+
+    def _train_epoch(
+        self,
+        epoch: int,
+        wrapped: nn.Module,
+        model: nn.Module,
+        train_set: Any,
+        loader: DataLoader[Any],
+        generator: torch.Generator,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        scaler: torch.amp.GradScaler,
+    ) -> tuple[dict[str, Any], Any]:
+        cfg, task, info = self.config, self.task, self.info
+        generator.manual_seed(epoch_seed(cfg.runtime.seed, epoch, info.rank))
+        sampler = loader.sampler
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        if hasattr(train_set, "set_epoch"):
+            train_set.set_epoch(epoch)
+        wrapped.train()
+        task.train_mode(model)
+        n_batches = len(loader)
+        accumulate = cfg.optim.accumulate
+        self.log.start_epoch(epoch + 1, n_batches)
+        epoch_sums: dict[str, list[float]] = {}
+        window_sums: dict[str, list[float]] = {}
+        vis_batch = None
+        lr = current_lr(optimizer)
+        epoch_start = self.log.elapsed()
+        optimizer.zero_grad(set_to_none=True)
+        for index, batch in enumerate(loader):
+            if index == 0 and cfg.logging.vis and info.is_main:
+                vis_batch = batch
+            group_start = (index // accumulate) * accumulate
+            group_size = min(accumulate, n_batches - group_start)
+            last_in_group = index == group_start + group_size - 1
+            lr = current_lr(optimizer)
+            context = self._context(epoch, {"batch_index": index, "lr": lr, "phase": "train"})
+            sync = contextlib.nullcontext() if last_in_group or not info.distributed else wrapped.no_sync()
+            with sync:
+                batch = move_to_device(batch, self.device, non_blocking=self.device.type == "cuda")
+                with autocast_context(self.device, cfg.runtime.amp):
+                    out = task.training_step(wrapped, batch, context)
+                loss = self._checked_loss(out, epoch, index)
+                scaler.scale(loss / group_size).backward()
+            values = {"loss": float(loss.detach().item()), **{k: float(v) for k, v in out.metrics.items()}}
+            if last_in_group:
+                if cfg.optim.grad_clip is not None:
+                    scaler.unscale_(optimizer)
+                    norm = torch.nn.utils.clip_grad_norm_(
+                        [p for p in model.parameters() if p.requires_grad], cfg.optim.grad_clip
+                    )
+                    values["grad_norm"] = float(norm)
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                with warnings.catch_warnings():
+                    # fp16: the scaler may skip the very first step; the schedule still advances.
+                    warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+                    scheduler.step()
+                self.global_step += 1
+                task.after_optimizer_step(model, self._context(epoch, {"batch_index": index, "lr": lr}))
+            for key, value in values.items():
+                for sums in (epoch_sums, window_sums):
+                    total_count = sums.setdefault(key, [0.0, 0.0])
+                    total_count[0] += value
+                    total_count[1] += 1.0
+            self.log.advance_step(values["loss"], lr)
+            if last_in_group and self.global_step % cfg.logging.log_every == 0:
+                means = all_reduce_mean(_means(window_sums), info)
+                self.log.log_line(
+                    {
+                        "type": "step",
+                        "epoch": epoch + 1,
+                        "step": self.global_step,
+                        "lr": lr,
+                        **_ordered(means),
+                        "time": round(self.log.elapsed(), 3),
+                    }
+                )
+                window_sums = {}
+        means = all_reduce_mean(_means(epoch_sums), info)
+        record: dict[str, Any] = {
+            "type": "epoch",
+            "epoch": epoch + 1,
+            "step": self.global_step,
+            "lr": lr,
+            **_ordered(means),
+            "epoch_time": round(self.log.elapsed() - epoch_start, 3),
+        }
+        return record, vis_batch
+
+    def _checked_loss(self, out: Any, epoch: int, index: int) -> torch.Tensor:
+        if not isinstance(out, StepOutput) or not isinstance(out.loss, torch.Tensor):
+            raise TrainingError(
+                f"{type(self.task).__name__}.training_step must return StepOutput(loss=<scalar tensor>), "
+                f"got {type(out).__name__}"
+            )
+        loss = out.loss
+        if loss.numel() != 1:
+            raise TrainingError(
+                f"{type(self.task).__name__}.training_step returned a loss of shape "
+                f"{tuple(loss.shape)}, not a scalar"
+            )
+        loss = loss.reshape(()).float()
+        finite = bool(torch.isfinite(loss.detach()).item())
+        if not all_true(finite, self.info):
+            cfg = self.config
+            value = loss.detach().item()
+            self.log.log_line(
+                {
+                    "type": "error",
+                    "epoch": epoch + 1,
+                    "step": self.global_step,
+                    "batch": index,
+                    "loss": value,
+                    "time": round(self.log.elapsed(), 3),
+                }
+            )
+            raise TrainingError(
+                f"non-finite loss ({value if not finite else 'on another rank'}) at epoch {epoch + 1}, "
+                f"step {self.global_step} (batch {index}); no checkpoint was written for this epoch. "
+                f"Try a lower learning rate (optim.lr={cfg.optim.lr:g}) or --amp none "
+                f"(runtime.amp={cfg.runtime.amp}), then --resume auto"
+            )
+        return loss
+
+    def _validate(
+        self,
+        wrapped: nn.Module,
+        loader: DataLoader[Any] | None,
+        generator: torch.Generator,
+        context: StepContext,
+    ) -> dict[str, float]:
+        generator.manual_seed(epoch_seed(self.config.runtime.seed, 0, self.info.rank))
+        wrapped.eval()
+        with torch.no_grad(), autocast_context(self.device, self.config.runtime.amp):
+            metrics = self.task.validate(wrapped, loader, context)
+        if not isinstance(metrics, Mapping):
+            raise TrainingError(f"{type(self.task).__name__}.validate must return a dict of floats")
+        return all_reduce_mean({str(k): float(v) for k, v in metrics.items()}, self.info)
+
+    def _visualise(self, model: nn.Module, batch: Any, epoch: int) -> None:
+        model.eval()
+        context = self._context(epoch, {"phase": "visualise"})
+        with torch.no_grad(), autocast_context(self.device, self.config.runtime.amp):
+            images = self.task.visualise(model, move_to_device(batch, self.device), context)
+        if not images:
+            return
+        for name, image in images.items():
+            save_png(self.run_dir / "vis" / f"{name}_e{epoch + 1:04d}.png", image)
+        self.log.log_images(images, epoch + 1)
+
+    def _update_best(self, record: dict[str, Any], val_metrics: dict[str, float], epoch: int) -> bool:
+        monitor = self.task.monitor
+        if monitor is None:
+            name, mode, value = "loss", "min", record.get("loss")
+        else:
+            name, mode = monitor
+            if name not in val_metrics:
+                raise TrainingError(
+                    f"{type(self.task).__name__}.monitor is {name!r} but validate() returned "
+                    f"{sorted(val_metrics) or 'no metrics'} at epoch {epoch + 1}"
+                )
+            value = val_metrics[name]
+        if value is None or not math.isfinite(float(value)):
+            return False
+        value = float(value)
+        best = self.best_metric
+        better = best is None or (value < best if mode == "min" else value > best)
+        if better:
+            self.best_metric = value
+        return better
+
+    def _payload(
+        self, model: nn.Module, optimizer: Any, scheduler: Any, scaler: Any, epochs_done: int
+    ) -> dict[str, Any]:
+        states = gather_objects(ckpt.rng_state(), self.info)  # collective: every rank calls this
+        return {
+            "format_version": ckpt.FORMAT_VERSION,
+            "radiossl_version": radiossl.__version__,
+            "torch_version": str(torch.__version__),
+            "kind": self.task.kind,
+            "name": self.task.name,
+            "config": json.loads(self.config.model_dump_json()),
+            "model": {k: v.detach().cpu() for k, v in ckpt.strip_module_prefix(model.state_dict()).items()},
+            "model_spec": self.model_spec,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "grad_scaler": scaler.state_dict(),
+            "epoch": int(epochs_done),
+            "global_step": int(self.global_step),
+            "rng": {"world_size": self.info.world_size, "states": states},
+            "best_metric": self.best_metric,
+            "history": ckpt.to_plain(self.history),
+        }
+
+
+def _ordered(values: dict[str, float]) -> dict[str, float]:
+    """``loss`` first, then the other metrics alphabetically (stable column order in files)."""
+    keys = sorted(values, key=lambda k: (k != "loss", k))
+    return {k: values[k] for k in keys}
+
+
+def _means(sums: dict[str, list[float]]) -> dict[str, float]:
+    """Per-key means of ``{key: [sum, count]}``."""
+    return {key: total / max(count, 1.0) for key, (total, count) in sums.items()}

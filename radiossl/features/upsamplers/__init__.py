@@ -1,0 +1,1 @@
+"""Built-in upsamplers (loaded through the ``radiossl.upsamplers`` entry points)."""

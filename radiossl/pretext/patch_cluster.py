@@ -1,0 +1,357 @@
+"""Patch-level clustering (thesis ``cluster_patch``): SwAV-style swapped prediction on the crops' overlap.
+
+Every 8³ block of a crop is a patch. For both crops of a pair the encoder gives patch embeddings
+``z`` (L2-normalised, ``[B, N, 64]``); K prototypes ``c_k`` (unit rows of ``prototypes.weight``) score
+them. Without gradient, Sinkhorn-Knopp turns the cosines ``z·c`` into balanced soft assignments ``q``
+(targets; ε = 0.05, 3 iterations). The student predicts ``p = softmax(z·c / τ)`` (τ = 0.1). Targets
+and predictions are laid out on the patch grid (``B x K x H/8 x W/8 x D/8``), resampled onto the
+physical overlap of the two crops (:func:`radiossl.ops.roi_align_overlap`), and each view's
+prediction is trained towards the *other* view's target::
+
+    L = ½ [CE(q₁, p₂) + CE(q₂, p₁)]      (mean over overlap cells of -Σ_k q log p)
+
+Fixed thesis defects (``legacy: true`` restores each of them, spec §8 items 3-4):
+
+* the Sinkhorn output is reshaped to ``[B, N, K]`` directly (the thesis transposed it first, mixing
+  patches and prototypes);
+* the student uses the same normalised embeddings and prototypes as the teacher, with temperature
+  τ (the thesis used raw dot products and τ = 1), and the prototypes are renormalised to unit length
+  after every optimiser step;
+* the prototypes can be frozen for the first ``freeze_prototypes_epochs`` epochs (SwAV practice);
+* overlap alignment samples cell centres exactly instead of truncating box fractions, and samples
+  without overlap are masked out instead of crashing.
+
+Example:
+    >>> from radiossl.pretext.base import load_pretrain_config
+    >>> cfg = load_pretrain_config("patch-cluster", overrides=["method.k=20", "model.width=0.125"])
+    >>> method = PatchCluster(cfg)
+    >>> method.run_name_parts(), type(method.build_model()).__name__
+    (['k20'], 'PatchClusterNet')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+from torch import nn
+
+from radiossl.config import MethodConfig
+from radiossl.engine.device import move_to_device
+from radiossl.engine.protocol import StepContext, StepOutput
+from radiossl.errors import ConfigError
+from radiossl.losses.legacy_ce import legacy_swav
+from radiossl.losses.sinkhorn import scrambled_reshape, sinkhorn_knopp
+from radiossl.losses.swapped_ce import swapped_prediction_loss
+from radiossl.models.factory import unwrap_model
+from radiossl.models.patch_cluster_net import PatchClusterNet
+from radiossl.ops.roi_align import roi_align_overlap
+from radiossl.pretext.base import PretextMethod, PretrainConfig
+from radiossl.pretext.cluster_metrics import usage_metrics
+
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader, Dataset
+
+PATCH = 8
+"""Voxels per patch edge (three 2x poolings)."""
+
+
+class PatchClusterConfig(MethodConfig):
+    """Settings of the patch-level clustering pretext."""
+
+    name: Literal["patch-cluster"] = "patch-cluster"
+    k: int = Field(50, ge=2, description="Number of prototypes (clusters); 50 in the thesis.")
+    proj_dim: int = Field(64, ge=1, description="Size of the patch embeddings (projection head output).")
+    epsilon: float = Field(0.05, gt=0.0, description="Sinkhorn entropy weight ε (smaller = sharper targets).")
+    sinkhorn_iterations: int = Field(3, ge=0, description="Sinkhorn-Knopp iterations.")
+    sinkhorn_global: bool = Field(
+        True, description="Under DDP, balance the assignments over the global batch (all ranks)."
+    )
+    temperature: float = Field(
+        0.1, gt=0.0, description="Student softmax temperature τ (ignored when legacy)."
+    )
+    freeze_prototypes_epochs: int = Field(
+        1, ge=0, description="Keep the prototypes fixed for this many initial epochs (ignored when legacy)."
+    )
+    align_mode: Literal["nearest", "trilinear"] = Field(
+        "nearest", description="Resampling of the student logits onto the overlap grid (targets: nearest)."
+    )
+    legacy: bool = Field(
+        False,
+        description="Reproduce the thesis: scrambled Sinkhorn reshape, raw dot-product student (τ = 1), "
+        "no prototype renormalisation/freezing, truncating ROI-align, mean-over-all-elements ce.",
+    )
+
+    @model_validator(mode="after")
+    def _legacy_is_nearest(self) -> PatchClusterConfig:
+        if self.legacy and self.align_mode != "nearest":
+            raise ValueError("legacy: true aligns with nearest sampling only; set align_mode: nearest")
+        return self
+
+
+def pair_datasets(
+    config: PretrainConfig, targets: str | None = None
+) -> tuple[Dataset[Any], Dataset[Any] | None]:
+    """Training and validation :class:`ClusterPairDataset` of ``data.root`` (None: no val pairs with ``targets``).
+
+    ``data.ratio < 1`` keeps a nested, seeded subset of the training *cases* (all pairs of a kept case).
+    Raises ConfigError when ``data.root`` is unset or ``model.in_channels`` does not fit the crops.
+    """
+    from radiossl.data.views import ClusterPairDataset
+
+    root = config.data.root
+    if root is None:
+        raise ConfigError(
+            "data.root is not set: pass --data PROC_DIR (a folder written by `radiossl preprocess`)"
+        )
+    seed = config.runtime.seed
+    train = ClusterPairDataset(root, "train", targets=targets, seed=seed, ratio=config.data.ratio)
+    channels = sorted({r.channels for r in train.records})
+    if channels != [config.model.in_channels]:
+        raise ConfigError(
+            f"{root}: crop pairs have {channels} channel(s) but model.in_channels is "
+            f"{config.model.in_channels}; set --set model.in_channels={channels[0]}"
+        )
+    val_records = [r for r in train.data.records(split="val") if r.view in ClusterPairDataset.views]
+    val: Dataset[Any] | None = None
+    # targets are often predicted for the training split only: validate only where every pair has them
+    if val_records and (targets is None or all(targets in r.targets for r in val_records)):
+        val = ClusterPairDataset(root, "val", targets=targets, seed=seed)
+    return train, val
+
+
+def middle_slice_images(
+    inputs: tuple[torch.Tensor, torch.Tensor],
+    preds: tuple[torch.Tensor, torch.Tensor],
+    targets: tuple[torch.Tensor, torch.Tensor],
+    k: int,
+) -> np.ndarray:
+    """One grid image: rows input / predicted / target clusters, columns view 1 / view 2 (sample 0).
+
+    ``inputs`` are ``[C, H, W, D]`` crops (channel 0 is shown); ``preds``/``targets`` are integer
+    cluster maps ``[h, w, d]`` at full or patch resolution, nearest-upsampled to ``H x W``.
+    """
+    from radiossl.engine.visualise import colorize_labels, tile_images, to_rgb_uint8
+
+    height, width, depth = inputs[0].shape[1:]
+    rows: list[list[np.ndarray]] = [[], [], []]
+    for view in range(2):
+        rows[0].append(to_rgb_uint8(inputs[view][0, :, :, depth // 2]))
+        for row, labels in ((1, preds[view]), (2, targets[view])):
+            h, w, d = labels.shape
+            plane = labels[:, :, (depth // 2) * d // depth].detach().cpu().numpy()
+            plane = np.repeat(np.repeat(plane, height // h, axis=0), width // w, axis=1)
+            rows[row].append(colorize_labels(plane, k))
+    return tile_images(rows, pad=2)
+
+
+@dataclass
+class _PatchOutputs:
+    loss: torch.Tensor
+    student: tuple[torch.Tensor, torch.Tensor]
+    """Student scores per view, ``[B, K, h, w, d]``."""
+    targets: tuple[torch.Tensor, torch.Tensor]
+    """Sinkhorn targets per view, ``[B, K, h, w, d]``."""
+
+
+def _to_grid(values: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+    """``[B, N, K]`` (patches in ``(h, w, d)`` row-major order) -> ``[B, K, h, w, d]``."""
+    batch, _, k = values.shape
+    return values.transpose(1, 2).reshape(batch, k, *grid)
+
+
+class PatchCluster(PretextMethod):
+    """Patch-level clustering with Sinkhorn targets and a swapped prediction on the crops' overlap."""
+
+    name = "patch-cluster"
+    config_class = PatchClusterConfig
+    views = "cluster"
+    summary: ClassVar[str] = (
+        "Patch-level clustering (SwAV-style prototypes on 8³ patches, thesis cluster_patch)"
+    )
+    ddp_find_unused_parameters: ClassVar[bool] = False
+    """Every parameter (encoder, projection, prototypes) gets a gradient in every step."""
+
+    def __init__(self, config: PretrainConfig) -> None:
+        super().__init__(config)
+        self._frozen_prototypes: torch.Tensor | None = None
+
+    @classmethod
+    def default_settings(cls) -> dict[str, Any]:
+        """The thesis' settings: SGD, lr 2e-3, batch 16, 240 epochs, 64x64x32 crops."""
+        return {
+            "optim": {
+                "optimizer": "sgd",
+                "lr": 2e-3,
+                "momentum": 0.9,
+                "weight_decay": 1e-4,
+                "epochs": 240,
+                "batch_size": 16,
+                "schedule": "cosine",
+            },
+            "data": {"crop_size": [64, 64, 32]},
+        }
+
+    def build_model(self) -> nn.Module:
+        model_cfg = self.config.model
+        return PatchClusterNet(
+            in_channels=model_cfg.in_channels,
+            k=self.settings.k,
+            width=model_cfg.width,
+            norm=model_cfg.norm,
+            proj_dim=self.settings.proj_dim,
+        )
+
+    def build_datasets(self) -> tuple[Dataset[Any], Dataset[Any] | None]:
+        return pair_datasets(self.config)
+
+    def run_name_parts(self) -> list[str]:
+        parts = [f"k{self.settings.k}"]
+        if self.settings.legacy:
+            parts.append("legacy")
+        return parts
+
+    # ------------------------------------------------------------------------------------------
+    # training
+
+    def _prototypes_frozen(self, context: StepContext) -> bool:
+        return not self.settings.legacy and context.epoch < self.settings.freeze_prototypes_epochs
+
+    def _prototype_weight(self, net: PatchClusterNet, context: StepContext | None) -> torch.Tensor:
+        weight = net.prototypes.weight
+        if context is None or not torch.is_grad_enabled():
+            return weight
+        if self._prototypes_frozen(context):
+            if self._frozen_prototypes is None:
+                self._frozen_prototypes = weight.detach().clone()
+            # zero gradient, but the parameter stays in the graph so DDP sees it used
+            return weight.detach() + 0.0 * weight
+        self._frozen_prototypes = None
+        return weight
+
+    def _forward(
+        self, model: nn.Module, batch: Any, context: StepContext | None, distributed: bool
+    ) -> _PatchOutputs:
+        s = self.settings
+        net = unwrap_model(model)
+        if not isinstance(net, PatchClusterNet):
+            raise TypeError(f"patch-cluster needs a PatchClusterNet, got {type(net).__name__}")
+        x1, x2 = batch.view1, batch.view2
+        emb1, logits1 = model(x1)
+        emb2, logits2 = model(x2)
+        batch_size, patches, _ = emb1.shape
+        grid = (x1.shape[2] // PATCH, x1.shape[3] // PATCH, x1.shape[4] // PATCH)
+        if grid[0] * grid[1] * grid[2] != patches:
+            raise ValueError(
+                f"{patches} patch embeddings do not tile an input of shape {tuple(x1.shape[2:])}"
+            )
+        weight = self._prototype_weight(net, context)
+        with torch.autocast(device_type=x1.device.type, enabled=False):
+            z1 = F.normalize(emb1.float(), dim=-1)
+            z2 = F.normalize(emb2.float(), dim=-1)
+            with torch.no_grad():
+                protos = F.normalize(weight.detach().float(), dim=1)
+                q1, q2 = (
+                    sinkhorn_knopp(
+                        (z.detach() @ protos.t()).reshape(batch_size * patches, s.k),
+                        epsilon=s.epsilon,
+                        iterations=s.sinkhorn_iterations,
+                        distributed=distributed,
+                    )
+                    for z in (z1, z2)
+                )
+            if s.legacy:
+                q1 = scrambled_reshape(q1, batch_size, patches)
+                q2 = scrambled_reshape(q2, batch_size, patches)
+                student1, student2 = _to_grid(logits1.float(), grid), _to_grid(logits2.float(), grid)
+                targets1, targets2 = _to_grid(q1, grid), _to_grid(q2, grid)
+                probs = roi_align_overlap(
+                    F.softmax(student1, dim=1),
+                    F.softmax(student2, dim=1),
+                    batch.box1,
+                    batch.box2,
+                    legacy=True,
+                )
+                aligned_t = roi_align_overlap(targets1, targets2, batch.box1, batch.box2, legacy=True)
+                loss = legacy_swav(aligned_t.view1, aligned_t.view2, probs.view1, probs.view2)
+            else:
+                unit_protos = F.normalize(weight.float(), dim=1)
+                student1 = _to_grid(z1 @ unit_protos.t() / s.temperature, grid)
+                student2 = _to_grid(z2 @ unit_protos.t() / s.temperature, grid)
+                targets1 = _to_grid(q1.reshape(batch_size, patches, s.k), grid)
+                targets2 = _to_grid(q2.reshape(batch_size, patches, s.k), grid)
+                aligned_s = roi_align_overlap(student1, student2, batch.box1, batch.box2, mode=s.align_mode)
+                aligned_t = roi_align_overlap(targets1, targets2, batch.box1, batch.box2, mode="nearest")
+                loss = swapped_prediction_loss(
+                    aligned_t.view1,
+                    aligned_t.view2,
+                    F.log_softmax(aligned_s.view1, dim=1),
+                    F.log_softmax(aligned_s.view2, dim=1),
+                    dim=1,
+                    mask=aligned_t.valid,
+                )
+        return _PatchOutputs(loss=loss, student=(student1, student2), targets=(targets1, targets2))
+
+    def _metrics(self, out: _PatchOutputs) -> dict[str, float]:
+        k = self.settings.k
+        student = torch.cat([out.student[0].detach(), out.student[1].detach()])
+        targets = torch.cat([out.targets[0], out.targets[1]])
+        return {**usage_metrics(student, k, prefix="pred_"), **usage_metrics(targets, k, prefix="target_")}
+
+    def training_step(self, model: nn.Module, batch: Any, context: StepContext) -> StepOutput:
+        out = self._forward(model, batch, context, distributed=self.settings.sinkhorn_global)
+        return StepOutput(loss=out.loss, metrics=self._metrics(out))
+
+    def after_optimizer_step(self, model: nn.Module, context: StepContext) -> None:
+        """Restore frozen prototypes, then renormalise every prototype to unit length (not when legacy)."""
+        if self.settings.legacy:
+            return
+        net = unwrap_model(model)
+        with torch.no_grad():
+            weight = net.prototypes.weight
+            if self._prototypes_frozen(context) and self._frozen_prototypes is not None:
+                weight.copy_(self._frozen_prototypes.to(weight.device))
+            weight.copy_(F.normalize(weight, dim=1))
+
+    def validate(
+        self, model: nn.Module, loader: DataLoader[Any] | None, context: StepContext
+    ) -> dict[str, float]:
+        """Mean loss and cluster usage on the validation pairs (``val_`` prefix); ``{}`` without a loader."""
+        if loader is None:
+            return {}
+        was_training = model.training
+        model.eval()
+        sums: dict[str, float] = {}
+        batches = 0
+        try:
+            with torch.no_grad():
+                for batch in loader:
+                    out = self._forward(model, move_to_device(batch, context.device), None, distributed=False)
+                    values = {"loss": float(out.loss), **self._metrics(out)}
+                    for key, value in values.items():
+                        sums[key] = sums.get(key, 0.0) + value
+                    batches += 1
+        finally:
+            model.train(was_training)
+        return {f"val_{key}": value / batches for key, value in sums.items()} if batches else {}
+
+    def visualise(self, model: nn.Module, batch: Any, context: StepContext) -> dict[str, np.ndarray]:
+        """``clusters``: middle slice of sample 0 — inputs, predicted and target clusters of both views."""
+        device = next(model.parameters()).device
+        batch = move_to_device(batch, device)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                out = self._forward(model, batch, None, distributed=False)
+        finally:
+            model.train(was_training)
+        preds = (out.student[0][0].argmax(0), out.student[1][0].argmax(0))
+        targets = (out.targets[0][0].argmax(0), out.targets[1][0].argmax(0))
+        return {
+            "clusters": middle_slice_images((batch.view1[0], batch.view2[0]), preds, targets, self.settings.k)
+        }

@@ -1,0 +1,65 @@
+"""Random draws shared by the batched transforms: generators, per-sample uniforms and integers.
+
+Every transform takes a :class:`torch.Generator` on the device of its input, so a run is
+repeatable from a seed and the same code runs on CPU and GPU. :func:`generator_for` makes one
+from an integer seed or from the NumPy generator that the dataset transform hook provides.
+
+Example:
+    >>> import torch
+    >>> g = generator_for(7)
+    >>> randint_inclusive(torch.tensor([1, 5]), torch.tensor([1, 9]), g).tolist()[0]
+    1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+
+def generator_for(seed: int | np.random.Generator, device: torch.device | str = "cpu") -> torch.Generator:
+    """A torch generator on ``device`` seeded from an integer or from a NumPy generator."""
+    if isinstance(seed, np.random.Generator):
+        seed = int(seed.integers(0, 2**63 - 1))
+    generator = torch.Generator(device=torch.device(device))
+    generator.manual_seed(int(seed) % (2**63 - 1))
+    return generator
+
+
+def check_batch(x: torch.Tensor, name: str) -> None:
+    """Raise ``ValueError`` unless ``x`` is a floating-point ``[B, C, X, Y, Z]`` batch."""
+    if x.dim() != 5:
+        raise ValueError(f"{name} expects a batch [B, C, X, Y, Z], got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} expects a floating-point tensor, got {x.dtype}")
+
+
+def uniform(
+    shape: Sequence[int], low: float, high: float, generator: torch.Generator, device: torch.device
+) -> torch.Tensor:
+    """Float32 samples of U(low, high)."""
+    u = torch.rand(tuple(shape), generator=generator, device=device)
+    return u * (high - low) + low
+
+
+def randint_inclusive(low: torch.Tensor, high: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Integers uniform on ``[low, high]`` (both ends included, element-wise bounds, ``high >= low``)."""
+    low = low.long()
+    span = (high.long() - low + 1).clamp_min(1)
+    u = torch.rand(low.shape, generator=generator, device=low.device, dtype=torch.float64)
+    return torch.minimum(low + (u * span).long(), high.long())
+
+
+def bernoulli(shape: Sequence[int], p: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Boolean samples that are ``True`` with probability ``p``."""
+    return torch.rand(tuple(shape), generator=generator, device=device) < p
+
+
+def leading_successes(shape: Sequence[int], p: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Boolean ``[..., n]`` masks of the attempts made by "repeat while U(0,1) < p, at most n times".
+
+    Attempt ``i`` happens when the first ``i + 1`` coin flips all succeeded.
+    """
+    return torch.cumprod(bernoulli(shape, p, generator, device).to(torch.uint8), dim=-1).bool()

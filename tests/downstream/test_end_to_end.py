@@ -1,0 +1,133 @@
+"""Phantom data -> finetune (scratch and from a checkpoint) -> evaluate, on the CPU in seconds."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from radiossl.cli import app
+from radiossl.downstream.config import load_task_config
+from radiossl.downstream.evaluate import EvaluateResult, evaluate
+from radiossl.downstream.finetune import FinetuneResult, finetune
+from radiossl.models import UNet3D, model_spec
+from .conftest import _tiny_flags
+
+
+@pytest.fixture(scope="module")
+def scratch_run(brats_root: Path, tmp_path_factory: pytest.TempPathFactory) -> FinetuneResult:
+    out = tmp_path_factory.mktemp("runs")
+    cfg = load_task_config("finetune", "brats", flags=tiny_flags(brats_root, out))
+    return finetune(cfg)
+
+
+def test_finetune_from_scratch_writes_a_run(scratch_run: FinetuneResult) -> None:
+    run = scratch_run.run_dir
+    for name in ("config.yaml", "metrics.jsonl", "checkpoint_final.pt", "checkpoint_best.pt", "splits.json"):
+        assert (run / name).is_file(), name
+    assert scratch_run.epochs_completed == 2 and scratch_run.load_report is None
+    assert scratch_run.best_metric is not None and 0.0 <= scratch_run.best_metric <= 1.0
+    epochs = [r for r in scratch_run.history if r.get("type") == "epoch"]
+    assert {"val_dice", "val_dice_wt", "val_dice_tc", "val_dice_et", "dice_loss", "bce"} <= set(epochs[-1])
+    splits = json.loads((run / "splits.json").read_text())
+    assert splits["val"] and splits["test"] and not set(splits["val"]) & set(splits["test"])
+    state = torch.load(run / "checkpoint_best.pt", weights_only=True)
+    assert state["model_spec"]["kwargs"]["in_channels"] == 4 and state["model_spec"]["kwargs"]["out_channels"] == 3
+
+
+def run_evaluate(brats_root: Path, weights: Path, out: Path, **top: object) -> EvaluateResult:
+    flags = {"data": {"root": str(brats_root)}, "weights": str(weights), "out": str(out),
+             "runtime": {"device": "cpu"}, **top}
+    return evaluate(load_task_config("evaluate", "brats", flags=flags))
+
+
+def test_evaluate_full_protocol(scratch_run: FinetuneResult, brats_root: Path, tmp_path: Path) -> None:
+    result = run_evaluate(brats_root, scratch_run.best_checkpoint, tmp_path / "eval", save_predictions=True)
+    test_ids = json.loads((scratch_run.run_dir / "splits.json").read_text())["test"]
+    with result.metrics_csv.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["case", "region", "dice", "hd95", "gt_voxels", "pred_voxels"]
+    assert [(r["case"], r["region"]) for r in rows] == [(c, region) for c in test_ids for region in ("WT", "TC", "ET")]
+    for row in rows:
+        assert 0.0 <= float(row["dice"]) <= 1.0 and float(row["hd95"]) >= 0.0
+    summary = json.loads(result.summary_json.read_text())
+    assert summary["protocol"] == "full" and summary["cases"] == len(test_ids) and not summary["failures"]
+    assert set(summary["regions"]) == {"WT", "TC", "ET"} and summary["regions"]["WT"]["n"] == len(test_ids)
+    assert summary["config"]["sliding_window"]["overlap"] == 0.5
+    for case_id, path in zip(test_ids, result.predictions, strict=True):
+        source = next(brats_root.glob(f"*/{case_id}/{case_id}_t1.nii.gz"))
+        written, reference = nib.load(path), nib.load(source)
+        assert np.allclose(written.affine, reference.affine) and written.shape == reference.shape
+        assert set(np.unique(np.asarray(written.dataobj)).tolist()) <= {0, 1, 2, 4}
+    assert "WT" in str(result.table().columns[0]._cells)
+
+
+def test_evaluate_thesis_crops(scratch_run: FinetuneResult, brats_root: Path, tmp_path: Path) -> None:
+    result = run_evaluate(brats_root, scratch_run.best_checkpoint, tmp_path / "crops",
+                          protocol="thesis-crops", split="val")
+    assert result.rows and all(math.isnan(r["hd95"]) for r in result.rows)
+    assert all(0.0 < r["dice"] < 1.0 for r in result.rows)  # soft Dice of an untrained net
+    assert result.summary["protocol"] == "thesis-crops" and "thesis_loss" in result.summary
+
+
+def test_finetune_from_a_checkpoint_with_encoder_transfer(brats_root: Path, tmp_path: Path) -> None:
+    torch.manual_seed(5)
+    source = UNet3D(in_channels=1, out_channels=1, width=0.125, norm="batch", skip_connections=False)
+    weights = tmp_path / "pretext.pt"
+    torch.save({"format_version": 1, "model": source.state_dict(), "model_spec": model_spec(source)}, weights)
+    flags = tiny_flags(brats_root, tmp_path / "runs", weights=str(weights), transfer="encoder", train="decoder")
+    flags["optim"]["epochs"] = 1
+    result = finetune(load_task_config("finetune", "brats", flags=flags))
+    report = json.loads((result.run_dir / "load_report.json").read_text())
+    assert report["transfer"] == "encoder" and report["adapted"] and report["matched"]
+    assert all(key.startswith("down_tr") for key in report["matched"])
+    final = torch.load(result.final_checkpoint, weights_only=True)["model"]
+    key = "down_tr256.ops.0.conv1.weight"  # loaded, then frozen by train=decoder
+    assert torch.equal(final[key], source.state_dict()[key])
+    stem = source.state_dict()["down_tr64.ops.0.conv1.weight"]
+    assert torch.allclose(final["down_tr64.ops.0.conv1.weight"], stem.repeat(1, 4, 1, 1, 1) / 4)
+
+
+def test_cli_finetune_and_evaluate(brats_root: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    runs = tmp_path / "runs"
+    args = ["finetune", "--task", "brats", "--data", str(brats_root), "--out", str(runs), "--epochs", "1",
+            "--width", "0.125", "--batch-size", "2", "--ratio", "0.5", "--device", "cpu", "--workers", "0",
+            "--set", "data.crop_size=[16,16,16]", "--set", "sliding_window.roi=[32,32,24]",
+            "--set", "logging.progress=false", "--set", "validation.every=2"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    run = next(runs.iterdir())
+    splits = json.loads((run / "splits.json").read_text())
+    assert len(splits["train_subset"]) == round(0.5 * len(splits["train"])) or len(splits["train_subset"]) >= 1
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", "--task", "brats", "--data", str(brats_root), "--weights",
+                                 str(run / "checkpoint_final.pt"), "--out", str(out), "--split", "val"])
+    assert result.exit_code == 0, result.output
+    assert (out / "metrics.csv").is_file() and (out / "summary.json").is_file()
+    bad = runner.invoke(app, ["finetune", "--task", "brats", "--data", str(brats_root), "--transfer", "bogus"])
+    assert bad.exit_code == 2 and "transfer" in bad.output
+
+
+def test_lits_finetune_and_evaluate(lits_root: Path, tmp_path: Path) -> None:
+    flags = tiny_flags(lits_root, tmp_path / "runs")
+    flags["optim"]["epochs"] = 1
+    flags["task"] = {"tumour": True}
+    result = finetune(load_task_config("finetune", "lits", flags=flags))
+    splits = result.splits
+    assert splits["test"] and splits["val"] and not set(splits["val"]) & set(splits["test"])
+    evaluation = evaluate(load_task_config("evaluate", "lits", flags={
+        "data": {"root": str(lits_root)}, "weights": str(result.final_checkpoint), "out": str(tmp_path / "e"),
+        "save_predictions": True, "runtime": {"device": "cpu"}}))
+    assert {r["region"] for r in evaluation.rows} == {"liver", "tumour"}
+    prediction = nib.load(evaluation.predictions[0])
+    case = splits["test"][0]
+    reference = nib.load(next(lits_root.glob(f"*/ct/{case}.nii")))
+    assert prediction.shape == reference.shape and np.allclose(prediction.affine, reference.affine)

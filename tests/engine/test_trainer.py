@@ -1,0 +1,205 @@
+"""The training loop: exact resume, checkpoints, NaN guard, accumulation, clipping, logging, --vis."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from engine_task import TinyTask
+
+from radiossl.config import ExampleRunConfig
+from radiossl.engine.checkpoint import BEST, FINAL, LATEST, load_checkpoint
+from radiossl.engine.trainer import TrainResult, run_training
+from radiossl.errors import CheckpointError, ConfigError, TrainingError
+from radiossl.utils.seeding import seed_everything
+
+Factory = Callable[..., ExampleRunConfig]
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def _epoch_lines(run_dir: Path) -> list[dict]:
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [line for line in lines if line["type"] == "epoch"]
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_interrupted_and_resumed_run_ends_with_identical_weights(make_config: Factory, workers: int) -> None:
+    straight = run_training(TinyTask(), make_config(f"data.workers={workers}", out="straight"))
+    config = make_config(f"data.workers={workers}")
+    with pytest.raises(RuntimeError, match="simulated interruption"):
+        run_training(TinyTask(crash_at_epoch=2), config)
+    (interrupted_dir,) = config.out.iterdir()
+    assert load_checkpoint(interrupted_dir / LATEST)["epoch"] == 2
+    assert not (interrupted_dir / FINAL).exists()
+
+    resumed = run_training(TinyTask(), config, resume="auto")
+
+    assert resumed.run_dir == interrupted_dir
+    a, b = _weights(straight.final_checkpoint), _weights(resumed.final_checkpoint)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert [h["loss"] for h in straight.history] == [h["loss"] for h in resumed.history]
+    assert len(_epoch_lines(resumed.run_dir)) == 3  # the lines of the interrupted epoch were not duplicated
+    final = load_checkpoint(resumed.final_checkpoint)
+    assert final["epoch"] == 3 and final["global_step"] == 9
+
+
+def test_checkpoints_load_with_weights_only_and_follow_the_schema(make_config: Factory) -> None:
+    result = run_training(TinyTask(), make_config())
+    for name in (LATEST, BEST, FINAL):
+        state = torch.load(result.run_dir / name, map_location="cpu", weights_only=True)
+        assert state["format_version"] == 1
+        assert state["kind"] == "pretrain" and state["name"] == "tiny"
+        assert isinstance(state["radiossl_version"], str) and isinstance(state["torch_version"], str)
+        assert state["config"]["optim"]["epochs"] == 3
+        assert not any(key.startswith("module.") for key in state["model"])
+        assert state["model_spec"] == {"class": "TinyNet", "kwargs": {"norm": True}}
+        assert {
+            "optimizer",
+            "scheduler",
+            "grad_scaler",
+            "global_step",
+            "history",
+            "best_metric",
+        } <= state.keys()
+        rng = state["rng"]
+        assert rng["world_size"] == 1 and isinstance(rng["states"][0]["torch"], torch.Tensor)
+    assert load_checkpoint(result.final_checkpoint)["epoch"] == 3
+    assert (result.run_dir / "config.yaml").read_text().startswith("data:")
+
+
+def test_resuming_a_finished_run_trains_nothing(make_config: Factory) -> None:
+    config = make_config()
+    first = run_training(TinyTask(), config)
+    again = run_training(TinyTask(), config, resume=str(first.run_dir))
+    assert again.epochs_completed == 3 and again.run_dir == first.run_dir
+    for key, value in _weights(first.final_checkpoint).items():
+        assert torch.equal(value, _weights(again.final_checkpoint)[key])
+
+
+def test_starting_over_an_existing_run_folder_without_resume_is_refused(make_config: Factory) -> None:
+    first = run_training(TinyTask(), make_config())
+    with pytest.raises(ConfigError, match="--resume auto"):
+        run_training(TinyTask(), make_config(), run_dir=first.run_dir)
+
+
+def test_resume_from_a_missing_checkpoint_names_the_path(make_config: Factory, tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match=r"nothing\.pt"):
+        run_training(TinyTask(), make_config(), resume=str(tmp_path / "nothing.pt"))
+
+
+def test_non_finite_loss_stops_with_a_clear_message_and_keeps_checkpoints(make_config: Factory) -> None:
+    config = make_config()
+    with pytest.raises(TrainingError) as info:
+        run_training(TinyTask(nan_at_epoch=1), config)
+    message = str(info.value)
+    assert "epoch 2" in message and "optim.lr" in message and "--amp none" in message
+    (run_dir,) = config.out.iterdir()
+    assert load_checkpoint(run_dir / LATEST)["epoch"] == 1  # the last good epoch, intact
+    assert not (run_dir / FINAL).exists()
+    assert json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])["type"] == "error"
+
+
+def test_dataset_smaller_than_a_batch_still_trains(make_config: Factory) -> None:
+    result = run_training(
+        TinyTask(n_train=3, n_val=None), make_config("optim.batch_size=4", "optim.epochs=2")
+    )
+    assert result.history[-1]["step"] == 2  # one partial batch per epoch
+
+
+def test_partial_last_batch_is_dropped_when_a_full_batch_exists(make_config: Factory) -> None:
+    result = run_training(
+        TinyTask(n_train=10, n_val=None), make_config("optim.batch_size=4", "optim.epochs=1")
+    )
+    assert result.history[-1]["step"] == 2
+
+
+def test_gradient_accumulation_matches_a_large_batch(make_config: Factory) -> None:
+    task_args = {"n_train": 16, "n_val": None, "norm": False, "dropout_noise": False}
+    common = ("optim.epochs=2", "optim.momentum=0.0", "optim.weight_decay=0.0")
+    big = run_training(TinyTask(**task_args), make_config(*common, "optim.batch_size=8", out="big"))
+    small = run_training(
+        TinyTask(**task_args), make_config(*common, "optim.batch_size=4", "optim.accumulate=2", out="small")
+    )
+    assert big.history[-1]["step"] == small.history[-1]["step"] == 4
+    a, b = _weights(big.final_checkpoint), _weights(small.final_checkpoint)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+
+
+def test_gradient_clipping_bounds_the_update_and_logs_the_norm(make_config: Factory) -> None:
+    task = TinyTask(n_train=4, n_val=None, norm=False)
+    config = make_config(
+        "optim.epochs=1",
+        "optim.momentum=0.0",
+        "optim.weight_decay=0.0",
+        "optim.lr=1.0",
+        "optim.grad_clip=0.001",
+        "optim.schedule=constant",
+    )
+    result = run_training(task, config)
+    assert result.history[-1]["grad_norm"] > 0.001
+    seed_everything(config.runtime.seed, True)  # the engine seeds like this before build_model()
+    initial = task.build_model().state_dict()
+    final = _weights(result.final_checkpoint)
+    change = torch.sqrt(sum(((final[k] - initial[k]) ** 2).sum() for k in initial))
+    assert float(change) <= 1.0 * 0.001 + 1e-6
+
+
+def test_after_optimizer_step_is_called_once_per_step(make_config: Factory) -> None:
+    task = TinyTask(n_val=None)
+    result = run_training(task, make_config("optim.accumulate=2"))
+    assert task.after_steps == result.history[-1]["step"] == 3 * 2  # 3 batches -> 2 steps per epoch
+
+
+def test_best_checkpoint_follows_the_monitored_validation_metric(make_config: Factory) -> None:
+    result = run_training(TinyTask(monitor=("val_mse", "max")), make_config())
+    best_epoch = max(result.history, key=lambda h: h["val_mse"])
+    assert result.best_metric == best_epoch["val_mse"]
+    assert load_checkpoint(result.best_checkpoint)["epoch"] == best_epoch["epoch"]
+
+
+def test_monitoring_a_metric_that_validate_does_not_return_fails_clearly(make_config: Factory) -> None:
+    with pytest.raises(TrainingError, match="val_dice"):
+        run_training(TinyTask(monitor=("val_dice", "max")), make_config())
+
+
+def test_metrics_jsonl_vis_pngs_and_tensorboard(make_config: Factory) -> None:
+    config = make_config(
+        "logging.vis=true",
+        "logging.tensorboard=true",
+        "logging.log_every=2",
+        "logging.checkpoint_every=2",
+        "logging.progress=true",
+    )
+    result: TrainResult = run_training(TinyTask(), config)
+    lines = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [line for line in lines if line["type"] == "step"]
+    assert [line["step"] for line in steps] == [2, 4, 6, 8]
+    for line in lines:
+        assert {"epoch", "step", "lr", "loss", "mae", "time"} <= line.keys()
+    assert [line["epoch"] for line in lines if line["type"] == "epoch"] == [1, 2, 3]
+    assert sorted(p.name for p in (result.run_dir / "vis").iterdir()) == [
+        "slice_e0001.png",
+        "slice_e0002.png",
+        "slice_e0003.png",
+    ]
+    assert any((result.run_dir / "tensorboard").iterdir())
+    assert load_checkpoint(result.latest_checkpoint)["epoch"] == 3  # written on the last epoch too
+
+
+def test_bf16_and_fp16_autocast_train_on_cpu(make_config: Factory) -> None:
+    for amp in ("bf16", "fp16"):
+        result = run_training(
+            TinyTask(n_val=None), make_config(f"runtime.amp={amp}", "optim.epochs=1", out=amp)
+        )
+        assert torch.isfinite(torch.tensor(result.history[-1]["loss"]))
+        scaler = load_checkpoint(result.final_checkpoint)["grad_scaler"]
+        assert bool(scaler) == (amp == "fp16")

@@ -1,0 +1,119 @@
+"""``radiossl checkpoint inspect|export-encoder`` on a tiny Typer app."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from radiossl.commands.checkpoint import register
+from radiossl.models import UNet3D, model_spec, read_checkpoint
+from radiossl.models.checkpoint_formats import FORMAT_VERSION
+
+TINY = 0.125
+
+
+@pytest.fixture
+def app() -> typer.Typer:
+    application = typer.Typer()
+
+    @application.callback()
+    def main() -> None:
+        """Test root."""
+
+    register(application)
+    return application
+
+
+@pytest.fixture
+def pcrlv2_file(tmp_path: Path) -> Path:
+    model = UNet3D(width=TINY, skip_connections=False, pretrain_heads=True)
+    path = tmp_path / "pcrlv2.pt"
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.002, momentum=0.9)
+    torch.save(
+        {
+            "opt": argparse.Namespace(lr=0.002),
+            "state_dict": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "epoch": 240,
+        },
+        path,
+    )
+    return path
+
+
+def test_inspect_radiossl_checkpoint(app: typer.Typer, tmp_path: Path) -> None:
+    model = UNet3D(in_channels=4, out_channels=3, width=TINY, norm="group")
+    path = tmp_path / "checkpoint_best.pt"
+    torch.save(
+        {
+            "format_version": FORMAT_VERSION,
+            "model": model.state_dict(),
+            "model_spec": model_spec(model),
+            "config": {"optim": {"lr": 0.001}},
+            "epoch": 7,
+        },
+        path,
+    )
+    result = CliRunner().invoke(app, ["checkpoint", "inspect", str(path)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "family: radiossl" in result.output and "epoch: 7" in result.output
+    assert "model spec (stored)" in result.output and '"in_channels": 4' in result.output
+    assert "down_tr64" in result.output and "out_tr" in result.output
+    n_params = sum(p.numel() for p in model.parameters())
+    assert f"parameters ≈ {n_params:,}" in result.output
+
+
+def test_inspect_json_of_genesis_file(app: typer.Typer, tmp_path: Path) -> None:
+    model = UNet3D(width=TINY, norm="genesis")
+    path = tmp_path / "Genesis_Chest_CT.pt"
+    torch.save(
+        {
+            "epoch": 3,
+            "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()},
+            "optimizer_state_dict": torch.optim.SGD(model.parameters(), lr=1.0).state_dict(),
+        },
+        path,
+    )
+    result = CliRunner().invoke(app, ["checkpoint", "inspect", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert info["family"] == "models-genesis" and info["wrapper_prefixes"] == ["module."]
+    assert info["tensors"] == 106 and info["model_spec_source"] == "inferred"
+    assert info["model_spec"]["kwargs"]["norm"] == "genesis"
+    assert info["prefixes"]["down_tr64"]["tensors"] == 14
+    assert info["meta"]["optimizer"]["lr"] == 1.0 and info["meta"]["epoch"] == 3
+
+
+def test_inspect_pcrlv2_needs_the_unsafe_flag(app: typer.Typer, pcrlv2_file: Path) -> None:
+    runner = CliRunner()
+    refused = runner.invoke(app, ["checkpoint", "inspect", str(pcrlv2_file)])
+    assert refused.exit_code == 2
+    assert "--allow-unsafe-pickle" in refused.output and "argparse.Namespace" in refused.output
+    result = runner.invoke(
+        app, ["checkpoint", "inspect", str(pcrlv2_file), "--allow-unsafe-pickle"], terminal_width=200
+    )
+    assert result.exit_code == 0, result.output
+    assert "family: pcrlv2" in result.output and "training arguments" in result.output
+    assert '"momentum": 0.9' in result.output and "epoch: 240" in result.output
+
+
+def test_export_encoder_command(app: typer.Typer, pcrlv2_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "encoder.pt"
+    result = CliRunner().invoke(
+        app, ["checkpoint", "export-encoder", str(pcrlv2_file), "--out", str(out), "--allow-unsafe-pickle"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "56 encoder tensors" in result.output
+    raw = read_checkpoint(out)
+    assert raw.family == "radiossl-encoder" and raw.meta["source"]["family"] == "pcrlv2"
+
+
+def test_missing_file_is_a_one_line_error(app: typer.Typer, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["checkpoint", "inspect", str(tmp_path / "nope.pt")])
+    assert result.exit_code == 2 and "nope.pt: file not found" in result.output
