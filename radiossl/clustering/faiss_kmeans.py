@@ -173,10 +173,10 @@ class CentroidAssigner:
         labels = np.empty(x.shape[0], dtype=np.int64)
         distances = np.empty(x.shape[0], dtype=np.float32)
         for start in range(0, x.shape[0], ASSIGN_CHUNK):
-            part = x[start:start + ASSIGN_CHUNK]
+            part = x[start : start + ASSIGN_CHUNK]
             dist, idx = self.index.search(part, 1)
-            labels[start:start + part.shape[0]] = idx[:, 0]
-            distances[start:start + part.shape[0]] = np.maximum(dist[:, 0], 0.0)
+            labels[start : start + part.shape[0]] = idx[:, 0]
+            distances[start : start + part.shape[0]] = np.maximum(dist[:, 0], 0.0)
         return labels, distances
 
     def assign_numpy(self, x: np.ndarray) -> np.ndarray:
@@ -200,7 +200,7 @@ class CentroidAssigner:
         c_sq = (c * c).sum(dim=1)
         out = torch.empty(x.shape[0], dtype=torch.int64, device=x.device)
         for start in range(0, x.shape[0], ASSIGN_CHUNK):
-            part = x[start:start + ASSIGN_CHUNK].float()
+            part = x[start : start + ASSIGN_CHUNK].float()
             # |x - c|² = |x|² - 2 x·c + |c|²; |x|² is the same for every centroid of a row.
-            out[start:start + part.shape[0]] = (c_sq - 2.0 * part @ c.T).argmin(dim=1)
+            out[start : start + part.shape[0]] = (c_sq - 2.0 * part @ c.T).argmin(dim=1)
         return out

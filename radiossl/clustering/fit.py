@@ -86,7 +86,9 @@ def open_dataset(root: Path | None) -> ProcessedDataset:
     return ProcessedDataset.open(Path(root))
 
 
-def build_feature_pipeline(features: FeatureConfig, in_channels: int, device: torch.device) -> FeaturePipeline:
+def build_feature_pipeline(
+    features: FeatureConfig, in_channels: int, device: torch.device
+) -> FeaturePipeline:
     """The extractor + upsampler of ``features`` on ``device``."""
     pipeline = build_pipeline(
         features.extractor,
@@ -105,10 +107,14 @@ def pair_batch(dataset: ProcessedDataset, records: Sequence[SampleRecord]) -> np
     shapes = {p.shape for p in pairs}
     if len(shapes) != 1:
         listing = ", ".join(f"{r.sample_id}: {p.shape}" for r, p in zip(records, pairs, strict=True))
-        raise DataError(f"{dataset.root}: crop pairs of different shapes in one batch ({listing}); use batch_size 1")
+        raise DataError(
+            f"{dataset.root}: crop pairs of different shapes in one batch ({listing}); use batch_size 1"
+        )
     pair = pairs[0]
     if pair.ndim != 5 or pair.shape[0] != 2:
-        raise DataError(f"{dataset.root}: sample {records[0].sample_id} is not a crop pair (shape {pair.shape})")
+        raise DataError(
+            f"{dataset.root}: sample {records[0].sample_id} is not a crop pair (shape {pair.shape})"
+        )
     return np.stack(pairs)
 
 
@@ -124,15 +130,27 @@ def voxel_rows(features: torch.Tensor) -> torch.Tensor:
 
 
 @contextmanager
-def progress_bar(enabled: bool, description: str, total: int, console: Any = None) -> Iterator[Callable[[int], None]]:
+def progress_bar(
+    enabled: bool, description: str, total: int, console: Any = None
+) -> Iterator[Callable[[int], None]]:
     """A rich progress bar (or nothing); yields ``advance(n)``, callable from worker threads."""
     if not enabled:
         yield lambda n=1: None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     columns = (
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=False) as bar:
@@ -199,24 +217,32 @@ def kmeans_fit(
     sample = np.empty((n_crops * per_crop, dim), dtype=np.float32)
     position = {r.sample_id: i for i, r in enumerate(records)}
     batch_size = config.features.batch_size
-    batches = [records[i:i + batch_size] for i in range(0, len(records), batch_size)]
+    batches = [records[i : i + batch_size] for i in range(0, len(records), batch_size)]
 
     with progress_bar(config.progress, "kmeans fit: features", len(records), console) as advance:
 
         def work(batch: list[SampleRecord]) -> None:
             pairs = pair_batch(ds, batch)
             if pairs.shape[2:] != (in_channels, *crop_shape):
-                raise DataError(f"{ds.root}: sample {batch[0].sample_id} has shape {pairs.shape[2:]}, "
-                                f"expected {(in_channels, *crop_shape)} like the first sample")
+                raise DataError(
+                    f"{ds.root}: sample {batch[0].sample_id} has shape {pairs.shape[2:]}, "
+                    f"expected {(in_channels, *crop_shape)} like the first sample"
+                )
             features = pair_features(pipeline, pairs, device)
             for j, record in enumerate(batch):
                 for crop in (0, 1):
                     rng = rng_for(seed, SAMPLE_STREAM, record.sample_id, crop)
-                    idx = sample_voxels(pairs[j, crop], per_crop, rng, smp.foreground,
-                                        smp.foreground_threshold, smp.foreground_fraction)
+                    idx = sample_voxels(
+                        pairs[j, crop],
+                        per_crop,
+                        rng,
+                        smp.foreground,
+                        smp.foreground_threshold,
+                        smp.foreground_fraction,
+                    )
                     rows = voxel_rows(features[2 * j + crop])[torch.from_numpy(idx).to(device)]
                     row = (2 * position[record.sample_id] + crop) * per_crop
-                    sample[row:row + per_crop] = rows.float().cpu().numpy()
+                    sample[row : row + per_crop] = rows.float().cpu().numpy()
             advance(len(batch))
 
         run_parallel(work, batches, config.runtime.workers)
@@ -225,8 +251,18 @@ def kmeans_fit(
     standardize = {"on": True, "off": False}.get(km.standardize, pipeline.extractor.standardize_default)
     transform = FeatureTransform.fit(sample, standardize, km.spherical)
     sample = transform.apply_numpy(sample)
-    fit = fit_kmeans(sample, km.k, km.niter, km.nredo, km.spherical, seed, km.gpu,
-                     km.max_points_per_centroid, km.init, km.verbose)
+    fit = fit_kmeans(
+        sample,
+        km.k,
+        km.niter,
+        km.nredo,
+        km.spherical,
+        seed,
+        km.gpu,
+        km.max_points_per_centroid,
+        km.init,
+        km.verbose,
+    )
 
     stem = default_stem(km.k, config.features.extractor, config.features.upsampler)
     out = Path(config.out) if config.out is not None else ds.root / "kmeans" / f"{stem}.npy"
@@ -235,7 +271,9 @@ def kmeans_fit(
     atomic_save_npy(out, fit.centroids)
     montage = None
     if config.montage:
-        montage = _fit_montage(out.with_suffix(".png"), ds, records, pipeline, device, transform, fit.centroids)
+        montage = _fit_montage(
+            out.with_suffix(".png"), ds, records, pipeline, device, transform, fit.centroids
+        )
     seconds = time.perf_counter() - start
     meta = {
         "format": METADATA_FORMAT,
@@ -260,7 +298,11 @@ def kmeans_fit(
             "samples": len(records),
             "crops": n_crops,
         },
-        "sampling": {**smp.model_dump(mode="json"), "voxels_per_crop_used": per_crop, "points": int(sample.shape[0])},
+        "sampling": {
+            **smp.model_dump(mode="json"),
+            "voxels_per_crop_used": per_crop,
+            "points": int(sample.shape[0]),
+        },
         "kmeans": {
             **km.model_dump(mode="json"),
             "seed": seed,

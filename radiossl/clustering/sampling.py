@@ -76,7 +76,7 @@ def sample_voxels(
         return np.sort(rng.choice(n_voxels, size=count, replace=False).astype(np.int64))
     mask = (crop > threshold).any(axis=0).reshape(-1)
     fg, bg = np.flatnonzero(mask), np.flatnonzero(~mask)
-    picked_fg = _draw(rng, fg, int(round(fraction * count)))
+    picked_fg = _draw(rng, fg, round(fraction * count))
     picked_bg = _draw(rng, bg, count - picked_fg.size)
     picked = np.concatenate([picked_fg, picked_bg])
     if picked.size < count:  # too little background: top up from the remaining foreground

@@ -125,19 +125,28 @@ def arrays_from_raw(
     reference = next(iter(raw.images.values()))
     source_spacing = reference.spacing
     target = target_spacing(source_spacing, spacing, zoom)
-    channels, maps = [], {}
-    for channel, volume in raw.images.items():
+    maps: dict[str, IntensityMap] = {}
+    image: np.ndarray | None = None
+    for index, (channel, volume) in enumerate(raw.images.items()):
         config = intensity if isinstance(intensity, IntensityConfig) else intensity.get(channel)
         if config is None:
             raise DataError(f"case {case.case_id}: no intensity config for channel {channel!r}")
-        fitted = fit_intensity(volume.array, config)
+        # One C-ordered float32 copy up front (NIfTI arrays are Fortran-ordered); all later steps keep it.
+        data = np.ascontiguousarray(volume.array, dtype=np.float32)
+        fitted = fit_intensity(data, config)
         maps[channel] = fitted
-        channels.append(fitted(resample_array(volume.array, source_spacing, target, "linear")))
+        resampled = resample_array(data, source_spacing, target, "linear")
+        if image is None:
+            image = np.empty((len(raw.images), *resampled.shape), dtype=np.float32)
+        fitted(resampled, out=image[index])
+    if image is None:
+        raise DataError(f"case {case.case_id}: no image channels")
     label = None
     if raw.label is not None:
-        label = resample_array(raw.label.array, source_spacing, target, "nearest").astype(np.int16)
+        resampled = resample_array(raw.label.array, source_spacing, target, "nearest")
+        label = np.ascontiguousarray(resampled, dtype=np.int16)
     affine = scaled_affine(reference.affine, source_spacing, target)
-    return CaseArrays(np.stack(channels), label, reference, affine, maps)
+    return CaseArrays(image, label, reference, affine, maps)
 
 
 def to_reference(array: np.ndarray, arrays: CaseArrays, mode: Mode = "nearest") -> np.ndarray:

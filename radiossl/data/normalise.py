@@ -74,8 +74,9 @@ class IntensityMap:
     shift: float
     scale: float
 
-    def __call__(self, array: np.ndarray) -> np.ndarray:
-        out = np.clip(np.asarray(array, dtype=np.float32), self.low, self.high)
+    def __call__(self, array: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Normalise ``array`` into a new float32 array, or into ``out`` (same shape, float32)."""
+        out = np.clip(np.asarray(array, dtype=np.float32), self.low, self.high, out=out)
         out -= np.float32(self.shift)
         out *= np.float32(1.0 / self.scale)
         return out

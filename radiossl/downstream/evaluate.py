@@ -106,12 +106,13 @@ def centre_crop(array: np.ndarray, crop: tuple[int, int, int], fill: float = 0.0
     """The thesis crop of the last three axes of ``array`` (padded with ``fill`` where it is smaller)."""
     spatial = array.shape[-3:]
     start = centre_start(spatial, crop)
-    box = tuple(slice(s, s + c) for s, c in zip(start, crop, strict=True))
-    cut = array[(..., *box)]
+    box: tuple[Any, ...] = (Ellipsis, *(slice(s, s + c) for s, c in zip(start, crop, strict=True)))
+    cut = array[box]
     if cut.shape[-3:] == crop:
         return np.ascontiguousarray(cut)
     out = np.full((*array.shape[:-3], *crop), fill, dtype=array.dtype)
-    out[(..., *(slice(0, n) for n in cut.shape[-3:]))] = cut
+    inner: tuple[Any, ...] = (Ellipsis, *(slice(0, n) for n in cut.shape[-3:]))
+    out[inner] = cut
     return out
 
 
@@ -182,7 +183,8 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] | None = None) -
     if not Path(config.data.root).is_dir():
         raise DataError(f"{config.data.root}: dataset folder not found")
     raw_ckpt = read_checkpoint(config.weights, allow_unsafe=config.allow_unsafe_pickle)
-    saved = raw_ckpt.meta.get("config") if isinstance(raw_ckpt.meta.get("config"), dict) else {}
+    stored = raw_ckpt.meta.get("config")
+    saved: dict[str, Any] = stored if isinstance(stored, dict) else {}
     task_settings = _resolve_task(config, saved)
     task = get_task_class(task_settings.name)(task_settings, config.data.root)
     model, _ = model_from_checkpoint(raw_ckpt)

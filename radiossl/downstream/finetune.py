@@ -267,6 +267,8 @@ class FinetuneTask:
                 targets = self.task.region_targets(item.label)
                 for r in range(len(names)):
                     per_region[r].append(dice(masks[r], targets[r]))
+        if not per_region[0]:  # this rank received no validation case
+            return {"val_dice": math.nan}
         metrics = {
             metric_key(name): float(np.mean(values)) for name, values in zip(names, per_region, strict=True)
         }

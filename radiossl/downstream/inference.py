@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -124,7 +124,8 @@ def _builtin(
         if output is None:
             output = torch.zeros((batch, result.shape[1], *full), device=inputs.device, dtype=torch.float32)
         for (b, box), piece in zip(group, result, strict=True):
-            output[(b, slice(None), *box)] += piece * weight
+            index: tuple[Any, ...] = (b, slice(None), *box)
+            output[index] += piece * weight
     assert output is not None
     output = output / norm
     crop = tuple(slice(pad[2 * i], full[-1 - i] - pad[2 * i + 1]) for i in range(len(roi)))[::-1]

@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from radiossl.engine.trainer import TrainResult, run_training
 from radiossl.errors import DataError
 from radiossl.pretext.base import PretrainConfig, get_method
 
+if TYPE_CHECKING:
+    from radiossl.engine.protocol import TrainingTask
+
 
 def preprocessed_views(root: Path) -> set[str] | None:
-    """The views recorded in ``root/preprocess.json`` (None when the file or the field is absent)."""
+    """The views recorded in ``root/preprocess.json`` (``view`` or ``views``; None when absent)."""
     params_file = Path(root) / "preprocess.json"
     if not params_file.is_file():
         return None
@@ -33,7 +36,9 @@ def preprocessed_views(root: Path) -> set[str] | None:
         params: Any = json.loads(params_file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise DataError(f"{params_file}: cannot read preprocess.json: {exc}") from exc
-    views = params.get("views") if isinstance(params, dict) else None
+    if not isinstance(params, dict):
+        return None
+    views = params.get("views", params.get("view"))  # the data stage writes "view"; accept both
     if isinstance(views, str):
         return {views}
     if isinstance(views, list) and all(isinstance(v, str) for v in views):
@@ -73,5 +78,5 @@ def pretrain(config: PretrainConfig, resume: str | Path | None = None) -> TrainR
         raise DataError(f"{root}: data folder not found")
     method_cls = get_method(config.method.name)
     check_views(Path(root), method_cls.name, method_cls.views)
-    task = method_cls(config)
+    task = cast("TrainingTask", method_cls(config))  # PretextMethod implements the protocol
     return run_training(task, config, resume=resume)

@@ -311,7 +311,7 @@ class _Trainer:
         return TrainResult(
             run_dir=self.run_dir,
             final_checkpoint=final,
-            best_checkpoint=best if (best.is_file() or not info.is_main) else None,
+            best_checkpoint=best if self.best_metric is not None else None,
             epochs_completed=epochs_done,
             history=list(self.history),
             best_metric=self.best_metric,
@@ -366,8 +366,7 @@ class _Trainer:
             last_in_group = index == group_start + group_size - 1
             lr = current_lr(optimizer)
             context = self._context(epoch, {"batch_index": index, "lr": lr, "phase": "train"})
-            sync = contextlib.nullcontext() if last_in_group or not info.distributed else wrapped.no_sync()
-            with sync:
+            with _no_sync(wrapped, skip=not last_in_group):
                 batch = move_to_device(batch, self.device, non_blocking=self.device.type == "cuda")
                 with autocast_context(self.device, cfg.runtime.amp):
                     out = task.training_step(wrapped, batch, context)
@@ -487,6 +486,8 @@ class _Trainer:
             name, mode, value = "loss", "min", record.get("loss")
         else:
             name, mode = monitor
+            if not val_metrics:  # the task skipped validation this epoch
+                return False
             if name not in val_metrics:
                 raise TrainingError(
                     f"{type(self.task).__name__}.monitor is {name!r} but validate() returned "
@@ -530,6 +531,13 @@ def _ordered(values: dict[str, float]) -> dict[str, float]:
     """``loss`` first, then the other metrics alphabetically (stable column order in files)."""
     keys = sorted(values, key=lambda k: (k != "loss", k))
     return {k: values[k] for k in keys}
+
+
+def _no_sync(model: nn.Module, skip: bool) -> contextlib.AbstractContextManager[Any]:
+    """DDP's ``no_sync()`` (no gradient all-reduce) for the micro-batches inside an accumulation group."""
+    if skip and isinstance(model, nn.parallel.DistributedDataParallel):
+        return model.no_sync()
+    return contextlib.nullcontext()
 
 
 def _means(sums: dict[str, list[float]]) -> dict[str, float]:

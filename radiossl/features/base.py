@@ -52,7 +52,7 @@ class UpsamplerConfig(Section):
 
 
 def validate_options(config_class: type[Section], options: Any, where: str) -> Any:
-    """``options`` (a dict, a config instance or None) validated as ``config_class``; ConfigError names ``where``."""
+    """Validate ``options`` (dict, config or None) as ``config_class``; ConfigError names ``where``."""
     if isinstance(options, config_class):
         return options
     if options is None:

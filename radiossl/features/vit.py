@@ -26,7 +26,7 @@ LAYER_NORM_EPS = 1e-6
 
 
 class PatchEmbed(nn.Module):
-    """Non-overlapping ``patch_size`` x ``patch_size`` patches projected to ``embed_dim`` (``patch_embed.proj``)."""
+    """Non-overlapping ``patch_size``² patches projected to ``embed_dim`` (``patch_embed.proj``)."""
 
     def __init__(self, patch_size: int, in_channels: int, embed_dim: int) -> None:
         super().__init__()
@@ -149,8 +149,9 @@ class VisionTransformer(nn.Module):
             align_corners=False,
         )
         if patch_pos.shape[-2:] != (grid_h, grid_w):
-            raise RuntimeError(f"positional embedding resized to {tuple(patch_pos.shape[-2:])}, "
-                               f"expected {(grid_h, grid_w)}")
+            raise RuntimeError(
+                f"positional embedding resized to {tuple(patch_pos.shape[-2:])}, expected {(grid_h, grid_w)}"
+            )
         patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, -1)
         return torch.cat([cls_pos, patch_pos], dim=1)
 

@@ -78,7 +78,7 @@ def overlap_of_boxes(
 def _sample_positions(
     box: torch.Tensor, start: torch.Tensor, end: torch.Tensor, valid: torch.Tensor, axis: int, n: int, m: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Numerator/denominator (int64, ``[B, m]``) of ``u`` = continuous map index of each output cell centre."""
+    """Numerator and denominator (int64, ``[B, m]``) of ``u``, the map index of each output cell centre."""
     s = box[:, 2 * axis]
     e = box[:, 2 * axis + 1]
     o1 = start[:, axis]

@@ -34,7 +34,7 @@ class ClusterUsage:
 
 
 def hard_assignments(values: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """Cluster ids: ``argmax`` over ``dim`` for floating scores/probabilities, unchanged for integer labels."""
+    """Cluster ids: ``argmax`` over ``dim`` of floating scores/probabilities; integer labels unchanged."""
     if values.is_floating_point():
         return values.argmax(dim=dim)
     return values
@@ -72,7 +72,7 @@ def cluster_usage(
 def usage_metrics(
     values: torch.Tensor, k: int, prefix: str = "", dim: int = 1, mask: torch.Tensor | None = None
 ) -> dict[str, float]:
-    """:func:`cluster_usage` as loggable floats: ``{prefix}clusters_used``, ``..._used_fraction``, ``..._entropy``."""
+    """:func:`cluster_usage` as floats: ``{prefix}clusters_used``, ``..._used_fraction``, ``..._entropy``."""
     usage = cluster_usage(values, k, dim, mask)
     return {
         f"{prefix}clusters_used": float(usage.used),

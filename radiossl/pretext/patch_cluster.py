@@ -96,7 +96,7 @@ class PatchClusterConfig(MethodConfig):
 def pair_datasets(
     config: PretrainConfig, targets: str | None = None
 ) -> tuple[Dataset[Any], Dataset[Any] | None]:
-    """Training and validation :class:`ClusterPairDataset` of ``data.root`` (None: no val pairs with ``targets``).
+    """Training and validation :class:`ClusterPairDataset` of ``data.root`` (val None: no pairs/targets).
 
     ``data.ratio < 1`` keeps a nested, seeded subset of the training *cases* (all pairs of a kept case).
     Raises ConfigError when ``data.root`` is unset or ``model.in_channels`` does not fit the crops.
@@ -311,6 +311,8 @@ class PatchCluster(PretextMethod):
         if self.settings.legacy:
             return
         net = unwrap_model(model)
+        if not isinstance(net, PatchClusterNet):
+            raise TypeError(f"patch-cluster needs a PatchClusterNet, got {type(net).__name__}")
         with torch.no_grad():
             weight = net.prototypes.weight
             if self._prototypes_frozen(context) and self._frozen_prototypes is not None:

@@ -117,7 +117,8 @@ def resolve_target_tag(root: Any, requested: str | None, k: int) -> str:
         raise DataError(f"{meta_path}: has no integer 'k' (number of clusters)")
     if target_k != k:
         raise ConfigError(
-            f"method.k is {k} but targets {tag!r} have k={target_k} ({meta_path}); set --set method.k={target_k}"
+            f"method.k is {k} but targets {tag!r} have k={target_k} ({meta_path}); "
+            f"set --set method.k={target_k}"
         )
     return tag
 
@@ -282,7 +283,10 @@ class PixelCluster(PretextMethod):
         finally:
             model.train(was_training)
         if self.settings.legacy:  # what the thesis' loss sees: softmax over H of sigmoid outputs
-            logits = tuple(F.softmax(torch.sigmoid(v.float()), dim=2) for v in logits)
+            logits = (
+                F.softmax(torch.sigmoid(logits[0].float()), 2),
+                F.softmax(torch.sigmoid(logits[1].float()), 2),
+            )
         preds = (logits[0][0].argmax(0), logits[1][0].argmax(0))
         targets = (batch.target1[0], batch.target2[0])
         return {

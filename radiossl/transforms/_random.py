@@ -52,12 +52,16 @@ def randint_inclusive(low: torch.Tensor, high: torch.Tensor, generator: torch.Ge
     return torch.minimum(low + (u * span).long(), high.long())
 
 
-def bernoulli(shape: Sequence[int], p: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+def bernoulli(
+    shape: Sequence[int], p: float, generator: torch.Generator, device: torch.device
+) -> torch.Tensor:
     """Boolean samples that are ``True`` with probability ``p``."""
     return torch.rand(tuple(shape), generator=generator, device=device) < p
 
 
-def leading_successes(shape: Sequence[int], p: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+def leading_successes(
+    shape: Sequence[int], p: float, generator: torch.Generator, device: torch.device
+) -> torch.Tensor:
     """Boolean ``[..., n]`` masks of the attempts made by "repeat while U(0,1) < p, at most n times".
 
     Attempt ``i`` happens when the first ``i + 1`` coin flips all succeeded.

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from radiossl.transforms._random import check_batch, uniform
+from radiossl.transforms.compose import random_apply
 
 
 def rotation_matrices(degrees: torch.Tensor) -> torch.Tensor:
@@ -70,20 +71,26 @@ def affine_warp(x: torch.Tensor, scales: torch.Tensor, degrees: torch.Tensor) ->
 
 
 class RandomAffine:
-    """Random scale ``U(scales)`` and rotation ``U(-degrees, degrees)`` per axis and sample (torchio defaults)."""
+    """Scale ~ U(scales), rotation ~ U(±degrees) per axis; per sample with probability ``p`` (torchio: 1)."""
 
-    def __init__(self, scales: tuple[float, float] = (0.9, 1.1), degrees: float = 10.0) -> None:
+    def __init__(
+        self, scales: tuple[float, float] = (0.9, 1.1), degrees: float = 10.0, p: float = 1.0
+    ) -> None:
         if not 0 < scales[0] <= scales[1]:
             raise ValueError(f"scales must be a range of positive factors, got {scales}")
         self.scales = scales
         self.degrees = float(degrees)
+        self.p = p
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         check_batch(x, "RandomAffine")
+        return random_apply(x, self.p, generator, lambda sub: self._apply(sub, generator))
+
+    def _apply(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         batch = x.shape[0]
         scales = uniform((batch, 3), self.scales[0], self.scales[1], generator, x.device)
         degrees = uniform((batch, 3), -self.degrees, self.degrees, generator, x.device)
         return affine_warp(x, scales, degrees)
 
     def __repr__(self) -> str:
-        return f"RandomAffine(scales={self.scales}, degrees={self.degrees:g})"
+        return f"RandomAffine(scales={self.scales}, degrees={self.degrees:g}, p={self.p:g})"

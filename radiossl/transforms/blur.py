@@ -21,13 +21,14 @@ from __future__ import annotations
 import torch
 
 from radiossl.transforms._random import check_batch, uniform
+from radiossl.transforms.compose import random_apply
 
 TRUNCATE = 4.0
 """Kernel radius in standard deviations (scipy's default)."""
 
 
 def gaussian_kernels(sigmas: torch.Tensor, radius: int) -> torch.Tensor:
-    """Normalised 1-D kernels ``[N, 2·radius + 1]`` (float64), each cut at its own radius ``int(4σ + 0.5)``."""
+    """Normalised kernels ``[N, 2·radius + 1]`` (float64), each cut at its own radius ``int(4σ + 0.5)``."""
     offsets = torch.arange(-radius, radius + 1, device=sigmas.device, dtype=torch.float64)
     sig = sigmas.double().unsqueeze(1)
     own_radius = (TRUNCATE * sig + 0.5).floor()
@@ -48,7 +49,9 @@ def filter_matrices(kernels: torch.Tensor, size: int) -> torch.Tensor:
     cols = torch.where(cols >= size, 2 * size - 1 - cols, cols)
     matrices = torch.zeros(count, size, size, dtype=kernels.dtype, device=kernels.device)
     matrices.scatter_add_(
-        2, cols.expand(count, size, width).contiguous(), kernels.unsqueeze(1).expand(count, size, width).contiguous()
+        2,
+        cols.expand(count, size, width).contiguous(),
+        kernels.unsqueeze(1).expand(count, size, width).contiguous(),
     )
     return matrices
 
@@ -76,17 +79,21 @@ def gaussian_blur(x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
 
 
 class RandomBlur:
-    """Gaussian blur with σ ~ U(std) per axis and sample (torchio default ``std=(0, 2)``)."""
+    """Gaussian blur, σ ~ U(std) per axis, per sample with probability ``p`` (torchio: (0, 2), 1)."""
 
-    def __init__(self, std: tuple[float, float] = (0.0, 2.0)) -> None:
+    def __init__(self, std: tuple[float, float] = (0.0, 2.0), p: float = 1.0) -> None:
         if not 0 <= std[0] <= std[1]:
             raise ValueError(f"std must be a range of non-negative values, got {std}")
         self.std = std
+        self.p = p
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         check_batch(x, "RandomBlur")
+        return random_apply(x, self.p, generator, lambda sub: self._apply(sub, generator))
+
+    def _apply(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         sigmas = uniform((x.shape[0], 3), self.std[0], self.std[1], generator, x.device)
         return gaussian_blur(x, sigmas)
 
     def __repr__(self) -> str:
-        return f"RandomBlur(std={self.std})"
+        return f"RandomBlur(std={self.std}, p={self.p:g})"

@@ -93,7 +93,7 @@ class RandomFlip:
 
 
 class GenesisFlip:
-    """Models Genesis' flips: up to ``max_flips`` (3) times, while ``U(0,1) < rate`` (0.4), flip a random axis.
+    """Models Genesis' flips: up to ``max_flips`` (3) times, while ``U(0,1) < rate`` (0.4), flip an axis.
 
     Apply it to the clean batch before corrupting it, so input and target are flipped alike.
     """

@@ -6,7 +6,8 @@ kept, so the map stays odd and monotone.
 
 Example:
     >>> import torch
-    >>> gamma_transform(torch.tensor([-4.0, 0.0, 4.0]).view(1, 1, 3, 1, 1), torch.tensor([0.5])).flatten().tolist()
+    >>> x = torch.tensor([-4.0, 0.0, 4.0]).view(1, 1, 3, 1, 1)
+    >>> gamma_transform(x, torch.tensor([0.5])).flatten().tolist()
     [-2.0, 0.0, 2.0]
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from radiossl.transforms._random import check_batch, uniform
+from radiossl.transforms.compose import random_apply
 
 
 def gamma_transform(x: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
@@ -27,17 +29,21 @@ def gamma_transform(x: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
 
 
 class RandomGamma:
-    """Gamma correction with ``log γ ~ U(log_gamma)`` per sample (torchio default ``(-0.3, 0.3)``)."""
+    """Gamma correction, ``log γ ~ U(log_gamma)``; per sample with probability ``p`` (torchio: ±0.3, 1)."""
 
-    def __init__(self, log_gamma: tuple[float, float] = (-0.3, 0.3)) -> None:
+    def __init__(self, log_gamma: tuple[float, float] = (-0.3, 0.3), p: float = 1.0) -> None:
         if log_gamma[0] > log_gamma[1]:
             raise ValueError(f"log_gamma must be a range (low <= high), got {log_gamma}")
         self.log_gamma = log_gamma
+        self.p = p
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         check_batch(x, "RandomGamma")
+        return random_apply(x, self.p, generator, lambda sub: self._apply(sub, generator))
+
+    def _apply(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         log_gamma = uniform((x.shape[0],), self.log_gamma[0], self.log_gamma[1], generator, x.device)
         return gamma_transform(x, log_gamma.exp())
 
     def __repr__(self) -> str:
-        return f"RandomGamma(log_gamma={self.log_gamma})"
+        return f"RandomGamma(log_gamma={self.log_gamma}, p={self.p:g})"

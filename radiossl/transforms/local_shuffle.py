@@ -47,7 +47,9 @@ def block_limits(spatial: tuple[int, int, int], divisor: int = 10) -> tuple[int,
     return lx, ly, lz
 
 
-def _sorted_random_keys(low: torch.Tensor, rows: int, low_bits: int, generator: torch.Generator) -> torch.Tensor:
+def _sorted_random_keys(
+    low: torch.Tensor, rows: int, low_bits: int, generator: torch.Generator
+) -> torch.Tensor:
     """``[rows, n]`` keys ``(random high bits) | low[j]``, each row sorted ascending (int64).
 
     Sorting puts every row's low values in uniformly random order (a random permutation per row).
@@ -145,7 +147,9 @@ class LocalShuffle:
         self.divisor = divisor
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return random_apply(x, self.p, generator, lambda sub: local_shuffle(sub, generator, self.n_blocks, self.divisor))
+        return random_apply(
+            x, self.p, generator, lambda sub: local_shuffle(sub, generator, self.n_blocks, self.divisor)
+        )
 
     def __repr__(self) -> str:
         return f"LocalShuffle(p={self.p:g}, n_blocks={self.n_blocks})"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from radiossl.transforms._random import check_batch, uniform
+from radiossl.transforms.compose import random_apply
 
 
 def add_gaussian_noise(
@@ -29,18 +30,22 @@ def add_gaussian_noise(
 
 
 class RandomNoise:
-    """Gaussian noise with σ ~ U(std) per sample (torchio default ``std=(0, 0.25)``, mean 0)."""
+    """Gaussian noise with σ ~ U(std), applied per sample with probability ``p`` (torchio: (0, 0.25), 1)."""
 
-    def __init__(self, std: tuple[float, float] = (0.0, 0.25), mean: float = 0.0) -> None:
+    def __init__(self, std: tuple[float, float] = (0.0, 0.25), mean: float = 0.0, p: float = 1.0) -> None:
         if not 0 <= std[0] <= std[1]:
             raise ValueError(f"std must be a range of non-negative values, got {std}")
         self.std = std
         self.mean = mean
+        self.p = p
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         check_batch(x, "RandomNoise")
+        return random_apply(x, self.p, generator, lambda sub: self._apply(sub, generator))
+
+    def _apply(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         std = uniform((x.shape[0],), self.std[0], self.std[1], generator, x.device)
         return add_gaussian_noise(x, std, generator, self.mean)
 
     def __repr__(self) -> str:
-        return f"RandomNoise(std={self.std}, mean={self.mean:g})"
+        return f"RandomNoise(std={self.std}, mean={self.mean:g}, p={self.p:g})"

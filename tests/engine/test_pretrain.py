@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from radiossl import registry
 from radiossl.cli import app
 from radiossl.config import MethodConfig
-from radiossl.engine.pretrain import pretrain
+from radiossl.engine.pretrain import preprocessed_views, pretrain
 from radiossl.engine.protocol import StepContext, StepOutput
 from radiossl.errors import DataError
 from radiossl.pretext.base import PretextMethod, load_pretrain_config
@@ -84,6 +84,9 @@ def test_pretrain_trains_a_registered_method_and_writes_the_resolved_config(tmp_
 def test_pretrain_refuses_a_folder_preprocessed_for_another_view(tmp_path: Path) -> None:
     proc = _proc(tmp_path, ["cluster"])
     cfg = load_pretrain_config("tiny-regression", overrides=[*QUIET, f"data.root={proc}"])
+    assert preprocessed_views(proc) == {"cluster"}
+    (proc / "preprocess.json").write_text(json.dumps({"dataset": "phantom", "view": "cluster"}))
+    assert preprocessed_views(proc) == {"cluster"}  # the data stage's singular key
     with pytest.raises(
         DataError, match=r"proc: preprocessed with views cluster but method 'tiny-regression'"
     ):

@@ -166,6 +166,12 @@ def test_best_checkpoint_follows_the_monitored_validation_metric(make_config: Fa
     assert load_checkpoint(result.best_checkpoint)["epoch"] == best_epoch["epoch"]
 
 
+def test_epochs_without_validation_metrics_do_not_change_the_best_checkpoint(make_config: Factory) -> None:
+    result = run_training(TinyTask(n_val=None, monitor=("val_mse", "min")), make_config("optim.epochs=1"))
+    assert result.best_checkpoint is None and result.best_metric is None
+    assert not (result.run_dir / BEST).exists() and result.final_checkpoint.is_file()
+
+
 def test_monitoring_a_metric_that_validate_does_not_return_fails_clearly(make_config: Factory) -> None:
     with pytest.raises(TrainingError, match="val_dice"):
         run_training(TinyTask(monitor=("val_dice", "max")), make_config())

@@ -97,7 +97,7 @@ def test_nearest_matches_brute_force(
         ids2 = aligned.view2[b, 0].numpy()
         np.testing.assert_array_equal(ids1, reference_align(views1[b, 0], b1, b2, out))
         np.testing.assert_array_equal(ids2, reference_align(views2[b, 0], b2, b1, out))
-        # both views sample the same physical point, up to half a map cell of each view (+1 for the voxel grid)
+        # both views sample the same physical point, up to half a map cell of each view (+1: voxel grid)
         extent1 = np.array([b1[1] - b1[0], b1[3] - b1[2], b1[5] - b1[4]])
         extent2 = np.array([b2[1] - b2[0], b2[3] - b2[2], b2[5] - b2[4]])
         tolerance = extent1 / (2 * np.array(map1)) + extent2 / (2 * np.array(map2)) + 1
@@ -147,7 +147,7 @@ def test_trilinear_reproduces_linear_fields(
     map2: tuple[int, int, int],
     out: tuple[int, int, int],
 ) -> None:
-    """A map holding physical coordinates is resampled to the output cell centres exactly (away from edges)."""
+    """A map of physical coordinates is resampled to the output cell centres exactly (away from edges)."""
     b1, b2 = pair
     aligned = roi_align_overlap(
         centre_coordinates(b1, map1)[None],
@@ -222,7 +222,7 @@ def test_bad_shapes_are_errors() -> None:
 
 
 def test_legacy_truncation_hand_computed() -> None:
-    """Thesis: overlap as truncated fractions of each box, slice, nearest resize — offsets differ from exact."""
+    """Thesis: overlap as truncated fractions of each box, slice, nearest resize; offsets differ."""
     maps = torch.arange(4.0).reshape(1, 1, 4, 1, 1)  # 4 cells covering [0, 10) (view 1) or [3, 13) (view 2)
     box1 = torch.tensor([[0, 10, 0, 1, 0, 1]])
     box2 = torch.tensor([[3, 13, 0, 1, 0, 1]])

@@ -86,10 +86,12 @@ class ForegroundScorer:
                 score[shifted] = look_ahead - k
         else:
             score = mask.astype(np.int32)
-        table = np.zeros(tuple(n + 1 for n in score.shape), dtype=np.int64)
-        np.cumsum(score, axis=0, out=table[1:, 1:, 1:])
-        np.cumsum(table, axis=1, out=table)
-        np.cumsum(table, axis=2, out=table)
+        # Summed-volume table; int32 suffices unless the total could overflow it.
+        dtype = np.int32 if score.size * self.scale < 2**31 else np.int64
+        table = np.zeros(tuple(n + 1 for n in score.shape), dtype=dtype)
+        table[1:, 1:, 1:] = score
+        for axis in (2, 1, 0):  # contiguous axis first: several times faster
+            np.cumsum(table, axis=axis, out=table)
         self.table = table
 
     def fractions(self, boxes: np.ndarray) -> np.ndarray:
@@ -97,7 +99,7 @@ class ForegroundScorer:
         t = self.table
         x1, x2, y1, y2, z1, z2 = (boxes[:, i] for i in range(6))
         total = (
-            t[x2, y2, z2]
+            t[x2, y2, z2].astype(np.int64)
             - t[x1, y2, z2]
             - t[x2, y1, z2]
             - t[x2, y2, z1]
@@ -137,30 +139,34 @@ def pad_to(volume: np.ndarray, shape: Sequence[int]) -> np.ndarray:
 
 
 def crop_resize(
-    volume: torch.Tensor, boxes: np.ndarray, size: Sequence[int], mode: str = "trilinear"
+    volume: np.ndarray,
+    boxes: np.ndarray,
+    size: Sequence[int],
+    mode: str = "trilinear",
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Crops ``(n, C, *size)`` of ``volume`` ``(C, X, Y, Z)``, each box resized to ``size``.
 
-    Boxes of equal size are stacked and resized together; a box already of ``size`` is copied.
-    Parts of a box outside the volume are cut off before resizing (used for PCRLv2 local crops).
+    Boxes of equal size are stacked and resized together (in float32); a box already of ``size`` is
+    copied. Parts of a box outside the volume are cut off before resizing (used for PCRLv2 local
+    crops). ``dtype`` is the output type (float16 halves the memory of large sample sets).
     """
     n = len(boxes)
-    out = torch.empty((n, volume.shape[0], *size), dtype=torch.float32)
+    out = torch.empty((n, volume.shape[0], *size), dtype=dtype)
     dims = np.asarray(volume.shape[1:])
     clipped = boxes.copy()
     clipped[:, 1::2] = np.minimum(clipped[:, 1::2], dims)
-    sizes = box_sizes(clipped)
     groups: dict[tuple[int, ...], list[int]] = {}
-    for i, box_size in enumerate(map(tuple, sizes.tolist())):
+    for i, box_size in enumerate(map(tuple, box_sizes(clipped).tolist())):
         groups.setdefault(box_size, []).append(i)
     for box_size, members in groups.items():
-        stack = torch.stack(
-            [volume[:, b[0] : b[1], b[2] : b[3], b[4] : b[5]] for b in clipped[members].tolist()]
-        ).to(torch.float32)
+        # NumPy slicing + stack copies strided windows much faster than torch.stack does.
+        windows = [volume[:, b[0] : b[1], b[2] : b[3], b[4] : b[5]] for b in clipped[members].tolist()]
+        stack = torch.from_numpy(np.stack(windows).astype(np.float32, copy=False))
         if tuple(box_size) != tuple(size):
             if mode == "area":
                 stack = F.interpolate(stack, size=tuple(size), mode="area")
             else:
                 stack = F.interpolate(stack, size=tuple(size), mode="trilinear", align_corners=False)
-        out[torch.as_tensor(members)] = stack
+        out.index_copy_(0, torch.as_tensor(members), stack.to(dtype))
     return out

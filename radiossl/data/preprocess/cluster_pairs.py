@@ -114,11 +114,12 @@ def sample_pairs(
     settings: PairSettings,
     thresholds: Sequence[float],
     scorer: ForegroundScorer | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> PairSamples:
     """``count`` crop pairs from ``volume`` ``(C, X, Y, Z)`` (already padded as needed).
 
     ``thresholds`` are the per-channel foreground thresholds (unused when a ``scorer`` is given or
-    the rule is off).
+    the rule is off); ``dtype`` is the type of the returned crops.
     """
     if scorer is None and uses_scorer(settings):
         scorer = ForegroundScorer(volume, thresholds, settings.look_ahead)
@@ -126,6 +127,5 @@ def sample_pairs(
     for index in range(count):
         rng = rng_for(seed, group_id, index)
         boxes[index, 0], boxes[index, 1] = sample_pair_boxes(rng, volume.shape[1:], settings, scorer)
-    tensor = torch.from_numpy(np.ascontiguousarray(volume))
-    crops = crop_resize(tensor, boxes.reshape(-1, 6), settings.crop_size, settings.resize_mode)
+    crops = crop_resize(volume, boxes.reshape(-1, 6), settings.crop_size, settings.resize_mode, dtype)
     return PairSamples(crops.reshape(count, 2, *crops.shape[1:]), boxes)

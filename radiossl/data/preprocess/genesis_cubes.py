@@ -85,6 +85,7 @@ def sample_cubes(
     count: int,
     settings: GenesisSettings,
     thresholds: Sequence[float],
+    dtype: torch.dtype = torch.float32,
 ) -> GenesisSamples:
     """Up to ``count`` cubes from ``volume`` ``(C, X, Y, Z)`` (padded to at least the crop size)."""
     use_rule = settings.max_background is not None or settings.max_foreground is not None
@@ -108,5 +109,5 @@ def sample_cubes(
             f"max_foreground={settings.max_foreground}) in {settings.max_attempts} attempts per cube"
         )
     boxes = np.stack(found)
-    cubes = crop_resize(torch.from_numpy(np.ascontiguousarray(volume)), boxes, settings.crop_size)
+    cubes = crop_resize(volume, boxes, settings.crop_size, dtype=dtype)
     return GenesisSamples(cubes, boxes, np.asarray(indices, dtype=np.int64))

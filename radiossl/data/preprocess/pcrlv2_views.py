@@ -75,6 +75,7 @@ def sample_pcrlv2(
     settings: PairSettings,
     local: LocalSettings,
     thresholds: Sequence[float],
+    dtype: torch.dtype = torch.float32,
 ) -> PCRLv2Samples:
     """``count`` PCRLv2 samples from ``volume`` ``(C, X, Y, Z)``.
 
@@ -89,9 +90,8 @@ def sample_pcrlv2(
         a, b = sample_pair_boxes(rng, shape, settings, scorer)
         boxes[index, 0], boxes[index, 1] = a, b
         local_boxes[index] = draw_local_boxes(rng, a, b, shape, local)
-    tensor = torch.from_numpy(np.ascontiguousarray(volume))
-    globals_ = crop_resize(tensor, boxes.reshape(-1, 6), settings.crop_size, settings.resize_mode)
-    locals_ = crop_resize(tensor, local_boxes.reshape(-1, 6), local.size, settings.resize_mode)
+    globals_ = crop_resize(volume, boxes.reshape(-1, 6), settings.crop_size, settings.resize_mode, dtype)
+    locals_ = crop_resize(volume, local_boxes.reshape(-1, 6), local.size, settings.resize_mode, dtype)
     return PCRLv2Samples(
         globals_.reshape(count, 2, *globals_.shape[1:]),
         locals_.reshape(count, local.count, *locals_.shape[1:]),

@@ -138,7 +138,10 @@ def process_case(job: CaseJob) -> dict[str, Any]:
 def _process(job: CaseJob, status: dict[str, Any]) -> int:
     plan, case = job.plan, job.case
     raw = read_case(case if plan.check_labels else Case(case.case_id, case.images, None, case.group))
-    arrays = arrays_from_raw(case, raw, spacing=plan.spacing, intensity=plan.intensity, zoom=plan.zoom)
+    # The label was read only to check its shape; pretext samples do not use it.
+    arrays = arrays_from_raw(
+        case, RawCase(raw.images, None), spacing=plan.spacing, intensity=plan.intensity, zoom=plan.zoom
+    )
     shape = arrays.image.shape[1:]
     status["shape"] = list(raw.images[plan.channels[0]].shape)
     status["processed_shape"] = list(shape)
@@ -152,7 +155,8 @@ def _process(job: CaseJob, status: dict[str, Any]) -> int:
     written = 0
     for group_id, channels in job.groups:
         index = [plan.channels.index(c) for c in channels]
-        volume = pad_to(arrays.image[index], plan.crop_size)
+        selected = arrays.image[index[0] : index[0] + 1] if len(index) == 1 else arrays.image[index]
+        volume = pad_to(selected, plan.crop_size)
         written += _sample_group(job, group_id, volume, [thresholds[c] for c in channels])
     return written
 
@@ -172,6 +176,7 @@ def _thresholds(plan: Plan, raw: RawCase, maps: dict[str, Any]) -> dict[str, flo
 def _sample_group(job: CaseJob, group_id: str, volume: np.ndarray, thresholds: list[float]) -> int:
     plan, rule = job.plan, job.plan.rejection
     arrays_dir = job.out / "arrays"
+    dtype = torch.float16 if plan.storage == "float16" else torch.float32
     file = f"arrays/{group_id}.npy"
     if plan.view == "genesis":
         settings = GenesisSettings(
@@ -183,7 +188,7 @@ def _sample_group(job: CaseJob, group_id: str, volume: np.ndarray, thresholds: l
             rule.look_ahead,
             plan.allow_partial,
         )
-        cubes = sample_cubes(volume, group_id, plan.seed, plan.pairs, settings, thresholds)
+        cubes = sample_cubes(volume, group_id, plan.seed, plan.pairs, settings, thresholds, dtype)
         atomic_save_npy(arrays_dir / f"{group_id}.npy", _stored(cubes.cubes, plan.storage))
         boxes = np.stack([cubes.boxes, cubes.boxes], axis=1)
         sample_numbers = cubes.indices.tolist()
@@ -207,11 +212,13 @@ def _sample_group(job: CaseJob, group_id: str, volume: np.ndarray, thresholds: l
                 tuple(plan.pcrlv2.local_sizes),
                 plan.pcrlv2.local_margin,
             )
-            views = sample_pcrlv2(volume, group_id, plan.seed, plan.pairs, settings_, local, thresholds)
+            views = sample_pcrlv2(
+                volume, group_id, plan.seed, plan.pairs, settings_, local, thresholds, dtype
+            )
             atomic_save_npy(arrays_dir / f"{group_id}.local.npy", _stored(views.locals, plan.storage))
             crops, boxes = views.globals, views.boxes
         else:
-            pairs = sample_pairs(volume, group_id, plan.seed, plan.pairs, settings_, thresholds)
+            pairs = sample_pairs(volume, group_id, plan.seed, plan.pairs, settings_, thresholds, dtype=dtype)
             crops, boxes = pairs.crops, pairs.boxes
         atomic_save_npy(arrays_dir / f"{group_id}.npy", _stored(crops, plan.storage))
         sample_numbers = list(range(len(boxes)))

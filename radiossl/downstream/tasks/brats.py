@@ -34,7 +34,7 @@ class BraTSConfig(TaskConfig):
     name: Literal["brats"] = "brats"
     dataset: str = Field("brats18", description="Dataset adapter: brats18 (thesis layout) or nnunet.")
     intensity: IntensityConfig = Field(
-        default_factory=lambda: IntensityConfig(mode="minmax"),
+        default_factory=lambda: IntensityConfig.model_validate({"mode": "minmax"}),
         description="Per-channel normalisation; the thesis min-max scales each MRI volume to [0, 1].",
     )
     et_label: int = Field(

@@ -29,7 +29,7 @@ class LiTSConfig(TaskConfig):
     name: Literal["lits"] = "lits"
     dataset: str = Field("lits17", description="Dataset adapter: lits17 (thesis layout) or nnunet.")
     intensity: IntensityConfig = Field(
-        default_factory=lambda: IntensityConfig(mode="ct-window"),
+        default_factory=lambda: IntensityConfig.model_validate({"mode": "ct-window"}),
         description="CT window to [0, 1] (thesis: clip to [-1000, 1000] HU).",
     )
     spacing: tuple[float, float, float] | None = Field(

@@ -60,7 +60,7 @@ def read_dino_state_dict(path: Path) -> dict[str, torch.Tensor]:
     for key, value in obj.items():
         for prefix in ("module.", "backbone."):
             if key.startswith(prefix):
-                key = key[len(prefix):]
+                key = key[len(prefix) :]
         if key.startswith("head."):
             continue
         state[key] = value
@@ -84,9 +84,14 @@ class _DinoBase(FeatureExtractor):
         super().__init__(config)
         if self.config.weights is None:
             raise ConfigError(self.missing_weights_message())
-        self.vit = VisionTransformer(
-            patch_size=self.patch_size, embed_dim=self.embed_dim, depth=self.depth, num_heads=self.num_heads
-        )
+        # Built on the meta device: every tensor is replaced by the file's, so random init is skipped.
+        with torch.device("meta"):
+            self.vit = VisionTransformer(
+                patch_size=self.patch_size,
+                embed_dim=self.embed_dim,
+                depth=self.depth,
+                num_heads=self.num_heads,
+            )
         self.load_weights(Path(self.config.weights))
         self.eval()
 
@@ -117,19 +122,27 @@ class _DinoBase(FeatureExtractor):
         pos = state["pos_embed"]
         grid = math.isqrt(pos.shape[1] - 1) if pos.dim() == 3 else -1
         if pos.dim() == 3 and pos.shape[2] == self.embed_dim and grid * grid + 1 == pos.shape[1]:
-            self.vit.pos_embed = torch.nn.Parameter(torch.zeros_like(pos, dtype=torch.float32))
+            self.vit.pos_embed = torch.nn.Parameter(torch.zeros(pos.shape, device=self.vit.pos_embed.device))
             own = self.vit.state_dict()
-        wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if state[k].shape != v.shape]
+        wrong = [
+            f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+            for k, v in own.items()
+            if state[k].shape != v.shape
+        ]
         if wrong:
             raise CheckpointError(f"{path}: not a {self.description} backbone (shape mismatch: {wrong[0]})")
-        self.vit.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+        self.vit.load_state_dict(
+            {k: v.float().contiguous() for k, v in state.items()}, strict=True, assign=True
+        )
 
     def feature_dim(self, in_channels: int) -> int:
         return self.embed_dim
 
     def extract(self, images: torch.Tensor) -> torch.Tensor:
         if images.dim() != 4:
-            raise ValueError(f"{self.name} expects axial slices [N, C, H, W], got shape {tuple(images.shape)}")
+            raise ValueError(
+                f"{self.name} expects axial slices [N, C, H, W], got shape {tuple(images.shape)}"
+            )
         h, w = images.shape[-2:]
         p = self.patch_size
         if self.config.resize is not None:

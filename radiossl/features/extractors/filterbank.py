@@ -90,24 +90,44 @@ def gaussian_smooth(volume: torch.Tensor, sigma: float, truncate: float = 3.0) -
     return volume
 
 
-_CENTRAL = torch.tensor([-0.5, 0.0, 0.5])
-_SECOND = torch.tensor([1.0, -2.0, 1.0])
+def _pad_axis(volume: torch.Tensor, axis: int) -> torch.Tensor:
+    pad = [0, 0, 0, 0, 0, 0]
+    pad[2 * (2 - axis)] = pad[2 * (2 - axis) + 1] = 1
+    return F.pad(volume, pad, mode="replicate")
+
+
+def central_difference(volume: torch.Tensor, axis: int) -> torch.Tensor:
+    """``(v[i+1] - v[i-1]) / 2`` along spatial ``axis`` of ``[N, 1, X, Y, Z]`` (replicated borders)."""
+    padded = _pad_axis(volume, axis)
+    n = volume.shape[2 + axis]
+    return 0.5 * (padded.narrow(2 + axis, 2, n) - padded.narrow(2 + axis, 0, n))
+
+
+def second_difference(volume: torch.Tensor, axis: int) -> torch.Tensor:
+    """``v[i+1] - 2 v[i] + v[i-1]`` along spatial ``axis`` (replicated borders)."""
+    padded = _pad_axis(volume, axis)
+    n = volume.shape[2 + axis]
+    return padded.narrow(2 + axis, 2, n) - 2.0 * volume + padded.narrow(2 + axis, 0, n)
 
 
 def derivatives(smoothed: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
     """First derivatives ``[dx, dy, dz]`` and the symmetric Hessian ``h[i][j]`` (finite differences)."""
-    grad = [_conv_axis(smoothed, _CENTRAL, a) for a in range(3)]
+    grad = [central_difference(smoothed, a) for a in range(3)]
     hess: list[list[torch.Tensor]] = [[smoothed] * 3 for _ in range(3)]
     for i in range(3):
-        hess[i][i] = _conv_axis(smoothed, _SECOND, i)
+        hess[i][i] = second_difference(smoothed, i)
         for j in range(i + 1, 3):
-            hess[i][j] = hess[j][i] = _conv_axis(grad[i], _CENTRAL, j)
+            hess[i][j] = hess[j][i] = central_difference(grad[i], j)
     return grad, hess
 
 
 def symmetric_eigvals3(
-    a11: torch.Tensor, a22: torch.Tensor, a33: torch.Tensor,
-    a12: torch.Tensor, a13: torch.Tensor, a23: torch.Tensor,
+    a11: torch.Tensor,
+    a22: torch.Tensor,
+    a33: torch.Tensor,
+    a12: torch.Tensor,
+    a13: torch.Tensor,
+    a23: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Eigenvalues (ascending) of symmetric 3x3 matrices given element-wise, in closed form.
 
@@ -182,7 +202,9 @@ class FilterBankExtractor(FeatureExtractor):
                 if "log" in kinds:
                     out.append(sigma**2 * (hess[0][0] + hess[1][1] + hess[2][2]))
                 if "hessian" in kinds:
-                    eig = symmetric_eigvals3(hess[0][0], hess[1][1], hess[2][2], hess[0][1], hess[0][2], hess[1][2])
+                    eig = symmetric_eigvals3(
+                        hess[0][0], hess[1][1], hess[2][2], hess[0][1], hess[0][2], hess[1][2]
+                    )
                     out.extend(sigma**2 * e for e in eig)
         features = torch.cat(out, dim=1)  # [B*C, F, X, Y, Z]
         return features.reshape(b, c * features.shape[1], *images.shape[2:])

@@ -90,7 +90,7 @@ class JBUStage(nn.Module):
         keys = self.range_proj(guidance)
         padded = self._pad(keys)
         logits = torch.stack(
-            [(padded[:, :, i:i + h, j:j + w] * keys).sum(dim=1) for i, j in self._offsets()], dim=1
+            [(padded[:, :, i : i + h, j : j + w] * keys).sum(dim=1) for i, j in self._offsets()], dim=1
         )
         temperature = self.range_temp.exp().clamp(1e-4, 1e4)
         kernel = torch.softmax(temperature * logits, dim=1) * self.spatial_kernel()
@@ -103,7 +103,7 @@ class JBUStage(nn.Module):
         upsampled = self._pad(F.interpolate(source, size=(h, w), mode="bicubic", align_corners=False))
         out = torch.zeros(source.shape[0], source.shape[1], h, w, device=source.device, dtype=source.dtype)
         for tap, (i, j) in enumerate(self._offsets()):
-            out.add_(upsampled[:, :, i:i + h, j:j + w] * kernel[:, tap:tap + 1])
+            out.add_(upsampled[:, :, i : i + h, j : j + w] * kernel[:, tap : tap + 1])
         return out
 
 
@@ -119,7 +119,9 @@ def _read_state(path: Path, allow_unsafe: bool) -> dict[str, torch.Tensor]:
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{path}: expected a state_dict or a Lightning checkpoint, got {type(obj).__name__}")
+        raise CheckpointError(
+            f"{path}: expected a state_dict or a Lightning checkpoint, got {type(obj).__name__}"
+        )
     state = {str(k).removeprefix("module."): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if any(k.startswith("upsampler.") for k in state):
         mapped = {k.removeprefix("upsampler."): v for k, v in state.items() if k.startswith("upsampler.")}
@@ -153,7 +155,9 @@ class FeatUpJBU(Upsampler):
             state = _read_state(Path(self.config.weights), self.config.allow_unsafe)
             found = state.get("fixup_proj.1.weight")
             if found is None or found.dim() != 4:
-                raise CheckpointError(f"{self.config.weights}: no FeatUp JBU stack inside (no fixup_proj.1.weight)")
+                raise CheckpointError(
+                    f"{self.config.weights}: no FeatUp JBU stack inside (no fixup_proj.1.weight)"
+                )
             if feature_dim is not None and int(found.shape[0]) != feature_dim:
                 raise ConfigError(
                     f"{self.config.weights}: JBU stack for {int(found.shape[0])}-dim features, "

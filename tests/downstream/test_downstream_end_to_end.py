@@ -6,11 +6,13 @@ import csv
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 from radiossl.cli import app
@@ -18,14 +20,28 @@ from radiossl.downstream.config import load_task_config
 from radiossl.downstream.evaluate import EvaluateResult, evaluate
 from radiossl.downstream.finetune import FinetuneResult, finetune
 from radiossl.models import UNet3D, model_spec
-from .conftest import _tiny_flags
+
+
+def tiny_flags(root: Path, out: Path, **top: object) -> dict[str, Any]:
+    """Flags for a CPU finetune run that takes a few seconds (one sliding window per phantom volume)."""
+    return {
+        "data": {"root": str(root), "crop_size": [16, 16, 16], "ratio": 1.0, "workers": 0},
+        "model": {"width": 0.125},
+        "optim": {"epochs": 2, "batch_size": 2},
+        "runtime": {"device": "cpu", "workers": 1},
+        "logging": {"progress": False},
+        "sliding_window": {"roi": [32, 32, 24]},
+        "out": str(out),
+        **top,
+    }
 
 
 @pytest.fixture(scope="module")
 def scratch_run(brats_root: Path, tmp_path_factory: pytest.TempPathFactory) -> FinetuneResult:
     out = tmp_path_factory.mktemp("runs")
-    cfg = load_task_config("finetune", "brats", flags=tiny_flags(brats_root, out))
-    return finetune(cfg)
+    flags = tiny_flags(brats_root, out)
+    flags["logging"]["vis"] = True
+    return finetune(load_task_config("finetune", "brats", flags=flags))
 
 
 def test_finetune_from_scratch_writes_a_run(scratch_run: FinetuneResult) -> None:
@@ -38,13 +54,23 @@ def test_finetune_from_scratch_writes_a_run(scratch_run: FinetuneResult) -> None
     assert {"val_dice", "val_dice_wt", "val_dice_tc", "val_dice_et", "dice_loss", "bce"} <= set(epochs[-1])
     splits = json.loads((run / "splits.json").read_text())
     assert splits["val"] and splits["test"] and not set(splits["val"]) & set(splits["test"])
+    pngs = sorted((run / "vis").glob("segmentation_e*.png"))
+    assert len(pngs) == 2 and Image.open(pngs[0]).size[0] > 3 * 16
     state = torch.load(run / "checkpoint_best.pt", weights_only=True)
-    assert state["model_spec"]["kwargs"]["in_channels"] == 4 and state["model_spec"]["kwargs"]["out_channels"] == 3
+    assert (
+        state["model_spec"]["kwargs"]["in_channels"] == 4
+        and state["model_spec"]["kwargs"]["out_channels"] == 3
+    )
 
 
 def run_evaluate(brats_root: Path, weights: Path, out: Path, **top: object) -> EvaluateResult:
-    flags = {"data": {"root": str(brats_root)}, "weights": str(weights), "out": str(out),
-             "runtime": {"device": "cpu"}, **top}
+    flags = {
+        "data": {"root": str(brats_root)},
+        "weights": str(weights),
+        "out": str(out),
+        "runtime": {"device": "cpu"},
+        **top,
+    }
     return evaluate(load_task_config("evaluate", "brats", flags=flags))
 
 
@@ -54,7 +80,9 @@ def test_evaluate_full_protocol(scratch_run: FinetuneResult, brats_root: Path, t
     with result.metrics_csv.open() as handle:
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == ["case", "region", "dice", "hd95", "gt_voxels", "pred_voxels"]
-    assert [(r["case"], r["region"]) for r in rows] == [(c, region) for c in test_ids for region in ("WT", "TC", "ET")]
+    assert [(r["case"], r["region"]) for r in rows] == [
+        (c, region) for c in test_ids for region in ("WT", "TC", "ET")
+    ]
     for row in rows:
         assert 0.0 <= float(row["dice"]) <= 1.0 and float(row["hd95"]) >= 0.0
     summary = json.loads(result.summary_json.read_text())
@@ -70,8 +98,9 @@ def test_evaluate_full_protocol(scratch_run: FinetuneResult, brats_root: Path, t
 
 
 def test_evaluate_thesis_crops(scratch_run: FinetuneResult, brats_root: Path, tmp_path: Path) -> None:
-    result = run_evaluate(brats_root, scratch_run.best_checkpoint, tmp_path / "crops",
-                          protocol="thesis-crops", split="val")
+    result = run_evaluate(
+        brats_root, scratch_run.best_checkpoint, tmp_path / "crops", protocol="thesis-crops", split="val"
+    )
     assert result.rows and all(math.isnan(r["hd95"]) for r in result.rows)
     assert all(0.0 < r["dice"] < 1.0 for r in result.rows)  # soft Dice of an untrained net
     assert result.summary["protocol"] == "thesis-crops" and "thesis_loss" in result.summary
@@ -82,7 +111,9 @@ def test_finetune_from_a_checkpoint_with_encoder_transfer(brats_root: Path, tmp_
     source = UNet3D(in_channels=1, out_channels=1, width=0.125, norm="batch", skip_connections=False)
     weights = tmp_path / "pretext.pt"
     torch.save({"format_version": 1, "model": source.state_dict(), "model_spec": model_spec(source)}, weights)
-    flags = tiny_flags(brats_root, tmp_path / "runs", weights=str(weights), transfer="encoder", train="decoder")
+    flags = tiny_flags(
+        brats_root, tmp_path / "runs", weights=str(weights), transfer="encoder", train="decoder"
+    )
     flags["optim"]["epochs"] = 1
     result = finetune(load_task_config("finetune", "brats", flags=flags))
     report = json.loads((result.run_dir / "load_report.json").read_text())
@@ -98,21 +129,64 @@ def test_finetune_from_a_checkpoint_with_encoder_transfer(brats_root: Path, tmp_
 def test_cli_finetune_and_evaluate(brats_root: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     runs = tmp_path / "runs"
-    args = ["finetune", "--task", "brats", "--data", str(brats_root), "--out", str(runs), "--epochs", "1",
-            "--width", "0.125", "--batch-size", "2", "--ratio", "0.5", "--device", "cpu", "--workers", "0",
-            "--set", "data.crop_size=[16,16,16]", "--set", "sliding_window.roi=[32,32,24]",
-            "--set", "logging.progress=false", "--set", "validation.every=2"]
+    args = [
+        "finetune",
+        "--task",
+        "brats",
+        "--data",
+        str(brats_root),
+        "--out",
+        str(runs),
+        "--epochs",
+        "1",
+        "--width",
+        "0.125",
+        "--batch-size",
+        "2",
+        "--ratio",
+        "0.5",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--set",
+        "data.crop_size=[16,16,16]",
+        "--set",
+        "sliding_window.roi=[32,32,24]",
+        "--set",
+        "logging.progress=false",
+        "--set",
+        "validation.every=2",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     run = next(runs.iterdir())
     splits = json.loads((run / "splits.json").read_text())
-    assert len(splits["train_subset"]) == round(0.5 * len(splits["train"])) or len(splits["train_subset"]) >= 1
+    assert (
+        len(splits["train_subset"]) == round(0.5 * len(splits["train"])) or len(splits["train_subset"]) >= 1
+    )
     out = tmp_path / "eval"
-    result = runner.invoke(app, ["evaluate", "--task", "brats", "--data", str(brats_root), "--weights",
-                                 str(run / "checkpoint_final.pt"), "--out", str(out), "--split", "val"])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--task",
+            "brats",
+            "--data",
+            str(brats_root),
+            "--weights",
+            str(run / "checkpoint_final.pt"),
+            "--out",
+            str(out),
+            "--split",
+            "val",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (out / "metrics.csv").is_file() and (out / "summary.json").is_file()
-    bad = runner.invoke(app, ["finetune", "--task", "brats", "--data", str(brats_root), "--transfer", "bogus"])
+    bad = runner.invoke(
+        app, ["finetune", "--task", "brats", "--data", str(brats_root), "--transfer", "bogus"]
+    )
     assert bad.exit_code == 2 and "transfer" in bad.output
 
 
@@ -123,11 +197,58 @@ def test_lits_finetune_and_evaluate(lits_root: Path, tmp_path: Path) -> None:
     result = finetune(load_task_config("finetune", "lits", flags=flags))
     splits = result.splits
     assert splits["test"] and splits["val"] and not set(splits["val"]) & set(splits["test"])
-    evaluation = evaluate(load_task_config("evaluate", "lits", flags={
-        "data": {"root": str(lits_root)}, "weights": str(result.final_checkpoint), "out": str(tmp_path / "e"),
-        "save_predictions": True, "runtime": {"device": "cpu"}}))
+    evaluation = evaluate(
+        load_task_config(
+            "evaluate",
+            "lits",
+            flags={
+                "data": {"root": str(lits_root)},
+                "weights": str(result.final_checkpoint),
+                "out": str(tmp_path / "e"),
+                "save_predictions": True,
+                "runtime": {"device": "cpu"},
+            },
+        )
+    )
     assert {r["region"] for r in evaluation.rows} == {"liver", "tumour"}
     prediction = nib.load(evaluation.predictions[0])
     case = splits["test"][0]
     reference = nib.load(next(lits_root.glob(f"*/ct/{case}.nii")))
     assert prediction.shape == reference.shape and np.allclose(prediction.affine, reference.affine)
+
+
+def test_patience_requests_a_stop(brats_root: Path, tmp_path: Path) -> None:
+    from radiossl.downstream.finetune import FinetuneTask
+    from radiossl.engine.protocol import StepContext
+
+    flags = tiny_flags(brats_root, tmp_path)
+    flags["validation"] = {"patience": 2}
+    task = FinetuneTask(load_task_config("finetune", "brats", flags=flags))
+    for epoch, value in enumerate([0.5, 0.6, 0.55, 0.6]):
+        context = StepContext(epoch=epoch, total_epochs=10, step=0, device=torch.device("cpu"))
+        task._track_patience(value, context)
+        assert task.stop_requested == (epoch == 3) and context.extra.get("stop", False) == (epoch == 3)
+
+
+def test_nnunet_task_from_dataset_json(nnunet_root: Path, tmp_path: Path) -> None:
+    flags = tiny_flags(nnunet_root, tmp_path / "runs")
+    flags["optim"]["epochs"] = 1
+    flags["sliding_window"] = {"roi": [24, 24, 16]}
+    result = finetune(load_task_config("finetune", "nnunet", flags=flags))
+    spec = torch.load(result.final_checkpoint, weights_only=True)["model_spec"]["kwargs"]
+    assert (spec["in_channels"], spec["out_channels"]) == (2, 2)  # FLAIR + T1ce -> edema, tumor
+    evaluation = evaluate(
+        load_task_config(
+            "evaluate",
+            "nnunet",
+            flags={
+                "data": {"root": str(nnunet_root)},
+                "weights": str(result.final_checkpoint),
+                "out": str(tmp_path / "e"),
+                "split": "all",
+                "max_cases": 2,
+                "runtime": {"device": "cpu"},
+            },
+        )
+    )
+    assert [r["region"] for r in evaluation.rows] == ["edema", "tumor"] * 2

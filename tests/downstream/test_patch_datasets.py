@@ -55,8 +55,12 @@ def test_cache_keeps_arrays_and_foreground(cache: CaseCache) -> None:
 
 def test_foreground_fraction_one_always_hits_the_blob(cache: CaseCache) -> None:
     no_aug = AugmentConfig(enabled=False)
-    always = PatchDataset(cache, (16, 16, 8), SamplingConfig(foreground_fraction=1.0, patches_per_case=4), no_aug)
-    never = PatchDataset(cache, (16, 16, 8), SamplingConfig(foreground_fraction=0.0, patches_per_case=4), no_aug)
+    always = PatchDataset(
+        cache, (16, 16, 8), SamplingConfig(foreground_fraction=1.0, patches_per_case=4), no_aug
+    )
+    never = PatchDataset(
+        cache, (16, 16, 8), SamplingConfig(foreground_fraction=0.0, patches_per_case=4), no_aug
+    )
     assert len(always) == 12
     hits = [always.sample(i)[1][1].any() for i in range(len(always))]
     assert all(hits)
@@ -77,9 +81,13 @@ def test_epochs_and_indices_are_deterministic(cache: CaseCache) -> None:
     assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(first, again, strict=True))
     data.set_epoch(1)
     assert first[0].dtype.is_floating_point and first[1].shape == (2, 16, 16, 8)
-    changed = any(not np.array_equal(data[i][0].numpy(), PatchDataset(cache, (16, 16, 8), SamplingConfig(),
-                                                                      AugmentConfig(), seed=3)[i][0].numpy())
-                  for i in range(len(data)))
+    changed = any(
+        not np.array_equal(
+            data[i][0].numpy(),
+            PatchDataset(cache, (16, 16, 8), SamplingConfig(), AugmentConfig(), seed=3)[i][0].numpy(),
+        )
+        for i in range(len(data))
+    )
     assert changed
     with pytest.raises(IndexError):
         data[len(data)]
@@ -95,7 +103,9 @@ def test_augmentation_flips_image_and_target_together() -> None:
     assert np.array_equal(flipped_target, target[:, ::-1, ::-1, ::-1])
     scaled, _ = augment_patch(image, target, AugmentConfig(flip_prob=0.0, intensity_prob=1.0), rng)
     ratio = scaled[0] - image[0]
-    assert not np.allclose(ratio, 0) and np.abs(scaled[0] - image[0]).max() <= 0.1 * image[0].max() + 0.1 + 1e-5
+    assert (
+        not np.allclose(ratio, 0) and np.abs(scaled[0] - image[0]).max() <= 0.1 * image[0].max() + 0.1 + 1e-5
+    )
 
 
 def test_case_index_dataset(cache: CaseCache) -> None:

@@ -76,7 +76,9 @@ def test_empty_policy_defaults_and_options() -> None:
     assert hausdorff(some, empty, spacing) == pytest.approx(diagonal)
     assert hausdorff(empty, some, spacing) == pytest.approx(diagonal)
     nan_policy = EmptyPolicy(both_empty="nan", one_empty_hd="nan")
-    assert math.isnan(dice(empty, empty, nan_policy)) and math.isnan(hausdorff(empty, empty, spacing, 95, nan_policy))
+    assert math.isnan(dice(empty, empty, nan_policy)) and math.isnan(
+        hausdorff(empty, empty, spacing, 95, nan_policy)
+    )
     assert math.isnan(hausdorff(some, empty, spacing, 95, nan_policy))
     assert hausdorff(some, empty, spacing, 95, EmptyPolicy(one_empty_hd="inf")) == math.inf
 
@@ -91,7 +93,10 @@ def test_soft_dice_thesis_formula() -> None:
 def test_score_regions_and_mean_std() -> None:
     gt = np.stack([cube((6, 6, 6), (1, 1, 1), (4, 4, 4)), np.zeros((6, 6, 6), bool)])
     scores = score_regions(gt, gt, ["a", "b"], (1.0, 1.0, 1.0))
-    assert [(s.region, s.dice, s.hd, s.gt_voxels) for s in scores] == [("a", 1.0, 0.0, 27), ("b", 1.0, 0.0, 0)]
+    assert [(s.region, s.dice, s.hd, s.gt_voxels) for s in scores] == [
+        ("a", 1.0, 0.0, 27),
+        ("b", 1.0, 0.0, 0),
+    ]
     assert mean_std([1.0, 3.0, math.nan]) == (2.0, 1.0, 2)
     assert mean_std([1.0, math.inf])[0] == math.inf
 
@@ -123,6 +128,7 @@ def test_hausdorff_properties(a: np.ndarray, data: st.DataObject) -> None:
     assert 0.0 <= hausdorff(a, b, spacing) <= image_diagonal(a.shape, spacing) + 1e-9
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")
 @pytest.mark.parametrize("seed", range(6))
 def test_agrees_with_monai_on_random_masks(seed: int) -> None:
     torch = pytest.importorskip("torch")
@@ -136,8 +142,8 @@ def test_agrees_with_monai_on_random_masks(seed: int) -> None:
     y_pred = torch.from_numpy(pred[None, None].astype(np.float32))
     y = torch.from_numpy(gt[None, None].astype(np.float32))
     monai_dice = monai_metrics.DiceMetric(include_background=True, reduction="none")(y_pred, y)
-    monai_hd = monai_metrics.HausdorffDistanceMetric(include_background=True, percentile=95, reduction="none")(
-        y_pred, y, spacing=list(spacing)
-    )
+    monai_hd = monai_metrics.HausdorffDistanceMetric(
+        include_background=True, percentile=95, reduction="none"
+    )(y_pred, y, spacing=list(spacing))
     assert dice(pred, gt) == pytest.approx(float(monai_dice), abs=1e-6)
     assert hausdorff(pred, gt, spacing) == pytest.approx(float(monai_hd), rel=1e-5)

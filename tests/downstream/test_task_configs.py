@@ -34,12 +34,12 @@ def test_layers_file_overrides_flags(tmp_path: Path) -> None:
     file.write_text("task:\n  name: brats\n  et_label: 3\noptim:\n  lr: 0.01\n  epochs: 5\n")
     cfg = load_task_config("finetune", None, file, ["optim.epochs=7"], {"optim": {"lr": 0.5}})
     assert (cfg.task.et_label, cfg.optim.epochs, cfg.optim.lr) == (3, 7, 0.5)
-    with pytest.raises(ConfigError, match="task.name is 'brats' but --task is 'lits'"):
+    with pytest.raises(ConfigError, match=r"task\.name is 'brats' but --task is 'lits'"):
         load_task_config("finetune", "lits", file)
 
 
 def test_errors_name_the_field() -> None:
-    with pytest.raises(ConfigError, match="task.et_lable"):
+    with pytest.raises(ConfigError, match=r"task\.et_lable"):
         load_task_config("finetune", "brats", overrides=["task.et_lable=3"])
     with pytest.raises(ConfigError, match="transfer"):
         load_task_config("finetune", "brats", overrides=["transfer=decoder"])

@@ -64,15 +64,22 @@ def test_nnunet_labels_and_regions(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no foreground"):
         regions_from_dataset_json({"labels": {"background": 0}})
     (tmp_path / "dataset.json").write_text(
-        json.dumps({"labels": {"background": 0, "wt": [1, 2, 3], "tc": [2, 3], "et": 3}, "regions_class_order": [1, 2, 3]})
+        json.dumps(
+            {
+                "labels": {"background": 0, "wt": [1, 2, 3], "tc": [2, 3], "et": 3},
+                "regions_class_order": [1, 2, 3],
+            }
+        )
     )
     task = NnUNetTask(NnUNetConfig(), tmp_path)
     label = np.array([[[0, 1, 2, 3]]], np.int16)
     assert [r.name for r in task.regions()] == ["wt", "tc", "et"]
     assert np.array_equal(task.label_map(task.region_targets(label).astype(bool)), label)
-    override = NnUNetTask(NnUNetConfig.model_validate({"regions": [{"name": "fg", "labels": [1, 2, 3]}]}), tmp_path)
+    override = NnUNetTask(
+        NnUNetConfig.model_validate({"regions": [{"name": "fg", "labels": [1, 2, 3]}]}), tmp_path
+    )
     assert [(r.name, r.paint) for r in override.regions()] == [("fg", 3)]
-    with pytest.raises(DataError, match="dataset.json"):
+    with pytest.raises(DataError, match=r"dataset\.json"):
         NnUNetTask(NnUNetConfig(), tmp_path / "missing").regions()
 
 
@@ -103,7 +110,9 @@ def fake_adapter() -> type[FakeAdapter]:
     registry.unregister("radiossl.datasets", "fake-split")
 
 
-def test_validation_is_carved_out_when_val_doubles_as_test(fake_adapter: type[FakeAdapter], tmp_path: Path) -> None:
+def test_validation_is_carved_out_when_val_doubles_as_test(
+    fake_adapter: type[FakeAdapter], tmp_path: Path
+) -> None:
     task = LiTSTask(LiTSConfig(dataset="fake-split", val_fraction=0.3), tmp_path)
     cases = task.list_cases()
     splits = task.splits(cases, seed=1)
@@ -130,7 +139,9 @@ def test_custom_splits_file_is_checked(fake_adapter: type[FakeAdapter], tmp_path
 
 def test_carve_validation_bounds() -> None:
     assert len(carve_validation(["a", "b"], 0.9, 0)) == 1
-    assert carve_validation([f"x{i}" for i in range(10)], 0.2, 3) == sorted(carve_validation([f"x{i}" for i in range(10)], 0.2, 3))
+    assert carve_validation([f"x{i}" for i in range(10)], 0.2, 3) == sorted(
+        carve_validation([f"x{i}" for i in range(10)], 0.2, 3)
+    )
 
 
 def test_brats_phantom_channels_and_loading(brats_root: Path) -> None:
@@ -138,5 +149,5 @@ def test_brats_phantom_channels_and_loading(brats_root: Path) -> None:
     assert task.channel_names() == ("t1", "t2", "flair", "t1ce") and task.in_channels == 4
     arrays = task.load(task.list_cases()[0])
     assert arrays.image.shape == (4, 32, 32, 24) and arrays.image.dtype == np.float32
-    assert 0.0 <= float(arrays.image.min()) and float(arrays.image.max()) <= 1.0
+    assert float(arrays.image.min()) >= 0.0 and float(arrays.image.max()) <= 1.0
     assert arrays.label is not None and set(np.unique(arrays.label).tolist()) <= {0, 1, 2, 4}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from radiossl.config import OptimConfig
 from radiossl.downstream.freezing import freeze, train_mode, trainable_prefixes
 from radiossl.engine.optim import build_optimizer
-from radiossl.config import OptimConfig
 from radiossl.models import UNet3D
 
 

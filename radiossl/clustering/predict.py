@@ -1,0 +1,327 @@
+"""``kmeans_predict``: pixel-level targets — every voxel of every crop assigned to fixed centroids.
+
+The centroids never change while predicting (the thesis ran one Lloyd update per batch, and ignored
+``--centroids``). The extractor, upsampler, their options and the feature transform default to those
+recorded in the centroids' JSON; the feature dimension must match the centroids.
+
+For each pair-array file ``arrays/<group_id>.npy`` (N pairs) the cluster ids of both crops are written
+to ``arrays/<group_id>.targets-<tag>.npy``, uint8 (uint16 when K > 255) of shape ``(N, 2, H, W, D)``,
+atomically. Groups whose target file already exists are skipped (resume), so an interrupted run is
+continued by running the same command again. Groups run in parallel on ``runtime.workers`` threads.
+At the end the targets are registered in the manifest (``target_<tag>`` column) and
+``targets/<tag>.json``; a montage is written to ``<PROC>/kmeans/predict_<tag>.png``.
+
+Example:
+    >>> # from radiossl.clustering import KMeansPredictConfig, kmeans_predict
+    >>> # cfg = KMeansPredictConfig(data={"root": "p"}, centroids="p/kmeans/k10_filterbank_bilinear.npy")
+    >>> # kmeans_predict(cfg).tag  -> 'k10-filterbank-bilinear'
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from radiossl.clustering.config import FeatureConfig, KMeansPredictConfig
+from radiossl.clustering.faiss_kmeans import CentroidAssigner, faiss_module
+from radiossl.clustering.fit import (
+    METADATA_FORMAT,
+    MONTAGE_PAIRS,
+    _select_device,
+    assign_pairs,
+    build_feature_pipeline,
+    metadata_path,
+    open_dataset,
+    pair_batch,
+    progress_bar,
+    run_parallel,
+)
+from radiossl.clustering.montage import save_montage
+from radiossl.clustering.sampling import PAIR_VIEWS, FeatureTransform, select_records
+from radiossl.config import deep_merge
+from radiossl.errors import ConfigError, DataError, RadiosslError
+from radiossl.utils.atomic import atomic_save_npy, write_json
+
+if TYPE_CHECKING:
+    from radiossl.data.processed import ProcessedDataset, SampleRecord
+
+
+@dataclass
+class KMeansPredictResult:
+    """What :func:`kmeans_predict` did."""
+
+    tag: str
+    target_files: dict[str, str]
+    written: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+    registered: bool = False
+    cluster_counts: list[int] = field(default_factory=list)
+    montage: Path | None = None
+    seconds: float = 0.0
+
+    @property
+    def success(self) -> bool:
+        return not self.failures
+
+
+def target_file_for(array_file: str, tag: str) -> str:
+    """``arrays/<group>.npy`` -> ``arrays/<group>.targets-<tag>.npy`` (relative paths)."""
+    stem = array_file[: -len(".npy")] if array_file.endswith(".npy") else array_file
+    return f"{stem}.targets-{tag}.npy"
+
+
+def target_dtype(k: int) -> np.dtype:
+    """uint8 for K <= 255 clusters, else uint16."""
+    return np.dtype(np.uint8) if k <= 255 else np.dtype(np.uint16)
+
+
+def load_centroids(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """Centroids (float32 K x d) and their JSON metadata ({} when there is no JSON beside them)."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: centroids file not found (run `radiossl kmeans fit` first)")
+    try:
+        centroids = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read centroids: {exc}") from exc
+    if centroids.ndim != 2 or centroids.shape[0] < 2 or not np.isfinite(centroids).all():
+        raise DataError(f"{path}: expected a finite K x d centroid array, got shape {centroids.shape}")
+    meta: dict[str, Any] = {}
+    meta_file = metadata_path(path)
+    if meta_file.is_file():
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DataError(f"{meta_file}: cannot read: {exc}") from exc
+        if meta.get("format") != METADATA_FORMAT:
+            raise DataError(f"{meta_file}: not a radiossl kmeans record (format {meta.get('format')!r})")
+        if int(meta.get("k", centroids.shape[0])) != centroids.shape[0]:
+            raise DataError(
+                f"{meta_file}: records k={meta.get('k')} but {path.name} has {centroids.shape[0]} rows"
+            )
+    return centroids.astype(np.float32), meta
+
+
+def resolve_features(
+    config_features: FeatureConfig | None, meta: dict[str, Any], centroids: Path
+) -> FeatureConfig:
+    """The recorded feature settings, overridden by the fields the user set explicitly.
+
+    Naming another extractor (or upsampler) drops the recorded options of that plugin; options given
+    for the recorded plugin are merged into the recorded ones (e.g. a new ``weights`` path).
+    """
+    recorded = meta.get("features")
+    if recorded is None:
+        if config_features is None:
+            raise ConfigError(
+                f"{centroids}: no {metadata_path(centroids).name} beside it to say which features the "
+                "centroids use; pass --extractor and --upsampler"
+            )
+        return config_features
+    base = {name: recorded[name] for name in FeatureConfig.model_fields if name in recorded}
+    if config_features is None:
+        return FeatureConfig.model_validate(base)
+    given = config_features.model_dump(mode="json")
+    explicit = config_features.model_fields_set
+    for plugin in ("extractor", "upsampler"):
+        options = f"{plugin}_options"
+        if plugin in explicit and given[plugin] != base.get(plugin):
+            base[plugin] = given[plugin]
+            base[options] = given[options] if options in explicit else {}
+        elif options in explicit:
+            base[options] = deep_merge(base.get(options, {}), given[options])
+    for name in ("batch_size", "slice_batch"):
+        if name in explicit:
+            base[name] = given[name]
+    return FeatureConfig.model_validate(base)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _existing_target_ok(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> bool:
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError):
+        return False
+    return tuple(array.shape) == shape and array.dtype == dtype
+
+
+def _check_marker(marker: Path, fingerprint: dict[str, Any], overwrite: bool, tag: str) -> None:
+    if marker.is_file() and not overwrite:
+        try:
+            previous = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            previous = {}
+        if previous.get("fingerprint") != fingerprint:
+            raise ConfigError(
+                f"{marker}: targets '{tag}' were started with other centroids or features; "
+                "pass --overwrite to recompute them, or --tag NAME for a new set"
+            )
+
+
+def kmeans_predict(
+    config: KMeansPredictConfig, *, dataset: ProcessedDataset | None = None, console: Any = None
+) -> KMeansPredictResult:
+    """Write and register cluster-id targets for every crop (see the module docstring).
+
+    Per-group failures are collected in the result (nothing is registered then; rerun to resume).
+
+    Raises:
+        ConfigError: no centroids, unknown plugins, missing weights, dimension mismatch.
+        DataError: unreadable folder, centroids or metadata; no crop pairs.
+    """
+    start = time.perf_counter()
+    faiss_module()
+    if config.centroids is None:
+        raise ConfigError("kmeans predict needs --centroids FILE (written by `radiossl kmeans fit`)")
+    centroids_path = Path(config.centroids)
+    centroids, meta = load_centroids(centroids_path)
+    k, dim = centroids.shape
+    features = resolve_features(config.features, meta, centroids_path)
+    transform = FeatureTransform.from_json(meta.get("transform"))
+    tag = config.tag or f"k{k}-{features.extractor}-{features.upsampler}"
+    ds = dataset if dataset is not None else open_dataset(config.data.root)
+    chosen = select_records(ds, config.data)
+    wanted_files = list(dict.fromkeys(r.file for r in chosen))
+    by_file: dict[str, list[SampleRecord]] = {f: [] for f in wanted_files}
+    for record in ds.records(split=None):
+        if record.file in by_file and record.view in PAIR_VIEWS:
+            by_file[record.file].append(record)
+    first = ds.load_pair(chosen[0])
+    in_channels, spatial = int(first.shape[1]), tuple(int(s) for s in first.shape[2:])
+    device = _select_device(config.runtime.device)
+    pipeline = build_feature_pipeline(features, in_channels, device)
+    if pipeline.feature_dim(in_channels) != dim:
+        raise ConfigError(
+            f"{centroids_path}: centroids are {dim}-dimensional but {features.extractor} gives "
+            f"{pipeline.feature_dim(in_channels)} features for {in_channels}-channel crops"
+        )
+    if transform.mean is not None and transform.mean.shape[0] != dim:
+        raise DataError(
+            f"{metadata_path(centroids_path)}: transform statistics do not match {dim}-dim centroids"
+        )
+    dtype = target_dtype(k)
+    assigner = CentroidAssigner(centroids)
+    fingerprint = {
+        "centroids_sha256": _sha256(centroids_path),
+        "features": features.model_dump(mode="json"),
+        "transform": transform.to_json(),
+    }
+    marker = ds.root / "kmeans" / f"predict-{tag}.json"
+    _check_marker(marker, fingerprint, config.overwrite, tag)
+    write_json(marker, {"tag": tag, "centroids": str(centroids_path), "fingerprint": fingerprint})
+
+    result = KMeansPredictResult(tag=tag, target_files={})
+    counts = np.zeros(k, dtype=np.int64)
+    batch_size = features.batch_size
+    total = sum(len(v) for v in by_file.values())
+
+    with progress_bar(config.progress, f"kmeans predict ({tag})", total, console) as advance:
+
+        def work(file: str) -> tuple[str, str, np.ndarray | None, str | None]:
+            records = sorted(by_file[file], key=lambda r: r.index)
+            target = target_file_for(file, tag)
+            n = max(r.index for r in records) + 1
+            shape = (n, 2, *spatial)
+            if not config.overwrite and _existing_target_ok(ds.root / target, shape, dtype):
+                advance(len(records))
+                return file, "skipped", None, None
+            try:
+                labels = np.zeros(shape, dtype=dtype)
+                local = np.zeros(k, dtype=np.int64)
+                for i in range(0, len(records), batch_size):
+                    batch = records[i : i + batch_size]
+                    pairs = pair_batch(ds, batch)
+                    if pairs.shape[2:] != (in_channels, *spatial):
+                        raise DataError(
+                            f"{ds.root / file}: crops of shape {pairs.shape[2:]}, "
+                            f"expected {(in_channels, *spatial)}"
+                        )
+                    ids = assign_pairs(pipeline, pairs, device, transform, assigner)
+                    for record, pair_ids in zip(batch, ids, strict=True):
+                        labels[record.index] = pair_ids.astype(dtype)
+                        local += np.bincount(pair_ids.reshape(-1), minlength=k)
+                    advance(len(batch))
+                atomic_save_npy(ds.root / target, labels)
+            except RadiosslError as exc:
+                return file, "failed", None, str(exc)
+            return file, "written", local, None
+
+        outcomes = run_parallel(work, wanted_files, config.runtime.workers)
+
+    for file, status, local, error in outcomes:
+        if status == "failed":
+            result.failures[file] = str(error)
+            continue
+        result.target_files[file] = target_file_for(file, tag)
+        (result.written if status == "written" else result.skipped).append(file)
+        if local is not None:
+            counts += local
+    result.cluster_counts = [int(v) for v in counts]
+    if result.success:
+        files = _all_target_files(ds, tag, result.target_files)
+        ds.register_targets(
+            tag,
+            files,
+            {
+                "format": "radiossl-targets",
+                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "k": int(k),
+                "dtype": dtype.name,
+                "centroids": str(centroids_path.resolve()),
+                "centroids_sha256": fingerprint["centroids_sha256"],
+                "metadata": meta.get("centroids") and str(metadata_path(centroids_path).resolve()),
+                "extractor": features.extractor,
+                "upsampler": features.upsampler,
+                "features": features.model_dump(mode="json"),
+                "feature_dim": int(dim),
+                "transform": {
+                    "standardize": transform.mean is not None,
+                    "l2_normalize": transform.l2_normalize,
+                },
+                "cluster_counts_written": result.cluster_counts,
+            },
+        )
+        result.registered = True
+        if config.montage:
+            result.montage = _predict_montage(ds, chosen, tag, dtype, k)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _all_target_files(ds: ProcessedDataset, tag: str, done: dict[str, str]) -> dict[str, str]:
+    """Target files of this run plus those of earlier runs of the same tag (other splits)."""
+    files = dict(done)
+    for record in ds.records(split=None):
+        if record.file in files or record.view not in PAIR_VIEWS:
+            continue
+        target = target_file_for(record.file, tag)
+        if (ds.root / target).is_file():
+            files[record.file] = target
+    return files
+
+
+def _predict_montage(
+    ds: ProcessedDataset, records: Sequence[SampleRecord], tag: str, dtype: np.dtype, k: int
+) -> Path:
+    crops, labels = [], []
+    for record in records[:MONTAGE_PAIRS]:
+        pair = ds.load_pair(record)
+        targets = np.load(ds.root / target_file_for(record.file, tag), mmap_mode="r")[record.index]
+        crops.extend([pair[0], pair[1]])
+        labels.extend([np.asarray(targets[0]), np.asarray(targets[1])])
+    return save_montage(ds.root / "kmeans" / f"predict_{tag}.png", crops, labels, k)

@@ -1,0 +1,221 @@
+"""``radiossl kmeans fit`` and ``radiossl kmeans predict``: pixel-level clustering targets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from radiossl.commands.common import (
+    EXIT_FAILURES,
+    ConfigOption,
+    DeviceOption,
+    SeedOption,
+    SetOption,
+    WorkersOption,
+    console,
+    flags_dict,
+    handle_errors,
+)
+
+ExtractorOption = typer.Option(
+    None,
+    "--extractor",
+    "-e",
+    help="Feature extractor: filterbank (default, weight-free), dino-vits16, dino-vits8, dino-vitb16, "
+    "encoder, or a plugin (radiossl plugins list).",
+    show_default=False,
+)
+UpsamplerOption = typer.Option(
+    None,
+    "--upsampler",
+    "-u",
+    help="Upsampler: bilinear (default; thesis 'interp'), jbu (weight-free joint bilateral), featup-jbu.",
+    show_default=False,
+)
+WeightsOption = typer.Option(
+    None, "--weights", help="Weights of the extractor (DINO .pth, radiossl checkpoint).", show_default=False
+)
+UpsamplerWeightsOption = typer.Option(
+    None, "--upsampler-weights", help="Weights of the upsampler (FeatUp JBU .ckpt).", show_default=False
+)
+
+
+def _feature_flags(
+    extractor: str | None, upsampler: str | None, weights: Path | None, upsampler_weights: Path | None
+) -> dict[str, Any]:
+    features: dict[str, Any] = {"extractor": extractor, "upsampler": upsampler}
+    if weights is not None:
+        features["extractor_options"] = {"weights": str(weights)}
+    if upsampler_weights is not None:
+        features["upsampler_options"] = {"weights": str(upsampler_weights)}
+    return features
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``kmeans`` command group (``fit``, ``predict``) to ``app``."""
+    kmeans_app = typer.Typer(
+        help="K-means targets for pixel-level clustering: fit centroids, then assign every voxel.",
+        no_args_is_help=True,
+    )
+    app.add_typer(kmeans_app, name="kmeans")
+
+    @kmeans_app.command("fit")
+    @handle_errors
+    def fit_command(
+        data: Path = typer.Option(None, "--data", help="Preprocessed folder.", show_default=False),
+        k: int = typer.Option(
+            None, "--k", "-k", min=2, help="Number of clusters (default 10).", show_default=False
+        ),
+        extractor: str = ExtractorOption,
+        upsampler: str = UpsamplerOption,
+        weights: Path = WeightsOption,
+        upsampler_weights: Path = UpsamplerWeightsOption,
+        out: Path = typer.Option(
+            None,
+            "--out",
+            "-o",
+            help="Centroids file (.npy); default <PROC>/kmeans/k<K>_<extractor>_<upsampler>.npy.",
+            show_default=False,
+        ),
+        voxels_per_crop: int = typer.Option(
+            None,
+            "--voxels-per-crop",
+            min=1,
+            help="Voxels sampled per crop (default 256).",
+            show_default=False,
+        ),
+        gpu: bool = typer.Option(
+            None, "--gpu/--no-gpu", help="faiss-gpu for the fit (falls back to CPU).", show_default=False
+        ),
+        config: ConfigOption = None,
+        overrides: SetOption = None,
+        seed: SeedOption = None,
+        device: DeviceOption = None,
+        workers: WorkersOption = None,
+    ) -> None:
+        """Fit K-means centroids on features sampled from every crop of a preprocessed folder.
+
+        Writes the centroids (.npy), a JSON with every parameter, the inertia and cluster sizes, and a
+        PNG montage. Other settings are config fields, e.g. --set sampling.foreground=true
+        --set kmeans.niter=50 --set features.upsampler_options.radius=3.
+
+        Example: radiossl kmeans fit --data data/brats_proc --k 10
+        """
+        from radiossl.clustering.config import KMeansConfig, load_kmeans_config
+        from radiossl.clustering.fit import kmeans_fit
+
+        flags = flags_dict(
+            data={"root": data},
+            features=_feature_flags(extractor, upsampler, weights, upsampler_weights),
+            sampling={"voxels_per_crop": voxels_per_crop},
+            kmeans={"k": k, "gpu": gpu},
+            runtime={"seed": seed, "device": device, "workers": workers},
+        )
+        if out is not None:
+            flags["out"] = out
+        settings = load_kmeans_config(KMeansConfig, config, overrides or [], flags)
+        result = kmeans_fit(settings, console=console())
+        _fit_report(result)
+
+    @kmeans_app.command("predict")
+    @handle_errors
+    def predict_command(
+        data: Path = typer.Option(None, "--data", help="Preprocessed folder.", show_default=False),
+        centroids: Path = typer.Option(
+            None, "--centroids", help="Centroids .npy from `kmeans fit` (JSON beside it).", show_default=False
+        ),
+        extractor: str = ExtractorOption,
+        upsampler: str = UpsamplerOption,
+        weights: Path = WeightsOption,
+        upsampler_weights: Path = UpsamplerWeightsOption,
+        tag: str = typer.Option(
+            None, "--tag", help="Target tag (default k<K>-<extractor>-<upsampler>).", show_default=False
+        ),
+        split: str = typer.Option(
+            None, "--split", help="Only this split (default: every split).", show_default=False
+        ),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Recompute existing target files."),
+        config: ConfigOption = None,
+        overrides: SetOption = None,
+        seed: SeedOption = None,
+        device: DeviceOption = None,
+        workers: WorkersOption = None,
+    ) -> None:
+        """Assign every voxel of every crop to fixed centroids; write and register uint8 target maps.
+
+        The extractor, upsampler and their options default to those recorded with the centroids.
+        Resumable: a rerun skips groups whose target file exists. Exit code 1 if any group failed.
+
+        Example: radiossl kmeans predict --data proc --centroids proc/kmeans/k10_filterbank_bilinear.npy
+        """
+        from radiossl.clustering.config import KMeansPredictConfig, load_kmeans_config
+        from radiossl.clustering.predict import kmeans_predict
+
+        feature_flags = {
+            key: value
+            for key, value in _feature_flags(extractor, upsampler, weights, upsampler_weights).items()
+            if value is not None
+        }
+        flags = flags_dict(
+            data={"root": data, "split": split},
+            runtime={"seed": seed, "device": device, "workers": workers},
+        )
+        if feature_flags:
+            flags["features"] = feature_flags
+        for key, value in (("centroids", centroids), ("tag", tag)):
+            if value is not None:
+                flags[key] = value
+        if overwrite:
+            flags["overwrite"] = True
+        settings = load_kmeans_config(KMeansPredictConfig, config, overrides or [], flags)
+        result = kmeans_predict(settings, console=console())
+        _predict_report(result)
+        if not result.success:
+            raise typer.Exit(EXIT_FAILURES)
+
+
+def _fit_report(result: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"radiossl kmeans fit (K = {result.k})", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    table.add_row("centroids", str(result.centroids))
+    table.add_row("metadata", str(result.metadata))
+    table.add_row("montage", str(result.montage) if result.montage else "-")
+    table.add_row(
+        "sample", f"{result.n_points:,} voxels from {result.n_crops:,} crops, {result.feature_dim} features"
+    )
+    table.add_row(
+        "inertia", f"{result.inertia:.6g} ({result.inertia / max(1, result.n_points):.4g} per voxel)"
+    )
+    table.add_row("cluster sizes", ", ".join(str(s) for s in result.cluster_sizes))
+    table.add_row("faiss", "GPU" if result.used_gpu else "CPU")
+    table.add_row("time", f"{result.seconds:.1f} s")
+    console().print(table)
+
+
+def _predict_report(result: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"radiossl kmeans predict ({result.tag})", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    table.add_row("groups written", str(len(result.written)))
+    table.add_row("groups skipped (existing)", str(len(result.skipped)))
+    table.add_row("groups failed", str(len(result.failures)))
+    table.add_row("registered", "yes" if result.registered else "no (rerun to finish)")
+    if result.cluster_counts:
+        table.add_row("voxels per cluster (written)", ", ".join(str(c) for c in result.cluster_counts))
+    table.add_row("montage", str(result.montage) if result.montage else "-")
+    table.add_row("time", f"{result.seconds:.1f} s")
+    console().print(table)
+    if result.failures:
+        failures = Table(title="failed groups", title_style="bold red")
+        failures.add_column("array file")
+        failures.add_column("reason", overflow="fold")
+        for file, reason in result.failures.items():
+            failures.add_row(file, reason)
+        console().print(failures)

@@ -1,0 +1,210 @@
+"""Models Genesis (Zhou et al., MICCAI 2019 / MedIA 2021): restore a cube from a corrupted copy.
+
+A 3D U-Net with skip connections and ModelsGenesis' always-batch-statistics norm
+(``model.norm = "genesis"``, configurable) learns to restore 64x64x32 cubes (intensities in
+[0, 1], cut by ``radiossl preprocess --views genesis``). Per sample, in the published order and
+with the published rates:
+
+1. flips, applied to input and target alike: up to 3 times, while ``U(0, 1) < 0.4``, flip a
+   random axis. The original drew the axis from ``(channel, X, Y)``, so Z never flipped and a
+   third of the draws did nothing; here the axis is drawn from the spatial axes (X, Y, Z);
+2. local pixel shuffling with p 0.5 (10,000 blocks of up to ``S // 10`` voxels per axis);
+3. the Bézier non-linear intensity map with p 0.9 (half of the maps inverted);
+4. painting with p 0.9: in-painting (0.2) or out-painting (0.8).
+
+The loss is ``MSE(sigmoid(logits), flipped clean cube)``. Corruption runs batched on the training
+device inside the step (``benchmarks/transforms.py`` measures it; see ``docs/methods/models-genesis.md``).
+Validation, when the folder has a ``val`` split, uses corruptions fixed per batch index, so the
+``val_mse`` curve is comparable between epochs; it selects ``checkpoint_best.pt``. The training
+metric ``output_std`` (spread of the restored voxels) makes the known failure mode — collapse to a
+constant output at lr 1.0 (ModelsGenesis issue #25) — visible; lower ``optim.lr`` if it drops to ~0.
+
+Example::
+
+    from radiossl import load_config, pretrain
+    cfg = load_config("pretrain", "models-genesis", overrides=["data.root=proc", "optim.epochs=50"])
+    pretrain(cfg)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+from torch.utils.data import DataLoader
+
+from radiossl.config import MethodConfig
+from radiossl.engine.protocol import StepContext, StepOutput
+from radiossl.errors import DataError
+from radiossl.models import UNet3D
+from radiossl.models.factory import unwrap_model
+from radiossl.pretext.base import PretextMethod
+from radiossl.transforms import (
+    BezierIntensity,
+    Compose,
+    GenesisFlip,
+    InPaint,
+    LocalShuffle,
+    OneOf,
+    OutPaint,
+    generator_for,
+)
+from radiossl.utils.seeding import rng_for
+
+
+class ModelsGenesisConfig(MethodConfig):
+    """Models Genesis settings; defaults are the published rates (``pytorch/config.py``)."""
+
+    name: Literal["models-genesis"] = "models-genesis"
+    flip_rate: float = Field(0.4, ge=0.0, le=1.0, description="Keep flipping while U(0,1) < flip_rate.")
+    max_flips: int = Field(3, ge=0, description="At most this many flips per sample.")
+    flip_axes: tuple[int, ...] = Field(
+        (0, 1, 2), description="Spatial axes a flip picks from (0=X, 1=Y, 2=Z)."
+    )
+    local_rate: float = Field(0.5, ge=0.0, le=1.0, description="Probability of local pixel shuffling.")
+    shuffle_blocks: int = Field(10_000, ge=0, description="Blocks shuffled per cube.")
+    nonlinear_rate: float = Field(0.9, ge=0.0, le=1.0, description="Probability of the Bézier intensity map.")
+    paint_rate: float = Field(0.9, ge=0.0, le=1.0, description="Probability of in- or out-painting.")
+    inpaint_rate: float = Field(
+        0.2, ge=0.0, le=1.0, description="Share of in-painting among painted samples (rest: out-painting)."
+    )
+
+
+def build_corruption(settings: ModelsGenesisConfig) -> Compose:
+    """The corruption pipeline after the flips: shuffle, non-linear map, painting."""
+    paint = OneOf(
+        [InPaint(), OutPaint()],
+        weights=[settings.inpaint_rate, 1.0 - settings.inpaint_rate],
+        p=settings.paint_rate,
+    )
+    return Compose(
+        [
+            LocalShuffle(p=settings.local_rate, n_blocks=settings.shuffle_blocks),
+            BezierIntensity(p=settings.nonlinear_rate),
+            paint,
+        ]
+    )
+
+
+def _cubes(batch: Any) -> torch.Tensor:
+    if isinstance(batch, torch.Tensor):
+        return batch
+    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
+        return batch[0]
+    raise TypeError(f"models-genesis expects batches of cubes [B, C, X, Y, Z], got {type(batch).__name__}")
+
+
+class ModelsGenesis(PretextMethod):
+    """Models Genesis pretraining (``radiossl pretrain --method models-genesis``); see the module doc."""
+
+    name = "models-genesis"
+    config_class = ModelsGenesisConfig
+    views = "genesis"
+    summary = "Models Genesis: restore cubes after flips, local shuffling, Bézier intensity and painting"
+
+    @classmethod
+    def default_settings(cls) -> dict[str, Any]:
+        """Published settings: SGD lr 1.0, momentum 0.9, no weight decay, batch 6, lr x0.5 every 40 epochs.
+
+        The original trains up to 10,000 epochs with early stopping (patience 50) on validation
+        MSE; radiossl has no early stopping, so the default is 240 epochs (set ``optim.epochs``).
+        """
+        return {
+            "optim": {
+                "optimizer": "sgd",
+                "lr": 1.0,
+                "momentum": 0.9,
+                "weight_decay": 0.0,
+                "batch_size": 6,
+                "epochs": 240,
+                "schedule": "step",
+                "step_size": 40,
+                "gamma": 0.5,
+            },
+            "model": {"skip_connections": True, "norm": "genesis"},
+            "data": {"crop_size": (64, 64, 32)},
+        }
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        s = self.settings
+        self.flip = GenesisFlip(s.flip_rate, s.max_flips, s.flip_axes)
+        self.corrupt = build_corruption(s)
+        self.monitor = None
+
+    def build_model(self) -> nn.Module:
+        m = self.config.model
+        return UNet3D(
+            in_channels=m.in_channels,
+            out_channels=m.in_channels,
+            width=m.width,
+            skip_connections=m.skip_connections,
+            norm=m.norm,
+        )
+
+    def build_datasets(self) -> tuple[Any, Any]:
+        from radiossl.data.views import GenesisCubeDataset
+
+        data, seed = self.config.data, self.config.runtime.seed
+        train = GenesisCubeDataset(data.root, "train", seed=seed, ratio=data.ratio)  # type: ignore[arg-type]
+        try:
+            val = GenesisCubeDataset(data.root, "val", seed=seed)  # type: ignore[arg-type]
+        except DataError:
+            val = None
+        self.monitor = ("val_mse", "min") if val is not None else None
+        return train, val
+
+    def corrupt_batch(
+        self, cubes: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(corrupted input, target)``: the target is the flipped clean cube."""
+        with torch.autocast(cubes.device.type, enabled=False):
+            target = self.flip(cubes.float(), generator)
+            return self.corrupt(target, generator), target
+
+    def _generator(
+        self, purpose: str, epoch: int, index: int, rank: int, device: torch.device
+    ) -> torch.Generator:
+        return generator_for(
+            rng_for(self.config.runtime.seed, "models-genesis", purpose, epoch, index, rank), device
+        )
+
+    def training_step(self, model: nn.Module, batch: Any, context: StepContext) -> StepOutput:
+        cubes = _cubes(batch)
+        index = int(context.extra.get("batch_index", context.step))
+        generator = self._generator("train", context.epoch, index, context.rank, cubes.device)
+        inputs, target = self.corrupt_batch(cubes, generator)
+        restored = torch.sigmoid(model(inputs).float())
+        loss = F.mse_loss(restored, target)
+        return StepOutput(loss=loss, metrics={"output_std": float(restored.detach().std())})
+
+    def validate(
+        self, model: nn.Module, loader: DataLoader[Any] | None, context: StepContext
+    ) -> dict[str, float]:
+        """Mean restoration MSE on the ``val`` split, with corruptions fixed per batch index."""
+        if loader is None:
+            return {}
+        total, count = 0.0, 0
+        for index, batch in enumerate(loader):
+            cubes = _cubes(batch).to(context.device)
+            generator = self._generator("val", 0, index, context.rank, cubes.device)
+            inputs, target = self.corrupt_batch(cubes, generator)
+            restored = torch.sigmoid(model(inputs).float())
+            total += float(F.mse_loss(restored, target, reduction="sum"))
+            count += target.numel()
+        return {"val_mse": total / max(count, 1)}
+
+    def visualise(self, model: nn.Module, batch: Any, context: StepContext) -> dict[str, np.ndarray]:
+        """Middle axial slice of sample 0: corrupted input, target and restoration."""
+        from radiossl.engine.visualise import tile_images, to_rgb_uint8
+
+        cubes = _cubes(batch)[:1]
+        inputs, target = self.corrupt_batch(cubes, self._generator("vis", context.epoch, 0, 0, cubes.device))
+        restored = torch.sigmoid(unwrap_model(model)(inputs).float())
+        z = cubes.shape[-1] // 2
+        panels = [to_rgb_uint8(t[0, 0, :, :, z]) for t in (inputs, target, restored)]
+        return {"genesis_restoration": tile_images(panels)}
