@@ -59,7 +59,7 @@ def fabricate_batch(batch: int, crop: tuple[int, int, int], channels: int, seed:
     )
 
 
-def matmul_peak(dtype_name: str, size: int = 2048, repeats: int = 5) -> float:
+def matmul_peak(dtype_name: str, size: int = 4096, repeats: int = 3) -> float:
     """Best achieved FLOP/s of a ``size``² x ``size``² matmul in ``dtype_name`` (float32 or bfloat16)."""
     import torch
 
@@ -225,16 +225,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     header = (
         f"{'amp':>5} {'s/step':>7} {'median':>7} {'s/pair':>7} {'pairs/s':>8} "
-        f"{'GFLOP/pair':>10} {'GFLOP/s':>8} "
+        f"{'cpu s/step':>10} {'GFLOP/pair':>10} {'GFLOP/s':>8} "
         f"{'peak(dtype)':>16} {'eff':>5} {'peakRSS MiB':>11}  first losses"
     )
     print(header)
-    print("(s/step = fastest timed step; s/pair, pairs/s and GFLOP/s use it; median = median step)")
+    print(
+        "(s/step = fastest timed step; s/pair, pairs/s and GFLOP/s use it; median = median step; "
+        "cpu s/step = process CPU time per step, about threads x s/step on an otherwise idle machine)"
+    )
     for r in results:
         print(
             f"{r['amp']:>5} {r['min_step_seconds']:7.2f} {r['median_step_seconds']:7.2f} "
             f"{r['seconds_per_pair']:7.2f} "
-            f"{r['pairs_per_second']:8.3f} {r['gflop_per_pair']:10.1f} {r['achieved_gflops']:8.1f} "
+            f"{r['pairs_per_second']:8.3f} {r['cpu_seconds_per_step']:10.2f} {r['gflop_per_pair']:10.1f} "
+            f"{r['achieved_gflops']:8.1f} "
             f"{r['matmul_peak_gflops']:8.1f} {r['matmul_peak_dtype']:>7} {r['fraction_of_peak']:5.2f} "
             f"{r['peak_rss_mib']:11.0f}  {', '.join(f'{x:.4f}' for x in r['losses'][:3])}"
         )

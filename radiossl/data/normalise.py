@@ -42,13 +42,15 @@ class IntensityConfig(Section):
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
     mode: IntensityMode = Field(
-        "ct-window", description="ct-window, minmax, percentile, zscore, percentile-zscore."
+        default="ct-window", description="ct-window, minmax, percentile, zscore, percentile-zscore."
     )
-    window: tuple[float, float] = Field((-1000.0, 1000.0), description="CT window [low, high] (ct-window).")
+    window: tuple[float, float] = Field(
+        default=(-1000.0, 1000.0), description="CT window [low, high] (ct-window)."
+    )
     percentiles: tuple[float, float] = Field(
-        (0.5, 99.5), description="Lower/upper percentiles (percentile and percentile-zscore)."
+        default=(0.5, 99.5), description="Lower/upper percentiles (percentile and percentile-zscore)."
     )
-    nonzero: bool = Field(False, description="Compute statistics over non-zero voxels only.")
+    nonzero: bool = Field(default=False, description="Compute statistics over non-zero voxels only.")
 
     @model_validator(mode="after")
     def _check_ranges(self) -> IntensityConfig:

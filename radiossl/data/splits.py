@@ -59,8 +59,8 @@ class Splits:
     def restrict(self, case_ids: Iterable[str]) -> Splits:
         """The same split keeping only ``case_ids`` (e.g. the cases present on disk)."""
         keep = set(case_ids)
-        lists = ([c for c in getattr(self, name) if c in keep] for name in SPLIT_NAMES)
-        return Splits(*lists, source=self.source)
+        train, val, test = ([c for c in getattr(self, name) if c in keep] for name in SPLIT_NAMES)
+        return Splits(train=train, val=val, test=test, source=self.source)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready mapping ``{"train": [...], "val": [...], "test": [...], "source": ...}``."""
@@ -93,7 +93,7 @@ def load_splits(path: str | Path) -> Splits:
     if unknown:
         raise DataError(f"{path}: unknown keys {sorted(unknown)} (expected train, val, test, source)")
     try:
-        return Splits(*lists, source=str(data.get("source", "custom")))
+        return Splits(train=lists[0], val=lists[1], test=lists[2], source=str(data.get("source", "custom")))
     except DataError as exc:
         raise DataError(f"{path}: {exc}") from None
 

@@ -47,7 +47,7 @@ class PairSample(NamedTuple):
     box2: Tensor
     target1: Tensor
     target2: Tensor
-    index: Tensor
+    index: Tensor  # type: ignore[assignment]  # the contract's field name shadows tuple.index
 
 
 class PCRLv2Sample(NamedTuple):
@@ -58,7 +58,7 @@ class PCRLv2Sample(NamedTuple):
     locals: Tensor
     box1: Tensor
     box2: Tensor
-    index: Tensor
+    index: Tensor  # type: ignore[assignment]  # the contract's field name shadows tuple.index
 
 
 class _ViewDataset(Dataset[S], Generic[S]):
@@ -69,7 +69,7 @@ class _ViewDataset(Dataset[S], Generic[S]):
     def __init__(
         self,
         root: str | Path,
-        split: str = "train",
+        split: str | None = "train",
         transform: Callable[[S, np.random.Generator], S] | None = None,
         seed: int = 0,
         ratio: float = 1.0,
@@ -119,7 +119,7 @@ class ClusterPairDataset(_ViewDataset[PairSample]):
     def __init__(
         self,
         root: str | Path,
-        split: str = "train",
+        split: str | None = "train",
         targets: str | None = None,
         transform: Callable[[PairSample, np.random.Generator], PairSample] | None = None,
         seed: int = 0,

@@ -196,12 +196,18 @@ class RunLogger:
             self._writer = None
 
     def summary(
-        self, history: list[dict[str, Any]], run_dir: Path, best: Path | None, best_metric: Any
+        self,
+        history: list[dict[str, Any]],
+        run_dir: Path,
+        best: Path | None,
+        best_metric: Any,
+        columns: list[str] | None = None,
     ) -> None:
-        """A closing table of the last epochs and where the checkpoints are."""
+        """A closing table of the last epochs (``columns``, default all) and where the checkpoints are."""
         if not self.enabled or not history:
             return
-        keys = [k for k in history[-1] if k not in ("type", "step", "time")]
+        available = [k for k in history[-1] if k not in ("type", "step", "time")]
+        keys = [k for k in columns if k in available] if columns else available
         table = Table(title=f"training finished in {self.elapsed():.1f} s", show_lines=False)
         for key in keys:
             table.add_column(key, justify="right")

@@ -307,7 +307,11 @@ class _Trainer:
         barrier(info)
         best = self.run_dir / ckpt.BEST
         self.log.close()
-        self.log.summary(self.history, self.run_dir, best if best.is_file() else None, self.best_metric)
+        monitored = [self.task.monitor[0]] if self.task.monitor else []
+        columns = ["epoch", "lr", "loss", "val_loss", *monitored, "epoch_time"]
+        self.log.summary(
+            self.history, self.run_dir, best if best.is_file() else None, self.best_metric, columns
+        )
         return TrainResult(
             run_dir=self.run_dir,
             final_checkpoint=final,

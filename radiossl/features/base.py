@@ -164,11 +164,7 @@ class FeaturePipeline(nn.Module):
 
     def __init__(self, extractor: FeatureExtractor, upsampler: Upsampler, slice_batch: int = 32) -> None:
         super().__init__()
-        if extractor.spatial_dims not in upsampler.supported_dims:
-            raise ConfigError(
-                f"upsampler {upsampler.name} does not support {extractor.spatial_dims}-D features "
-                f"(extractor {extractor.name}); it supports {', '.join(map(str, upsampler.supported_dims))}-D"
-            )
+        _check_dims(extractor, type(upsampler))
         if slice_batch < 1:
             raise ConfigError(f"slice_batch must be >= 1, got {slice_batch}")
         self.extractor = extractor.eval()
@@ -198,6 +194,15 @@ class FeaturePipeline(nn.Module):
         ]
         features = torch.cat(chunks)
         return features.reshape(b, d, -1, h, w).permute(0, 2, 3, 4, 1).contiguous()
+
+
+def _check_dims(extractor: FeatureExtractor, upsampler: type[Upsampler]) -> None:
+    if extractor.spatial_dims not in upsampler.supported_dims:
+        supported = " or ".join(f"{d}-D" for d in upsampler.supported_dims)
+        raise ConfigError(
+            f"upsampler {upsampler.name} does not support {extractor.spatial_dims}-D features "
+            f"(extractor {extractor.name}); it handles {supported} features"
+        )
 
 
 def _plugin_class(group: str, name: str, base: type) -> Any:
@@ -255,5 +260,6 @@ def build_pipeline(
         19
     """
     ext = build_extractor(extractor, extractor_options, weights)
+    _check_dims(ext, _plugin_class(UPSAMPLER_GROUP, upsampler, Upsampler))
     ups = build_upsampler(upsampler, upsampler_options, ext.feature_dim(in_channels), upsampler_weights)
     return FeaturePipeline(ext, ups, slice_batch=slice_batch)

@@ -8,7 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from radiossl.data.normalise import IntensityConfig, default_intensity, default_threshold, fit_intensity, normalise
+from radiossl.data.normalise import (
+    IntensityConfig,
+    default_intensity,
+    default_threshold,
+    fit_intensity,
+    normalise,
+)
 from radiossl.data.resample import output_shape, resample_array, resample_volume
 from radiossl.io import Volume
 
@@ -33,7 +39,9 @@ def test_same_spacing_is_a_no_op() -> None:
     spacing=st.tuples(*(st.sampled_from([0.5, 0.8, 1.0, 2.5]) for _ in range(3))),
     target=st.tuples(*(st.sampled_from([0.7, 1.0, 1.5]) for _ in range(3))),
 )
-def test_linear_resampling_is_exact_on_linear_ramps(a: float, b: float, c: float, spacing: tuple, target: tuple) -> None:
+def test_linear_resampling_is_exact_on_linear_ramps(
+    a: float, b: float, c: float, spacing: tuple, target: tuple
+) -> None:
     shape = (6, 5, 7)
     i, j, k = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
     world = a * i * spacing[0] + b * j * spacing[1] + c * k * spacing[2]

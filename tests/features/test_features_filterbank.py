@@ -61,7 +61,13 @@ def test_closed_form_eigenvalues_match_torch() -> None:
     torch.manual_seed(0)
     a = torch.randn(500, 3, 3, dtype=torch.float64)
     a = a + a.transpose(1, 2)
-    a[:5] = torch.diag_embed(torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [2.0, 2.0, -1.0],
-                                           [3.0, -3.0, 0.0], [1e-4, 0.0, 0.0]], dtype=torch.float64))
-    got = torch.stack(symmetric_eigvals3(a[:, 0, 0], a[:, 1, 1], a[:, 2, 2], a[:, 0, 1], a[:, 0, 2], a[:, 1, 2]), 1)
+    a[:5] = torch.diag_embed(
+        torch.tensor(
+            [[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [2.0, 2.0, -1.0], [3.0, -3.0, 0.0], [1e-4, 0.0, 0.0]],
+            dtype=torch.float64,
+        )
+    )
+    got = torch.stack(
+        symmetric_eigvals3(a[:, 0, 0], a[:, 1, 1], a[:, 2, 2], a[:, 0, 1], a[:, 0, 2], a[:, 1, 2]), 1
+    )
     assert torch.allclose(got, torch.linalg.eigvalsh(a), atol=1e-9)

@@ -66,7 +66,7 @@ def _cosines(n: int, k: int, seed: int) -> torch.Tensor:
     return z @ c.t()
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(n=st.integers(64, 256), k=st.integers(2, 10), seed=st.integers(0, 2**16))
 def test_column_marginals_approach_uniform(n: int, k: int, seed: int) -> None:
     scores = _cosines(n, k, seed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from radiossl.models import UNet3D
 from radiossl.pretext.base import load_pretrain_config
 from radiossl.pretext.pixel_cluster import PixelCluster
 
-CROP = (32, 32, 16)
+CROP = (16, 16, 8)
 K = 4
 TINY = ["model.width=0.125", f"method.k={K}", "runtime.device=cpu"]
 
@@ -213,7 +214,8 @@ def register_fake_targets(root: Path, tag: str, k: int, splits: tuple[str, ...] 
     data.register_targets(tag, files, {"k": k, "extractor": "fake-intensity-bins"})
 
 
-def test_target_tag_resolution(processed: Path) -> None:
+def test_target_tag_resolution(processed: Path, tmp_path: Path) -> None:
+    processed = Path(shutil.copytree(processed, tmp_path / "proc"))  # this test adds target sets
     base = [*TINY, f"data.root={processed}"]
     with pytest.raises(ConfigError, match="kmeans predict"):
         PixelCluster(load_pretrain_config("pixel-cluster", overrides=base)).build_datasets()
@@ -240,6 +242,7 @@ def test_target_tag_resolution(processed: Path) -> None:
 def test_pretrain_end_to_end(processed: Path, tmp_path: Path) -> None:
     from radiossl.engine.pretrain import pretrain
 
+    processed = Path(shutil.copytree(processed, tmp_path / "proc"))
     register_fake_targets(processed, "bins_all", K, splits=("train", "val"))
     cfg = load_pretrain_config(
         "pixel-cluster",

@@ -78,7 +78,10 @@ class BraTS18(DatasetAdapter):
             for name in ("train", "valid", "test")
         ]
         if set(present) & {pid for names in lists for pid in names}:
-            return Splits(*lists, source="thesis lists (199/43/35 patients)").restrict(present)
+            thesis = Splits(
+                train=lists[0], val=lists[1], test=lists[2], source="thesis lists (199/43/35 patients)"
+            )
+            return thesis.restrict(present)
         source = "seeded rule, thesis proportions 199:43:35 (no thesis patient present)"
         return proportional_split(present, THESIS_PROPORTIONS, seed=0, source=source)
 

@@ -78,7 +78,7 @@ class LiTS17(DatasetAdapter):
     def default_splits(self, root: Path, cases: list[Case]) -> Splits:
         if all(case.group in FOLDERS for case in cases):
             lists = [[c.case_id for c in cases if c.group == folder] for folder in FOLDERS]
-            return Splits(*lists, source="folders train/val/test")
+            return Splits(train=lists[0], val=lists[1], test=lists[2], source="folders train/val/test")
         val = [c.case_id for c in cases if case_number(c.case_id) in THESIS_VAL]
         train = [c.case_id for c in cases if case_number(c.case_id) not in THESIS_VAL]
         return Splits(train, val, [], source="thesis rule: val = volumes 28-47")

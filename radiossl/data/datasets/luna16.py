@@ -60,7 +60,8 @@ class LUNA16(DatasetAdapter):
         return problems
 
     def default_splits(self, root: Path, cases: list[Case]) -> Splits:
-        train, held_out = [], []
+        train: list[str] = []
+        held_out: list[str] = []
         for case in cases:
             match = _SUBSET.match(case.group or "")
             (train if match and int(match.group(1)) in TRAIN_SUBSETS else held_out).append(case.case_id)

@@ -70,7 +70,7 @@ class NnUNetRaw(DatasetAdapter):
 
     def _raw_channels(self, root: Path) -> dict[str, str]:
         data = self.dataset_json(root)
-        raw = data.get("channel_names", data.get("modality"))
+        raw: dict[str, Any] = data.get("channel_names", data.get("modality")) or {}
         try:
             return {str(int(k)): str(v) for k, v in sorted(raw.items(), key=lambda kv: int(kv[0]))}
         except ValueError:

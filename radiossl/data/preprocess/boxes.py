@@ -73,6 +73,7 @@ class ForegroundScorer:
     """
 
     def __init__(self, volume: np.ndarray, thresholds: Sequence[float], look_ahead: int = 0) -> None:
+        depth = int(volume.shape[3])
         mask = np.zeros(volume.shape[1:], dtype=bool)
         for channel, threshold in zip(volume, thresholds, strict=True):
             mask |= channel >= threshold
@@ -82,13 +83,14 @@ class ForegroundScorer:
             score = np.zeros(mask.shape, dtype=np.int32)
             for k in reversed(range(look_ahead)):
                 shifted = np.zeros_like(mask)
-                shifted[:, :, : mask.shape[2] - k] = mask[:, :, k:]
+                shifted[:, :, : depth - k] = mask[:, :, k:]
                 score[shifted] = look_ahead - k
         else:
             score = mask.astype(np.int32)
         # Summed-volume table; int32 suffices unless the total could overflow it.
         dtype = np.int32 if score.size * self.scale < 2**31 else np.int64
-        table = np.zeros(tuple(n + 1 for n in score.shape), dtype=dtype)
+        size = [int(n) + 1 for n in volume.shape[1:]]
+        table = np.zeros(size, dtype=dtype)
         table[1:, 1:, 1:] = score
         for axis in (2, 1, 0):  # contiguous axis first: several times faster
             np.cumsum(table, axis=axis, out=table)

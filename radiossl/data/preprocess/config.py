@@ -51,38 +51,46 @@ class RejectionConfig(Section):
     """
 
     threshold: float | None = Field(
-        None,
+        default=None,
         description="Normalised foreground threshold; None = -150 HU for CT, 2% of the raw range for MRI.",
     )
     max_background: float | None = Field(
-        0.85, ge=0.0, le=1.0, description="Reject a crop whose background fraction exceeds this (None = off)."
+        default=0.85,
+        ge=0.0,
+        le=1.0,
+        description="Reject a crop whose background fraction exceeds this (None = off).",
     )
     max_foreground: float | None = Field(
-        None, ge=0.0, le=1.0, description="Reject a crop whose foreground fraction exceeds this (None = off)."
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Reject a crop whose foreground fraction exceeds this (None = off).",
     )
     look_ahead: int = Field(
-        0, ge=0, le=8, description="Soft look-ahead over the next slices (0 = voxel test)."
+        default=0, ge=0, le=8, description="Soft look-ahead over the next slices (0 = voxel test)."
     )
 
 
 class PCRLv2Options(Section):
     """Local crops of the PCRLv2 view."""
 
-    local_count: int = Field(6, ge=1, description="Local crops per pair.")
-    local_size: Size3 = Field((16, 16, 16), description="Output size of each local crop.")
+    local_count: int = Field(default=6, ge=1, description="Local crops per pair.")
+    local_size: Size3 = Field(default=(16, 16, 16), description="Output size of each local crop.")
     local_sizes: list[Size3] = Field(
         default_factory=lambda: [(32, 32, 16), (16, 16, 16), (32, 32, 32), (8, 8, 8)],
         description="Candidate local crop sizes.",
     )
-    local_margin: int = Field(3, ge=0, description="Margin around the union of the two global boxes.")
-    z_align: bool = Field(False, description="Crop 2 reuses crop 1's z start (PCRLv2's z-aligned variant).")
+    local_margin: int = Field(default=3, ge=0, description="Margin around the union of the two global boxes.")
+    z_align: bool = Field(
+        default=False, description="Crop 2 reuses crop 1's z start (PCRLv2's z-aligned variant)."
+    )
 
 
 class GenesisOptions(Section):
     """ModelsGenesis cube extraction."""
 
     allow_partial: bool = Field(
-        True, description="Skip cubes not found within max_attempts (fail only if none is found)."
+        default=True, description="Skip cubes not found within max_attempts (fail only if none is found)."
     )
 
 
@@ -90,48 +98,63 @@ class PreprocessConfig(Section):
     """Everything ``radiossl preprocess`` does (see the module docstring for the view defaults)."""
 
     dataset: str = Field(
-        "brats18", description="Dataset adapter: brats18, lits17, luna16, nnunet or a plugin."
+        default="brats18", description="Dataset adapter: brats18, lits17, luna16, nnunet or a plugin."
     )
-    data: Path | None = Field(None, description="Raw dataset folder.")
-    out: Path | None = Field(None, description="Output (preprocessed) folder.")
+    data: Path | None = Field(default=None, description="Raw dataset folder.")
+    out: Path | None = Field(default=None, description="Output (preprocessed) folder.")
     view: ViewName = Field(
-        "cluster", description="cluster (crop pairs), pcrlv2 (pairs + locals), genesis (cubes)."
+        default="cluster", description="cluster (crop pairs), pcrlv2 (pairs + locals), genesis (cubes)."
     )
-    pairs: int | None = Field(None, ge=1, description="Samples per volume; None = 16 (32 for genesis).")
-    seed: int = Field(1, description="Seed; sample i of a group uses rng_for(seed, group_id, i).")
-    crop_size: Size3 = Field((64, 64, 32), description="Output crop size (X, Y, Z).")
-    candidate_sizes: list[Size3] | None = Field(None, description="Box sizes drawn before resizing.")
-    iou_threshold: float = Field(0.3, ge=0.0, lt=1.0, description="Accept a pair when IoU > this.")
-    border: Size3 | None = Field(None, description="Margin kept from the volume edges (X, Y, Z).")
-    max_attempts: int = Field(1000, ge=1, description="Candidate draws per sample before giving up.")
+    pairs: int | None = Field(
+        default=None, ge=1, description="Samples per volume; None = 16 (32 for genesis)."
+    )
+    seed: int = Field(default=1, description="Seed; sample i of a group uses rng_for(seed, group_id, i).")
+    crop_size: Size3 = Field(default=(64, 64, 32), description="Output crop size (X, Y, Z).")
+    candidate_sizes: list[Size3] | None = Field(default=None, description="Box sizes drawn before resizing.")
+    iou_threshold: float = Field(default=0.3, ge=0.0, lt=1.0, description="Accept a pair when IoU > this.")
+    border: Size3 | None = Field(default=None, description="Margin kept from the volume edges (X, Y, Z).")
+    max_attempts: int = Field(default=1000, ge=1, description="Candidate draws per sample before giving up.")
     spacing: tuple[float, float, float] | Literal["native"] | None = Field(
-        None, description="Target spacing in mm, or 'native'; None = 1 mm (genesis: native)."
+        default=None, description="Target spacing in mm, or 'native'; None = 1 mm (genesis: native)."
     )
     inplane_zoom: float | None = Field(
-        None, gt=0.0, description="Extra in-plane zoom; None = 0.75 for CT in the cluster view, else 1."
+        default=None,
+        gt=0.0,
+        description="Extra in-plane zoom; None = 0.75 for CT in the cluster view, else 1.",
     )
     intensity: IntensityConfig | None = Field(
-        None, description="Normalisation for every channel; None = CT window / MRI min-max per channel."
+        default=None,
+        description="Normalisation for every channel; None = CT window / MRI min-max per channel.",
     )
-    rejection: RejectionConfig | None = Field(None, description="Crop rejection rule; None = view default.")
+    rejection: RejectionConfig | None = Field(
+        default=None, description="Crop rejection rule; None = view default."
+    )
     multichannel: bool = Field(
-        False, description="One C-channel sample per case instead of one sample per channel."
+        default=False, description="One C-channel sample per case instead of one sample per channel."
     )
     min_size_fraction: float = Field(
-        0.5, gt=0.0, le=1.0, description="Fail a volume smaller than this fraction of the crop on any axis."
+        default=0.5,
+        gt=0.0,
+        le=1.0,
+        description="Fail a volume smaller than this fraction of the crop on any axis.",
     )
-    storage: Literal["float16", "uint8"] = Field("float16", description="Array dtype on disk.")
-    resize_mode: Literal["trilinear", "area"] = Field("trilinear", description="Crop resizing (torch).")
-    splits_file: Path | None = Field(None, description="splits.json to use instead of the dataset's split.")
+    storage: Literal["float16", "uint8"] = Field(default="float16", description="Array dtype on disk.")
+    resize_mode: Literal["trilinear", "area"] = Field(
+        default="trilinear", description="Crop resizing (torch)."
+    )
+    splits_file: Path | None = Field(
+        default=None, description="splits.json to use instead of the dataset's split."
+    )
     include_splits: list[str] | None = Field(
-        None, description="Only preprocess cases of these splits (train, val, test, unused); None = all."
+        default=None,
+        description="Only preprocess cases of these splits (train, val, test, unused); None = all.",
     )
-    check_labels: bool = Field(True, description="Read label files to check their shape.")
-    pcrlv2: PCRLv2Options = Field(default_factory=PCRLv2Options)
-    genesis: GenesisOptions = Field(default_factory=GenesisOptions)
-    workers: int = Field(1, ge=0, description="Worker processes (<= 1: in this process).")
-    shard: str | None = Field(None, description="'i/n': process the cases with index % n == i.")
-    progress: bool = Field(True, description="Show a progress bar.")
+    check_labels: bool = Field(default=True, description="Read label files to check their shape.")
+    pcrlv2: PCRLv2Options = Field(default_factory=lambda: PCRLv2Options())
+    genesis: GenesisOptions = Field(default_factory=lambda: GenesisOptions())
+    workers: int = Field(default=1, ge=0, description="Worker processes (<= 1: in this process).")
+    shard: str | None = Field(default=None, description="'i/n': process the cases with index % n == i.")
+    progress: bool = Field(default=True, description="Show a progress bar.")
 
     @field_validator("shard")
     @classmethod

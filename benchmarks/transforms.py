@@ -1,0 +1,211 @@
+"""Throughput of the Models Genesis corruptions: radiossl's batched versions vs per-cube loops.
+
+For each transformation, and for the whole published pipeline (flips; local shuffling p 0.5;
+Bézier p 0.9; painting p 0.9 with in:out 0.2:0.8), this prints cubes per second of
+
+* ``batched``  — ``radiossl.transforms`` on a batch of ``--batch`` cubes (how training runs it);
+* ``single``   — the same code one cube at a time (what a dataset-worker hook would do);
+* ``loop``     — a straightforward per-cube NumPy / Python-``random`` implementation written here
+  that follows the original algorithms step by step (10,000-iteration Python loop for local
+  shuffling, 100,000-point curve + ``np.interp`` for the Bézier map, box loops for painting).
+
+Timings are the best of ``--repeats`` interleaved rounds (robust on a shared machine).
+
+Usage::
+
+    python benchmarks/transforms.py                       # 64x64x32 cubes, batch 16
+    python benchmarks/transforms.py --batch 6 --threads 1 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from radiossl.pretext.models_genesis import ModelsGenesisConfig, build_corruption
+from radiossl.transforms import (
+    BezierIntensity,
+    Compose,
+    GenesisFlip,
+    InPaint,
+    LocalShuffle,
+    OneOf,
+    OutPaint,
+    generator_for,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Per-cube reference loops (the original algorithms, one cube (1, X, Y, Z) at a time)
+
+
+def loop_flip(x: np.ndarray, y: np.ndarray, rate: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
+    """Up to three flips of a random spatial axis while U < rate, on input and target alike."""
+    for _ in range(3):
+        if random.random() >= rate:
+            break
+        axis = random.randint(1, 3)
+        x, y = np.flip(x, axis=axis), np.flip(y, axis=axis)
+    return x, y
+
+
+def loop_local_shuffle(x: np.ndarray, n_blocks: int = 10_000) -> np.ndarray:
+    """10,000 blocks: read from the untouched cube, shuffle, write into the copy (later ones win)."""
+    out = x.copy()
+    _, sx, sy, sz = x.shape
+    for _ in range(n_blocks):
+        bx, by, bz = random.randint(1, sx // 10), random.randint(1, sy // 10), random.randint(1, sz // 10)
+        cx, cy, cz = random.randint(0, sx - bx), random.randint(0, sy - by), random.randint(0, sz - bz)
+        block = x[0, cx : cx + bx, cy : cy + by, cz : cz + bz].flatten()
+        np.random.shuffle(block)
+        out[0, cx : cx + bx, cy : cy + by, cz : cz + bz] = block.reshape(bx, by, bz)
+    return out
+
+
+def loop_bezier(x: np.ndarray, n_points: int = 100_000) -> np.ndarray:
+    """Random cubic Bézier through (0,0) and (1,1), 100,000 samples, half the maps inverted."""
+    px = [0.0, random.random(), random.random(), 1.0]
+    py = [0.0, random.random(), random.random(), 1.0]
+    t = np.linspace(0.0, 1.0, n_points)
+    weights = [t**3, 3 * t**2 * (1 - t), 3 * t * (1 - t) ** 2, (1 - t) ** 3]
+    xs = sum(w * p for w, p in zip(weights, px, strict=True))
+    ys = sum(w * p for w, p in zip(weights, py, strict=True))
+    if random.random() < 0.5:
+        xs = np.sort(xs)
+    else:
+        xs, ys = np.sort(xs), np.sort(ys)
+    return np.interp(x, xs, ys)
+
+
+def loop_inpaint(x: np.ndarray) -> np.ndarray:
+    """Up to five noise boxes while U < 0.95."""
+    out = x.copy()
+    _, sx, sy, sz = x.shape
+    count = 5
+    while count > 0 and random.random() < 0.95:
+        bx, by, bz = (random.randint(s // 6, s // 3) for s in (sx, sy, sz))
+        cx, cy, cz = (random.randint(3, s - b - 3) for s, b in ((sx, bx), (sy, by), (sz, bz)))
+        out[:, cx : cx + bx, cy : cy + by, cz : cz + bz] = np.random.rand(x.shape[0], bx, by, bz)
+        count -= 1
+    return out
+
+
+def loop_outpaint(x: np.ndarray) -> np.ndarray:
+    """Noise everywhere except one window plus up to four more while U < 0.95."""
+    out = np.random.rand(*x.shape)
+    _, sx, sy, sz = x.shape
+
+    def paste() -> None:
+        bx, by, bz = (s - random.randint(3 * s // 7, 4 * s // 7) for s in (sx, sy, sz))
+        cx, cy, cz = (random.randint(3, s - b - 3) for s, b in ((sx, bx), (sy, by), (sz, bz)))
+        out[:, cx : cx + bx, cy : cy + by, cz : cz + bz] = x[:, cx : cx + bx, cy : cy + by, cz : cz + bz]
+
+    paste()
+    count = 4
+    while count > 0 and random.random() < 0.95:
+        paste()
+        count -= 1
+    return out
+
+
+def loop_pipeline(x: np.ndarray) -> np.ndarray:
+    """The whole published corruption of one cube."""
+    y = x
+    x, y = loop_flip(x, y)
+    if random.random() < 0.5:
+        x = loop_local_shuffle(x)
+    if random.random() < 0.9:
+        x = loop_bezier(x)
+    if random.random() < 0.9:
+        x = loop_inpaint(x) if random.random() < 0.2 else loop_outpaint(x)
+    return x
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing
+
+
+def best_time(fn: Callable[[], object], repeats: int) -> float:
+    """Best wall time of ``repeats`` calls (after one warm-up call)."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=16, help="cubes per batched call")
+    parser.add_argument("--size", type=int, nargs=3, default=(64, 64, 32), help="cube size X Y Z")
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds (best is kept)")
+    parser.add_argument("--loop-cubes", type=int, default=4, help="cubes per timed round of the loops")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    random.seed(0)
+    np.random.seed(0)
+    generator = generator_for(0)
+    batch = torch.rand(args.batch, 1, *args.size)
+    one = batch[:1].clone()
+    cubes = [batch[i].numpy().astype(np.float64) for i in range(args.loop_cubes)]
+
+    paint = OneOf([InPaint(), OutPaint()], weights=[0.2, 0.8], p=1.0)
+    pipeline = Compose([GenesisFlip(), build_corruption(ModelsGenesisConfig())])
+    cases: list[tuple[str, Callable[..., torch.Tensor], Callable[[np.ndarray], object]]] = [
+        ("flip (rate 0.4)", GenesisFlip(), lambda c: loop_flip(c, c)),
+        ("local shuffle (always)", LocalShuffle(p=1.0), loop_local_shuffle),
+        ("bezier (always)", BezierIntensity(p=1.0), loop_bezier),
+        ("in-painting (always)", InPaint(), loop_inpaint),
+        ("out-painting (always)", OutPaint(), loop_outpaint),
+        (
+            "painting 0.2:0.8 (always)",
+            paint,
+            lambda c: loop_inpaint(c) if random.random() < 0.2 else loop_outpaint(c),
+        ),
+        ("published pipeline", pipeline, loop_pipeline),
+    ]
+    print(
+        f"cubes {tuple(args.size)}, batch {args.batch}, torch threads {torch.get_num_threads()}, "
+        f"torch {torch.__version__}, numpy {np.__version__}"
+    )
+    header = f"{'transform':28s} {'loop ms/cube':>12s} {'single ms':>10s} {'batched ms':>11s} {'cubes/s':>9s} {'speed-up':>9s}"
+    print(header)
+    print("-" * len(header))
+    results = []
+    for name, transform, loop in cases:
+        loop_s = best_time(lambda loop=loop: [loop(c) for c in cubes], args.repeats) / len(cubes)
+        single_s = best_time(lambda t=transform: t(one, generator), args.repeats)
+        batched_s = best_time(lambda t=transform: t(batch, generator), args.repeats) / args.batch
+        row = {
+            "transform": name,
+            "loop_ms_per_cube": loop_s * 1e3,
+            "single_ms_per_cube": single_s * 1e3,
+            "batched_ms_per_cube": batched_s * 1e3,
+            "batched_cubes_per_s": 1.0 / batched_s,
+            "speedup_vs_loop": loop_s / batched_s,
+        }
+        results.append(row)
+        print(
+            f"{name:28s} {row['loop_ms_per_cube']:12.2f} {row['single_ms_per_cube']:10.2f} "
+            f"{row['batched_ms_per_cube']:11.3f} {row['batched_cubes_per_s']:9.0f} {row['speedup_vs_loop']:8.1f}x"
+        )
+    if args.json is not None:
+        meta = {"size": list(args.size), "batch": args.batch, "threads": torch.get_num_threads()}
+        args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
