@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import traceback
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -145,7 +146,7 @@ def get(group: str, name: str) -> Any:
             raise PluginError(f"plugin {name!r} ({info.target}) failed to load: {info.error}")
         try:
             info.obj = info.entry_points[0].load()
-        except Exception as exc:  # noqa: BLE001 - any import-time failure of a plugin is isolated here
+        except Exception as exc:
             info.error = f"{type(exc).__name__}: {exc}"
             info.traceback = traceback.format_exc()  # type: ignore[attr-defined]
             raise PluginError(f"plugin {name!r} ({info.target}) failed to load: {info.error}") from exc
@@ -163,9 +164,7 @@ def list_plugins(load: bool = True) -> list[PluginInfo]:
                 continue
             info = _discover()[group][name]
             if load and not info.clash:
-                try:
+                with contextlib.suppress(PluginError):
                     get(group, name)
-                except PluginError:
-                    pass
             rows.append(info)
     return rows

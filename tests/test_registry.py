@@ -18,7 +18,7 @@ def test_builtin_groups_are_declared_through_entry_points() -> None:
 
 
 def test_unknown_name_lists_available() -> None:
-    with pytest.raises(PluginError, match="available: .*patch-cluster"):
+    with pytest.raises(PluginError, match=r"available: .*patch-cluster"):
         registry.get("radiossl.pretext", "no-such-method")
 
 
@@ -49,7 +49,7 @@ def fake_entry_points(monkeypatch: pytest.MonkeyPatch) -> list[metadata.EntryPoi
 def test_broken_plugin_is_isolated_and_reported(fake_entry_points: list[metadata.EntryPoint]) -> None:
     fake_entry_points.append(_fake_entry_point("broken", "radiossl_no_such_module:Thing", "radiossl.pretext"))
     assert "broken" in registry.names("radiossl.pretext")
-    with pytest.raises(PluginError, match="broken.*failed to load.*ModuleNotFoundError"):
+    with pytest.raises(PluginError, match=r"broken.*failed to load.*ModuleNotFoundError"):
         registry.get("radiossl.pretext", "broken")
     rows = {(row.group, row.name): row for row in registry.list_plugins(load=False)}
     assert ("radiossl.pretext", "broken") in rows

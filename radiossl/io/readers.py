@@ -122,7 +122,7 @@ def _load_nibabel(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _load_sitk(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    import SimpleITK as sitk  # noqa: N813 - the conventional alias
+    import SimpleITK as sitk
 
     if path.name.lower().endswith((".mhd", ".mha")):
         _check_metaimage_data(path)

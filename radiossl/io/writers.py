@@ -121,7 +121,7 @@ def _write_nifti(path: Path, array: np.ndarray, affine: np.ndarray) -> None:
 
 
 def _write_itk(path: Path, array: np.ndarray, affine: np.ndarray) -> None:
-    import SimpleITK as sitk  # noqa: N813 - the conventional alias
+    import SimpleITK as sitk
 
     img = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose(2, 1, 0)), isVector=False)
     spacing, origin, direction = itk_from_affine(affine)

@@ -110,7 +110,7 @@ class PretextMethod(ABC):
         """Put the model in training mode (override to keep frozen parts in eval mode)."""
         model.train()
 
-    def after_optimizer_step(self, model: nn.Module, context: StepContext) -> None:
+    def after_optimizer_step(self, model: nn.Module, context: StepContext) -> None:  # noqa: B027
         """Called after each optimiser step with the unwrapped model (e.g. to renormalise prototypes)."""
 
     def validate(self, model: nn.Module, loader: DataLoader[Any] | None, context: StepContext) -> dict[str, float]:

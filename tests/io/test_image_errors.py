@@ -75,7 +75,7 @@ def test_missing_file_and_unknown_extension(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("ext", [".nii.gz", ".mha", ".nrrd"])
 def test_nan_voxels(tmp_path: Path, ext: str) -> None:
-    import SimpleITK as sitk  # noqa: N813 - the conventional alias
+    import SimpleITK as sitk
 
     array = np.ones((4, 4, 4), np.float32)
     array[1, 2, 3] = np.nan
@@ -91,7 +91,7 @@ def test_nan_voxels(tmp_path: Path, ext: str) -> None:
 
 def test_singleton_fourth_axis_is_squeezed(tmp_path: Path) -> None:
     import nibabel as nib
-    import SimpleITK as sitk  # noqa: N813 - the conventional alias
+    import SimpleITK as sitk
 
     array = np.arange(60, dtype=np.int16).reshape(3, 4, 5)
     nib.save(nib.Nifti1Image(array[..., None], np.diag([2.0, 2.0, 2.0, 1.0])), tmp_path / "t.nii.gz")
@@ -106,7 +106,7 @@ def test_singleton_fourth_axis_is_squeezed(tmp_path: Path) -> None:
 
 def test_real_4d_and_2d_are_errors(tmp_path: Path) -> None:
     import nibabel as nib
-    import SimpleITK as sitk  # noqa: N813 - the conventional alias
+    import SimpleITK as sitk
 
     nib.save(nib.Nifti1Image(np.zeros((3, 4, 5, 2), np.float32), np.eye(4)), tmp_path / "r4.nii.gz")
     _assert_error(tmp_path / "r4.nii.gz", "expected a 3-D volume")

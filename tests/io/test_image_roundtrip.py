@@ -101,7 +101,7 @@ def test_nibabel_and_sitk_agree_on_foreign_nifti(tmp_path: Path, oblique: np.nda
 
 def test_itk_lps_is_converted_to_ras(tmp_path: Path) -> None:
     """An identity-direction ITK image has voxel axes pointing Left and Posterior in RAS+."""
-    import SimpleITK as sitk  # noqa: N813 - the conventional alias
+    import SimpleITK as sitk
 
     img = sitk.GetImageFromArray(np.zeros((5, 4, 3), np.int16))  # ITK size (3, 4, 5)
     img.SetSpacing((0.5, 0.6, 2.0))

@@ -55,7 +55,7 @@ register_model_class(RotationNet)
 
 def rotate_batch(x: torch.Tensor, quarter_turns: torch.Tensor) -> torch.Tensor:
     """Rotate each sample of ``x`` (B, C, H, W, D) by ``quarter_turns[b] * 90°`` in the H-W plane."""
-    return torch.stack([torch.rot90(sample, int(k), dims=(1, 2)) for sample, k in zip(x, quarter_turns)])
+    return torch.stack([torch.rot90(sample, int(k), dims=(1, 2)) for sample, k in zip(x, quarter_turns, strict=False)])
 
 
 class RotationPrediction(PretextMethod):
