@@ -70,7 +70,7 @@ def run_one(raw: Path, out: Path, setting: str, workers: int) -> dict[str, Any]:
         "workers": workers,
         "pairs": pairs,
         "wall_s": wall,
-        "parent_cpu_s": cpu,
+        "parent_cpu_s": cpu,  # all threads of this process (workers=1: the whole job)
         "s_per_pair": wall / pairs,
         "pairs_per_s": pairs / wall,
         "speedup_vs_original": ORIGINAL_SECONDS_PER_PAIR / (wall / pairs),
@@ -121,7 +121,7 @@ def main() -> None:
             f"{row['bytes_per_pair'] / 1024:.0f}",
             f"{row['size_ratio_vs_float64']:.1f}x",
         )
-    console = Console()
+    console = Console(width=150)
     console.print(table)
     if synth_seconds:
         console.print(f"(phantom generation, not timed above: {synth_seconds:.1f} s; data in {work})")

@@ -70,13 +70,9 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--method", "-m", help="Pretext method (see `radiossl plugins list`).")
         ] = None,
         data: Annotated[Path | None, typer.Option("--data", help="Preprocessed folder.")] = None,
-        out: Annotated[
-            Path | None, typer.Option("--out", help="Folder under which the run folder is made.")
-        ] = None,
+        out: Annotated[Path | None, typer.Option("--out", help="Folder under which the run folder is made.")] = None,
         epochs: Annotated[int | None, typer.Option("--epochs", help="Training epochs.")] = None,
-        batch_size: Annotated[
-            int | None, typer.Option("--batch-size", help="Batch size per process.")
-        ] = None,
+        batch_size: Annotated[int | None, typer.Option("--batch-size", help="Batch size per process.")] = None,
         lr: Annotated[float | None, typer.Option("--lr", help="Base learning rate.")] = None,
         resume: Annotated[str | None, typer.Option("--resume", help=RESUME_HELP)] = None,
         vis: Annotated[
@@ -97,9 +93,7 @@ def register(app: typer.Typer) -> None:
         from radiossl.engine.pretrain import pretrain
         from radiossl.pretext.base import load_pretrain_config
 
-        flags = pretrain_flags(
-            data, out, epochs, batch_size, lr, vis, seed, device, workers, amp, width, tensorboard
-        )
+        flags = pretrain_flags(data, out, epochs, batch_size, lr, vis, seed, device, workers, amp, width, tensorboard)
         cfg = load_pretrain_config(method, config, tuple(overrides or ()), flags)
         result = pretrain(cfg, resume=resume)
         if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports

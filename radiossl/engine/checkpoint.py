@@ -24,7 +24,7 @@ Everything is a tensor or a primitive (numpy and Python RNG states are converted
 Example:
     >>> import tempfile, pathlib, torch
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "c.pt"
-    >>> save_checkpoint(path, {"format_version": 1, "model": {"w": torch.zeros(2)}, "rng": rng_state()})
+    >>> _ = save_checkpoint(path, {"format_version": 1, "model": {"w": torch.zeros(2)}, "rng": rng_state()})
     >>> load_checkpoint(path)["model"]["w"].shape
     torch.Size([2])
 """
@@ -113,9 +113,7 @@ def check_weights_only_safe(obj: Any, where: str = "checkpoint") -> None:
     if isinstance(obj, Mapping):
         for key, value in obj.items():
             if not isinstance(key, (str, int)):
-                raise CheckpointError(
-                    f"{where}: key {key!r} of type {type(key).__name__} cannot be stored safely"
-                )
+                raise CheckpointError(f"{where}: key {key!r} of type {type(key).__name__} cannot be stored safely")
             check_weights_only_safe(value, f"{where}.{key}")
         return
     if isinstance(obj, (list, tuple)):

@@ -77,9 +77,7 @@ def init_distributed(device_type: str, timeout_minutes: float = 30.0) -> tuple[D
     backend = "nccl" if device_type == "cuda" else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(info.local_rank % max(torch.cuda.device_count(), 1))
-    dist.init_process_group(
-        backend=backend, init_method="env://", timeout=datetime.timedelta(minutes=timeout_minutes)
-    )
+    dist.init_process_group(backend=backend, init_method="env://", timeout=datetime.timedelta(minutes=timeout_minutes))
     return DistInfo(dist.get_world_size(), dist.get_rank(), info.local_rank), True
 
 
@@ -151,9 +149,7 @@ def make_train_sampler(
     )
 
 
-def make_eval_sampler(
-    dataset: Any, info: DistInfo
-) -> torch.utils.data.distributed.DistributedSampler[Any] | None:
+def make_eval_sampler(dataset: Any, info: DistInfo) -> torch.utils.data.distributed.DistributedSampler[Any] | None:
     """A non-shuffling :class:`DistributedSampler` that splits validation data over the ranks."""
     if not info.distributed:
         return None
@@ -162,15 +158,11 @@ def make_eval_sampler(
     )
 
 
-def wrap_ddp(
-    model: nn.Module, device: torch.device, info: DistInfo, find_unused_parameters: bool
-) -> nn.Module:
+def wrap_ddp(model: nn.Module, device: torch.device, info: DistInfo, find_unused_parameters: bool) -> nn.Module:
     """Wrap ``model`` in DistributedDataParallel in a distributed job; return it unchanged otherwise."""
     if not info.distributed:
         return model
-    device_ids = (
-        [device.index if device.index is not None else info.local_rank] if device.type == "cuda" else None
-    )
+    device_ids = [device.index if device.index is not None else info.local_rank] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(
         model, device_ids=device_ids, find_unused_parameters=find_unused_parameters
     )

@@ -157,9 +157,7 @@ class RunLogger:
         if self._progress is None:
             return
         self._progress.start()
-        self._epoch_task = self._progress.add_task(
-            "epochs", total=total_epochs, completed=done_epochs, info=""
-        )
+        self._epoch_task = self._progress.add_task("epochs", total=total_epochs, completed=done_epochs, info="")
 
     def start_epoch(self, epoch: int, steps: int) -> None:
         """Reset the per-epoch bar (``epoch`` is 1-based)."""
@@ -177,13 +175,9 @@ class RunLogger:
         """Advance the run bar and print the epoch's summary line."""
         if not self.enabled:
             return
-        text = "  ".join(
-            f"{k} {format_number(v)}" for k, v in record.items() if k not in ("type", "time", "step")
-        )
+        text = "  ".join(f"{k} {format_number(v)}" for k, v in record.items() if k not in ("type", "time", "step"))
         if self._progress is not None and self._epoch_task is not None:
-            self._progress.update(
-                self._epoch_task, advance=1, info=f"loss {format_number(record.get('loss'))}"
-            )
+            self._progress.update(self._epoch_task, advance=1, info=f"loss {format_number(record.get('loss'))}")
         self.console.print(text)
 
     def close(self) -> None:

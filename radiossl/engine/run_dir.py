@@ -140,8 +140,7 @@ def resolve_run_dir(
             run_dir = Path(run_dir)
             if any((run_dir / name).is_file() for name in _RUN_MARKERS[:3]):
                 raise ConfigError(
-                    f"{run_dir}: already holds checkpoints; pass --resume auto to continue it, "
-                    "or choose another folder"
+                    f"{run_dir}: already holds checkpoints; pass --resume auto to continue it, or choose another folder"
                 )
             return run_dir, None, False
         return new_run_dir(out, prefix), None, True

@@ -163,9 +163,7 @@ class _Trainer:
         root = cfg.data.root
         length = _dataset_length(dataset, "training" if train else "validation", root)
         sampler = (
-            make_train_sampler(dataset, self.info, cfg.runtime.seed)
-            if train
-            else make_eval_sampler(dataset, self.info)
+            make_train_sampler(dataset, self.info, cfg.runtime.seed) if train else make_eval_sampler(dataset, self.info)
         )
         per_rank = len(sampler) if sampler is not None else length
         batch_size = cfg.optim.batch_size
@@ -188,9 +186,7 @@ class _Trainer:
             model.load_state_dict(ckpt.strip_module_prefix(state["model"]))
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0]
-            raise CheckpointError(
-                f"{path}: does not fit this model (check model.* settings): {first}"
-            ) from exc
+            raise CheckpointError(f"{path}: does not fit this model (check model.* settings): {first}") from exc
         try:
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
@@ -244,9 +240,7 @@ class _Trainer:
         cfg, task, info, device = self.config, self.task, self.info, self.device
         model = task.build_model()
         if not isinstance(model, nn.Module):
-            raise TrainingError(
-                f"{type(task).__name__}.build_model() returned {type(model).__name__}, not a Module"
-            )
+            raise TrainingError(f"{type(task).__name__}.build_model() returned {type(model).__name__}, not a Module")
         self.model_spec = ckpt.to_plain(task.model_spec(model))
         model.to(device)
         if info.distributed:
@@ -309,9 +303,7 @@ class _Trainer:
         self.log.close()
         monitored = [self.task.monitor[0]] if self.task.monitor else []
         columns = ["epoch", "lr", "loss", "val_loss", *monitored, "epoch_time"]
-        self.log.summary(
-            self.history, self.run_dir, best if best.is_file() else None, self.best_metric, columns
-        )
+        self.log.summary(self.history, self.run_dir, best if best.is_file() else None, self.best_metric, columns)
         return TrainResult(
             run_dir=self.run_dir,
             final_checkpoint=final,
@@ -432,8 +424,7 @@ class _Trainer:
         loss = out.loss
         if loss.numel() != 1:
             raise TrainingError(
-                f"{type(self.task).__name__}.training_step returned a loss of shape "
-                f"{tuple(loss.shape)}, not a scalar"
+                f"{type(self.task).__name__}.training_step returned a loss of shape {tuple(loss.shape)}, not a scalar"
             )
         loss = loss.reshape(()).float()
         finite = bool(torch.isfinite(loss.detach()).item())

@@ -8,7 +8,7 @@ Example:
     >>> grey = to_rgb_uint8(np.arange(12.0).reshape(3, 4))
     >>> labels = colorize_labels(np.array([[0, 1], [2, 1]]), k=3)
     >>> tile_images([grey, labels], pad=2).shape
-    (3, 8, 3)
+    (3, 10, 3)
 """
 
 from __future__ import annotations
@@ -101,9 +101,7 @@ def _as_rgb(image: Any) -> np.ndarray:
     return array
 
 
-def tile_images(
-    images: Sequence[Any] | Sequence[Sequence[Any]], pad: int = 2, ncols: int | None = None
-) -> np.ndarray:
+def tile_images(images: Sequence[Any] | Sequence[Sequence[Any]], pad: int = 2, ncols: int | None = None) -> np.ndarray:
     """Tile images into one ``H x W x 3`` uint8 image with white ``pad``-pixel gaps.
 
     ``images`` is either a flat sequence (one row, or rows of ``ncols``) or a sequence of rows.

@@ -1,10 +1,11 @@
-"""Random axis-aligned boxes and their union masks, for in- and out-painting.
+"""Random axis-aligned boxes for in- and out-painting.
 
 Example:
     >>> import torch
-    >>> corners = torch.tensor([[[1, 1, 0]]]); sizes = torch.tensor([[[2, 3, 1]]])
-    >>> int(union_mask(corners, sizes, torch.ones(1, 1, dtype=torch.bool), (4, 4, 2)).sum())
-    6
+    >>> from radiossl.transforms import generator_for
+    >>> corners, sizes = random_boxes(2, 3, [(10, 21)] * 2 + [(5, 10)], (64, 64, 32), 3, generator_for(0), "cpu")
+    >>> bool(((sizes >= 5) & (corners >= 3) & (corners + sizes <= torch.tensor([61, 61, 29]))).all())
+    True
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def random_boxes(
     spatial: Sequence[int],
     margin: int,
     generator: torch.Generator,
-    device: torch.device,
+    device: torch.device | str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Corners and sizes ``[batch, count, 3]``: size ~ U{low..high}, corner ~ U{margin..S - size - margin}.
 
@@ -37,18 +38,17 @@ def random_boxes(
     return corners, sizes
 
 
-def union_mask(
-    corners: torch.Tensor, sizes: torch.Tensor, active: torch.Tensor, spatial: Sequence[int]
-) -> torch.Tensor:
-    """Boolean ``[B, X, Y, Z]``: voxels inside at least one active box (``active``: ``[B, count]``)."""
-    inside = []
-    for axis, size in enumerate(spatial):
-        coords = torch.arange(size, device=corners.device)
-        lo = corners[..., axis].unsqueeze(-1)
-        hi = lo + sizes[..., axis].unsqueeze(-1)
-        inside.append((coords >= lo) & (coords < hi) & active.unsqueeze(-1))
-    per_box = inside[0][..., :, None, None] & inside[1][..., None, :, None] & inside[2][..., None, None, :]
-    return per_box.any(dim=1)
+def active_boxes(corners: torch.Tensor, sizes: torch.Tensor, active: torch.Tensor) -> list[tuple[int, ...]]:
+    """``(sample, x, y, z, size_x, size_y, size_z)`` of each active box, in drawing order per sample."""
+    rows = torch.cat([corners, sizes], dim=-1)[active]
+    samples = active.nonzero()[:, 0]
+    return [tuple(r) for r in torch.cat([samples.unsqueeze(1), rows], dim=1).tolist()]
+
+
+def box_slices(box: tuple[int, ...]) -> tuple[int, slice, slice, slice, slice]:
+    """Index ``[sample, :, x-range, y-range, z-range]`` of a box from :func:`active_boxes`."""
+    b, x, y, z, sx, sy, sz = box
+    return b, slice(None), slice(x, x + sx), slice(y, y + sy), slice(z, z + sz)
 
 
 def check_room(spatial: Sequence[int], minimum: int, what: str) -> None:

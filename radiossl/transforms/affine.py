@@ -73,9 +73,7 @@ def affine_warp(x: torch.Tensor, scales: torch.Tensor, degrees: torch.Tensor) ->
 class RandomAffine:
     """Scale ~ U(scales), rotation ~ U(±degrees) per axis; per sample with probability ``p`` (torchio: 1)."""
 
-    def __init__(
-        self, scales: tuple[float, float] = (0.9, 1.1), degrees: float = 10.0, p: float = 1.0
-    ) -> None:
+    def __init__(self, scales: tuple[float, float] = (0.9, 1.1), degrees: float = 10.0, p: float = 1.0) -> None:
         if not 0 < scales[0] <= scales[1]:
             raise ValueError(f"scales must be a range of positive factors, got {scales}")
         self.scales = scales

@@ -1,17 +1,19 @@
 """Models Genesis' non-linear intensity transform: a random monotone Bézier remapping.
 
 Per sample, a cubic Bézier curve through ``(0, 0)``, ``(x1, y1)``, ``(x2, y2)``, ``(1, 1)`` with the
-four inner coordinates ~ U(0, 1) is sampled at 100,000 evenly spaced parameter values, as in the
-original. With probability 0.5 the map is increasing (``f(0) = 0``, ``f(1) = 1``: both sample
-arrays sorted); otherwise only the x samples are sorted, which pairs them with the y samples in
-reverse order and gives a decreasing map (``f(0) ≈ 1``, ``f(1) ≈ 0``, an intensity inversion).
-Intensities are mapped by linear interpolation on those samples and clamped to ``[0, 1]`` first,
-as ``np.interp`` does.
+four inner coordinates ~ U(0, 1) is sampled at evenly spaced parameter values. With probability
+0.5 the map is increasing (``f(0) = 0``, ``f(1) = 1``: both sample arrays sorted); otherwise only
+the x samples are sorted, which pairs them with the y samples in reverse order and gives a
+decreasing map (``f(0) = 1``, ``f(1) = 0``, an intensity inversion). Intensities are clamped to
+``[0, 1]`` and mapped by linear interpolation on those samples, as ``np.interp`` does.
 
-Speed: instead of a binary search per voxel, the piecewise-linear curve is first tabulated on
-``table_size`` (4097) evenly spaced intensities, then each voxel needs one table look-up and
-one interpolation. The table differs from the exact curve by less than 1e-6 on typical curves
-(tested against ``np.interp`` on the full 100,000-point curve).
+Speed: the curve is tabulated once per sample on 16,385 evenly spaced intensities (only x is
+sampled densely; y is evaluated where a table entry needs it), then each voxel needs one table
+look-up and one interpolation (NumPy on CPU, torch elsewhere). The original sampled 100,000
+points; with 16,385 points and the table, the map differs from ``np.interp`` on the original's
+100,000-point curve by ~1e-7 (median) and at most ~1.3e-3 where the curve is nearly vertical
+(measured over 300 random curves; the test suite checks a bound of 5e-3). ``n_points`` and
+``table_size`` can be raised.
 
 Example:
     >>> import torch
@@ -27,33 +29,40 @@ Example:
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from radiossl.transforms._random import check_batch
 from radiossl.transforms.compose import random_apply
 
-N_POINTS = 100_000
-"""Curve samples per transform (the original's ``nTimes``)."""
-TABLE_SIZE = 4097
+N_POINTS = 16_385
+"""Curve samples per transform (the original's ``nTimes`` is 100,000; see the module docstring)."""
+TABLE_SIZE = 16_385
 """Evenly spaced intensities at which the sampled curve is tabulated."""
+CPU_CHUNK_VOXELS = 131_072
+"""On CPU, voxels are mapped in chunks of about this many (one 64x64x32 cube)."""
+
+
+def _bernstein(coefficient1: torch.Tensor, coefficient2: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """``3(1-s)²s·c1 + 3(1-s)s²·c2 + s³``: one coordinate of the Bézier from (0, 0) to (1, 1), Horner form."""
+    a = 3 * coefficient1 - 3 * coefficient2 + 1
+    b = 3 * coefficient2 - 6 * coefficient1
+    c = 3 * coefficient1
+    return ((a * s + b) * s + c) * s
 
 
 def bezier_curves(controls: torch.Tensor, n_points: int = N_POINTS) -> tuple[torch.Tensor, torch.Tensor]:
     """Samples ``(xs, ys)`` ``[B, n_points]`` (float64) of each curve, in the original's traversal order.
 
-    ``controls[b] = (x1, y1, x2, y2)``. The Bernstein weights run from ``(1, 1)`` at the first
-    sample to ``(0, 0)`` at the last, so both arrays decrease.
+    ``controls[b] = (x1, y1, x2, y2)``. The original's Bernstein weights run from ``(1, 1)`` at the
+    first sample to ``(0, 0)`` at the last, so both arrays decrease.
     """
     if controls.dim() != 2 or controls.shape[1] != 4:
         raise ValueError(f"controls must have shape [B, 4] (x1, y1, x2, y2), got {tuple(controls.shape)}")
     c = controls.double()
     t = torch.linspace(0.0, 1.0, n_points, dtype=torch.float64, device=controls.device)
     s = 1.0 - t
-    # Weight of control point i (P0 = origin ... P3 = (1, 1)) is C(3, i)·t^(3-i)·(1-t)^i.
-    w1, w2, w3 = 3 * t * t * s, 3 * t * s * s, s * s * s
-    xs = c[:, 0:1] * w1 + c[:, 2:3] * w2 + w3
-    ys = c[:, 1:2] * w1 + c[:, 3:4] * w2 + w3
-    return xs, ys
+    return _bernstein(c[:, 0:1], c[:, 2:3], s), _bernstein(c[:, 1:2], c[:, 3:4], s)
 
 
 def bezier_tables(
@@ -62,33 +71,68 @@ def bezier_tables(
     n_points: int = N_POINTS,
     table_size: int = TABLE_SIZE,
 ) -> torch.Tensor:
-    """``[B, table_size]`` values of each intensity map at ``linspace(0, 1, table_size)``."""
+    """``[B, table_size]`` values of each intensity map at ``linspace(0, 1, table_size)``.
+
+    Equal to ``np.interp(grid, sorted xs, paired ys)`` on the ``n_points``-sample curve. Sorting the
+    decreasing ``xs`` reverses them, so sorted sample ``k`` sits at parameter ``s_k = k / (n - 1)`` of
+    the curve run from (0, 0) to (1, 1); it pairs with ``y(s_k)`` (increasing map) or, when only the
+    x samples were sorted, with ``y(1 - s_k)`` (decreasing map). Only ``x`` is sampled densely; ``y``
+    is evaluated at the bracketing samples of each table entry.
+    """
     if table_size < 2 or n_points < 2:
         raise ValueError("n_points and table_size must both be >= 2")
-    xs, ys = bezier_curves(controls, n_points)
-    # Sorting a monotone array is reversing it; cummax absorbs floating-point wiggles of flat parts.
-    x_sorted = xs.flip(1).cummax(dim=1).values.contiguous()
-    y_sorted = ys.flip(1).cummax(dim=1).values
-    y_paired = torch.where(inverted.to(ys.device).view(-1, 1), ys, y_sorted)
+    c = controls.double()
+    s = torch.linspace(0.0, 1.0, n_points, dtype=torch.float64, device=controls.device)
+    # Monotone in exact arithmetic; cummax removes rounding wiggles where the curve is flat.
+    x_sorted = _bernstein(c[:, 0:1], c[:, 2:3], s).cummax(dim=1).values.contiguous()
     batch = controls.shape[0]
     grid = torch.linspace(0.0, 1.0, table_size, dtype=torch.float64, device=controls.device)
-    grid = grid.expand(batch, table_size).contiguous()
-    right = torch.searchsorted(x_sorted, grid).clamp(1, n_points - 1)
+    grid = grid.expand(batch, table_size)
+    # searchsorted(x_sorted, grid) by counting: the samples below grid point g are those whose
+    # bucket floor(x·(T-1)) is below g (a histogram and a cumulative sum instead of binary searches).
+    bucket = (x_sorted * (table_size - 1)).long().clamp_(0, table_size - 1)
+    bucket += torch.arange(batch, device=controls.device).unsqueeze(1) * table_size
+    below = torch.bincount(bucket.reshape(-1), minlength=batch * table_size).reshape(batch, table_size)
+    right = (below.cumsum(dim=1) - below).clamp(1, n_points - 1)
     x0, x1 = x_sorted.gather(1, right - 1), x_sorted.gather(1, right)
-    y0, y1 = y_paired.gather(1, right - 1), y_paired.gather(1, right)
+    s0, s1 = (right - 1).double() / (n_points - 1), right.double() / (n_points - 1)
+    flip = inverted.to(controls.device).view(-1, 1)
+    s0, s1 = torch.where(flip, 1.0 - s0, s0), torch.where(flip, 1.0 - s1, s1)
+    y0, y1 = _bernstein(c[:, 1:2], c[:, 3:4], s0), _bernstein(c[:, 1:2], c[:, 3:4], s1)
     span = x1 - x0
     frac = torch.where(span > 0, (grid - x0) / torch.where(span > 0, span, torch.ones_like(span)), 1.0)
     return y0 + frac.clamp(0.0, 1.0) * (y1 - y0)
+
+
+def _apply_numpy(x: np.ndarray, tables: np.ndarray) -> np.ndarray:
+    batch, size = tables.shape
+    position = np.clip(x.reshape(batch, -1), 0.0, 1.0)
+    position *= size - 1
+    index = position.astype(np.int32)
+    np.minimum(index, size - 2, out=index)
+    position -= index
+    index += (np.arange(batch, dtype=np.int32) * size)[:, None]
+    slopes = np.diff(tables, axis=1, append=tables[:, -1:])
+    out = np.take(slopes.reshape(-1), index)
+    out *= position
+    out += np.take(tables.reshape(-1), index)
+    return out.reshape(x.shape)
 
 
 def apply_tables(x: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
     """Map each sample's intensities (clamped to ``[0, 1]``) through its table ``[B, T]``, interpolating."""
     check_batch(x, "apply_tables")
     batch, size = tables.shape
+    if x.device.type == "cpu":
+        table_np = tables.to(x.dtype).numpy()
+        array = x.detach().contiguous().numpy()
+        step = max(1, CPU_CHUNK_VOXELS // max(1, array[0].size))  # small chunks stay in cache
+        parts = [_apply_numpy(array[i : i + step], table_np[i : i + step]) for i in range(0, batch, step)]
+        return torch.from_numpy(np.concatenate(parts))
     position = x.reshape(batch, -1).clamp(0.0, 1.0) * (size - 1)
-    index = position.floor().clamp_max(size - 2)
+    index = position.long().clamp_max(size - 2)
     frac = position - index
-    flat_index = index.long() + torch.arange(batch, device=x.device).unsqueeze(1) * size
+    flat_index = index + torch.arange(batch, device=x.device).unsqueeze(1) * size
     table = tables.to(x.dtype).reshape(-1)
     low, high = table[flat_index], table[flat_index + 1]
     return (low + frac * (high - low)).reshape(x.shape)

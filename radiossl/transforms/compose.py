@@ -79,9 +79,7 @@ class OneOf:
     Models Genesis' painting step is ``OneOf([InPaint(), OutPaint()], weights=[0.2, 0.8], p=0.9)``.
     """
 
-    def __init__(
-        self, transforms: Sequence[BatchTransform], weights: Sequence[float] | None = None, p: float = 1.0
-    ):
+    def __init__(self, transforms: Sequence[BatchTransform], weights: Sequence[float] | None = None, p: float = 1.0):
         if not transforms:
             raise ValueError("OneOf needs at least one transform")
         weights = [1.0] * len(transforms) if weights is None else [float(w) for w in weights]

@@ -41,11 +41,14 @@ def flip(x: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
     if flips.shape != (x.shape[0], 3):
         raise ValueError(f"flips must be a [B, 3] mask, got {tuple(flips.shape)} for batch {x.shape[0]}")
     flips = flips.to(x.device)
+    if not bool(flips.any()):
+        return x
+    out = x.clone()
     for axis in range(3):
-        chosen = flips[:, axis]
-        if bool(chosen.any()):
-            x = torch.where(chosen.view(-1, 1, 1, 1, 1), x.flip(2 + axis), x)
-    return x
+        index = flips[:, axis].nonzero().squeeze(1)
+        if index.numel():
+            out[index] = out[index].flip(2 + axis)
+    return out
 
 
 def sample_flips(

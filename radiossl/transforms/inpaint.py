@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import torch
 
-from radiossl.transforms._boxes import check_room, random_boxes, union_mask
-from radiossl.transforms._random import check_batch, leading_successes
+from radiossl.transforms._boxes import active_boxes, box_slices, check_room, random_boxes
+from radiossl.transforms._random import check_batch, leading_successes, uniform_noise
 from radiossl.transforms.compose import random_apply
 
 
@@ -28,20 +28,20 @@ def inpaint_size_range(size: int) -> tuple[int, int]:
     return size // 6, size // 3
 
 
-def inpaint_mask(
+def inpaint_boxes(
     batch: int,
     spatial: tuple[int, int, int],
     generator: torch.Generator,
     device: torch.device,
     max_boxes: int = 5,
     continue_prob: float = 0.95,
-) -> torch.Tensor:
-    """Boolean ``[B, X, Y, Z]`` union of each sample's in-painting boxes."""
+) -> list[tuple[int, ...]]:
+    """The drawn boxes ``(sample, x, y, z, size_x, size_y, size_z)`` of a batch."""
     check_room(spatial, 9, "in-painting")
     active = leading_successes((batch, max_boxes), continue_prob, generator, device)
     ranges = [inpaint_size_range(s) for s in spatial]
     corners, sizes = random_boxes(batch, max_boxes, ranges, spatial, 3, generator, device)
-    return union_mask(corners, sizes, active, spatial)
+    return active_boxes(corners, sizes, active)
 
 
 def inpaint(
@@ -49,10 +49,12 @@ def inpaint(
 ) -> torch.Tensor:
     """Fill each sample's random boxes with U(0, 1) noise."""
     check_batch(x, "inpaint")
-    batch, spatial = x.shape[0], (x.shape[2], x.shape[3], x.shape[4])
-    mask = inpaint_mask(batch, spatial, generator, x.device, max_boxes, continue_prob)
-    noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    return torch.where(mask.unsqueeze(1), noise, x)
+    spatial = (x.shape[2], x.shape[3], x.shape[4])
+    out = x.clone()
+    for box in inpaint_boxes(x.shape[0], spatial, generator, x.device, max_boxes, continue_prob):
+        index = box_slices(box)
+        out[index] = uniform_noise(out[index].shape, generator, x.device, x.dtype)
+    return out
 
 
 class InPaint:

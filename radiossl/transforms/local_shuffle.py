@@ -44,6 +44,9 @@ from radiossl.transforms.compose import random_apply
 N_BLOCKS = 10_000
 """Blocks per cube (the original's constant, independent of the cube size)."""
 
+CPU_CHUNK_VOXELS = 131_072
+"""On CPU, samples are processed in chunks of about this many voxels (one 64x64x32 cube)."""
+
 Shape = tuple[int, int, int]
 
 
@@ -58,9 +61,7 @@ def _block_offsets(shape: Shape, spatial: Shape) -> np.ndarray:
     """Flat offsets (int64, read-only) of the voxels of a block of ``shape`` from its corner."""
     bx, by, bz = shape
     sy, sz = spatial[1] * spatial[2], spatial[2]
-    grid = (
-        np.arange(bx)[:, None, None] * sy + np.arange(by)[None, :, None] * sz + np.arange(bz)[None, None, :]
-    )
+    grid = np.arange(bx)[:, None, None] * sy + np.arange(by)[None, :, None] * sz + np.arange(bz)[None, None, :]
     offsets = grid.reshape(-1).astype(np.int64)
     offsets.setflags(write=False)
     return offsets
@@ -78,8 +79,7 @@ def _shuffle_numpy(x: np.ndarray, spatial: Shape, limits: Shape, n_blocks: int, 
     rng = np.random.Generator(np.random.PCG64(seed))
     sizes = [rng.integers(1, lim, size=(batch, n_blocks), endpoint=True) for lim in limits]
     corners = [
-        (rng.random((batch, n_blocks)) * (s - b + 1)).astype(np.int64)
-        for s, b in zip(spatial, sizes, strict=True)
+        (rng.random((batch, n_blocks)) * (s - b + 1)).astype(np.int64) for s, b in zip(spatial, sizes, strict=True)
     ]
     sy, sz = spatial[1] * spatial[2], spatial[2]
     start = (np.arange(batch)[:, None] * volume + corners[0] * sy + corners[1] * sz + corners[2]).reshape(-1)
@@ -133,13 +133,9 @@ def _shuffle_torch(
     """Device implementation on ``x`` ``[B, C, V]`` (the same algorithm with torch operations)."""
     batch, channels, volume = x.shape
     device = x.device
-    sizes = [
-        torch.randint(1, lim + 1, (batch, n_blocks), generator=generator, device=device) for lim in limits
-    ]
+    sizes = [torch.randint(1, lim + 1, (batch, n_blocks), generator=generator, device=device) for lim in limits]
     corners = [
-        torch.minimum(
-            (torch.rand(batch, n_blocks, generator=generator, device=device) * (s - b + 1)).long(), s - b
-        )
+        torch.minimum((torch.rand(batch, n_blocks, generator=generator, device=device) * (s - b + 1)).long(), s - b)
         for s, b in zip(spatial, sizes, strict=True)
     ]
     sy, sz = spatial[1] * spatial[2], spatial[2]
@@ -191,9 +187,18 @@ def local_shuffle(
     limits = block_limits(spatial, divisor)
     flat = x.reshape(batch, channels, -1)
     if x.device.type == "cpu":
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
+        # Small chunks keep the index buffers in cache and out of fresh (page-faulting) allocations.
         array = flat.detach().contiguous().numpy()
-        out = torch.from_numpy(_shuffle_numpy(array, spatial, limits, n_blocks, seed))
+        step = max(1, CPU_CHUNK_VOXELS // array.shape[2])
+        seeds = torch.randint(0, 2**62, ((batch + step - 1) // step,), generator=generator).tolist()
+        out = torch.from_numpy(
+            np.concatenate(
+                [
+                    _shuffle_numpy(array[i : i + step], spatial, limits, n_blocks, seed)
+                    for i, seed in zip(range(0, batch, step), seeds, strict=True)
+                ]
+            )
+        )
     else:
         out = _shuffle_torch(flat, spatial, limits, n_blocks, generator)
     return out.reshape(x.shape).contiguous()

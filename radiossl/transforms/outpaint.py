@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from radiossl.transforms._boxes import check_room, random_boxes, union_mask
-from radiossl.transforms._random import check_batch, leading_successes
+from radiossl.transforms._boxes import active_boxes, box_slices, check_room, random_boxes
+from radiossl.transforms._random import check_batch, leading_successes, uniform_noise
 from radiossl.transforms.compose import random_apply
 
 
@@ -27,21 +27,21 @@ def outpaint_size_range(size: int) -> tuple[int, int]:
     return size - 4 * size // 7, size - 3 * size // 7
 
 
-def outpaint_mask(
+def outpaint_windows(
     batch: int,
     spatial: tuple[int, int, int],
     generator: torch.Generator,
     device: torch.device,
     max_extra: int = 4,
     continue_prob: float = 0.95,
-) -> torch.Tensor:
-    """Boolean ``[B, X, Y, Z]`` union of each sample's kept windows."""
+) -> list[tuple[int, ...]]:
+    """The kept windows ``(sample, x, y, z, size_x, size_y, size_z)`` of a batch."""
     check_room(spatial, 14, "out-painting")
     extra = leading_successes((batch, max_extra), continue_prob, generator, device)
     active = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=device), extra], dim=1)
     ranges = [outpaint_size_range(s) for s in spatial]
     corners, sizes = random_boxes(batch, max_extra + 1, ranges, spatial, 3, generator, device)
-    return union_mask(corners, sizes, active, spatial)
+    return active_boxes(corners, sizes, active)
 
 
 def outpaint(
@@ -49,10 +49,13 @@ def outpaint(
 ) -> torch.Tensor:
     """Replace everything outside each sample's random windows with U(0, 1) noise."""
     check_batch(x, "outpaint")
-    batch, spatial = x.shape[0], (x.shape[2], x.shape[3], x.shape[4])
-    mask = outpaint_mask(batch, spatial, generator, x.device, max_extra, continue_prob)
-    noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    return torch.where(mask.unsqueeze(1), x, noise)
+    spatial = (x.shape[2], x.shape[3], x.shape[4])
+    windows = outpaint_windows(x.shape[0], spatial, generator, x.device, max_extra, continue_prob)
+    out = uniform_noise(x.shape, generator, x.device, x.dtype)
+    for window in windows:
+        index = box_slices(window)
+        out[index] = x[index]
+    return out
 
 
 class OutPaint:

@@ -33,9 +33,7 @@ def _corners(
     return torch.minimum((u * limits.clamp_min(1)).long(), (limits - 1).clamp_min(0))
 
 
-def patch_swap(
-    x: torch.Tensor, patch_size: Sequence[int], iterations: int, generator: torch.Generator
-) -> torch.Tensor:
+def patch_swap(x: torch.Tensor, patch_size: Sequence[int], iterations: int, generator: torch.Generator) -> torch.Tensor:
     """Swap ``iterations`` random pairs of ``patch_size`` patches in every sample."""
     check_batch(x, "patch_swap")
     batch, channels, *spatial = x.shape
@@ -46,9 +44,7 @@ def patch_swap(
         raise ValueError(f"patch size {tuple(patch)} is larger than the image {tuple(spatial)}")
     limits = torch.tensor([s - p for s, p in zip(spatial, patch, strict=True)], device=x.device)
     if int(limits.max()) < 2:
-        raise ValueError(
-            f"image {tuple(spatial)} leaves no room to place two different {tuple(patch)} patches"
-        )
+        raise ValueError(f"image {tuple(spatial)} leaves no room to place two different {tuple(patch)} patches")
     if iterations <= 0:
         return x
     device = x.device

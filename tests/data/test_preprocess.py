@@ -190,9 +190,9 @@ def test_include_splits_and_volume_too_small(phantom_root: Callable[[str], Path]
 
 
 def _corrupt(root: Path) -> dict[str, str]:
-    """Break four of five BraTS cases in four different ways; return case id -> expected reason."""
+    """Break five of six BraTS cases in five different ways; return case id -> expected reason."""
     cases = sorted(p for grade in ("HGG", "LGG") for p in (root / grade).iterdir())
-    nan_case, truncated_case, missing_case, mismatch_case = cases[:4]
+    nan_case, truncated_case, missing_case, mismatch_case, empty_case = cases[:5]
     flair = nan_case / f"{nan_case.name}_flair.nii.gz"
     volume = read_image(flair)
     data = volume.array.astype(np.float32)
@@ -203,7 +203,12 @@ def _corrupt(root: Path) -> dict[str, str]:
     (missing_case / f"{missing_case.name}_t1ce.nii.gz").unlink()
     seg = mismatch_case / f"{mismatch_case.name}_seg.nii.gz"
     write_image(seg, np.zeros((10, 10, 10), np.int16), affine=np.eye(4))
+    # an all-zero T2 is all background: its group cannot be sampled, so the whole case is dropped
+    t2 = empty_case / f"{empty_case.name}_t2.nii.gz"
+    t2_volume = read_image(t2)
+    write_image(t2, np.zeros(t2_volume.shape, np.int16), like=t2_volume)
     return {
+        empty_case.name: "no crop pair",
         nan_case.name: "NaN",
         truncated_case.name: t1.name,
         missing_case.name: "missing t1ce",
@@ -215,7 +220,7 @@ def test_bad_cases_are_reported_and_the_others_processed(tmp_path: Path) -> None
     from radiossl.data.phantoms import synthesize
 
     raw = tmp_path / "raw"
-    synthesize("brats", raw, cases=5, shape=(32, 32, 24), seed=3)
+    synthesize("brats", raw, cases=6, shape=(32, 32, 24), seed=3)
     expected = _corrupt(raw)
     out = tmp_path / "proc"
     result = CliRunner().invoke(
@@ -230,6 +235,8 @@ def test_bad_cases_are_reported_and_the_others_processed(tmp_path: Path) -> None
             str(out),
             "--pairs",
             "2",
+            "--set",
+            "max_attempts=64",
             "--set",
             "crop_size=[16,16,8]",
             "--set",

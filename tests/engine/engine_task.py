@@ -24,7 +24,7 @@ SHAPE = (1, 8, 8, 4)
 class Pair(NamedTuple):
     image: torch.Tensor
     target: torch.Tensor
-    index: torch.Tensor
+    position: torch.Tensor
 
 
 class RandomVolumes(Dataset[Pair]):
@@ -107,16 +107,12 @@ class TinyTask:
         loss = (prediction - batch.target.float()).pow(2).mean()
         if self.nan_at_epoch is not None and context.epoch == self.nan_at_epoch:
             loss = loss * float("nan")
-        return StepOutput(
-            loss=loss, metrics={"mae": float((prediction.detach() - batch.target).abs().mean())}
-        )
+        return StepOutput(loss=loss, metrics={"mae": float((prediction.detach() - batch.target).abs().mean())})
 
     def after_optimizer_step(self, model: nn.Module, context: StepContext) -> None:
         self.after_steps += 1
 
-    def validate(
-        self, model: nn.Module, loader: DataLoader[Any] | None, context: StepContext
-    ) -> dict[str, float]:
+    def validate(self, model: nn.Module, loader: DataLoader[Any] | None, context: StepContext) -> dict[str, float]:
         if loader is None:
             return {}
         total, count = 0.0, 0

@@ -34,9 +34,7 @@ def test_rng_state_round_trips_through_a_weights_only_file(tmp_path: Path) -> No
 
 def test_unsafe_objects_are_refused_before_writing(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"history\[0\].x: a numpy.float32"):
-        save_checkpoint(
-            tmp_path / "c.pt", {"format_version": 1, "model": {}, "history": [{"x": np.float32(1)}]}
-        )
+        save_checkpoint(tmp_path / "c.pt", {"format_version": 1, "model": {}, "history": [{"x": np.float32(1)}]})
     with pytest.raises(CheckpointError, match="Path"):
         check_weights_only_safe({"out": Path("a")})
     assert not list(tmp_path.iterdir())  # nothing half-written

@@ -16,9 +16,7 @@ pytestmark = pytest.mark.ddp
 SCRIPT = Path(__file__).with_name("ddp_script.py")
 
 
-def _torchrun(
-    tmp_path: Path, report: str, env_extra: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
+def _torchrun(tmp_path: Path, report: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
     command = [
         sys.executable,
@@ -49,9 +47,7 @@ def test_torchrun_two_processes_train_write_once_and_resume(tmp_path: Path) -> N
     assert timeless[0] == timeless[1]  # metrics are all-reduced, so both ranks log the same numbers
     history = reports[0]["history"]
     assert [h["epoch"] for h in history] == [1, 2]
-    assert (
-        history[-1]["step"] == 2
-    )  # 10 samples / 2 ranks = 5 per rank; batch 4, drop_last -> 1 step per epoch
+    assert history[-1]["step"] == 2  # 10 samples / 2 ranks = 5 per rank; batch 4, drop_last -> 1 step per epoch
     assert "val_mse" in history[-1]
     assert reports[0]["rng_world_size"] == 2 and reports[0]["rng_states"] == 2
     assert sorted(p.name for p in run_dir.iterdir() if p.suffix == ".pt") == [

@@ -13,51 +13,53 @@ from radiossl.engine.optim import build_optimizer, build_scheduler, current_lr, 
 from radiossl.errors import TrainingError
 
 
+def _optim(**settings: object) -> OptimConfig:
+    return OptimConfig.model_validate(settings)
+
+
 def test_optimizers_cover_only_trainable_parameters() -> None:
     model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1))
     model[0].requires_grad_(False)
     for name, cls in (("sgd", torch.optim.SGD), ("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)):
-        opt = build_optimizer(model, OptimConfig(optimizer=name, lr=0.1))
+        opt = build_optimizer(model, _optim(optimizer=name, lr=0.1))
         assert isinstance(opt, cls)
         assert {id(p) for p in opt.param_groups[0]["params"]} == {id(p) for p in model[1].parameters()}
-    assert (
-        build_optimizer(model, OptimConfig(optimizer="sgd", momentum=0.8)).param_groups[0]["momentum"] == 0.8
-    )
+    assert build_optimizer(model, _optim(optimizer="sgd", momentum=0.8)).param_groups[0]["momentum"] == 0.8
 
 
 def test_a_fully_frozen_model_is_an_error() -> None:
     model = torch.nn.Linear(2, 2).requires_grad_(False)
     with pytest.raises(TrainingError, match="requires_grad"):
-        build_optimizer(model, OptimConfig())
+        build_optimizer(model, _optim())
 
 
 def test_cosine_decays_per_step_and_the_last_epoch_keeps_a_positive_lr() -> None:
-    cfg = OptimConfig(lr=0.1, epochs=3, schedule="cosine")
+    cfg = _optim(lr=0.1, epochs=3, schedule="cosine")
     factors = [lr_factor(cfg, s, 5) for s in range(15)]
     assert factors[0] == 1.0
     assert all(a > b for a, b in itertools.pairwise(factors))
     assert factors[-1] > 0.0  # the original set lr 0 for the whole last epoch
     assert factors[10] < factors[9]  # decays inside an epoch, not once per epoch
-    with_floor = OptimConfig(lr=0.1, epochs=3, schedule="cosine", min_lr=0.01)
+    with_floor = _optim(lr=0.1, epochs=3, schedule="cosine", min_lr=0.01)
     assert min(lr_factor(with_floor, s, 5) for s in range(15)) > 0.1
 
 
 def test_warmup_is_linear_then_cosine_starts_at_the_base_lr() -> None:
-    cfg = OptimConfig(lr=1.0, epochs=4, schedule="cosine", warmup_epochs=1.0)
+    cfg = _optim(lr=1.0, epochs=4, schedule="cosine", warmup_epochs=1.0)
     assert [lr_factor(cfg, s, 4) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
     assert lr_factor(cfg, 4, 4) == 1.0
     assert math.isclose(lr_factor(cfg, 10, 4), 0.5 * (1 + math.cos(math.pi * 6 / 12)))
 
 
 def test_step_and_constant_schedules() -> None:
-    step = OptimConfig(lr=1.0, epochs=200, schedule="step", step_size=50, gamma=0.5)
+    step = _optim(lr=1.0, epochs=200, schedule="step", step_size=50, gamma=0.5)
     assert [lr_factor(step, e * 10, 10) for e in (0, 49, 50, 99, 100, 150)] == [1, 1, 0.5, 0.5, 0.25, 0.125]
-    constant = OptimConfig(lr=1.0, epochs=2, schedule="constant")
+    constant = _optim(lr=1.0, epochs=2, schedule="constant")
     assert {lr_factor(constant, s, 3) for s in range(6)} == {1.0}
 
 
 def test_scheduler_sets_the_optimizer_lr_and_its_state_is_plain() -> None:
-    cfg = OptimConfig(lr=0.2, epochs=2, schedule="cosine")
+    cfg = _optim(lr=0.2, epochs=2, schedule="cosine")
     model = torch.nn.Linear(2, 1)
     opt = build_optimizer(model, cfg)
     sched = build_scheduler(opt, cfg, steps_per_epoch=2)

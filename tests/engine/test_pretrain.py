@@ -72,9 +72,7 @@ QUIET = ["runtime.device=cpu", "data.workers=0", "logging.progress=false"]
 
 def test_pretrain_trains_a_registered_method_and_writes_the_resolved_config(tmp_path: Path) -> None:
     proc = _proc(tmp_path, ["genesis"])
-    cfg = load_pretrain_config(
-        "tiny-regression", overrides=[*QUIET, f"data.root={proc}", f"out={tmp_path / 'r'}"]
-    )
+    cfg = load_pretrain_config("tiny-regression", overrides=[*QUIET, f"data.root={proc}", f"out={tmp_path / 'r'}"])
     result = pretrain(cfg)
     assert result.run_dir.name.startswith("pretrain-tiny-regression-phantom-s2.0-w1.0-b4-e2-lr0.01-")
     assert "name: tiny-regression" in (result.run_dir / "config.yaml").read_text()
@@ -87,9 +85,7 @@ def test_pretrain_refuses_a_folder_preprocessed_for_another_view(tmp_path: Path)
     assert preprocessed_views(proc) == {"cluster"}
     (proc / "preprocess.json").write_text(json.dumps({"dataset": "phantom", "view": "cluster"}))
     assert preprocessed_views(proc) == {"cluster"}  # the data stage's singular key
-    with pytest.raises(
-        DataError, match=r"proc: preprocessed with views cluster but method 'tiny-regression'"
-    ):
+    with pytest.raises(DataError, match=r"proc: preprocessed with views cluster but method 'tiny-regression'"):
         pretrain(cfg)
 
 

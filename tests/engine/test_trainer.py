@@ -108,26 +108,22 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_checkpoints(make_c
 
 
 def test_dataset_smaller_than_a_batch_still_trains(make_config: Factory) -> None:
-    result = run_training(
-        TinyTask(n_train=3, n_val=None), make_config("optim.batch_size=4", "optim.epochs=2")
-    )
+    result = run_training(TinyTask(n_train=3, n_val=None), make_config("optim.batch_size=4", "optim.epochs=2"))
     assert result.history[-1]["step"] == 2  # one partial batch per epoch
 
 
 def test_partial_last_batch_is_dropped_when_a_full_batch_exists(make_config: Factory) -> None:
-    result = run_training(
-        TinyTask(n_train=10, n_val=None), make_config("optim.batch_size=4", "optim.epochs=1")
-    )
+    result = run_training(TinyTask(n_train=10, n_val=None), make_config("optim.batch_size=4", "optim.epochs=1"))
     assert result.history[-1]["step"] == 2
 
 
 def test_gradient_accumulation_matches_a_large_batch(make_config: Factory) -> None:
-    task_args = {"n_train": 16, "n_val": None, "norm": False, "dropout_noise": False}
+    def task() -> TinyTask:
+        return TinyTask(n_train=16, n_val=None, norm=False, dropout_noise=False)
+
     common = ("optim.epochs=2", "optim.momentum=0.0", "optim.weight_decay=0.0")
-    big = run_training(TinyTask(**task_args), make_config(*common, "optim.batch_size=8", out="big"))
-    small = run_training(
-        TinyTask(**task_args), make_config(*common, "optim.batch_size=4", "optim.accumulate=2", out="small")
-    )
+    big = run_training(task(), make_config(*common, "optim.batch_size=8", out="big"))
+    small = run_training(task(), make_config(*common, "optim.batch_size=4", "optim.accumulate=2", out="small"))
     assert big.history[-1]["step"] == small.history[-1]["step"] == 4
     a, b = _weights(big.final_checkpoint), _weights(small.final_checkpoint)
     for key in a:
@@ -163,6 +159,7 @@ def test_best_checkpoint_follows_the_monitored_validation_metric(make_config: Fa
     result = run_training(TinyTask(monitor=("val_mse", "max")), make_config())
     best_epoch = max(result.history, key=lambda h: h["val_mse"])
     assert result.best_metric == best_epoch["val_mse"]
+    assert result.best_checkpoint is not None
     assert load_checkpoint(result.best_checkpoint)["epoch"] == best_epoch["epoch"]
 
 
@@ -203,9 +200,7 @@ def test_metrics_jsonl_vis_pngs_and_tensorboard(make_config: Factory) -> None:
 
 def test_bf16_and_fp16_autocast_train_on_cpu(make_config: Factory) -> None:
     for amp in ("bf16", "fp16"):
-        result = run_training(
-            TinyTask(n_val=None), make_config(f"runtime.amp={amp}", "optim.epochs=1", out=amp)
-        )
+        result = run_training(TinyTask(n_val=None), make_config(f"runtime.amp={amp}", "optim.epochs=1", out=amp))
         assert torch.isfinite(torch.tensor(result.history[-1]["loss"]))
         scaler = load_checkpoint(result.final_checkpoint)["grad_scaler"]
         assert bool(scaler) == (amp == "fp16")

@@ -114,9 +114,7 @@ class ForegroundScorer:
         return total / (volume * self.scale)
 
 
-def acceptable(
-    fractions: np.ndarray, max_background: float | None, max_foreground: float | None
-) -> np.ndarray:
+def acceptable(fractions: np.ndarray, max_background: float | None, max_foreground: float | None) -> np.ndarray:
     """Boolean mask of boxes whose foreground fraction passes the rejection rule."""
     ok = np.ones(fractions.shape, dtype=bool)
     if max_background is not None:
@@ -131,9 +129,7 @@ def pad_to(volume: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     pads = [max(0, int(t) - n) for t, n in zip(shape, volume.shape[1:], strict=True)]
     if not any(pads):
         return volume
-    out = np.empty(
-        (volume.shape[0], *(n + p for n, p in zip(volume.shape[1:], pads, strict=True))), dtype=volume.dtype
-    )
+    out = np.empty((volume.shape[0], *(n + p for n, p in zip(volume.shape[1:], pads, strict=True))), dtype=volume.dtype)
     for c in range(volume.shape[0]):
         out[c] = volume[c].min()
         out[c, : volume.shape[1], : volume.shape[2], : volume.shape[3]] = volume[c]

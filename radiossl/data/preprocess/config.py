@@ -66,9 +66,7 @@ class RejectionConfig(Section):
         le=1.0,
         description="Reject a crop whose foreground fraction exceeds this (None = off).",
     )
-    look_ahead: int = Field(
-        default=0, ge=0, le=8, description="Soft look-ahead over the next slices (0 = voxel test)."
-    )
+    look_ahead: int = Field(default=0, ge=0, le=8, description="Soft look-ahead over the next slices (0 = voxel test).")
 
 
 class PCRLv2Options(Section):
@@ -81,9 +79,7 @@ class PCRLv2Options(Section):
         description="Candidate local crop sizes.",
     )
     local_margin: int = Field(default=3, ge=0, description="Margin around the union of the two global boxes.")
-    z_align: bool = Field(
-        default=False, description="Crop 2 reuses crop 1's z start (PCRLv2's z-aligned variant)."
-    )
+    z_align: bool = Field(default=False, description="Crop 2 reuses crop 1's z start (PCRLv2's z-aligned variant).")
 
 
 class GenesisOptions(Section):
@@ -97,17 +93,13 @@ class GenesisOptions(Section):
 class PreprocessConfig(Section):
     """Everything ``radiossl preprocess`` does (see the module docstring for the view defaults)."""
 
-    dataset: str = Field(
-        default="brats18", description="Dataset adapter: brats18, lits17, luna16, nnunet or a plugin."
-    )
+    dataset: str = Field(default="brats18", description="Dataset adapter: brats18, lits17, luna16, nnunet or a plugin.")
     data: Path | None = Field(default=None, description="Raw dataset folder.")
     out: Path | None = Field(default=None, description="Output (preprocessed) folder.")
     view: ViewName = Field(
         default="cluster", description="cluster (crop pairs), pcrlv2 (pairs + locals), genesis (cubes)."
     )
-    pairs: int | None = Field(
-        default=None, ge=1, description="Samples per volume; None = 16 (32 for genesis)."
-    )
+    pairs: int | None = Field(default=None, ge=1, description="Samples per volume; None = 16 (32 for genesis).")
     seed: int = Field(default=1, description="Seed; sample i of a group uses rng_for(seed, group_id, i).")
     crop_size: Size3 = Field(default=(64, 64, 32), description="Output crop size (X, Y, Z).")
     candidate_sizes: list[Size3] | None = Field(default=None, description="Box sizes drawn before resizing.")
@@ -126,9 +118,7 @@ class PreprocessConfig(Section):
         default=None,
         description="Normalisation for every channel; None = CT window / MRI min-max per channel.",
     )
-    rejection: RejectionConfig | None = Field(
-        default=None, description="Crop rejection rule; None = view default."
-    )
+    rejection: RejectionConfig | None = Field(default=None, description="Crop rejection rule; None = view default.")
     multichannel: bool = Field(
         default=False, description="One C-channel sample per case instead of one sample per channel."
     )
@@ -139,12 +129,8 @@ class PreprocessConfig(Section):
         description="Fail a volume smaller than this fraction of the crop on any axis.",
     )
     storage: Literal["float16", "uint8"] = Field(default="float16", description="Array dtype on disk.")
-    resize_mode: Literal["trilinear", "area"] = Field(
-        default="trilinear", description="Crop resizing (torch)."
-    )
-    splits_file: Path | None = Field(
-        default=None, description="splits.json to use instead of the dataset's split."
-    )
+    resize_mode: Literal["trilinear", "area"] = Field(default="trilinear", description="Crop resizing (torch).")
+    splits_file: Path | None = Field(default=None, description="splits.json to use instead of the dataset's split.")
     include_splits: list[str] | None = Field(
         default=None,
         description="Only preprocess cases of these splits (train, val, test, unused); None = all.",
@@ -166,9 +152,7 @@ class PreprocessConfig(Section):
     @model_validator(mode="after")
     def _check_storage(self) -> PreprocessConfig:
         if self.storage == "uint8" and self.intensity is not None and not self.intensity.bounded:
-            raise ValueError(
-                f"storage uint8 needs values in [0, 1]; intensity mode {self.intensity.mode!r} is not"
-            )
+            raise ValueError(f"storage uint8 needs values in [0, 1]; intensity mode {self.intensity.mode!r} is not")
         return self
 
 
@@ -199,9 +183,7 @@ class ViewDefaults:
 
 _VIEW_DEFAULTS: dict[str, ViewDefaults] = {
     "cluster": ViewDefaults(((160, 160, 32), (192, 192, 32), (128, 128, 32)), (0, 0, 0), False, 16),
-    "pcrlv2": ViewDefaults(
-        ((96, 96, 64), (96, 96, 96), (112, 112, 64), (64, 64, 32)), (70, 70, 15), False, 16
-    ),
+    "pcrlv2": ViewDefaults(((96, 96, 64), (96, 96, 96), (112, 112, 64), (64, 64, 32)), (70, 70, 15), False, 16),
     "genesis": ViewDefaults(None, (100, 100, 30), True, 32),
 }
 _PCRLV2_Z_ALIGNED: tuple[Size3, ...] = ((96, 96, 32), (96, 96, 32), (112, 112, 32), (64, 64, 32))

@@ -69,9 +69,7 @@ def sample_cube_box(
         boxes = draw_boxes(rng, count, size, shape, settings.border)
         if scorer is None:
             return boxes[0]
-        hits = np.flatnonzero(
-            acceptable(scorer.fractions(boxes), settings.max_background, settings.max_foreground)
-        )
+        hits = np.flatnonzero(acceptable(scorer.fractions(boxes), settings.max_background, settings.max_foreground))
         if hits.size:
             return boxes[hits[0]]
         attempts += count

@@ -115,7 +115,7 @@ def process_case(job: CaseJob) -> dict[str, Any]:
         "split": job.split,
         "status": "failed",
         "error": None,
-        "groups": [g for g, _ in job.groups],
+        "groups": [g for g, _ in job.plan.groups(job.case.case_id)],
         "samples": 0,
         "sources": source_info(job.case),
     }
@@ -152,13 +152,18 @@ def _process(job: CaseJob, status: dict[str, Any]) -> int:
             f"{plan.min_size_fraction:g} x the crop size {plan.crop_size}"
         )
     thresholds = _thresholds(plan, raw, arrays.intensity)
-    written = 0
+    # Sample every group before writing anything, so that a case that fails leaves no samples.
+    outputs = []
     for group_id, channels in job.groups:
         index = [plan.channels.index(c) for c in channels]
         selected = arrays.image[index[0] : index[0] + 1] if len(index) == 1 else arrays.image[index]
         volume = pad_to(selected, plan.crop_size)
-        written += _sample_group(job, group_id, volume, [thresholds[c] for c in channels])
-    return written
+        outputs.append(_sample_group(job, group_id, volume, [thresholds[c] for c in channels]))
+    for group in outputs:
+        for name, array in group.arrays.items():
+            atomic_save_npy(job.out / "arrays" / name, array)
+        atomic_write_text(job.out / "cases" / f"{group.group_id}.csv", rows_to_csv(group.rows))  # marker: last
+    return sum(len(group.rows) for group in outputs)
 
 
 def _thresholds(plan: Plan, raw: RawCase, maps: dict[str, Any]) -> dict[str, float]:
@@ -173,9 +178,18 @@ def _thresholds(plan: Plan, raw: RawCase, maps: dict[str, Any]) -> dict[str, flo
     return out
 
 
-def _sample_group(job: CaseJob, group_id: str, volume: np.ndarray, thresholds: list[float]) -> int:
+@dataclass
+class GroupOutput:
+    """The arrays (file name -> array) and manifest rows of one sample group, ready to be written."""
+
+    group_id: str
+    arrays: dict[str, np.ndarray]
+    rows: list[dict[str, str]]
+
+
+def _sample_group(job: CaseJob, group_id: str, volume: np.ndarray, thresholds: list[float]) -> GroupOutput:
     plan, rule = job.plan, job.plan.rejection
-    arrays_dir = job.out / "arrays"
+    arrays: dict[str, np.ndarray] = {}
     dtype = torch.float16 if plan.storage == "float16" else torch.float32
     file = f"arrays/{group_id}.npy"
     if plan.view == "genesis":
@@ -189,7 +203,7 @@ def _sample_group(job: CaseJob, group_id: str, volume: np.ndarray, thresholds: l
             plan.allow_partial,
         )
         cubes = sample_cubes(volume, group_id, plan.seed, plan.pairs, settings, thresholds, dtype)
-        atomic_save_npy(arrays_dir / f"{group_id}.npy", _stored(cubes.cubes, plan.storage))
+        arrays[f"{group_id}.npy"] = _stored(cubes.cubes, plan.storage)
         boxes = np.stack([cubes.boxes, cubes.boxes], axis=1)
         sample_numbers = cubes.indices.tolist()
     else:
@@ -212,15 +226,13 @@ def _sample_group(job: CaseJob, group_id: str, volume: np.ndarray, thresholds: l
                 tuple(plan.pcrlv2.local_sizes),
                 plan.pcrlv2.local_margin,
             )
-            views = sample_pcrlv2(
-                volume, group_id, plan.seed, plan.pairs, settings_, local, thresholds, dtype
-            )
-            atomic_save_npy(arrays_dir / f"{group_id}.local.npy", _stored(views.locals, plan.storage))
+            views = sample_pcrlv2(volume, group_id, plan.seed, plan.pairs, settings_, local, thresholds, dtype)
+            arrays[f"{group_id}.local.npy"] = _stored(views.locals, plan.storage)
             crops, boxes = views.globals, views.boxes
         else:
             pairs = sample_pairs(volume, group_id, plan.seed, plan.pairs, settings_, thresholds, dtype=dtype)
             crops, boxes = pairs.crops, pairs.boxes
-        atomic_save_npy(arrays_dir / f"{group_id}.npy", _stored(crops, plan.storage))
+        arrays[f"{group_id}.npy"] = _stored(crops, plan.storage)
         sample_numbers = list(range(len(boxes)))
     rows = []
     for row_index, (number, pair) in enumerate(zip(sample_numbers, boxes.tolist(), strict=True)):
@@ -238,8 +250,7 @@ def _sample_group(job: CaseJob, group_id: str, volume: np.ndarray, thresholds: l
             for name, value in zip(("x1", "x2", "y1", "y2", "z1", "z2"), box, strict=True):
                 row[f"{prefix}_{name}"] = str(value)
         rows.append(row)
-    atomic_write_text(job.out / "cases" / f"{group_id}.csv", rows_to_csv(rows))  # the "done" marker: last
-    return len(rows)
+    return GroupOutput(group_id, arrays, rows)
 
 
 def _stored(tensor: torch.Tensor, storage: str) -> np.ndarray:
@@ -409,7 +420,7 @@ def _future_status(future: cf.Future[dict[str, Any]], job: CaseJob) -> dict[str,
         "split": job.split,
         "status": "failed",
         "error": reason,
-        "groups": [g for g, _ in job.groups],
+        "groups": [g for g, _ in job.plan.groups(job.case.case_id)],
         "samples": 0,
         "sources": source_info(job.case),
     }
@@ -461,9 +472,7 @@ def _prepare_folder(out: Path, header: dict[str, Any], splits: Splits, clean_tem
                     "use another --out folder or the same settings"
                 )
         elif any(p.name != ".lock" for p in out.iterdir()):
-            raise ConfigError(
-                f"{out}: folder is not empty and not a preprocessed folder; choose a new folder"
-            )
+            raise ConfigError(f"{out}: folder is not empty and not a preprocessed folder; choose a new folder")
         else:
             write_json(params, {**header, "counts": {}, "cases": {}})
         for sub in ("arrays", "cases", "status"):
@@ -506,6 +515,9 @@ def merge(out: Path, header: dict[str, Any], cases: Sequence[Case], plan: Plan, 
                 row[f"target_{tag}"] = files.get(row["file"], "")
         atomic_write_text(out / "manifest.csv", rows_to_csv(rows, sorted(targets)))
         done_groups = {p.stem for p in (out / "cases").glob("*.csv") if not p.name.startswith(".tmp-")}
+        per_case: dict[str, int] = {}
+        for row in rows:
+            per_case[row["case_id"]] = per_case.get(row["case_id"], 0) + 1
         case_status: dict[str, Any] = {}
         counts = {"cases": len(cases), "ok": 0, "failed": 0, "pending": 0, "samples": len(rows)}
         for case in cases:
@@ -517,6 +529,7 @@ def merge(out: Path, header: dict[str, Any], cases: Sequence[Case], plan: Plan, 
                 **entry,
                 "status": state,
                 "split": assignment.get(case.case_id, "unused"),
+                "samples": per_case.get(case.case_id, 0),
             }
             if state != "failed":
                 case_status[case.case_id]["error"] = None
