@@ -129,6 +129,8 @@ def default_threshold(modality: str, intensity: IntensityMap, raw_min: float, ra
     """
     if modality == "ct":
         return intensity.value(CT_TISSUE_HU)
+    if raw_max <= raw_min:  # a constant (e.g. empty) volume has no foreground at all
+        return float("inf")
     return intensity.value(raw_min + MRI_BACKGROUND_FRACTION * (raw_max - raw_min))
 
 

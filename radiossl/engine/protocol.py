@@ -60,12 +60,23 @@ class StepContext:
 class TrainingTask(Protocol):
     """What the engine needs from a method or task. See the module docstring for the call order."""
 
-    kind: str
-    """``"pretrain"`` or ``"finetune"``; used for run folder names and checkpoint metadata."""
-    name: str
-    """The method or task name (``"patch-cluster"``, ``"brats"``, ...)."""
-    monitor: tuple[str, Literal["min", "max"]] | None
-    """Validation metric that selects ``checkpoint_best.pt``; ``None`` = lowest epoch training loss."""
+    @property
+    def kind(self) -> str:
+        """``"pretrain"`` or ``"finetune"``; used for run folder names and checkpoint metadata."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """The method or task name (``"patch-cluster"``, ``"brats"``, ...)."""
+        ...
+
+    @property
+    def monitor(self) -> tuple[str, Literal["min", "max"]] | None:
+        """Validation metric that selects ``checkpoint_best.pt``; ``None`` = lowest epoch training loss.
+
+        ``validate()`` may set ``context.extra["stop"] = True`` to end training early (e.g. patience).
+        """
+        ...
 
     def build_model(self) -> nn.Module: ...
 

@@ -74,6 +74,7 @@ class TrainResult:
     epochs_completed: int
     history: list[dict[str, Any]] = field(default_factory=list)
     best_metric: float | None = None
+    stopped_early: bool = False
 
     @property
     def latest_checkpoint(self) -> Path:
@@ -264,6 +265,8 @@ class _Trainer:
         if self.start_epoch >= total:
             self.log.info(f"run already complete ({self.start_epoch}/{total} epochs); nothing to train")
         self.log.start_progress(total, min(self.start_epoch, total))
+        epochs_done = max(self.start_epoch, total)
+        stopped_early = False
         for epoch in range(self.start_epoch, total):
             record, vis_batch = self._train_epoch(
                 epoch, wrapped, model, train_set, train_loader, generator, optimizer, scheduler, scaler
@@ -293,7 +296,11 @@ class _Trainer:
                     if write_latest:
                         ckpt.save_checkpoint(self.run_dir / ckpt.LATEST, payload)
                 barrier(info)
-        epochs_done = max(self.start_epoch, total)
+            # A task asks to stop (early stopping) by setting context.extra["stop"] in validate().
+            if broadcast_object(bool(context.extra.get("stop", False)), info):
+                self.log.info(f"stopping early after epoch {epoch + 1}/{total} (requested by {task.name})")
+                epochs_done, stopped_early = epoch + 1, True
+                break
         final_payload = self._payload(model, optimizer, scheduler, scaler, epochs_done)
         final = self.run_dir / ckpt.FINAL
         if info.is_main:
@@ -311,6 +318,7 @@ class _Trainer:
             epochs_completed=epochs_done,
             history=list(self.history),
             best_metric=self.best_metric,
+            stopped_early=stopped_early,
         )
 
     def _context(self, epoch: int, extra: dict[str, Any] | None = None) -> StepContext:

@@ -111,6 +111,7 @@ def test_mri_threshold_is_two_percent_of_the_raw_range() -> None:
     raw = np.array([0.0, 50.0, 1000.0])
     fitted = fit_intensity(raw, IntensityConfig(mode="minmax"))
     assert default_threshold("mri", fitted, 0.0, 1000.0) == pytest.approx(0.02)
+    assert default_threshold("mri", fitted, 5.0, 5.0) == float("inf")  # constant volume: no foreground
 
 
 def test_defaults_and_validation() -> None:

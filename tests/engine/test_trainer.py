@@ -204,3 +204,19 @@ def test_bf16_and_fp16_autocast_train_on_cpu(make_config: Factory) -> None:
         assert torch.isfinite(torch.tensor(result.history[-1]["loss"]))
         scaler = load_checkpoint(result.final_checkpoint)["grad_scaler"]
         assert bool(scaler) == (amp == "fp16")
+
+
+class _StopsAfterSecondEpoch(TinyTask):
+    def validate(self, model, loader, context):  # type: ignore[no-untyped-def]
+        metrics = super().validate(model, loader, context)
+        if context.epoch == 1:
+            context.extra["stop"] = True
+        return metrics
+
+
+def test_a_task_can_stop_training_early_and_still_gets_a_final_checkpoint(make_config: Factory) -> None:
+    result = run_training(_StopsAfterSecondEpoch(), make_config("optim.epochs=5"))
+    assert result.stopped_early
+    assert result.epochs_completed == 2
+    assert [line["epoch"] for line in _epoch_lines(result.run_dir)] == [1, 2]
+    assert load_checkpoint(result.final_checkpoint)["epoch"] == 2
