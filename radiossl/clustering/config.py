@@ -88,6 +88,9 @@ class ClusterConfig(Section):
         "auto",
         description="Z-score each feature channel with the sample's mean/std (auto: extractor default).",
     )
+    channel_weights: bool = Field(
+        True, description="Scale channels by the extractor's weights after standardising (filterbank)."
+    )
     verbose: bool = Field(False, description="Print faiss' iteration log.")
 
 

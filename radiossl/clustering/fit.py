@@ -249,7 +249,8 @@ def kmeans_fit(
 
     km = config.kmeans
     standardize = {"on": True, "off": False}.get(km.standardize, pipeline.extractor.standardize_default)
-    transform = FeatureTransform.fit(sample, standardize, km.spherical)
+    weights = pipeline.extractor.channel_weights(in_channels) if km.channel_weights else None
+    transform = FeatureTransform.fit(sample, standardize, km.spherical, weights)
     sample = transform.apply_numpy(sample)
     fit = fit_kmeans(
         sample,

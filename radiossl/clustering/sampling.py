@@ -87,7 +87,8 @@ def sample_voxels(
 
 @dataclass
 class FeatureTransform:
-    """Per-channel z-scoring (optional) followed by L2 normalisation (optional, spherical K-means).
+    """Per-channel z-scoring (optional), per-channel weights (optional), then L2 normalisation
+    (optional, spherical K-means).
 
     Centroids live in the transformed space; the same transform is applied at prediction time.
     """
@@ -95,16 +96,26 @@ class FeatureTransform:
     mean: np.ndarray | None = None
     std: np.ndarray | None = None
     l2_normalize: bool = False
+    weights: np.ndarray | None = None
 
     @classmethod
-    def fit(cls, sample: np.ndarray, standardize: bool, l2_normalize: bool) -> FeatureTransform:
-        """Statistics from ``sample`` (``n x d``), computed in float64."""
+    def fit(
+        cls,
+        sample: np.ndarray,
+        standardize: bool,
+        l2_normalize: bool,
+        weights: list[float] | np.ndarray | None = None,
+    ) -> FeatureTransform:
+        """Statistics from ``sample`` (``n x d``), computed in float64; ``weights`` scale the channels."""
+        w = None if weights is None else np.asarray(weights, dtype=np.float32).reshape(-1)
+        if w is not None and w.shape[0] != sample.shape[1]:
+            raise DataError(f"{w.shape[0]} channel weights for {sample.shape[1]} feature channels")
         if not standardize:
-            return cls(None, None, l2_normalize)
+            return cls(None, None, l2_normalize, w)
         mean = sample.mean(axis=0, dtype=np.float64)
         std = sample.std(axis=0, dtype=np.float64)
         std = np.where(std > 1e-8, std, 1.0)
-        return cls(mean.astype(np.float32), std.astype(np.float32), l2_normalize)
+        return cls(mean.astype(np.float32), std.astype(np.float32), l2_normalize, w)
 
     def apply_numpy(self, x: np.ndarray) -> np.ndarray:
         """Transform ``n x d`` float32 features (in place when possible)."""
@@ -112,6 +123,8 @@ class FeatureTransform:
         if self.mean is not None and self.std is not None:
             x -= self.mean
             x /= self.std
+        if self.weights is not None:
+            x *= self.weights
         if self.l2_normalize:
             norms = np.linalg.norm(x, axis=1, keepdims=True)
             x /= np.maximum(norms, 1e-12)
@@ -125,6 +138,8 @@ class FeatureTransform:
             mean = torch.as_tensor(self.mean, device=x.device, dtype=x.dtype)
             std = torch.as_tensor(self.std, device=x.device, dtype=x.dtype)
             x = (x - mean) / std
+        if self.weights is not None:
+            x = x * torch.as_tensor(self.weights, device=x.device, dtype=x.dtype)
         if self.l2_normalize:
             x = torch.nn.functional.normalize(x, dim=1, eps=1e-12)
         return x
@@ -134,6 +149,7 @@ class FeatureTransform:
             "standardize": self.mean is not None,
             "mean": None if self.mean is None else [float(v) for v in self.mean],
             "std": None if self.std is None else [float(v) for v in self.std],
+            "weights": None if self.weights is None else [float(v) for v in self.weights],
             "l2_normalize": self.l2_normalize,
         }
 
@@ -141,10 +157,10 @@ class FeatureTransform:
     def from_json(cls, data: dict[str, Any] | None) -> FeatureTransform:
         if not data:
             return cls()
-        mean = data.get("mean")
-        std = data.get("std")
+        mean, std, weights = data.get("mean"), data.get("std"), data.get("weights")
         return cls(
             None if mean is None else np.asarray(mean, dtype=np.float32),
             None if std is None else np.asarray(std, dtype=np.float32),
             bool(data.get("l2_normalize", False)),
+            None if weights is None else np.asarray(weights, dtype=np.float32),
         )

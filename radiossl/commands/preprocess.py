@@ -49,15 +49,13 @@ def register(app: typer.Typer) -> None:
         shard: str = typer.Option(
             None,
             "--shard",
-            help="I/N: only cases with index % N == I (e.g. a SLURM "
-            "array task); run all shards into the same --out.",
+            help="I/N: only cases with index % N == I (e.g. a SLURM array task); run all shards into the same --out.",
             show_default=False,
         ),
         multichannel: bool = typer.Option(
             None,
             "--multichannel/--per-channel",
-            help="BraTS/nnU-Net: one C-channel sample per case, or one "
-            "sample per modality (default, thesis).",
+            help="BraTS/nnU-Net: one C-channel sample per case, or one sample per modality (default, thesis).",
             show_default=False,
         ),
         merge_only: bool = typer.Option(
@@ -70,14 +68,17 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Cut training samples from a raw dataset: resample, normalise, sample crops, write a folder.
 
-        Resumable (a rerun skips finished volumes), shardable (--shard I/N), parallel (--workers N),
-        and deterministic for a seed. Bad volumes are reported and skipped; the exit code is 1 if any
-        failed, 2 for usage errors. Every other setting is a config field (see docs/data.md), e.g.
-        --set crop_size=[128,128,32] --set rejection.max_background=0.9 --set spacing=native.
+        Resumable: a rerun skips finished volumes. Shardable: --shard I/N. Parallel: --workers N.
+        Deterministic for a seed, whatever the workers or shards.
+
+        Bad volumes are reported and skipped; exit code 1 if any failed, 2 for usage errors.
+
+        Every other setting is a config field (docs/data.md), e.g. --set crop_size=[128,128,32]
+        --set rejection.max_background=0.9 --set spacing=native.
 
         Example: radiossl preprocess --dataset brats18 --data data/brats --out data/brats_proc --workers 2
 
-        A flat LiTS download is laid out first with: radiossl lits-layout LITS_DOWNLOAD --out data/lits
+        A flat LiTS download is first laid out with: radiossl lits-layout DOWNLOAD --out data/lits
         """
         from radiossl.config import load_config_file_into
         from radiossl.data.preprocess import PreprocessConfig, preprocess
@@ -103,9 +104,7 @@ def register(app: typer.Typer) -> None:
     @app.command("lits-layout")
     @handle_errors
     def lits_layout_command(
-        src: Path = typer.Argument(
-            ..., help="Folder with the LiTS download (volume-N.nii, segmentation-N.nii)."
-        ),
+        src: Path = typer.Argument(..., help="Folder with the LiTS download (volume-N.nii, segmentation-N.nii)."),
         out: Path = typer.Option(..., "--out", "-o", help="Folder to create train/ and val/ in."),
         mode: str = typer.Option("symlink", "--mode", help="symlink, copy, hardlink or move."),
     ) -> None:
@@ -120,9 +119,7 @@ def register(app: typer.Typer) -> None:
         if mode not in ("symlink", "copy", "hardlink", "move"):
             raise ConfigError(f"--mode {mode!r}: choose symlink, copy, hardlink or move")
         result = lay_out_lits(src, out, mode=mode)  # type: ignore[arg-type]
-        line = (
-            f"[green]laid out[/] {result.train} train and {result.val} val volumes in {result.out} ({mode})"
-        )
+        line = f"[green]laid out[/] {result.train} train and {result.val} val volumes in {result.out} ({mode})"
         console().print(line)
         if result.missing_segmentations:
             console().print(f"[yellow]no segmentation for[/] {', '.join(result.missing_segmentations)}")
@@ -132,7 +129,7 @@ def _report(result: Any, settings: Any) -> None:
     from rich.table import Table
 
     out = console()
-    summary = Table(title=f"radiossl preprocess {settings.dataset} ({settings.view})", show_header=False)
+    summary = Table(title=f"preprocess {settings.dataset}/{settings.view}", show_header=False)
     summary.add_column("field", style="bold")
     summary.add_column("value")
     shard = f" (shard {result.shard[0]}/{result.shard[1]})" if result.shard else ""

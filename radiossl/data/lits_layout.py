@@ -63,13 +63,9 @@ def lay_out_lits(
     if not src.is_dir():
         raise DataError(f"{src}: LiTS download folder not found")
     inside = out.resolve()
-    volumes = {
-        n: p for n, p in numbered_files(src, VOLUME_PATTERN, recursive=True).items() if not _under(p, inside)
-    }
+    volumes = {n: p for n, p in numbered_files(src, VOLUME_PATTERN, recursive=True).items() if not _under(p, inside)}
     segmentations = {
-        n: p
-        for n, p in numbered_files(src, SEGMENTATION_PATTERN, recursive=True).items()
-        if not _under(p, inside)
+        n: p for n, p in numbered_files(src, SEGMENTATION_PATTERN, recursive=True).items() if not _under(p, inside)
     }
     if not volumes:
         raise DataError(f"{src}: no volume-<N>.nii files found")

@@ -81,8 +81,7 @@ def read_case(case: Case) -> RawCase:
     label = read_image(case.label) if case.label is not None else None
     if label is not None and label.shape != first.shape:
         raise DataError(
-            f"case {case.case_id}: label shape {label.shape} differs from image shape {first.shape} "
-            f"({label.path})"
+            f"case {case.case_id}: label shape {label.shape} differs from image shape {first.shape} ({label.path})"
         )
     return RawCase(images, label)
 

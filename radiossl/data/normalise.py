@@ -44,9 +44,7 @@ class IntensityConfig(Section):
     mode: IntensityMode = Field(
         default="ct-window", description="ct-window, minmax, percentile, zscore, percentile-zscore."
     )
-    window: tuple[float, float] = Field(
-        default=(-1000.0, 1000.0), description="CT window [low, high] (ct-window)."
-    )
+    window: tuple[float, float] = Field(default=(-1000.0, 1000.0), description="CT window [low, high] (ct-window).")
     percentiles: tuple[float, float] = Field(
         default=(0.5, 99.5), description="Lower/upper percentiles (percentile and percentile-zscore)."
     )

@@ -164,9 +164,7 @@ def folder_lock(root: Path) -> Iterator[None]:
 class ProcessedDataset:
     """A preprocessed folder: its parameters, sample records, and memory-mapped arrays."""
 
-    def __init__(
-        self, root: Path, params: dict[str, Any], records: list[SampleRecord], tags: list[str]
-    ) -> None:
+    def __init__(self, root: Path, params: dict[str, Any], records: list[SampleRecord], tags: list[str]) -> None:
         self.root = Path(root)
         self.params = params
         self._records = records
@@ -179,17 +177,13 @@ class ProcessedDataset:
         root = Path(root)
         params_path, manifest = root / "preprocess.json", root / "manifest.csv"
         if not params_path.is_file():
-            raise DataError(
-                f"{root}: not a preprocessed folder (no preprocess.json); run `radiossl preprocess`"
-            )
+            raise DataError(f"{root}: not a preprocessed folder (no preprocess.json); run `radiossl preprocess`")
         try:
             params = json.loads(params_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise DataError(f"{params_path}: cannot read: {exc}") from exc
         if params.get("format") != FORMAT:
-            raise DataError(
-                f"{params_path}: not a radiossl preprocessing record (format {params.get('format')!r})"
-            )
+            raise DataError(f"{params_path}: not a radiossl preprocessing record (format {params.get('format')!r})")
         if not manifest.is_file():
             raise DataError(
                 f"{root}: no manifest.csv yet (preprocessing unfinished?); rerun `radiossl preprocess` "
@@ -213,11 +207,7 @@ class ProcessedDataset:
 
     def records(self, split: str | None = "train", view: str | None = None) -> list[SampleRecord]:
         """Samples of ``split`` (None = all) and ``view`` (None = any), in manifest order."""
-        return [
-            r
-            for r in self._records
-            if (split is None or r.split == split) and (view is None or r.view == view)
-        ]
+        return [r for r in self._records if (split is None or r.split == split) and (view is None or r.view == view)]
 
     def _array(self, file: str) -> np.ndarray:
         array = self._arrays.get(file)
@@ -283,9 +273,7 @@ class ProcessedDataset:
         if not _TAG.match(tag):
             raise DataError(f"target tag {tag!r}: use letters, digits, '_', '.' or '-'")
         with folder_lock(self.root):
-            write_json(
-                self.root / "targets" / f"{tag}.json", {**dict(meta), "tag": tag, "files": dict(files)}
-            )
+            write_json(self.root / "targets" / f"{tag}.json", {**dict(meta), "tag": tag, "files": dict(files)})
             updated = []
             for record in self._records:
                 targets = {k: v for k, v in record.targets.items() if k != tag}

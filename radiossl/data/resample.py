@@ -67,9 +67,7 @@ def resample_volume(volume: Volume, target_spacing: Sequence[float], mode: Mode 
     return Volume(array, scaled_affine(volume.affine, volume.spacing, target_spacing), volume.path)
 
 
-def scaled_affine(
-    affine: np.ndarray, spacing: Sequence[float], target_spacing: Sequence[float]
-) -> np.ndarray:
+def scaled_affine(affine: np.ndarray, spacing: Sequence[float], target_spacing: Sequence[float]) -> np.ndarray:
     """``affine`` with each voxel axis rescaled from ``spacing`` to ``target_spacing`` (origin kept)."""
     out = np.array(affine, dtype=np.float64, copy=True)
     out[:3, :3] = out[:3, :3] * (np.asarray(target_spacing, np.float64) / np.asarray(spacing, np.float64))

@@ -95,6 +95,10 @@ class FeatureExtractor(nn.Module, ABC):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.extract(images)
 
+    def channel_weights(self, in_channels: int) -> list[float] | None:
+        """How much each (standardised) channel counts in K-means distances; None = all equally."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """Name and options (JSON-compatible), recorded next to centroids and targets."""
         return {"name": self.name, "config": self.config.model_dump(mode="json")}

@@ -33,7 +33,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -62,9 +62,7 @@ class ModelsGenesisConfig(MethodConfig):
     name: Literal["models-genesis"] = "models-genesis"
     flip_rate: float = Field(0.4, ge=0.0, le=1.0, description="Keep flipping while U(0,1) < flip_rate.")
     max_flips: int = Field(3, ge=0, description="At most this many flips per sample.")
-    flip_axes: tuple[int, ...] = Field(
-        (0, 1, 2), description="Spatial axes a flip picks from (0=X, 1=Y, 2=Z)."
-    )
+    flip_axes: tuple[int, ...] = Field((0, 1, 2), description="Spatial axes a flip picks from (0=X, 1=Y, 2=Z).")
     local_rate: float = Field(0.5, ge=0.0, le=1.0, description="Probability of local pixel shuffling.")
     shuffle_blocks: int = Field(10_000, ge=0, description="Blocks shuffled per cube.")
     nonlinear_rate: float = Field(0.9, ge=0.0, le=1.0, description="Probability of the Bézier intensity map.")
@@ -72,6 +70,13 @@ class ModelsGenesisConfig(MethodConfig):
     inpaint_rate: float = Field(
         0.2, ge=0.0, le=1.0, description="Share of in-painting among painted samples (rest: out-painting)."
     )
+
+    @field_validator("flip_axes")
+    @classmethod
+    def _spatial_axes(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(axis not in (0, 1, 2) for axis in value):
+            raise ValueError("axes must be a non-empty selection of 0, 1, 2 (X, Y, Z)")
+        return value
 
 
 def build_corruption(settings: ModelsGenesisConfig) -> Compose:
@@ -105,6 +110,8 @@ class ModelsGenesis(PretextMethod):
     config_class = ModelsGenesisConfig
     views = "genesis"
     summary = "Models Genesis: restore cubes after flips, local shuffling, Bézier intensity and painting"
+    ddp_find_unused_parameters = False
+    """Every parameter gets a gradient in every step."""
 
     @classmethod
     def default_settings(cls) -> dict[str, Any]:
@@ -150,28 +157,25 @@ class ModelsGenesis(PretextMethod):
         from radiossl.data.views import GenesisCubeDataset
 
         data, seed = self.config.data, self.config.runtime.seed
-        train = GenesisCubeDataset(data.root, "train", seed=seed, ratio=data.ratio)  # type: ignore[arg-type]
+        if data.root is None:
+            raise DataError("no data folder given: use --data PROC_DIR (or data.root in the config)")
+        train = GenesisCubeDataset(data.root, "train", seed=seed, ratio=data.ratio)
+        val: GenesisCubeDataset | None
         try:
-            val = GenesisCubeDataset(data.root, "val", seed=seed)  # type: ignore[arg-type]
+            val = GenesisCubeDataset(data.root, "val", seed=seed)
         except DataError:
             val = None
         self.monitor = ("val_mse", "min") if val is not None else None
         return train, val
 
-    def corrupt_batch(
-        self, cubes: torch.Tensor, generator: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def corrupt_batch(self, cubes: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """``(corrupted input, target)``: the target is the flipped clean cube."""
         with torch.autocast(cubes.device.type, enabled=False):
             target = self.flip(cubes.float(), generator)
             return self.corrupt(target, generator), target
 
-    def _generator(
-        self, purpose: str, epoch: int, index: int, rank: int, device: torch.device
-    ) -> torch.Generator:
-        return generator_for(
-            rng_for(self.config.runtime.seed, "models-genesis", purpose, epoch, index, rank), device
-        )
+    def _generator(self, purpose: str, epoch: int, index: int, rank: int, device: torch.device) -> torch.Generator:
+        return generator_for(rng_for(self.config.runtime.seed, "models-genesis", purpose, epoch, index, rank), device)
 
     def training_step(self, model: nn.Module, batch: Any, context: StepContext) -> StepOutput:
         cubes = _cubes(batch)
@@ -182,9 +186,7 @@ class ModelsGenesis(PretextMethod):
         loss = F.mse_loss(restored, target)
         return StepOutput(loss=loss, metrics={"output_std": float(restored.detach().std())})
 
-    def validate(
-        self, model: nn.Module, loader: DataLoader[Any] | None, context: StepContext
-    ) -> dict[str, float]:
+    def validate(self, model: nn.Module, loader: DataLoader[Any] | None, context: StepContext) -> dict[str, float]:
         """Mean restoration MSE on the ``val`` split, with corruptions fixed per batch index."""
         if loader is None:
             return {}

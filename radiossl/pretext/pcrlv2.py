@@ -35,15 +35,17 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from radiossl.config import MethodConfig
 from radiossl.engine.protocol import StepContext, StepOutput
+from radiossl.errors import DataError
 from radiossl.models import UNet3D
 from radiossl.models.factory import unwrap_model
 from radiossl.pretext.base import PretextMethod
 from radiossl.transforms import (
+    BatchTransform,
     Compose,
     RandomAffine,
     RandomBlur,
@@ -73,12 +75,45 @@ class PCRLv2Config(MethodConfig):
     blur_std: tuple[float, float] = Field((0.0, 2.0), description="Range of the Gaussian blur σ (voxels).")
     noise_std: tuple[float, float] = Field((0.0, 0.25), description="Range of the additive noise σ.")
     log_gamma: tuple[float, float] = Field((-0.3, 0.3), description="Range of log γ of the gamma transform.")
-    swap_patch: tuple[int, int, int] = Field(
-        (8, 4, 4), description="Size of the swapped patches (global views)."
-    )
+    swap_patch: tuple[int, int, int] = Field((8, 4, 4), description="Size of the swapped patches (global views).")
     swap_iterations: int = Field(100, ge=0, description="Patch swaps per global view.")
     local_weight: float = Field(1.0, ge=0.0, description="Weight of the global-local comparison term.")
     deep_supervision: bool = Field(True, description="Add the β-weighted restoration at a random level.")
+
+    @field_validator("flip_axes")
+    @classmethod
+    def _spatial_axes(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(axis not in (0, 1, 2) for axis in value):
+            raise ValueError("axes must be a non-empty selection of 0, 1, 2 (X, Y, Z); use flip_prob=0 for none")
+        return value
+
+    @field_validator("scales", "blur_std", "noise_std", "log_gamma")
+    @classmethod
+    def _ordered_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if value[0] > value[1]:
+            raise ValueError("a range must be (low, high) with low <= high")
+        return value
+
+    @field_validator("scales")
+    @classmethod
+    def _positive_scales(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if value[0] <= 0:
+            raise ValueError("scale factors must be positive")
+        return value
+
+    @field_validator("blur_std", "noise_std")
+    @classmethod
+    def _non_negative(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if value[0] < 0:
+            raise ValueError("standard deviations must be >= 0")
+        return value
+
+    @field_validator("swap_patch")
+    @classmethod
+    def _positive_patch(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
+        if min(value) < 1:
+            raise ValueError("patch sizes must be >= 1")
+        return value
 
 
 class PCRLv2Outputs(NamedTuple):
@@ -144,6 +179,8 @@ class PCRLv2(PretextMethod):
     config_class = PCRLv2Config
     views = "pcrlv2"
     summary = "PCRLv2: multi-scale restoration + siamese global/local feature comparison (non-skip U-Net)"
+    ddp_find_unused_parameters = True
+    """Only one deep-supervision head (a random level) gets a gradient per step."""
 
     @classmethod
     def default_settings(cls) -> dict[str, Any]:
@@ -166,10 +203,8 @@ class PCRLv2(PretextMethod):
         super().__init__(config)
         s = self.settings
         self.spatial = Compose([RandomFlip(s.flip_axes, s.flip_prob), RandomAffine(s.scales, s.degrees)])
-        common = [RandomBlur(s.blur_std), RandomNoise(s.noise_std), RandomGamma(s.log_gamma)]
-        self.global_intensity = Compose(
-            [*common, RandomPatchSwap(s.swap_patch, s.swap_iterations), ZNormalise()]
-        )
+        common: list[BatchTransform] = [RandomBlur(s.blur_std), RandomNoise(s.noise_std), RandomGamma(s.log_gamma)]
+        self.global_intensity = Compose([*common, RandomPatchSwap(s.swap_patch, s.swap_iterations), ZNormalise()])
         self.local_intensity = Compose([*common, ZNormalise()])
 
     def build_model(self) -> nn.Module:
@@ -188,13 +223,9 @@ class PCRLv2(PretextMethod):
         from radiossl.data.views import PCRLv2ViewDataset
 
         data = self.config.data
-        train = PCRLv2ViewDataset(
-            data.root,
-            "train",
-            seed=self.config.runtime.seed,
-            ratio=data.ratio,  # type: ignore[arg-type]
-        )
-        return train, None
+        if data.root is None:
+            raise DataError("no data folder given: use --data PROC_DIR (or data.root in the config)")
+        return PCRLv2ViewDataset(data.root, "train", seed=self.config.runtime.seed, ratio=data.ratio), None
 
     def model_spec(self, model: nn.Module) -> dict[str, Any]:
         """Checkpoints describe the network as a plain ``UNet3D`` (same weights, standard forward)."""
@@ -230,7 +261,7 @@ class PCRLv2(PretextMethod):
     def training_step(self, model: nn.Module, batch: Any, context: StepContext) -> StepOutput:
         s = self.settings
         rng = self._rng(context, "step")
-        input1, input2, local_in, target1 = self.augment(batch, generator_for(rng, input1_device(batch)))
+        input1, input2, local_in, target1 = self.augment(batch, generator_for(rng, _batch_device(batch)))
         out = model(input1, input2, local_in)
         level = int(rng.integers(LEVELS))
         restoration = F.mse_loss(torch.sigmoid(out.out1.float()), target1)
@@ -266,7 +297,7 @@ class PCRLv2(PretextMethod):
         from radiossl.engine.visualise import tile_images, to_rgb_uint8
 
         rng = self._rng(context, "vis")
-        input1, _, _, target1 = self.augment(batch, generator_for(rng, input1_device(batch)))
+        input1, _, _, target1 = self.augment(batch, generator_for(rng, _batch_device(batch)))
         net = unwrap_model(model)
         out = torch.sigmoid(net.forward_pretrain(input1[:1])[0].float())  # type: ignore[operator]
         z = input1.shape[-1] // 2
@@ -274,6 +305,6 @@ class PCRLv2(PretextMethod):
         return {"pcrlv2_restoration": tile_images(panels)}
 
 
-def input1_device(batch: Any) -> torch.device:
+def _batch_device(batch: Any) -> torch.device:
     """The device the batch lives on."""
     return _views(batch)[0].device

@@ -28,6 +28,12 @@ def generator_for(seed: int | np.random.Generator, device: torch.device | str = 
     return generator
 
 
+def float64_device(device: torch.device | str) -> torch.device:
+    """Where small float64 computations for ``device`` run: the device itself, or the CPU for MPS (no float64)."""
+    device = torch.device(device)
+    return torch.device("cpu") if device.type == "mps" else device
+
+
 def check_batch(x: torch.Tensor, name: str) -> None:
     """Raise ``ValueError`` unless ``x`` is a floating-point ``[B, C, X, Y, Z]`` batch."""
     if x.dim() != 5:
@@ -48,8 +54,8 @@ def randint_inclusive(low: torch.Tensor, high: torch.Tensor, generator: torch.Ge
     """Integers uniform on ``[low, high]`` (both ends included, element-wise bounds, ``high >= low``)."""
     low = low.long()
     span = (high.long() - low + 1).clamp_min(1)
-    u = torch.rand(low.shape, generator=generator, device=low.device, dtype=torch.float64)
-    return torch.minimum(low + (u * span).long(), high.long())
+    u = torch.rand(low.shape, generator=generator, device=low.device)
+    return torch.minimum(low + (u * span).long(), high.long())  # float32 u: bias < span / 2^24
 
 
 def bernoulli(shape: Sequence[int], p: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -62,7 +68,7 @@ def leading_successes(shape: Sequence[int], p: float, generator: torch.Generator
 
     Attempt ``i`` happens when the first ``i + 1`` coin flips all succeeded.
     """
-    return torch.cumprod(bernoulli(shape, p, generator, device).to(torch.uint8), dim=-1).bool()
+    return torch.cumprod(bernoulli(shape, p, generator, device).to(torch.int32), dim=-1).bool()
 
 
 def uniform_noise(

@@ -23,7 +23,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from radiossl.transforms._random import check_batch, uniform
+from radiossl.transforms._random import check_batch, float64_device, uniform
 from radiossl.transforms.compose import random_apply
 
 
@@ -52,17 +52,18 @@ def affine_warp(x: torch.Tensor, scales: torch.Tensor, degrees: torch.Tensor) ->
     batch = x.shape[0]
     if scales.shape != (batch, 3) or degrees.shape != (batch, 3):
         raise ValueError("scales and degrees must both have shape [B, 3]")
-    size = torch.tensor(x.shape[2:], dtype=torch.float64, device=x.device)
+    where = float64_device(x.device)
+    size = torch.tensor(x.shape[2:], dtype=torch.float64, device=where)
     half = torch.diag_embed((size / 2).expand(batch, 3))
     inv_half = torch.diag_embed((2 / size).expand(batch, 3))
-    inv_scale = torch.diag_embed(1.0 / scales.double())
-    rotation = rotation_matrices(degrees.to(x.device))
+    inv_scale = torch.diag_embed(1.0 / scales.to(where).double())
+    rotation = rotation_matrices(degrees.to(where))
     # Source position in normalised coordinates: n_src = D⁻¹ S⁻¹ Rᵀ D n_out, with D = diag(size / 2).
     m = inv_half @ inv_scale @ rotation.transpose(1, 2) @ half
     # affine_grid orders coordinates (W, H, D) = (Z, Y, X): reverse both axes of the matrix.
-    theta = torch.zeros(batch, 3, 4, dtype=torch.float64, device=x.device)
+    theta = torch.zeros(batch, 3, 4, dtype=torch.float64, device=where)
     theta[:, :, :3] = m.flip(1).flip(2)
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
     low = x.amin(dim=(1, 2, 3, 4), keepdim=True)
     sampled = F.grid_sample(x - low, grid, mode="bilinear", padding_mode="border", align_corners=False)
     # ITK interpolates up to the image edge (half a voxel past the outer centres) and pads beyond it.

@@ -32,13 +32,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from radiossl.transforms._random import check_batch
+from radiossl.transforms._random import check_batch, float64_device
 from radiossl.transforms.compose import random_apply
 
 N_POINTS = 16_385
 """Curve samples per transform (the original's ``nTimes`` is 100,000; see the module docstring)."""
 TABLE_SIZE = 16_385
 """Evenly spaced intensities at which the sampled curve is tabulated."""
+TABLE_CHUNK = 2
+"""On CPU, tables are built for this many samples at a time (their arrays then stay in cache)."""
 CPU_CHUNK_VOXELS = 131_072
 """On CPU, voxels are mapped in chunks of about this many (one 64x64x32 cube)."""
 
@@ -81,6 +83,17 @@ def bezier_tables(
     """
     if table_size < 2 or n_points < 2:
         raise ValueError("n_points and table_size must both be >= 2")
+    if controls.dim() != 2 or controls.shape[1] != 4:
+        raise ValueError(f"controls must have shape [B, 4] (x1, y1, x2, y2), got {tuple(controls.shape)}")
+    step = TABLE_CHUNK if controls.device.type == "cpu" else max(1, controls.shape[0])
+    parts = [
+        _tables(controls[i : i + step], inverted[i : i + step], n_points, table_size)
+        for i in range(0, controls.shape[0], step)
+    ]
+    return torch.cat(parts) if parts else controls.new_zeros((0, table_size), dtype=torch.float64)
+
+
+def _tables(controls: torch.Tensor, inverted: torch.Tensor, n_points: int, table_size: int) -> torch.Tensor:
     c = controls.double()
     s = torch.linspace(0.0, 1.0, n_points, dtype=torch.float64, device=controls.device)
     # Monotone in exact arithmetic; cummax removes rounding wiggles where the curve is flat.
@@ -149,7 +162,9 @@ def bezier_remap(
     check_batch(x, "bezier_remap")
     if controls.shape[0] != x.shape[0] or inverted.shape != (x.shape[0],):
         raise ValueError("controls must be [B, 4] and inverted [B] for a batch of B samples")
-    return apply_tables(x, bezier_tables(controls.to(x.device), inverted, n_points, table_size))
+    where = float64_device(x.device)
+    tables = bezier_tables(controls.to(where), inverted.to(where), n_points, table_size)
+    return apply_tables(x, tables.to(x.device))
 
 
 class BezierIntensity:
@@ -172,7 +187,7 @@ class BezierIntensity:
 
     def _apply(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         batch = x.shape[0]
-        controls = torch.rand(batch, 4, generator=generator, device=x.device, dtype=torch.float64)
+        controls = torch.rand(batch, 4, generator=generator, device=x.device)
         inverted = torch.rand(batch, generator=generator, device=x.device) < self.inversion_prob
         return bezier_remap(x, controls, inverted, self.n_points, self.table_size)
 

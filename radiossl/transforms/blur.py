@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from radiossl.transforms._random import check_batch, uniform
+from radiossl.transforms._random import check_batch, float64_device, uniform
 from radiossl.transforms.compose import random_apply
 
 TRUNCATE = 4.0
@@ -64,14 +64,14 @@ def gaussian_blur(x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"sigmas must have shape [B, 3], got {tuple(sigmas.shape)}")
     if bool((sigmas < 0).any()):
         raise ValueError("blur standard deviations must be >= 0")
-    sigmas = sigmas.to(x.device)
+    sigmas = sigmas.to(float64_device(x.device))
     out = x
     for axis in range(3):
         radius = int(TRUNCATE * float(sigmas[:, axis].max()) + 0.5)
         if radius == 0:
             continue
         size = x.shape[2 + axis]
-        matrices = filter_matrices(gaussian_kernels(sigmas[:, axis], radius), size).to(x.dtype)
+        matrices = filter_matrices(gaussian_kernels(sigmas[:, axis], radius), size).to(x.device, x.dtype)
         moved = out.movedim(2 + axis, -1)
         filtered = torch.matmul(moved.reshape(batch, -1, size), matrices.transpose(1, 2))
         out = filtered.reshape(moved.shape).movedim(-1, 2 + axis)

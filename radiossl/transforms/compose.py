@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Protocol
 
 import torch
@@ -39,9 +40,7 @@ def apply_per_sample(
     if not bool(selected.any()):
         return x
     index = selected.nonzero().squeeze(1)
-    out = x.clone()
-    out[index] = fn(x[index]).to(out.dtype)
-    return out
+    return x.index_copy(0, index, fn(x.index_select(0, index)).to(x.dtype))
 
 
 def random_apply(
@@ -55,6 +54,10 @@ def random_apply(
         return fn(x)
     selected = torch.rand(x.shape[0], generator=generator, device=x.device) < p
     return apply_per_sample(x, selected, fn)
+
+
+def _call(transform: BatchTransform, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    return transform(x, generator)
 
 
 class Compose:
@@ -102,7 +105,7 @@ class OneOf:
         for i, transform in enumerate(self.transforms):
             selected = gate & (choice == i)
             if bool(selected.any()):
-                x = apply_per_sample(x, selected, lambda sub, t=transform: t(sub, generator))
+                x = apply_per_sample(x, selected, partial(_call, transform, generator=generator))
         return x
 
     def __repr__(self) -> str:

@@ -29,7 +29,7 @@ def _corners(
     batch: int, count: int, limits: torch.Tensor, generator: torch.Generator, device: torch.device
 ) -> torch.Tensor:
     """``[batch, count, 3]`` corners uniform on ``[0, limit)`` per axis (0 where the limit is 0)."""
-    u = torch.rand(batch, count, 3, generator=generator, device=device, dtype=torch.float64)
+    u = torch.rand(batch, count, 3, generator=generator, device=device)
     return torch.minimum((u * limits.clamp_min(1)).long(), (limits - 1).clamp_min(0))
 
 

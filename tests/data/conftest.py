@@ -49,7 +49,7 @@ def phantom_copy(phantom_root: Callable[[str], Path], tmp_path: Path) -> Callabl
     return copy
 
 
-def small_config(data: Path, out: Path, dataset: str = "brats18", **fields: Any) -> PreprocessConfig:
+def make_small_config(data: Path, out: Path, dataset: str = "brats18", **fields: Any) -> PreprocessConfig:
     """A fast configuration: 16x16x8 crops from 16-32 voxel boxes, 3 samples per volume, no progress bar."""
     values: dict[str, Any] = {
         "dataset": dataset,
@@ -62,3 +62,9 @@ def small_config(data: Path, out: Path, dataset: str = "brats18", **fields: Any)
     }
     values.update(fields)
     return PreprocessConfig(**values)
+
+
+@pytest.fixture(scope="session")
+def small_config() -> Callable[..., PreprocessConfig]:
+    """``small_config(data, out, dataset="brats18", **fields)``: see :func:`make_small_config`."""
+    return make_small_config

@@ -79,18 +79,12 @@ def test_brats_reports_missing_modalities_and_extra_files(phantom_copy: Callable
     case.images["t1ce"].unlink()
     (case.images["t1"].parent / "notes.txt").write_text("x")
     case = adapter.list_cases(root)[0]
-    assert adapter.case_problems(case) == [
-        f"case {case.case_id}: missing t1ce (expected {case.images['t1ce']})"
-    ]
+    assert adapter.case_problems(case) == [f"case {case.case_id}: missing t1ce (expected {case.images['t1ce']})"]
     problems = adapter.check(root)
-    assert any("missing t1ce" in p for p in problems) and any(
-        "unexpected file notes.txt" in p for p in problems
-    )
+    assert any("missing t1ce" in p for p in problems) and any("unexpected file notes.txt" in p for p in problems)
 
 
-def test_brats_without_grade_folders_and_bad_roots(
-    tmp_path: Path, phantom_root: Callable[[str], Path]
-) -> None:
+def test_brats_without_grade_folders_and_bad_roots(tmp_path: Path, phantom_root: Callable[[str], Path]) -> None:
     source = next((phantom_root("brats") / "HGG").iterdir())
     shutil.copytree(source, tmp_path / "flat" / source.name)
     cases = BraTS18().list_cases(tmp_path / "flat")

@@ -16,18 +16,20 @@ from typer.testing import CliRunner
 
 from radiossl.cli import app
 from radiossl.data.datasets import get_adapter
-from radiossl.data.preprocess import preprocess
+from radiossl.data.preprocess import PreprocessConfig, preprocess
 from radiossl.data.processed import MANIFEST_COLUMNS
 from radiossl.errors import ConfigError
 from radiossl.io import read_image, write_image
-
-from .conftest import small_config
 
 CANDIDATES = {(24, 24, 8), (32, 32, 8), (16, 16, 8)}
 
 
 @pytest.fixture(scope="module")
-def brats_run(phantom_root: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def brats_run(
+    small_config: Callable[..., PreprocessConfig],
+    phantom_root: Callable[[str], Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
     """The reference run: BraTS phantoms, cluster view, one process."""
     out = tmp_path_factory.mktemp("brats-run") / "proc"
     result = preprocess(small_config(phantom_root("brats"), out))
@@ -77,7 +79,7 @@ def test_folder_format(brats_run: Path, phantom_root: Callable[[str], Path]) -> 
 
 
 def test_workers_do_not_change_the_result(
-    brats_run: Path, phantom_root: Callable[[str], Path], tmp_path: Path
+    small_config: Callable[..., PreprocessConfig], brats_run: Path, phantom_root: Callable[[str], Path], tmp_path: Path
 ) -> None:
     result = preprocess(small_config(phantom_root("brats"), tmp_path / "proc", workers=2))
     assert (result.ok, result.failed) == (3, 0)
@@ -85,7 +87,7 @@ def test_workers_do_not_change_the_result(
 
 
 def test_union_of_shards_is_the_whole_run(
-    brats_run: Path, phantom_root: Callable[[str], Path], tmp_path: Path
+    small_config: Callable[..., PreprocessConfig], brats_run: Path, phantom_root: Callable[[str], Path], tmp_path: Path
 ) -> None:
     out = tmp_path / "proc"
     first = preprocess(small_config(phantom_root("brats"), out, shard="0/2"))
@@ -98,7 +100,7 @@ def test_union_of_shards_is_the_whole_run(
 
 
 def test_resume_redoes_only_the_interrupted_case(
-    brats_run: Path, phantom_root: Callable[[str], Path], tmp_path: Path
+    small_config: Callable[..., PreprocessConfig], brats_run: Path, phantom_root: Callable[[str], Path], tmp_path: Path
 ) -> None:
     out = tmp_path / "proc"
     shutil.copytree(brats_run, out)
@@ -115,7 +117,7 @@ def test_resume_redoes_only_the_interrupted_case(
 
 
 def test_other_settings_are_refused(
-    brats_run: Path, phantom_root: Callable[[str], Path], tmp_path: Path
+    small_config: Callable[..., PreprocessConfig], brats_run: Path, phantom_root: Callable[[str], Path], tmp_path: Path
 ) -> None:
     with pytest.raises(ConfigError, match="pairs: 3 -> 4"):
         preprocess(small_config(phantom_root("brats"), brats_run, pairs=4))
@@ -127,7 +129,7 @@ def test_other_settings_are_refused(
 
 
 def test_merge_only_rebuilds_the_manifest(
-    brats_run: Path, phantom_root: Callable[[str], Path], tmp_path: Path
+    small_config: Callable[..., PreprocessConfig], brats_run: Path, phantom_root: Callable[[str], Path], tmp_path: Path
 ) -> None:
     out = tmp_path / "proc"
     shutil.copytree(brats_run, out)
@@ -153,6 +155,7 @@ def test_merge_only_rebuilds_the_manifest(
     ],
 )
 def test_views_and_datasets(
+    small_config: Callable[..., PreprocessConfig],
     phantom_root: Callable[[str], Path],
     tmp_path: Path,
     kind: str,
@@ -173,18 +176,18 @@ def test_views_and_datasets(
         local = np.load(tmp_path / "proc" / sorted(arrays)[0].replace(".npy", ".local.npy"))
         assert local.shape == (3, 6, 1, 16, 16, 16)
     if view == "genesis":
-        assert all(
-            row[f"a_{k}"] == row[f"b_{k}"] for row in rows for k in ("x1", "x2", "y1", "y2", "z1", "z2")
-        )
+        assert all(row[f"a_{k}"] == row[f"b_{k}"] for row in rows for k in ("x1", "x2", "y1", "y2", "z1", "z2"))
 
 
-def test_include_splits_and_volume_too_small(phantom_root: Callable[[str], Path], tmp_path: Path) -> None:
+def test_include_splits_and_volume_too_small(
+    small_config: Callable[..., PreprocessConfig], phantom_root: Callable[[str], Path], tmp_path: Path
+) -> None:
     result = preprocess(small_config(phantom_root("brats"), tmp_path / "a", include_splits=["train"]))
     assert {row["split"] for row in _manifest(tmp_path / "a")} == {"train"}
     assert result.total_cases == 1
-    small = preprocess(
-        small_config(phantom_root("lits"), tmp_path / "b", dataset="lits17", crop_size=(16, 16, 400))
-    )
+    rest = preprocess(small_config(phantom_root("brats"), tmp_path / "a"))  # later: all splits, same folder
+    assert (rest.skipped, rest.ok) == (1, 2)
+    small = preprocess(small_config(phantom_root("lits"), tmp_path / "b", dataset="lits17", crop_size=(16, 16, 400)))
     assert small.failed == 3
     assert all("smaller than 0.5 x the crop size" in f.reason for f in small.failures)
 

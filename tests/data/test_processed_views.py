@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from radiossl.data.preprocess import preprocess
+from radiossl.data.preprocess import PreprocessConfig, preprocess
 from radiossl.data.processed import ProcessedDataset
 from radiossl.data.views import (
     ClusterPairDataset,
@@ -22,11 +22,13 @@ from radiossl.data.views import (
 )
 from radiossl.errors import DataError
 
-from .conftest import small_config
-
 
 @pytest.fixture(scope="module")
-def folders(phantom_root: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def folders(
+    small_config: Callable[..., PreprocessConfig],
+    phantom_root: Callable[[str], Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Path]:
     """One preprocessed folder per view: cluster (BraTS), pcrlv2 (LiTS), genesis (LUNA)."""
     base = tmp_path_factory.mktemp("views")
     runs = {
@@ -90,7 +92,9 @@ def test_cluster_pair_dataset_items_and_batches(folders: dict[str, Path]) -> Non
     assert batch.view2.shape == (4, 1, 16, 16, 8) and batch.box2.shape == (4, 6)
 
 
-def test_targets_registration_and_loading(folders: dict[str, Path], tmp_path: Path) -> None:
+def test_targets_registration_and_loading(
+    small_config: Callable[..., PreprocessConfig], folders: dict[str, Path], tmp_path: Path
+) -> None:
     copy = tmp_path / "proc"
     shutil.copytree(folders["cluster"], copy)
     data = ProcessedDataset.open(copy)

@@ -24,9 +24,7 @@ from radiossl.data.preprocess.genesis_cubes import GenesisSettings, sample_cubes
 from radiossl.data.preprocess.pcrlv2_views import LocalSettings, sample_pcrlv2
 from radiossl.utils.seeding import rng_for
 
-size_lists = st.lists(
-    st.tuples(st.integers(4, 40), st.integers(4, 40), st.integers(2, 20)), min_size=1, max_size=4
-)
+size_lists = st.lists(st.tuples(st.integers(4, 40), st.integers(4, 40), st.integers(2, 20)), min_size=1, max_size=4)
 shapes = st.tuples(st.integers(16, 48), st.integers(16, 48), st.integers(8, 24))
 
 
@@ -100,9 +98,7 @@ def test_foreground_fractions_match_brute_force(look_ahead: int) -> None:
     volume = np.random.default_rng(look_ahead).random((7, 6, 9)).astype(np.float32)
     scorer = ForegroundScorer(volume[None], [0.6], look_ahead)
     reference = _reference_score(volume, 0.6, look_ahead)
-    boxes = draw_boxes(
-        np.random.default_rng(0), 25, np.array([[3, 4, 5], [7, 6, 9], [1, 1, 1]]), (7, 6, 9), (0, 0, 0)
-    )
+    boxes = draw_boxes(np.random.default_rng(0), 25, np.array([[3, 4, 5], [7, 6, 9], [1, 1, 1]]), (7, 6, 9), (0, 0, 0))
     expected = [reference[b[0] : b[1], b[2] : b[3], b[4] : b[5]].mean() for b in boxes]
     assert scorer.fractions(boxes) == pytest.approx(expected)
 
@@ -138,9 +134,7 @@ def test_accepted_pairs_pass_the_rule_and_are_deterministic() -> None:
 
 def test_impossible_rule_gives_up_with_an_error() -> None:
     volume = np.zeros((1, 32, 32, 16), np.float32)
-    pair_settings = PairSettings(
-        sizes=((16, 16, 8),), crop_size=(8, 8, 4), max_attempts=50, max_background=0.5
-    )
+    pair_settings = PairSettings(sizes=((16, 16, 8),), crop_size=(8, 8, 4), max_attempts=50, max_background=0.5)
     with pytest.raises(SamplingError, match="in 50 attempts"):
         sample_pairs(volume, "dark", 0, 1, pair_settings, thresholds=[0.5])
 
@@ -167,9 +161,7 @@ def test_pad_to_pads_the_end_with_the_minimum() -> None:
 
 def test_pcrlv2_locals_lie_around_the_global_union() -> None:
     volume = _blob((48, 48, 24))
-    pair_settings = PairSettings(
-        sizes=((24, 24, 12), (32, 32, 16)), crop_size=(16, 16, 8), max_background=None
-    )
+    pair_settings = PairSettings(sizes=((24, 24, 12), (32, 32, 16)), crop_size=(16, 16, 8), max_background=None)
     local = LocalSettings(count=6, size=(8, 8, 8), sizes=((8, 8, 8), (16, 16, 8)), margin=3)
     out = sample_pcrlv2(volume, "c", 7, 4, pair_settings, local, thresholds=[0.5])
     assert tuple(out.globals.shape) == (4, 2, 1, 16, 16, 8)
@@ -195,9 +187,7 @@ def test_z_aligned_pairs_share_their_z_start() -> None:
 def test_genesis_cubes_follow_the_lung_rule_and_may_be_partial() -> None:
     lung = np.full((1, 40, 40, 20), 0.1, np.float32)  # air/lung everywhere ...
     lung[:, :, :20] = 0.6  # ... except soft tissue in half of the volume
-    cube_settings = GenesisSettings(
-        crop_size=(16, 16, 8), border=(2, 2, 1), max_foreground=0.15, look_ahead=2
-    )
+    cube_settings = GenesisSettings(crop_size=(16, 16, 8), border=(2, 2, 1), max_foreground=0.15, look_ahead=2)
     out = sample_cubes(lung, "c", 1, 5, cube_settings, thresholds=[0.425])
     assert tuple(out.cubes.shape) == (5, 1, 16, 16, 8)
     assert (out.boxes[:, 2] >= 18).all()  # at most 2 of 16 columns in the tissue half (2/16 <= 0.15)

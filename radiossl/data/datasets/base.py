@@ -115,9 +115,7 @@ def check_unique(cases: Iterable[Case], root: Path) -> list[Case]:
         if case.case_id in by_id:
             first = next(iter(by_id[case.case_id].images.values()))
             second = next(iter(case.images.values()))
-            raise DataError(
-                f"{root}: case id {case.case_id!r} appears twice ({first.parent} and {second.parent})"
-            )
+            raise DataError(f"{root}: case id {case.case_id!r} appears twice ({first.parent} and {second.parent})")
         by_id[case.case_id] = case
     return [by_id[key] for key in sorted(by_id)]
 

@@ -56,9 +56,7 @@ class BraTS18(DatasetAdapter):
             images = {c: found.get(c, folder / f"{folder.name}_{c}.nii.gz") for c in CHANNELS}
             cases.append(Case(folder.name, images, found.get("seg"), grade))
         if not cases:
-            raise DataError(
-                f"{root}: no BraTS patient folders found (expected HGG/<PID>/<PID>_flair.nii.gz, ...)"
-            )
+            raise DataError(f"{root}: no BraTS patient folders found (expected HGG/<PID>/<PID>_flair.nii.gz, ...)")
         return check_unique(cases, root)
 
     def extra_files(self, root: Path, cases: list[Case]) -> list[str]:
@@ -74,13 +72,10 @@ class BraTS18(DatasetAdapter):
     def default_splits(self, root: Path, cases: list[Case]) -> Splits:
         present = [case.case_id for case in cases]
         lists = [
-            [entry.split("/")[-1] for entry in read_list(f"brats_{name}.txt")]
-            for name in ("train", "valid", "test")
+            [entry.split("/")[-1] for entry in read_list(f"brats_{name}.txt")] for name in ("train", "valid", "test")
         ]
         if set(present) & {pid for names in lists for pid in names}:
-            thesis = Splits(
-                train=lists[0], val=lists[1], test=lists[2], source="thesis lists (199/43/35 patients)"
-            )
+            thesis = Splits(train=lists[0], val=lists[1], test=lists[2], source="thesis lists (199/43/35 patients)")
             return thesis.restrict(present)
         source = "seeded rule, thesis proportions 199:43:35 (no thesis patient present)"
         return proportional_split(present, THESIS_PROPORTIONS, seed=0, source=source)

@@ -70,9 +70,7 @@ class LiTS17(DatasetAdapter):
                 for number, path in numbered_files(root, VOLUME_PATTERN, recursive=True).items()
             ]
         if not cases:
-            raise DataError(
-                f"{root}: no LiTS volumes found (expected train/ct/volume-<N>.nii or volume-<N>.nii)"
-            )
+            raise DataError(f"{root}: no LiTS volumes found (expected train/ct/volume-<N>.nii or volume-<N>.nii)")
         return check_unique(cases, root)
 
     def default_splits(self, root: Path, cases: list[Case]) -> Splits:

@@ -74,9 +74,7 @@ class NnUNetRaw(DatasetAdapter):
         try:
             return {str(int(k)): str(v) for k, v in sorted(raw.items(), key=lambda kv: int(kv[0]))}
         except ValueError:
-            raise DataError(
-                f'{Path(root) / "dataset.json"}: channel keys must be integers ("0", "1", ...)'
-            ) from None
+            raise DataError(f'{Path(root) / "dataset.json"}: channel keys must be integers ("0", "1", ...)') from None
 
     def channel_names(self, root: Path) -> tuple[str, ...]:
         return sanitise_channel_names(self._raw_channels(root))
@@ -115,8 +113,7 @@ class NnUNetRaw(DatasetAdapter):
                 channels = found[case_id]
                 ext = _ending_of(next(iter(channels.values())), ending)
                 images = {
-                    name: channels.get(i, root / folder / f"{case_id}_{i:04d}{ext}")
-                    for i, name in enumerate(names)
+                    name: channels.get(i, root / folder / f"{case_id}_{i:04d}{ext}") for i, name in enumerate(names)
                 }
                 label = root / labels_folder / f"{case_id}{ext}"
                 cases.append(Case(case_id, images, label if label.is_file() else None, group))
@@ -130,9 +127,7 @@ class NnUNetRaw(DatasetAdapter):
         cases = self.list_cases(root)
         problems = [p for case in cases for p in self.case_problems(case)]
         problems += [
-            f"case {c.case_id}: no label file in labelsTr/"
-            for c in cases
-            if c.group == "Tr" and c.label is None
+            f"case {c.case_id}: no label file in labelsTr/" for c in cases if c.group == "Tr" and c.label is None
         ]
         expected = self.dataset_json(root).get("numTraining")
         n_train = sum(1 for c in cases if c.group == "Tr")
@@ -144,8 +139,7 @@ class NnUNetRaw(DatasetAdapter):
                 extra = sorted(i for i in channels if i >= n_channels)
                 if extra:
                     problems.append(
-                        f"case {case_id}: channel file(s) {extra} beyond the {n_channels} "
-                        "channels of dataset.json"
+                        f"case {case_id}: channel file(s) {extra} beyond the {n_channels} channels of dataset.json"
                     )
         return problems
 

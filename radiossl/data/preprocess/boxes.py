@@ -74,10 +74,11 @@ class ForegroundScorer:
 
     def __init__(self, volume: np.ndarray, thresholds: Sequence[float], look_ahead: int = 0) -> None:
         depth = int(volume.shape[3])
-        mask = np.zeros(volume.shape[1:], dtype=bool)
-        for channel, threshold in zip(volume, thresholds, strict=True):
+        mask = volume[0] >= thresholds[0]
+        for channel, threshold in zip(volume[1:], thresholds[1:], strict=True):
             mask |= channel >= threshold
         self.scale = max(look_ahead, 1)
+        score: np.ndarray = mask
         if look_ahead > 0:
             # Integer score L - k (k = first foreground offset), divided by L when reading.
             score = np.zeros(mask.shape, dtype=np.int32)
@@ -85,15 +86,14 @@ class ForegroundScorer:
                 shifted = np.zeros_like(mask)
                 shifted[:, :, : depth - k] = mask[:, :, k:]
                 score[shifted] = look_ahead - k
-        else:
-            score = mask.astype(np.int32)
-        # Summed-volume table; int32 suffices unless the total could overflow it.
+        # Summed-volume table; int32 suffices unless the total could overflow it. The first cumsum
+        # reads the score directly (no separate copy), along the contiguous axis: several times faster.
         dtype = np.int32 if score.size * self.scale < 2**31 else np.int64
         size = [int(n) + 1 for n in volume.shape[1:]]
         table = np.zeros(size, dtype=dtype)
-        table[1:, 1:, 1:] = score
-        for axis in (2, 1, 0):  # contiguous axis first: several times faster
-            np.cumsum(table, axis=axis, out=table)
+        np.cumsum(score, axis=2, dtype=dtype, out=table[1:, 1:, 1:])
+        np.cumsum(table, axis=1, out=table)
+        np.cumsum(table, axis=0, out=table)
         self.table = table
 
     def fractions(self, boxes: np.ndarray) -> np.ndarray:
@@ -160,8 +160,9 @@ def crop_resize(
     for box_size, members in groups.items():
         # NumPy slicing + stack copies strided windows much faster than torch.stack does.
         windows = [volume[:, b[0] : b[1], b[2] : b[3], b[4] : b[5]] for b in clipped[members].tolist()]
-        stack = torch.from_numpy(np.stack(windows).astype(np.float32, copy=False))
+        stack = torch.from_numpy(np.stack(windows))
         if tuple(box_size) != tuple(size):
+            stack = stack.to(torch.float32)
             if mode == "area":
                 stack = F.interpolate(stack, size=tuple(size), mode="area")
             else:

@@ -156,8 +156,10 @@ class PreprocessConfig(Section):
         return self
 
 
-#: Fields that do not change the output (a rerun may differ in them).
-EXECUTION_FIELDS: frozenset[str] = frozenset({"data", "out", "workers", "shard", "progress"})
+#: Fields that change no sample (a rerun into the same folder may differ in them).
+EXECUTION_FIELDS: frozenset[str] = frozenset(
+    {"data", "out", "workers", "shard", "progress", "include_splits", "check_labels"}
+)
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -10,7 +10,7 @@
 4. Merge all fragments into ``manifest.csv`` and all statuses into ``preprocess.json``, under a folder
    lock, so that the last shard to finish leaves the complete folder.
 
-Example (two phantom-free calls; see ``docs/data.md`` for a full run)::
+Example (``raw`` is a BraTS-layout folder; see ``docs/data.md`` for a full walk-through)::
 
     from radiossl.data.preprocess import PreprocessConfig, preprocess
     result = preprocess(PreprocessConfig(dataset="brats18", data="raw", out="proc", workers=2))
@@ -343,7 +343,7 @@ def preprocess(
             else:
                 result.failed += 1
                 result.failures.append(CaseFailure(status["case_id"], str(status["error"])))
-    result.manifest_rows = merge(out, header, selected, plan, splits)
+    result.manifest_rows = merge(out, header, cases, plan, splits)
     result.seconds = time.perf_counter() - start
     return result
 

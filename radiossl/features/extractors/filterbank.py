@@ -13,8 +13,13 @@ Gaussian, and from the smoothed volume ``S`` the extractor takes:
 plus the raw ``intensity`` once. The σ and σ² factors (scale normalisation) make responses at
 different scales comparable. Derivatives are central finite differences of the smoothed volume.
 The output has the input's resolution, so ``bilinear`` upsampling is the identity and ``jbu`` acts
-as an edge-preserving (joint bilateral) smoothing of the features. ``kmeans`` z-scores each channel
-over its fit sample by default for this extractor.
+as an edge-preserving (joint bilateral) smoothing of the features.
+
+For clustering, ``kmeans`` z-scores each channel over its fit sample and then multiplies it by
+:meth:`FilterBankExtractor.channel_weights`: the kind's weight (default 1 for intensities, 0.3 for
+derivative responses) times ``σ^-scale_power`` (default 1/σ). With equal weights the 15 derivative
+channels dominate the distance and clusters follow edges and blobs rather than tissue (see
+``benchmarks/kmeans_nmi.py``); ``weights`` and ``scale_power`` move that balance.
 
 Example:
     >>> import torch
@@ -37,6 +42,13 @@ from radiossl.features.base import ExtractorConfig, FeatureExtractor
 FeatureKind = Literal["intensity", "smoothed", "gradient", "log", "hessian"]
 ALL_KINDS: tuple[FeatureKind, ...] = ("intensity", "smoothed", "gradient", "log", "hessian")
 _PER_SCALE = {"smoothed": 1, "gradient": 1, "log": 1, "hessian": 3}
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "intensity": 1.0,
+    "smoothed": 1.0,
+    "gradient": 0.3,
+    "log": 0.3,
+    "hessian": 0.3,
+}
 
 
 class FilterBankConfig(ExtractorConfig):
@@ -45,6 +57,13 @@ class FilterBankConfig(ExtractorConfig):
     sigmas: tuple[float, ...] = Field((1.0, 2.0, 4.0), description="Gaussian scales in voxels.")
     features: tuple[FeatureKind, ...] = Field(ALL_KINDS, description="Which responses to compute.")
     truncate: float = Field(3.0, gt=0.0, description="Gaussian kernels are cut at truncate·σ.")
+    weights: dict[FeatureKind, float] = Field(
+        default_factory=lambda: dict(DEFAULT_WEIGHTS),
+        description="K-means weight of each response kind (after standardisation); missing kinds weigh 1.",
+    )
+    scale_power: float = Field(
+        1.0, ge=0.0, description="Responses at scale σ are further weighted by σ^-scale_power (0 = equal)."
+    )
 
     @field_validator("sigmas")
     @classmethod
@@ -181,6 +200,18 @@ class FilterBankExtractor(FeatureExtractor):
                 if "hessian" in kinds:
                     names.extend(f"c{c}:hessian{i}@{sigma:g}" for i in (1, 2, 3))
         return names
+
+    def channel_weights(self, in_channels: int) -> list[float]:
+        """Kind weight x σ^-scale_power for every channel, in :meth:`channel_names` order."""
+        weights = []
+        for name in self.channel_names(in_channels):
+            kind, _, sigma = name.split(":", 1)[1].partition("@")
+            kind = kind.rstrip("123") if kind.startswith("hessian") else kind
+            weight = self.config.weights.get(kind, 1.0)  # type: ignore[call-overload]
+            if sigma:
+                weight *= float(sigma) ** -self.config.scale_power
+            weights.append(float(weight))
+        return weights
 
     def extract(self, images: torch.Tensor) -> torch.Tensor:
         if images.dim() != 5:

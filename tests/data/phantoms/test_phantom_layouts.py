@@ -52,9 +52,7 @@ def test_brats_contrasts_behave_like_mri(tmp_path: Path) -> None:
     result = synthesize("brats", tmp_path / "b", cases=1, shape=(48, 48, 32), seed=5)
     case = result.case_ids[0]
     folder = result.out / "HGG" / case
-    img = {
-        c: read_image(folder / f"{case}_{c}.nii.gz").array.astype(np.float64) for c in ("flair", "t1", "t1ce")
-    }
+    img = {c: read_image(folder / f"{case}_{c}.nii.gz").array.astype(np.float64) for c in ("flair", "t1", "t1ce")}
     seg = read_image(folder / f"{case}_seg.nii.gz").array
     brain = img["t1"] > 0
     normal = brain & (seg == 0)
@@ -100,9 +98,7 @@ def test_luna_layout_hu_and_annotations(tmp_path: Path, tiny_shapes: dict) -> No
         assert uid.startswith("1.3.6.1.4.1.14519.5.2.1.")
         assert all(part.isdigit() for part in uid.split("."))
         assert result.groups[uid] == f"subset{i % 10}"
-    expected = [
-        f"subset{i % 10}/{uid}.{ext}" for i, uid in enumerate(result.case_ids) for ext in ("mhd", "raw")
-    ]
+    expected = [f"subset{i % 10}/{uid}.{ext}" for i, uid in enumerate(result.case_ids) for ext in ("mhd", "raw")]
     assert _files(result.out) == sorted([*expected, "annotations.csv"])
     vol = read_image(result.out / "subset0" / f"{result.case_ids[0]}.mhd")
     assert vol.array.dtype == np.int16
