@@ -14,8 +14,8 @@ default ``filterbank`` features, this compares:
                     ``n_init=1``, ``max_iter`` = niter, like faiss) and with its defaults (k-means++).
 
 Every method is scored by the inertia (sum of squared distances to the nearest centroid) of one
-held-out feature set: voxels sampled from the validation and test crops, in the same standardised
-feature space. Lower is better.
+held-out feature set: voxels sampled from the validation and test crops, in the same feature space
+(standardised and weighted as ``radiossl kmeans fit`` does). Lower is better.
 
 Usage::
 
@@ -145,7 +145,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         evaluation = voxel_sample(dataset, held_out, pipeline, args.voxels_per_crop, args.seed + 1)
         features_s = time.perf_counter() - start
-        transform = FeatureTransform.fit(sample, standardize=True, l2_normalize=False)
+        weights = pipeline.extractor.channel_weights(1)
+        transform = FeatureTransform.fit(sample, standardize=True, l2_normalize=False, weights=weights)
         sample = transform.apply_numpy(sample)
         evaluation = transform.apply_numpy(evaluation)
         results: dict[str, Any] = {

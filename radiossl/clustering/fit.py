@@ -108,7 +108,7 @@ def pair_batch(dataset: ProcessedDataset, records: Sequence[SampleRecord]) -> np
     if len(shapes) != 1:
         listing = ", ".join(f"{r.sample_id}: {p.shape}" for r, p in zip(records, pairs, strict=True))
         raise DataError(
-            f"{dataset.root}: crop pairs of different shapes in one batch ({listing}); use batch_size 1"
+            f"{dataset.root}: crop pairs of different shapes ({listing}); kmeans needs one crop size per folder"
         )
     pair = pairs[0]
     if pair.ndim != 5 or pair.shape[0] != 2:
@@ -135,7 +135,11 @@ def progress_bar(
 ) -> Iterator[Callable[[int], None]]:
     """A rich progress bar (or nothing); yields ``advance(n)``, callable from worker threads."""
     if not enabled:
-        yield lambda n=1: None
+
+        def ignore(n: int = 1) -> None:
+            return None
+
+        yield ignore
         return
     from rich.progress import (
         BarColumn,
@@ -155,7 +159,11 @@ def progress_bar(
     )
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
+
+        def advance(n: int = 1) -> None:
+            bar.advance(task, n)
+
+        yield advance
 
 
 def run_parallel(work: Callable[[T], Any], items: Sequence[T], workers: int) -> list[Any]:
@@ -182,7 +190,8 @@ def metadata_path(centroids: Path) -> Path:
     return centroids.with_suffix(".json")
 
 
-def _select_device(name: str) -> torch.device:
+def select_runtime_device(name: str) -> torch.device:
+    """The torch device for ``runtime.device`` (auto: CUDA, then MPS, then CPU)."""
     from radiossl.engine.device import select_device
 
     return select_device(name)
@@ -207,7 +216,7 @@ def kmeans_fit(
     records = select_records(ds, config.data)
     first = ds.load_pair(records[0])
     in_channels, crop_shape = int(first.shape[1]), tuple(int(s) for s in first.shape[2:])
-    device = _select_device(config.runtime.device)
+    device = select_runtime_device(config.runtime.device)
     pipeline = build_feature_pipeline(config.features, in_channels, device)
     dim = pipeline.feature_dim(in_channels)
     seed = config.runtime.seed

@@ -35,7 +35,6 @@ from radiossl.clustering.faiss_kmeans import CentroidAssigner, faiss_module
 from radiossl.clustering.fit import (
     METADATA_FORMAT,
     MONTAGE_PAIRS,
-    _select_device,
     assign_pairs,
     build_feature_pipeline,
     metadata_path,
@@ -43,6 +42,7 @@ from radiossl.clustering.fit import (
     pair_batch,
     progress_bar,
     run_parallel,
+    select_runtime_device,
 )
 from radiossl.clustering.montage import save_montage
 from radiossl.clustering.sampling import PAIR_VIEWS, FeatureTransform, select_records
@@ -203,14 +203,14 @@ def kmeans_predict(
             by_file[record.file].append(record)
     first = ds.load_pair(chosen[0])
     in_channels, spatial = int(first.shape[1]), tuple(int(s) for s in first.shape[2:])
-    device = _select_device(config.runtime.device)
+    device = select_runtime_device(config.runtime.device)
     pipeline = build_feature_pipeline(features, in_channels, device)
     if pipeline.feature_dim(in_channels) != dim:
         raise ConfigError(
             f"{centroids_path}: centroids are {dim}-dimensional but {features.extractor} gives "
             f"{pipeline.feature_dim(in_channels)} features for {in_channels}-channel crops"
         )
-    if transform.mean is not None and transform.mean.shape[0] != dim:
+    if any(v is not None and v.shape[0] != dim for v in (transform.mean, transform.std, transform.weights)):
         raise DataError(
             f"{metadata_path(centroids_path)}: transform statistics do not match {dim}-dim centroids"
         )
@@ -218,7 +218,7 @@ def kmeans_predict(
     assigner = CentroidAssigner(centroids)
     fingerprint = {
         "centroids_sha256": _sha256(centroids_path),
-        "features": features.model_dump(mode="json"),
+        "features": features.model_dump(mode="json", exclude={"batch_size", "slice_batch"}),
         "transform": transform.to_json(),
     }
     marker = ds.root / "kmeans" / f"predict-{tag}.json"
@@ -284,7 +284,7 @@ def kmeans_predict(
                 "dtype": dtype.name,
                 "centroids": str(centroids_path.resolve()),
                 "centroids_sha256": fingerprint["centroids_sha256"],
-                "metadata": meta.get("centroids") and str(metadata_path(centroids_path).resolve()),
+                "metadata": str(metadata_path(centroids_path).resolve()) if meta else None,
                 "extractor": features.extractor,
                 "upsampler": features.upsampler,
                 "features": features.model_dump(mode="json"),

@@ -262,7 +262,7 @@ class PCRLv2(PretextMethod):
         s = self.settings
         rng = self._rng(context, "step")
         input1, input2, local_in, target1 = self.augment(batch, generator_for(rng, _batch_device(batch)))
-        out = model(input1, input2, local_in)
+        out = model(input1, input2, local_in if s.local_weight > 0 else None)
         level = int(rng.integers(LEVELS))
         restoration = F.mse_loss(torch.sigmoid(out.out1.float()), target1)
         global_term = symmetric_cosine(out.feats1, out.feats2, level)

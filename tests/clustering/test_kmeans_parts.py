@@ -38,6 +38,12 @@ def test_feature_transform_roundtrip() -> None:
     assert np.isfinite(y).all()
     again = FeatureTransform.from_json(transform.to_json())
     assert np.allclose(again.apply_torch(torch.from_numpy(x)).numpy(), y, atol=1e-5)
+    weighted = FeatureTransform.fit(x, standardize=True, l2_normalize=False, weights=[1.0, 0.5, 0.0, 1.0])
+    z = weighted.apply_numpy(x.copy())
+    assert np.allclose(z[:, 1], 0.5 * y[:, 1], atol=1e-5) and np.all(z[:, 2] == 0)
+    assert np.allclose(FeatureTransform.from_json(weighted.to_json()).apply_numpy(x.copy()), z)
+    with pytest.raises(DataError, match="3 channel weights"):
+        FeatureTransform.fit(x, standardize=True, l2_normalize=False, weights=[1.0, 1.0, 1.0])
     sphere = FeatureTransform.fit(x, standardize=False, l2_normalize=True)
     assert np.allclose(np.linalg.norm(sphere.apply_numpy(x.copy()), axis=1), 1.0)
 

@@ -72,12 +72,13 @@ def test_predict_uses_the_fixed_centroids(proc: Path) -> None:
     meta = json.loads(centroids_path.with_suffix(".json").read_text())
     mean = np.asarray(meta["transform"]["mean"], np.float32)
     std = np.asarray(meta["transform"]["std"], np.float32)
+    weights = np.asarray(meta["transform"]["weights"], np.float32)
     dataset = ProcessedDataset.open(proc)
     record = dataset.records(split="val")[1]
     pipeline = build_pipeline("filterbank", "bilinear")
     crops = torch.from_numpy(dataset.load_pair(record))
     features = pipeline(crops).numpy()  # (2, 19, H, W, D)
-    rows = (features.reshape(2, 19, -1).transpose(0, 2, 1) - mean) / std
+    rows = (features.reshape(2, 19, -1).transpose(0, 2, 1) - mean) / std * weights
     distances = ((rows[:, :, None, :] - centroids[None, None]) ** 2).sum(-1)
     expected = distances.argmin(-1).reshape(2, 16, 16, 8)
     targets = dataset.load_targets(record, "k3-filterbank-bilinear")

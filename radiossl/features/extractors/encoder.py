@@ -56,9 +56,10 @@ class EncoderExtractor(FeatureExtractor):
             raise ConfigError(
                 f"{self.config.weights}: {type(model).__name__} has no 3-D encoder to take features from"
             )
-        self.network = model.eval()
-        self.in_channels = int(getattr(model, "in_channels", 1))
-        self.channels = tuple(int(c) for c in model.encoder_channels)
+        network: Any = model.eval()
+        self.network = network
+        self.in_channels = int(getattr(network, "in_channels", 1))
+        self.channels: tuple[int, ...] = tuple(int(c) for c in network.encoder_channels)
         self.level = self.config.level % len(self.channels)
 
     @property
@@ -76,4 +77,5 @@ class EncoderExtractor(FeatureExtractor):
 
     def extract(self, images: torch.Tensor) -> torch.Tensor:
         self.feature_dim(int(images.shape[1]))
-        return self.network.encode(images.float())[self.level]
+        features: torch.Tensor = self.network.encode(images.float())[self.level]
+        return features

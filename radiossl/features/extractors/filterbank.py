@@ -19,7 +19,7 @@ For clustering, ``kmeans`` z-scores each channel over its fit sample and then mu
 :meth:`FilterBankExtractor.channel_weights`: the kind's weight (default 1 for intensities, 0.3 for
 derivative responses) times ``σ^-scale_power`` (default 1/σ). With equal weights the 15 derivative
 channels dominate the distance and clusters follow edges and blobs rather than tissue (see
-``benchmarks/kmeans_nmi.py``); ``weights`` and ``scale_power`` move that balance.
+``benchmarks/kmeans_nmi.py``); ``kind_weights`` and ``scale_power`` move that balance.
 
 Example:
     >>> import torch
@@ -42,7 +42,7 @@ from radiossl.features.base import ExtractorConfig, FeatureExtractor
 FeatureKind = Literal["intensity", "smoothed", "gradient", "log", "hessian"]
 ALL_KINDS: tuple[FeatureKind, ...] = ("intensity", "smoothed", "gradient", "log", "hessian")
 _PER_SCALE = {"smoothed": 1, "gradient": 1, "log": 1, "hessian": 3}
-DEFAULT_WEIGHTS: dict[str, float] = {
+DEFAULT_WEIGHTS: dict[FeatureKind, float] = {
     "intensity": 1.0,
     "smoothed": 1.0,
     "gradient": 0.3,
@@ -57,7 +57,7 @@ class FilterBankConfig(ExtractorConfig):
     sigmas: tuple[float, ...] = Field((1.0, 2.0, 4.0), description="Gaussian scales in voxels.")
     features: tuple[FeatureKind, ...] = Field(ALL_KINDS, description="Which responses to compute.")
     truncate: float = Field(3.0, gt=0.0, description="Gaussian kernels are cut at truncate·σ.")
-    weights: dict[FeatureKind, float] = Field(
+    kind_weights: dict[FeatureKind, float] = Field(
         default_factory=lambda: dict(DEFAULT_WEIGHTS),
         description="K-means weight of each response kind (after standardisation); missing kinds weigh 1.",
     )
@@ -207,7 +207,7 @@ class FilterBankExtractor(FeatureExtractor):
         for name in self.channel_names(in_channels):
             kind, _, sigma = name.split(":", 1)[1].partition("@")
             kind = kind.rstrip("123") if kind.startswith("hessian") else kind
-            weight = self.config.weights.get(kind, 1.0)  # type: ignore[call-overload]
+            weight = self.config.kind_weights.get(kind, 1.0)  # type: ignore[call-overload]
             if sigma:
                 weight *= float(sigma) ** -self.config.scale_power
             weights.append(float(weight))

@@ -25,7 +25,6 @@ Example:
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -70,7 +69,7 @@ class JBUStage(nn.Module):
         self.sigma_spatial = nn.Parameter(torch.tensor(1.0))
 
     def _offsets(self) -> list[tuple[int, int]]:
-        return list(itertools.product(range(self.diameter), repeat=2))
+        return [(i, j) for i in range(self.diameter) for j in range(self.diameter)]
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         r = self.radius

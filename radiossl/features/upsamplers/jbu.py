@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -101,8 +101,9 @@ def _as_cells(t: torch.Tensor, n_dims: int) -> torch.Tensor:
 
 
 def _low_res_guide(image: torch.Tensor, low: tuple[int, ...]) -> torch.Tensor:
-    pool = F.adaptive_avg_pool2d if len(low) == 2 else F.adaptive_avg_pool3d
-    return pool(image, low)
+    if len(low) == 2:
+        return F.adaptive_avg_pool2d(image, (low[0], low[1]))
+    return F.adaptive_avg_pool3d(image, (low[0], low[1], low[2]))
 
 
 def _jbu_integer_scale(
@@ -150,7 +151,10 @@ def _jbu_cells(
     )
     denominator = torch.zeros(n, 1, *cells_shape, device=features.device, dtype=features.dtype)
     for offset in itertools.product(range(-radius, radius + 1), repeat=n_dims):
-        window = (..., *(slice(o + radius, o + radius + lo) for o, lo in zip(offset, low, strict=True)))
+        window: tuple[Any, ...] = (
+            ...,
+            *(slice(o + radius, o + radius + lo) for o, lo in zip(offset, low, strict=True)),
+        )
         valid = padded_valid[window]
         if not bool(valid.any()):
             continue
@@ -209,7 +213,7 @@ def _jbu_general(
             indices.append(neighbour.clamp(0, low[axis] - 1).view(shape))
         if not bool(spatial.any()):
             continue
-        gather = (slice(None), slice(None), *indices)
+        gather: tuple[Any, ...] = (slice(None), slice(None), *indices)
         distance = (image - guide_low[gather]).pow(2).sum(dim=1, keepdim=True)
         weight = spatial * (torch.exp(-distance / (2 * sigma_range**2)) + RANGE_FLOOR)
         numerator.addcmul_(weight, features[gather])
