@@ -4,7 +4,7 @@ On phantom BraTS data (``radiossl synth brats`` + ``radiossl preprocess``, clust
 default ``filterbank`` features, this compares:
 
 * ``radiossl``      faiss K-means trained once on a seeded voxel sample drawn from every training crop
-                    (what ``radiossl kmeans fit`` does), with random (default) or k-means++ init;
+                    (what ``radiossl kmeans fit`` does), with k-means++ (default) or random init;
 * ``thesis``        the original script: ``faiss.Kmeans`` (defaults: niter 25, max 256 points per
                     centroid) re-trained on every batch of ``--batch`` crop pairs; the saved centroids
                     are those of the last batch (≤ 256·K points). The loader shuffles, so any batch may
@@ -19,7 +19,7 @@ held-out feature set: voxels sampled from the validation and test crops, in the 
 
 Usage::
 
-    python benchmarks/kmeans.py                     # 6 phantom cases, K = 10
+    python benchmarks/kmeans.py                     # 4 phantom cases, K = 10
     python benchmarks/kmeans.py --cases 4 --k 10 --json kmeans.json
     python benchmarks/kmeans.py --data PROC         # an existing preprocessed folder instead
 """
@@ -165,8 +165,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
         }
         for name, init in (
-            ("radiossl (faiss, whole sample)", "random"),
-            ("radiossl (faiss, whole sample, kmeans++)", "kmeans++"),
+            ("radiossl (faiss, whole sample, k-means++)", "kmeans++"),
+            ("radiossl (faiss, whole sample, random init)", "random"),
         ):
             ours = fit_kmeans(sample, k, niter=args.niter, seed=args.seed, init=init)
             results[name] = {
@@ -229,7 +229,7 @@ def print_table(results: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, help="An existing preprocessed folder (default: phantom BraTS).")
-    parser.add_argument("--cases", type=int, default=6, help="Phantom cases to synthesise.")
+    parser.add_argument("--cases", type=int, default=4, help="Phantom cases to synthesise.")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--niter", type=int, default=25)
     parser.add_argument("--voxels-per-crop", type=int, default=512)

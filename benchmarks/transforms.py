@@ -140,7 +140,9 @@ def _run_loop(loop: Callable[[np.ndarray], object], cubes: list[np.ndarray]) -> 
         loop(cube)
 
 
-def _run_many(transform: Callable[..., torch.Tensor], batches: list[torch.Tensor], generator: torch.Generator) -> None:
+def _run_many(
+    transform: Callable[..., torch.Tensor], batches: list[torch.Tensor], generator: torch.Generator
+) -> None:
     for item in batches:
         transform(item, generator)
 
@@ -173,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, nargs=3, default=(64, 64, 32), help="cube size X Y Z")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds (best is kept)")
     parser.add_argument("--loop-cubes", type=int, default=4, help="cubes per timed round of the loops")
-    parser.add_argument("--pipeline-cubes", type=int, default=32, help="cubes per timed round of the pipeline")
+    parser.add_argument(
+        "--pipeline-cubes", type=int, default=32, help="cubes per timed round of the pipeline"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)

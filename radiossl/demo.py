@@ -44,12 +44,13 @@ class DemoConfig(Section):
     cases: int = Field(16, ge=6, description="Phantom BraTS cases to generate.")
     shape: tuple[int, int, int] = Field((64, 64, 48), description="Phantom volume shape (240 240 155 = real size).")
     crop_size: tuple[int, int, int] = Field((32, 32, 16), description="Pretraining crop size.")
-    pairs: int = Field(6, ge=1, description="Crop pairs per volume.")
+    pairs: int = Field(4, ge=1, description="Crop pairs per volume.")
     k: int = Field(6, ge=2, description="Clusters for pixel-level targets (10 in the thesis).")
     width: float = Field(0.25, gt=0, description="U-Net width multiplier (1.0 = published network).")
-    pretrain_epochs: int = Field(4, ge=1)
+    pretrain_epochs: int = Field(3, ge=1)
     pretrain_batch_size: int = Field(4, ge=1)
-    finetune_epochs: int = Field(10, ge=1)
+    finetune_epochs: int = Field(12, ge=1)
+    validate_every: int = Field(4, ge=1, description="Epochs between full-volume validations while finetuning.")
     finetune_crop_size: tuple[int, int, int] = Field((32, 32, 32), description="Finetuning patch size.")
     finetune_batch_size: int = Field(2, ge=1)
     ratio: float = Field(0.5, gt=0, le=1, description="Fraction of labelled training cases used for finetuning.")
@@ -204,6 +205,7 @@ def _finetune(config: DemoConfig, raw: Path, runs: Path, weights: Path | None) -
         "logging": {"vis": True, "vis_every": config.finetune_epochs},
         "out": str(runs),
         "transfer": "encoder" if weights is not None else "none",
+        "validation": {"every": config.validate_every},
     }
     if weights is not None:
         flags["weights"] = str(weights)
@@ -245,6 +247,8 @@ def _print_result(result: DemoResult, console: Any) -> None:
         table.add_row(run.label, *(f"{v:.3f}" for v in values), f"{sum(values) / len(values):.3f}")
     console.print(table)
     where = Table(title="Artefacts", show_header=False)
+    where.add_column("what", no_wrap=True)
+    where.add_column("where", overflow="fold")
     for name, path in result.artefacts.items():
         where.add_row(name, str(path))
     for run in result.runs:

@@ -77,7 +77,10 @@ class ClusterConfig(Section):
     niter: int = Field(25, ge=1, description="Lloyd iterations.")
     nredo: int = Field(1, ge=1, description="Restarts; the best objective is kept.")
     spherical: bool = Field(False, description="Cosine K-means: features and centroids L2-normalised.")
-    init: Literal["random", "kmeans++"] = Field("random", description="Centroid initialisation (faiss).")
+    init: Literal["random", "kmeans++"] = Field(
+        "kmeans++",
+        description="Centroid initialisation: k-means++ or random points (faiss' default, thesis).",
+    )
     gpu: bool = Field(
         False, description="Use faiss-gpu when installed and a GPU is visible (else CPU + warning)."
     )

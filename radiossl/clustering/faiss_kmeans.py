@@ -90,12 +90,13 @@ def fit_kmeans(
     seed: int = 1,
     gpu: bool = False,
     max_points_per_centroid: int | None = None,
-    init: Literal["random", "kmeans++"] = "random",
+    init: Literal["random", "kmeans++"] = "kmeans++",
     verbose: bool = False,
 ) -> KMeansFit:
     """K-means on ``x`` (``n x d``; converted to contiguous float32) with faiss.
 
-    ``max_points_per_centroid=None`` trains on all ``n`` points. For ``spherical`` the caller should
+    ``max_points_per_centroid=None`` trains on all ``n`` points. ``init="kmeans++"`` (default) needs
+    faiss >= 1.13 (older versions warn and fall back to faiss' random init). For ``spherical`` the caller should
     pass L2-normalised vectors (faiss normalises only the centroids). ``inertia`` is the sum of
     squared L2 distances of the points to their nearest final centroid.
     """
@@ -122,8 +123,13 @@ def fit_kmeans(
     if init == "kmeans++":
         method = getattr(faiss, "ClusteringInitMethod_KMEANS_PLUS_PLUS", None)
         if method is None:
-            raise DataError(f"k-means: init kmeans++ needs faiss >= 1.13 (installed {faiss.__version__})")
-        options["init_method"] = method
+            warnings.warn(
+                f"kmeans.init: faiss {faiss.__version__} has no k-means++ initialisation; using random",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        else:
+            options["init_method"] = method
     start = time.perf_counter()
     kmeans = faiss.Kmeans(d, k, gpu=use_gpu, **options)
     kmeans.train(x)
