@@ -122,8 +122,9 @@ def _synthesize(config: DemoConfig, raw: Path, artefacts: dict[str, Path]) -> Pa
 
     marker = raw / ".complete"
     if not marker.is_file():
-        result = synthesize("brats", raw, cases=config.cases, shape=config.shape, seed=config.seed,
-                            preview=True, overwrite=True)
+        result = synthesize(
+            "brats", raw, cases=config.cases, shape=config.shape, seed=config.seed, preview=True, overwrite=True
+        )
         marker.write_text(f"{len(result.case_ids)} cases\n")
     if (raw / "preview.png").is_file():
         artefacts["phantom preview"] = raw / "preview.png"
@@ -137,9 +138,16 @@ def _preprocess(config: DemoConfig, raw: Path, proc: Path) -> Path:
     view = get_method(config.method).views or "cluster"
     crop = config.crop_size if view != "genesis" else (config.crop_size[0] * 2, config.crop_size[1] * 2, 32)
     settings = PreprocessConfig(
-        dataset="brats18", data=raw, out=proc, view=view, pairs=config.pairs, seed=config.seed,
-        crop_size=crop, candidate_sizes=[_scaled(crop, f) for f in (1.0, 1.25, 1.5)] if view == "cluster" else None,
-        workers=0, progress=True,
+        dataset="brats18",
+        data=raw,
+        out=proc,
+        view=view,
+        pairs=config.pairs,
+        seed=config.seed,
+        crop_size=crop,
+        candidate_sizes=[_scaled(crop, f) for f in (1.0, 1.25, 1.5)] if view == "cluster" else None,
+        workers=0,
+        progress=True,
     )
     result = preprocess(settings)
     if result.failed:
@@ -156,17 +164,27 @@ def _kmeans(config: DemoConfig, proc: Path, artefacts: dict[str, Path]) -> None:
     from radiossl.clustering.fit import kmeans_fit
     from radiossl.clustering.predict import kmeans_predict
 
-    fit_config = KMeansConfig.model_validate({
-        "data": {"root": proc}, "kmeans": {"k": config.k}, "runtime": {"seed": config.seed, "device": config.device},
-    })
+    fit_config = KMeansConfig.model_validate(
+        {
+            "data": {"root": proc},
+            "kmeans": {"k": config.k},
+            "runtime": {"seed": config.seed, "device": config.device},
+        }
+    )
     centroids = proc / "kmeans" / f"k{config.k}_filterbank_bilinear.npy"
     if not centroids.is_file():
         fitted = kmeans_fit(fit_config)
         centroids = fitted.centroids
     artefacts["k-means centroids"] = centroids
-    predicted = kmeans_predict(KMeansPredictConfig.model_validate({
-        "data": {"root": proc}, "centroids": centroids, "runtime": {"seed": config.seed, "device": config.device},
-    }))
+    predicted = kmeans_predict(
+        KMeansPredictConfig.model_validate(
+            {
+                "data": {"root": proc},
+                "centroids": centroids,
+                "runtime": {"seed": config.seed, "device": config.device},
+            }
+        )
+    )
     if not predicted.success:
         raise RadiosslError(f"{proc}: k-means prediction failed: {predicted.failures}")
     for png in sorted((proc / "kmeans").glob("*.png")):
@@ -197,8 +215,12 @@ def _finetune(config: DemoConfig, raw: Path, runs: Path, weights: Path | None) -
     from radiossl.downstream.finetune import finetune
 
     flags: dict[str, Any] = {
-        "data": {"root": str(raw), "crop_size": list(config.finetune_crop_size), "ratio": config.ratio,
-                 "workers": config.workers},
+        "data": {
+            "root": str(raw),
+            "crop_size": list(config.finetune_crop_size),
+            "ratio": config.ratio,
+            "workers": config.workers,
+        },
         "model": {"width": config.width},
         "optim": {"epochs": config.finetune_epochs, "batch_size": config.finetune_batch_size, "step_size": 1000},
         "runtime": {"seed": config.seed, "device": config.device},
@@ -219,14 +241,24 @@ def _evaluate(config: DemoConfig, raw: Path, finetune_dir: Path, out: Path, labe
 
     best = finetune_dir / "checkpoint_best.pt"
     weights = best if best.is_file() else finetune_dir / "checkpoint_final.pt"
-    settings = load_task_config("evaluate", "brats", flags={
-        "data": {"root": str(raw)}, "weights": str(weights), "out": str(out), "split": "test",
-        "save_predictions": True, "runtime": {"seed": config.seed, "device": config.device},
-    })
+    settings = load_task_config(
+        "evaluate",
+        "brats",
+        flags={
+            "data": {"root": str(raw)},
+            "weights": str(weights),
+            "out": str(out),
+            "split": "test",
+            "save_predictions": True,
+            "runtime": {"seed": config.seed, "device": config.device},
+        },
+    )
     result = evaluate(settings)
     regions = result.summary["regions"]
     return DemoRun(
-        label=label, finetune_dir=finetune_dir, evaluate_dir=out,
+        label=label,
+        finetune_dir=finetune_dir,
+        evaluate_dir=out,
         dice={name: float(regions[name]["dice_mean"]) for name in regions},
         hd95={name: float(regions[name]["hd_mean"]) for name in regions},
     )
@@ -236,8 +268,10 @@ def _print_result(result: DemoResult, console: Any) -> None:
     from rich.table import Table
 
     regions = list(result.runs[0].dice) if result.runs else list(REGIONS)
-    table = Table(title=f"Dice on held-out phantom cases (ratio {result.config.ratio:g}, "
-                        f"width {result.config.width:g}, {result.config.finetune_epochs} finetuning epochs)")
+    table = Table(
+        title=f"Dice on held-out phantom cases (ratio {result.config.ratio:g}, "
+        f"width {result.config.width:g}, {result.config.finetune_epochs} finetuning epochs)"
+    )
     table.add_column("initialisation")
     for name in regions:
         table.add_column(name, justify="right")

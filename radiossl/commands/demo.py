@@ -33,9 +33,17 @@ def register(app: typer.Typer) -> None:
         from radiossl.config import load_config_file_into
         from radiossl.demo import DemoConfig, run_demo
 
-        flags = flags_dict(root={
-            "out": str(out), "method": method, "cases": cases, "width": width, "pretrain_epochs": pretrain_epochs,
-            "finetune_epochs": finetune_epochs, "device": device, "seed": seed,
-        }).get("root", {})
+        flags = flags_dict(
+            root={
+                "out": str(out),
+                "method": method,
+                "cases": cases,
+                "width": width,
+                "pretrain_epochs": pretrain_epochs,
+                "finetune_epochs": finetune_epochs,
+                "device": device,
+                "seed": seed,
+            }
+        ).get("root", {})
         settings = load_config_file_into(DemoConfig, config, overrides or [], flags=flags)
         run_demo(settings)

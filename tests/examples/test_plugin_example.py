@@ -49,3 +49,29 @@ def test_plugin_config_precedence() -> None:
     assert cfg.optim.lr == 0.5
     assert cfg.optim.epochs == 2
     assert cfg.optim.batch_size == 8
+
+
+def test_plugin_trains_through_radiossl_pretrain(tmp_path: Path) -> None:
+    import torch
+
+    from radiossl.data.phantoms import synthesize
+
+    raw = tmp_path / "raw"
+    synthesize("brats", raw, cases=2, shape=(40, 40, 24), seed=3)
+    proc = tmp_path / "proc"
+    prep = runner.invoke(app, [
+        "preprocess", "--dataset", "brats18", "--data", str(raw), "--out", str(proc), "--pairs", "2",
+        "--set", "crop_size=[16,16,8]", "--set", "candidate_sizes=[[16,16,8],[24,24,8]]",
+    ])
+    assert prep.exit_code == 0, prep.output
+    result = runner.invoke(app, [
+        "pretrain", "--method", "rotation-3d", "--data", str(proc), "--out", str(tmp_path / "runs"),
+        "--epochs", "1", "--batch-size", "2", "--set", "model.width=0.125", "--set", "data.workers=0",
+        "--set", "data.crop_size=[16,16,8]", "--device", "cpu",
+    ])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    checkpoint = torch.load(run_dir / "checkpoint_final.pt", weights_only=True)
+    assert checkpoint["model_spec"]["class"] == "RotationNet"
+    assert any(key.startswith("rotation_classifier.") for key in checkpoint["model"])
+    assert (run_dir / "config.yaml").read_text().count("rotation-3d") >= 1
