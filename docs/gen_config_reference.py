@@ -48,7 +48,12 @@ def main() -> None:
 
     OUT.mkdir(exist_ok=True)
     written = []
+    builtin = {
+        (info.group, info.name) for info in registry.list_plugins(load=False) if info.distribution == "radiossl"
+    }
     for name in registry.names("radiossl.pretext"):
+        if ("radiossl.pretext", name) not in builtin:
+            continue  # document radiossl's own methods only, not whatever plugins are installed
         method = get_method(name)
         defaults = {**method.default_settings(), "method": {"name": name}}
         config = build_config(pretrain_config_class(method), [defaults])
@@ -61,6 +66,8 @@ def main() -> None:
     from radiossl.downstream.config import task_config_class
 
     for name in registry.names("radiossl.tasks"):
+        if ("radiossl.tasks", name) not in builtin:
+            continue
         for stage in ("finetune", "evaluate"):
             config_class, defaults = task_config_class(name, stage)
             config = build_config(config_class, [defaults])

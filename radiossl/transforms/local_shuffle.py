@@ -9,18 +9,19 @@ of values is *not* preserved), and uncovered voxels keep their value.
 
 This implementation produces exactly that distribution without a Python loop over blocks:
 
-1. the sizes and corners of all blocks of the batch are drawn at once;
-2. blocks are grouped by shape (at most ``(X//10)·(Y//10)·(Z//10)`` shapes, 108 for 64x64x32), so a
-   group's voxel indices are one broadcast ``corner + offsets``;
-3. a block's permutation comes from sorting random keys: each key holds random bits above the
-   offset of one voxel of the block, so a row-wise sort lists the block's offsets in uniformly
-   random order (two keys tie only if 40+ random bits agree);
-4. "later blocks win" is one ``scatter_reduce(amax)`` of ``(block number << 32) | voxel`` over the
-   destinations; the output is one gather. (The shuffled side is the destination; a uniform random
-   permutation and its inverse have the same distribution.)
+1. the shapes and corners of all blocks are drawn at once; the blocks are grouped by shape (at most
+   ``(X//10)·(Y//10)·(Z//10)`` shapes, 108 for 64x64x32) so that one group is a ``[count, voxels]``
+   array and one row-wise sort serves all its blocks;
+2. a block's permutation comes from sorting random keys: each key holds random high bits above
+   the "compact" index of one voxel of the block (its position inside the largest block), so the
+   sorted row lists the block's voxels in uniformly random order. Rows whose random bits tie are
+   drawn again (rejection), so the permutation is exactly uniform;
+3. "later blocks win" is one ``scatter_reduce(amax)`` of ``(draw number << bits) | source voxel``
+   over the destination voxels (a block's voxels in their natural order); the output is one gather.
 
-On CPU the work runs in NumPy (PCG64 random bits, SIMD row sort, ``take``), several times faster
-than the same torch operations there; on GPU it runs in torch. Both are seeded from ``generator``.
+On CPU the work runs in NumPy (PCG64 random bits, SIMD row sort) on 32-bit keys and values, one
+cube at a time so the buffers stay in cache; on other devices it runs in torch on rows padded to the
+largest block. Both are seeded from ``generator``.
 
 Example:
     >>> import torch
@@ -44,8 +45,14 @@ from radiossl.transforms.compose import random_apply
 N_BLOCKS = 10_000
 """Blocks per cube (the original's constant, independent of the cube size)."""
 
-CPU_CHUNK_VOXELS = 524_288
-"""On CPU, samples are processed in chunks of about this many voxels (four 64x64x32 cubes)."""
+CPU_CHUNK_VOXELS = 131_072
+"""On CPU, samples are processed in chunks of about this many voxels (one 64x64x32 cube)."""
+
+DEVICE_CHUNK_KEYS = 1 << 24
+"""On other devices, chunks hold about this many padded keys (16 cubes of 64x64x32)."""
+
+MAX_BLOCK_VOXELS = 1 << 20
+"""Largest supported block (the compact voxel index must leave room for random key bits)."""
 
 Shape = tuple[int, int, int]
 
@@ -56,121 +63,202 @@ def block_limits(spatial: Shape, divisor: int = 10) -> Shape:
     return lx, ly, lz
 
 
-@lru_cache(maxsize=1024)
-def _block_offsets(shape: Shape, spatial: Shape) -> np.ndarray:
-    """Flat offsets (int64, read-only) of the voxels of a block of ``shape`` from its corner."""
-    bx, by, bz = shape
-    sy, sz = spatial[1] * spatial[2], spatial[2]
-    grid = np.arange(bx)[:, None, None] * sy + np.arange(by)[None, :, None] * sz + np.arange(bz)[None, None, :]
-    offsets = grid.reshape(-1).astype(np.int64)
-    offsets.setflags(write=False)
-    return offsets
+class _Layout:
+    """Per-(cube size, block limits) tables: block shapes, voxel offsets, compact indices."""
+
+    def __init__(self, spatial: Shape, limits: Shape) -> None:
+        lx, ly, lz = limits
+        self.width = lx * ly * lz  # voxels of the largest block == number of block shapes
+        if self.width > MAX_BLOCK_VOXELS:
+            raise ValueError(f"local_shuffle: blocks of up to {limits} voxels are too large; raise the divisor")
+        self.cbits = max(1, (self.width - 1).bit_length())
+        sy, sz = spatial[1] * spatial[2], spatial[2]
+        dx, dy, dz = np.indices(limits).reshape(3, -1)
+        # real[compact]: flat offset from the block corner of the voxel at compact index dx·ly·lz + dy·lz + dz
+        self.real = (dx * sy + dy * sz + dz).astype(np.int32)
+        self.edges = np.stack([dx + 1, dy + 1, dz + 1], axis=1)  # shape id -> (bx, by, bz)
+        self.sizes = self.edges.prod(axis=1).tolist()
+        self.spans = [(s - self.edges[:, a] + 1).astype(np.float64) for a, s in enumerate(spatial)]
+        self.compact: list[np.ndarray] = []
+        for bx, by, bz in self.edges.tolist():
+            grid = np.arange(bx)[:, None, None] * (ly * lz) + np.arange(by)[None, :, None] * lz + np.arange(bz)
+            self.compact.append(grid.reshape(-1))
+        self.key_dtype = np.uint32 if self.cbits <= 8 else np.uint64
+        self._rows = 0
+        self._tiles: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+
+    def tiles(self, rows: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per shape: compact indices (key dtype) and natural offsets (int64), repeated for ``rows`` blocks."""
+        if rows > self._rows:
+            self._rows = max(rows, 2 * self._rows)
+            self._tiles = (
+                [np.tile(c.astype(self.key_dtype), self._rows) for c in self.compact],
+                [np.tile(self.real[c].astype(np.int64), self._rows) for c in self.compact],
+            )
+        return self._tiles
+
+    def torch_tables(self, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """Padded ``[shapes, width]`` tables for the torch path: compact index, natural offset, validity."""
+        compact = np.zeros((self.width, self.width), dtype=np.int64)
+        valid = np.zeros((self.width, self.width), dtype=bool)
+        for s, c in enumerate(self.compact):
+            compact[s, : c.size] = c
+            valid[s, : c.size] = True
+        natural = np.where(valid, self.real[compact], 0)
+        spans = np.stack(self.spans).astype(np.int64)
+        real = np.zeros(1 << self.cbits, dtype=np.int64)  # padded: pad keys have all compact bits set
+        real[: self.width] = self.real
+        arrays = (compact, natural, valid, spans, real)
+        return tuple(torch.from_numpy(a).to(device) for a in arrays)
 
 
-def _shapes(limits: Shape) -> list[Shape]:
-    """Block shapes by shape id ``(bx-1)·ly·lz + (by-1)·lz + (bz-1)``."""
-    lx, ly, lz = limits
-    return [(s // (ly * lz) + 1, (s // lz) % ly + 1, s % lz + 1) for s in range(lx * ly * lz)]
+@lru_cache(maxsize=16)
+def _layout(spatial: Shape, limits: Shape) -> _Layout:
+    return _Layout(spatial, limits)
 
 
-def _shuffle_numpy(x: np.ndarray, spatial: Shape, limits: Shape, n_blocks: int, seed: int) -> np.ndarray:
-    """CPU implementation on ``x`` ``[B, C, V]``; returns ``[B, C, V]``."""
+def _value_bits(volume: int, n_blocks: int) -> tuple[int, np.dtype]:
+    """Shift of the draw number above the source voxel, and the value dtype (int32 when it fits)."""
+    vbits = max(1, (volume - 1).bit_length())
+    if (n_blocks + 1) < (1 << (31 - vbits)):
+        return vbits, np.dtype(np.int32)
+    return 32, np.dtype(np.int64)
+
+
+def _tied_rows(keys: np.ndarray, cbits: int, row_size: np.ndarray) -> list[tuple[int, int]]:
+    """``(begin, end)`` of the sorted rows in which two keys share their random bits."""
+    gap = np.subtract(keys[1:], keys[:-1])  # unsigned; a tie has a gap below 2^cbits (so do a few non-ties)
+    candidates = np.flatnonzero(gap < (1 << cbits))
+    if candidates.size == 0:
+        return []
+    candidates = candidates[(keys[candidates] >> cbits) == (keys[candidates + 1] >> cbits)]
+    row_end = np.cumsum(row_size)
+    rows = np.searchsorted(row_end, candidates, side="right")  # row of entry i (row_end is exclusive)
+    same = np.searchsorted(row_end, candidates + 1, side="right") == rows
+    return [(int(row_end[r] - row_size[r]), int(row_end[r])) for r in np.unique(rows[same]).tolist()]
+
+
+def _redraw(keys: np.ndarray, cbits: int, rng: np.random.Generator) -> None:
+    """Draw new random bits for one sorted row of ``keys`` until no two agree, and sort it again."""
+    low = keys.dtype.type((1 << cbits) - 1)
+    compact = keys & low
+    while True:
+        fresh = np.sort((rng.bit_generator.random_raw(keys.size).astype(keys.dtype) & ~low) | compact)
+        high = fresh >> cbits
+        if not (high[1:] == high[:-1]).any():
+            keys[:] = fresh
+            return
+
+
+def _shuffle_numpy(x: np.ndarray, spatial: Shape, limits: Shape, n_blocks: int, seed: int) -> torch.Tensor:
+    """CPU implementation on ``x`` ``[B, C, V]`` (a few cubes); returns ``[B, C, V]``."""
     batch, channels, volume = x.shape
+    layout = _layout(spatial, limits)
     rng = np.random.Generator(np.random.PCG64(seed))
-    sizes = [rng.integers(1, lim, size=(batch, n_blocks), endpoint=True) for lim in limits]
-    corners = [
-        (rng.random((batch, n_blocks)) * (s - b + 1)).astype(np.int64) for s, b in zip(spatial, sizes, strict=True)
-    ]
-    sy, sz = spatial[1] * spatial[2], spatial[2]
-    start = (np.arange(batch)[:, None] * volume + corners[0] * sy + corners[1] * sz + corners[2]).reshape(-1)
-    lx, ly, lz = limits
-    shape_id = ((sizes[0] - 1) * (ly * lz) + (sizes[1] - 1) * lz + (sizes[2] - 1)).reshape(-1)
-    # A stable sort of 16-bit keys is a radix sort: it groups the blocks of one shape in linear time.
-    rows = np.argsort(shape_id.astype(np.int16 if lx * ly * lz < 2**15 else np.int32), kind="stable")
-    counts = np.bincount(shape_id, minlength=lx * ly * lz)
-    start = start[rows]
-    tagged = start + ((rows % n_blocks + 1) << 32)  # block number (1-based, per sample) in the high bits
-    groups = [(int(c), shape) for c, shape in zip(counts, _shapes(limits), strict=True) if c]
-    total = sum(c * int(np.prod(shape)) for c, shape in groups)
+    m = batch * n_blocks
+    shape = rng.integers(0, layout.width, m, dtype=np.int16 if layout.width < 2**15 else np.int64)
+    rows = np.argsort(shape, kind="stable")  # a radix sort: groups the blocks of one shape, keeps draw order
+    counts = np.bincount(shape, minlength=layout.width)
+    # Corners, drawn in grouped order: floor(U[0, 1) · span) (float64 U: bias below span / 2^53).
+    u = rng.random((3, m))
+    for axis in range(3):
+        u[axis] *= np.repeat(layout.spans[axis], counts)
+    corner = u.astype(np.int64)
+    start = corner[0] * (spatial[1] * spatial[2]) + corner[1] * spatial[2] + corner[2]
+    vbits, vdtype = _value_bits(volume, n_blocks)
+    if batch == 1:
+        draw, base = rows + 1, start
+    else:
+        draw, base = rows % n_blocks + 1, start + (rows // n_blocks) * volume
+    row_size = np.repeat(np.array(layout.sizes), counts)
+    tag = np.repeat(((draw << vbits) + start).astype(vdtype), row_size)  # + source offset = packed value
+    base = np.repeat(base, row_size)
+    total = base.size
+
+    kdtype = layout.key_dtype
+    cbits = layout.cbits
+    low = kdtype((1 << cbits) - 1)
+    keys = rng.bit_generator.random_raw(-(-total * np.dtype(kdtype).itemsize // 8)).view(kdtype)[:total]
+    keys &= ~low
     targets = np.empty(total, dtype=np.int64)
-    values = np.empty(total, dtype=np.int64)
-    bits = rng.bit_generator
-    row = pos = 0
-    for count, shape in groups:
-        offsets = _block_offsets(shape, spatial)
-        n = offsets.size
-        block_start = start[row : row + count, None]
-        np.add(tagged[row : row + count, None], offsets, out=values[pos : pos + count * n].reshape(count, n))
-        target = targets[pos : pos + count * n].reshape(count, n)
-        row, pos = row + count, pos + count * n
-        if n == 1:
-            np.add(block_start, offsets, out=target)
+    compact_tiles, natural_tiles = layout.tiles(int(counts.max()))
+    pos = 0
+    for count, size, compact, natural in zip(counts.tolist(), layout.sizes, compact_tiles, natural_tiles, strict=True):
+        if count == 0:
             continue
-        low_bits = int(offsets[-1]).bit_length()
-        keys = bits.random_raw((count, n))  # uint64; clear the top bit and the low bits, put offsets there
-        keys &= np.uint64(((1 << 63) - 1) ^ ((1 << low_bits) - 1))
-        keys |= offsets.astype(np.uint64)
-        ordered = keys.view(np.int64)
-        ordered.sort(axis=1)
-        ordered &= (1 << low_bits) - 1
-        np.add(block_start, ordered, out=target)
-    source = np.arange(batch * volume, dtype=np.int64)  # NumPy memory: large buffers fault in faster
-    winner = torch.from_numpy(source)
-    winner.scatter_reduce_(0, torch.from_numpy(targets), torch.from_numpy(values), reduce="amax")
-    source &= 0xFFFFFFFF
+        end = pos + count * size
+        group = keys[pos:end]
+        np.bitwise_or(group, compact[: end - pos], out=group)
+        if size > 1:
+            group.reshape(count, size).sort(axis=1)
+        np.add(base[pos:end], natural[: end - pos], out=targets[pos:end])
+        pos = end
+    # Rejection: a row whose random bits tie is drawn again, so every accepted permutation is uniform.
+    for begin, end in _tied_rows(keys, cbits, row_size):
+        _redraw(keys[begin:end], cbits, rng)
+
+    keys &= low
+    index = torch.from_numpy(keys.view(np.int32 if kdtype == np.uint32 else np.int64))
+    values = torch.index_select(torch.from_numpy(layout.real.astype(vdtype, copy=False)), 0, index)
+    values += torch.from_numpy(tag)
+    winner = torch.arange(volume, dtype=values.dtype).repeat(batch)  # tag 0: uncovered voxels keep themselves
+    winner.scatter_reduce_(0, torch.from_numpy(targets), values, reduce="amax")
+    winner &= (1 << vbits) - 1
+    source = torch.from_numpy(x)
     if channels == 1:
-        return np.take(x.reshape(-1), source).reshape(x.shape)
-    return (
-        np.take(np.moveaxis(x, 1, 2).reshape(batch * volume, channels), source, axis=0)
-        .reshape(batch, volume, channels)
-        .transpose(0, 2, 1)
-    )
+        if batch > 1:
+            winner.view(batch, volume).add_(torch.arange(0, batch * volume, volume, dtype=winner.dtype)[:, None])
+        return torch.index_select(source.reshape(-1), 0, winner).view(x.shape)
+    return torch.gather(source, 2, winner.view(batch, 1, volume).expand(batch, channels, volume).long())
 
 
 def _shuffle_torch(
     x: torch.Tensor, spatial: Shape, limits: Shape, n_blocks: int, generator: torch.Generator
 ) -> torch.Tensor:
-    """Device implementation on ``x`` ``[B, C, V]`` (the same algorithm with torch operations)."""
+    """Device implementation on ``x`` ``[B, C, V]``: the same algorithm on rows padded to the largest block."""
     batch, channels, volume = x.shape
     device = x.device
-    sizes = [torch.randint(1, lim + 1, (batch, n_blocks), generator=generator, device=device) for lim in limits]
-    corners = [
-        torch.minimum((torch.rand(batch, n_blocks, generator=generator, device=device) * (s - b + 1)).long(), s - b)
-        for s, b in zip(spatial, sizes, strict=True)
-    ]
-    sy, sz = spatial[1] * spatial[2], spatial[2]
-    sample = torch.arange(batch, device=device).unsqueeze(1)
-    start = (sample * volume + corners[0] * sy + corners[1] * sz + corners[2]).reshape(-1)
-    lx, ly, lz = limits
-    shape_id = ((sizes[0] - 1) * (ly * lz) + (sizes[1] - 1) * lz + (sizes[2] - 1)).reshape(-1)
-    rows = torch.sort(shape_id).indices
-    counts = torch.bincount(shape_id, minlength=lx * ly * lz).tolist()
-    start = start[rows]
-    tagged = start + ((rows % n_blocks + 1) << 32)
-    groups = [(c, shape) for c, shape in zip(counts, _shapes(limits), strict=True) if c]
-    total = sum(c * int(np.prod(shape)) for c, shape in groups)
-    targets = torch.empty(total, dtype=torch.int64, device=device)
-    values = torch.empty(total, dtype=torch.int64, device=device)
-    row = pos = 0
-    for count, shape in groups:
-        offsets = torch.from_numpy(_block_offsets(shape, spatial).copy()).to(device)
-        n = offsets.numel()
-        block_start = start[row : row + count, None]
-        torch.add(tagged[row : row + count, None], offsets, out=values[pos : pos + count * n].view(count, n))
-        target = targets[pos : pos + count * n].view(count, n)
-        row, pos = row + count, pos + count * n
-        if n == 1:
-            torch.add(block_start, offsets, out=target)
-            continue
-        low_bits = int(offsets[-1]).bit_length()
-        keys = torch.randint(0, 1 << (63 - low_bits), (count, n), generator=generator, device=device)
-        ordered = torch.sort((keys << low_bits) | offsets, dim=1).values
-        torch.add(block_start, ordered & ((1 << low_bits) - 1), out=target)
-    winner = torch.arange(batch * volume, dtype=torch.int64, device=device)
-    winner.scatter_reduce_(0, targets, values, reduce="amax")
-    source = winner & 0xFFFFFFFF
-    flat = x.transpose(1, 2).reshape(batch * volume, channels)
-    return flat[source].reshape(batch, volume, channels).transpose(1, 2)
+    layout = _layout(spatial, limits)
+    compact_tab, natural_tab, valid_tab, spans, real = layout.torch_tables(device)
+    width, cbits = layout.width, layout.cbits
+    m = batch * n_blocks
+    shape = torch.randint(0, width, (m,), generator=generator, device=device)
+    # Corners: floor(r · span / 2^k) with r uniform on [0, 2^k), k ≤ 53 so r · span fits int64
+    # (a bias below span / 2^k, like the float64 draws of the CPU path).
+    k = min(53, 62 - max(spatial).bit_length())
+    r = torch.randint(0, 1 << k, (3, m), generator=generator, device=device)
+    corner = (r * spans[:, shape]) >> k
+    start = corner[0] * (spatial[1] * spatial[2]) + corner[1] * spatial[2] + corner[2]
+    block = torch.arange(m, device=device)
+    draw, sample = block % n_blocks + 1, block // n_blocks
+    vbits = _value_bits(volume, n_blocks)[0]
+    tag = (draw << vbits) + start
+    base = start + sample * volume
+
+    valid = valid_tab[shape]
+    compact = compact_tab[shape]
+    # int64 keys: 63 - cbits random bits (at least 43); pads sort last, after every real key.
+    high = (1 << (63 - cbits)) - 1
+    pad = torch.iinfo(torch.int64).max
+    keys = torch.empty((m, width), dtype=torch.int64, device=device)
+    todo = torch.arange(m, device=device)
+    while todo.numel():
+        fresh = torch.randint(0, high, (todo.numel(), width), generator=generator, device=device)
+        fresh = torch.where(valid[todo], (fresh << cbits) | compact[todo], pad).sort(dim=1).values
+        keys[todo] = fresh
+        random_bits = fresh >> cbits
+        tie = ((random_bits[:, 1:] == random_bits[:, :-1]) & valid[todo, 1:]).any(dim=1)
+        todo = todo[tie]
+    source = real[keys & ((1 << cbits) - 1)]
+    values = torch.where(valid, tag[:, None] + source, 0)
+    sink = batch * volume  # padded entries land on an extra voxel that is dropped
+    targets = torch.where(valid, base[:, None] + natural_tab[shape], sink)
+    winner = torch.cat(
+        [torch.arange(volume, device=device).repeat(batch), torch.zeros(1, dtype=torch.long, device=device)]
+    )
+    winner.scatter_reduce_(0, targets.reshape(-1), values.reshape(-1), reduce="amax")
+    local = (winner[:sink] & ((1 << vbits) - 1)).view(batch, 1, volume)
+    return torch.gather(x, 2, local.expand(batch, channels, volume))
 
 
 def local_shuffle(
@@ -182,26 +270,27 @@ def local_shuffle(
         return x
     batch, channels, sx, sy, sz = x.shape
     spatial = (sx, sy, sz)
-    if batch * sx * sy * sz >= 2**32 or n_blocks >= 2**30:
-        raise ValueError("local_shuffle: batch too large for 32-bit voxel indices; split it")
+    volume = sx * sy * sz
+    if volume >= 2**31 or n_blocks >= 2**30:
+        raise ValueError("local_shuffle: cube or block count too large for 32-bit voxel indices")
     limits = block_limits(spatial, divisor)
-    flat = x.reshape(batch, channels, -1)
+    flat = x.reshape(batch, channels, volume)
     if x.device.type == "cpu":
-        # Small chunks keep the index buffers in cache and out of fresh (page-faulting) allocations.
         array = flat.detach().contiguous().numpy()
-        step = max(1, CPU_CHUNK_VOXELS // array.shape[2])
+        step = max(1, CPU_CHUNK_VOXELS // volume)
         seeds = torch.randint(0, 2**62, ((batch + step - 1) // step,), generator=generator).tolist()
-        out = torch.from_numpy(
-            np.concatenate(
-                [
-                    _shuffle_numpy(array[i : i + step], spatial, limits, n_blocks, seed)
-                    for i, seed in zip(range(0, batch, step), seeds, strict=True)
-                ]
-            )
-        )
+        parts = [
+            _shuffle_numpy(array[i : i + step], spatial, limits, n_blocks, seed)
+            for i, seed in zip(range(0, batch, step), seeds, strict=True)
+        ]
     else:
-        out = _shuffle_torch(flat, spatial, limits, n_blocks, generator)
-    return out.reshape(x.shape).contiguous()
+        width = _layout(spatial, limits).width
+        step = max(1, DEVICE_CHUNK_KEYS // (n_blocks * width))
+        parts = [
+            _shuffle_torch(flat[i : i + step], spatial, limits, n_blocks, generator) for i in range(0, batch, step)
+        ]
+    out = parts[0] if len(parts) == 1 else torch.cat(parts)
+    return out.reshape(x.shape)
 
 
 class LocalShuffle:

@@ -90,6 +90,8 @@ def test_encoder_features(encoder_file: Path) -> None:
     pipeline = build_pipeline("encoder", "bilinear", weights=encoder_file)
     out = pipeline(torch.rand(1, 1, 32, 32, 16))
     assert out.shape == (1, 64, 32, 32, 16) and torch.isfinite(out).all()
+    assert extractor.extract(torch.rand(1, 1, 30, 33, 12)).shape == (1, 32, 8, 10, 4)  # resized to 8s
+    assert pipeline(torch.rand(1, 1, 20, 18, 10)).shape == (1, 64, 20, 18, 10)
     with pytest.raises(ConfigError, match="1 input channel"):
         extractor.feature_dim(4)
     with pytest.raises(ConfigError, match="--weights"):

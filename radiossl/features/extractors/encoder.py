@@ -17,10 +17,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from pydantic import Field
 
 from radiossl.errors import ConfigError
 from radiossl.features.base import ExtractorConfig, FeatureExtractor
+
+ENCODER_DIVISOR = 8
+"""The 3-D U-Net encoder pools three times: its input sizes must be multiples of 8."""
 
 
 class EncoderConfig(ExtractorConfig):
@@ -76,6 +80,12 @@ class EncoderExtractor(FeatureExtractor):
         return self.channels[self.level]
 
     def extract(self, images: torch.Tensor) -> torch.Tensor:
+        """Features of ``[B, C, X, Y, Z]``; sizes that are not multiples of 8 are first resized
+        (trilinearly) up to the next multiple, so the feature grid still spans the whole crop."""
         self.feature_dim(int(images.shape[1]))
-        features: torch.Tensor = self.network.encode(images.float())[self.level]
+        images = images.float()
+        size = tuple(-(-s // ENCODER_DIVISOR) * ENCODER_DIVISOR for s in images.shape[2:])
+        if size != tuple(images.shape[2:]):
+            images = F.interpolate(images, size=size, mode="trilinear", align_corners=False)
+        features: torch.Tensor = self.network.encode(images)[self.level]
         return features
