@@ -26,10 +26,32 @@ SetOption = Annotated[
     typer.Option("--set", "-s", help="Override a field: section.field=value (repeatable).", show_default=False),
 ]
 SeedOption = Annotated[int | None, typer.Option("--seed", help="Random seed.", show_default=False)]
-DeviceOption = Annotated[
-    str | None, typer.Option("--device", help="auto, cpu, cuda or mps.", show_default=False)
-]
+DeviceOption = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or mps.", show_default=False)]
 WorkersOption = Annotated[int | None, typer.Option("--workers", help="Worker processes.", show_default=False)]
+EpochsOption = Annotated[int | None, typer.Option("--epochs", help="Training epochs.", show_default=False)]
+BatchSizeOption = Annotated[
+    int | None, typer.Option("--batch-size", help="Batch size per process.", show_default=False)
+]
+LrOption = Annotated[float | None, typer.Option("--lr", help="Base learning rate.", show_default=False)]
+WidthOption = Annotated[
+    float | None, typer.Option("--width", help="Network width multiplier (1.0 = published).", show_default=False)
+]
+AmpOption = Annotated[
+    str | None, typer.Option("--amp", help="Mixed precision: none, bf16 or fp16.", show_default=False)
+]
+ResumeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--resume",
+        help="Continue a run: 'auto' (the newest run under --out with the same name prefix, or --out itself "
+        "when it is a run folder; a new run if none) or a checkpoint file / run folder.",
+        show_default=False,
+    ),
+]
+AllowUnsafePickleOption = Annotated[
+    bool | None,
+    typer.Option("--allow-unsafe-pickle", help="Load weights files holding pickled objects (trusted files only)."),
+]
 
 
 def flags_dict(**sections: dict[str, Any]) -> dict[str, Any]:

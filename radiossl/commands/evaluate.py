@@ -15,6 +15,8 @@ import typer
 
 from radiossl.commands.common import (
     EXIT_FAILURES,
+    AllowUnsafePickleOption,
+    AmpOption,
     ConfigOption,
     DeviceOption,
     SeedOption,
@@ -80,28 +82,17 @@ def register(app: typer.Typer) -> None:
             typer.Option("--weights", help="Finetuned checkpoint (e.g. <run>/checkpoint_best.pt)."),
         ] = None,
         out: Annotated[Path | None, typer.Option("--out", help="Output folder.")] = None,
-        split: Annotated[
-            str | None, typer.Option("--split", help="test (default), val, train or all.")
-        ] = None,
-        protocol: Annotated[
-            str | None, typer.Option("--protocol", help="full (default) or thesis-crops.")
-        ] = None,
+        split: Annotated[str | None, typer.Option("--split", help="test (default), val, train or all.")] = None,
+        protocol: Annotated[str | None, typer.Option("--protocol", help="full (default) or thesis-crops.")] = None,
         save_predictions: Annotated[
             bool | None,
-            typer.Option(
-                "--save-predictions/--no-save-predictions", help="Write predicted label maps (NIfTI)."
-            ),
+            typer.Option("--save-predictions/--no-save-predictions", help="Write predicted label maps (NIfTI)."),
         ] = None,
         tta_flips: Annotated[
             bool | None, typer.Option("--tta-flips/--no-tta-flips", help="Average over the 8 axis flips.")
         ] = None,
-        amp: Annotated[str | None, typer.Option("--amp", help="Mixed precision: none, bf16 or fp16.")] = None,
-        allow_unsafe_pickle: Annotated[
-            bool | None,
-            typer.Option(
-                "--allow-unsafe-pickle", help="Load weights files holding pickled objects (trusted only)."
-            ),
-        ] = None,
+        amp: AmpOption = None,
+        allow_unsafe_pickle: AllowUnsafePickleOption = None,
         config: ConfigOption = None,
         overrides: SetOption = None,
         seed: SeedOption = None,
@@ -132,7 +123,5 @@ def register(app: typer.Typer) -> None:
         out_console.print(result.table())
         out_console.print(f"metrics: {result.metrics_csv}\nsummary: {result.summary_json}")
         if result.failures:
-            out_console.print(
-                f"[red]{len(result.failures)} case(s) failed[/] (listed in {result.summary_json})"
-            )
+            out_console.print(f"[red]{len(result.failures)} case(s) failed[/] (listed in {result.summary_json})")
             raise typer.Exit(EXIT_FAILURES)

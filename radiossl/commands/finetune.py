@@ -14,10 +14,17 @@ from typing import Annotated, Any
 import typer
 
 from radiossl.commands.common import (
+    AllowUnsafePickleOption,
+    AmpOption,
+    BatchSizeOption,
     ConfigOption,
     DeviceOption,
+    EpochsOption,
+    LrOption,
+    ResumeOption,
     SeedOption,
     SetOption,
+    WidthOption,
     WorkersOption,
     console,
     flags_dict,
@@ -29,10 +36,6 @@ COMMAND_HELP = (
     "Starts from scratch or from --weights (a radiossl or foreign checkpoint; --transfer encoder|all). "
     "Validates with hard Dice on whole validation volumes and keeps checkpoint_best.pt. Writes the run "
     "folder under --out. For several GPUs: torchrun --nproc_per_node=N -m radiossl finetune ..."
-)
-RESUME_HELP = (
-    "Continue a run: 'auto' (the newest run under --out with the same name prefix, or --out itself "
-    "when it is a run folder; a new run if none) or a checkpoint file / run folder."
 )
 
 
@@ -82,9 +85,7 @@ def register(app: typer.Typer) -> None:
             typer.Option("--task", "-t", help="Task: brats, lits, nnunet (see `radiossl plugins list`)."),
         ] = None,
         data: Annotated[Path | None, typer.Option("--data", help="Raw dataset folder.")] = None,
-        out: Annotated[
-            Path | None, typer.Option("--out", help="Folder under which the run folder is made.")
-        ] = None,
+        out: Annotated[Path | None, typer.Option("--out", help="Folder under which the run folder is made.")] = None,
         weights: Annotated[
             Path | None, typer.Option("--weights", help="Checkpoint to start from (default: from scratch).")
         ] = None,
@@ -97,24 +98,17 @@ def register(app: typer.Typer) -> None:
         ratio: Annotated[
             float | None, typer.Option("--ratio", help="Fraction of training cases (nested, seeded subsets).")
         ] = None,
-        epochs: Annotated[int | None, typer.Option("--epochs", help="Training epochs.")] = None,
-        resume: Annotated[str | None, typer.Option("--resume", help=RESUME_HELP)] = None,
-        batch_size: Annotated[
-            int | None, typer.Option("--batch-size", help="Batch size per process.")
-        ] = None,
-        lr: Annotated[float | None, typer.Option("--lr", help="Learning rate.")] = None,
-        width: Annotated[float | None, typer.Option("--width", help="Network width multiplier.")] = None,
+        epochs: EpochsOption = None,
+        resume: ResumeOption = None,
+        batch_size: BatchSizeOption = None,
+        lr: LrOption = None,
+        width: WidthOption = None,
         vis: Annotated[
             bool | None,
             typer.Option("--vis/--no-vis", help="Write PNG overlays of predictions to <run>/vis."),
         ] = None,
-        amp: Annotated[str | None, typer.Option("--amp", help="Mixed precision: none, bf16 or fp16.")] = None,
-        allow_unsafe_pickle: Annotated[
-            bool | None,
-            typer.Option(
-                "--allow-unsafe-pickle", help="Load weights files holding pickled objects (trusted only)."
-            ),
-        ] = None,
+        amp: AmpOption = None,
+        allow_unsafe_pickle: AllowUnsafePickleOption = None,
         config: ConfigOption = None,
         overrides: SetOption = None,
         seed: SeedOption = None,

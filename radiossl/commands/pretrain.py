@@ -14,10 +14,16 @@ from typing import Annotated, Any
 import typer
 
 from radiossl.commands.common import (
+    AmpOption,
+    BatchSizeOption,
     ConfigOption,
     DeviceOption,
+    EpochsOption,
+    LrOption,
+    ResumeOption,
     SeedOption,
     SetOption,
+    WidthOption,
     WorkersOption,
     console,
     flags_dict,
@@ -28,10 +34,6 @@ COMMAND_HELP = (
     "Pretrain a 3D U-Net encoder with a self-supervised method on a preprocessed folder.\n\n"
     "Writes config.yaml, metrics.jsonl, checkpoint_{latest,best,final}.pt (and vis/ PNGs) into a run folder "
     "under --out. For several GPUs: torchrun --nproc_per_node=N -m radiossl pretrain ..."
-)
-RESUME_HELP = (
-    "Continue a run: 'auto' (the newest run under --out with the same name prefix, or --out itself "
-    "when it is a run folder; a new run if none) or a checkpoint file / run folder."
 )
 
 
@@ -71,10 +73,10 @@ def register(app: typer.Typer) -> None:
         ] = None,
         data: Annotated[Path | None, typer.Option("--data", help="Preprocessed folder.")] = None,
         out: Annotated[Path | None, typer.Option("--out", help="Folder under which the run folder is made.")] = None,
-        epochs: Annotated[int | None, typer.Option("--epochs", help="Training epochs.")] = None,
-        batch_size: Annotated[int | None, typer.Option("--batch-size", help="Batch size per process.")] = None,
-        lr: Annotated[float | None, typer.Option("--lr", help="Base learning rate.")] = None,
-        resume: Annotated[str | None, typer.Option("--resume", help=RESUME_HELP)] = None,
+        epochs: EpochsOption = None,
+        batch_size: BatchSizeOption = None,
+        lr: LrOption = None,
+        resume: ResumeOption = None,
         vis: Annotated[
             bool | None, typer.Option("--vis/--no-vis", help="Write PNG visualisations to <run>/vis.")
         ] = None,
@@ -83,8 +85,8 @@ def register(app: typer.Typer) -> None:
         seed: SeedOption = None,
         device: DeviceOption = None,
         workers: WorkersOption = None,
-        amp: Annotated[str | None, typer.Option("--amp", help="Mixed precision: none, bf16 or fp16.")] = None,
-        width: Annotated[float | None, typer.Option("--width", help="Network width multiplier.")] = None,
+        amp: AmpOption = None,
+        width: WidthOption = None,
         tensorboard: Annotated[
             bool | None, typer.Option("--tensorboard/--no-tensorboard", help="Also log to TensorBoard.")
         ] = None,
