@@ -18,6 +18,13 @@ from radiossl.transforms import LocalShuffle, local_shuffle
 shuffle_module = sys.modules["radiossl.transforms.local_shuffle"]
 
 
+def _torch_path(x: torch.Tensor, limits: tuple[int, int, int], n_blocks: int, g: torch.Generator) -> torch.Tensor:
+    """The device implementation, run on CPU tensors."""
+    batch, channels, *spatial = x.shape
+    source = shuffle_module._sources_torch(batch, tuple(spatial), limits, n_blocks, g)
+    return shuffle_module._gather(x.reshape(batch, channels, -1), source).reshape(x.shape)
+
+
 def _coordinates(values: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
     """Voxel coordinates of the unique integer ``values`` of an ``arange`` cube."""
     flat = values.long().reshape(-1)
@@ -48,7 +55,7 @@ def test_values_come_from_the_last_covering_block(gen: Callable[[int], torch.Gen
     if backend == "numpy":
         y = local_shuffle(x, gen(1), n_blocks=2000)
     else:
-        y = shuffle_module._shuffle_torch(x.reshape(3, 1, -1), shape, limits, 2000, gen(1)).reshape(x.shape)
+        y = _torch_path(x, limits, 2000, gen(1))
     assert bool(torch.isin(y, x).all())
     grid = torch.stack(torch.meshgrid(*(torch.arange(s) for s in shape), indexing="ij"), dim=-1).reshape(-1, 3)
     for b in range(3):
@@ -87,7 +94,7 @@ def test_block_permutations_have_the_exact_distribution(gen: Callable[[int], tor
     if backend == "numpy":
         y = local_shuffle(x.reshape(trials, 1, 2, 2, 1), gen(3), n_blocks=1, divisor=1).reshape(trials, 4)
     else:
-        y = shuffle_module._shuffle_torch(x, (2, 2, 1), (2, 2, 1), 1, gen(3)).reshape(trials, 4)
+        y = _torch_path(x.reshape(trials, 1, 2, 2, 1), (2, 2, 1), 1, gen(3)).reshape(trials, 4)
     expected = _exact_2x2_distribution()
     assert abs(sum(expected.values()) - 1.0) < 1e-12
     counts = dict.fromkeys(expected, 0)
@@ -125,3 +132,112 @@ def test_class_applies_with_probability_and_is_deterministic(gen: Callable[[int]
     assert torch.equal(y, LocalShuffle(p=0.5, n_blocks=50)(x, gen(4)))
     assert not torch.equal(y, LocalShuffle(p=0.5, n_blocks=50)(x, gen(5)))
     assert torch.equal(local_shuffle(x, gen(0), n_blocks=0), x)
+
+
+def _exact_line_distribution(n_blocks: int) -> dict[tuple[int, ...], float]:
+    """Output distribution of ``n_blocks`` blocks on a 3x1x1 cube with edges up to 3 (the original semantics).
+
+    Each block: edge ``b`` uniform in 1..3, corner uniform in 0..3-b, a uniform permutation of its voxels
+    read from the untouched cube; later blocks overwrite earlier ones.
+    """
+    blocks = []
+    for b in (1, 2, 3):
+        for corner in range(4 - b):
+            perms = list(itertools.permutations(range(b)))
+            blocks += [(1 / 3 / (4 - b) / len(perms), corner, perm) for perm in perms]
+    probs: dict[tuple[int, ...], float] = {}
+    for combo in itertools.product(blocks, repeat=n_blocks):
+        out = [0, 1, 2]
+        p = 1.0
+        for prob, corner, perm in combo:
+            p *= prob
+            for i, j in enumerate(perm):
+                out[corner + i] = corner + j
+        probs[tuple(out)] = probs.get(tuple(out), 0.0) + p
+    return probs
+
+
+def _chi2_check(rows: list[list[int]], expected: dict[tuple[int, ...], float]) -> None:
+    """Pearson's test of the observed rows against ``expected`` (fails with probability 1e-3 when right)."""
+    from scipy.stats import chi2
+
+    counts = dict.fromkeys(expected, 0)
+    for row in rows:
+        assert tuple(row) in counts, f"impossible output {row}"
+        counts[tuple(row)] += 1
+    observed = np.array([counts[k] for k in expected], dtype=float)
+    wanted = np.array([expected[k] for k in expected]) * len(rows)
+    statistic = float(((observed - wanted) ** 2 / wanted).sum())
+    assert statistic < chi2.ppf(1 - 1e-3, len(expected) - 1), statistic
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_overlapping_blocks_have_the_exact_distribution(gen: Callable[[int], torch.Generator], backend: str) -> None:
+    # Three blocks on a 3-voxel line overlap often: the last one decides each voxel, with its own permutation.
+    trials = 20000
+    x = torch.arange(3.0).reshape(1, 1, 3, 1, 1).repeat(trials, 1, 1, 1, 1)
+    if backend == "numpy":
+        y = local_shuffle(x, gen(6), n_blocks=3, divisor=1)
+    else:
+        y = _torch_path(x, (3, 1, 1), 3, gen(6))
+    expected = _exact_line_distribution(3)
+    assert abs(sum(expected.values()) - 1.0) < 1e-12
+    _chi2_check(y.reshape(trials, 3).long().tolist(), expected)
+
+
+def test_rejected_ties_keep_the_permutations_uniform(
+    gen: Callable[[int], torch.Generator], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Leave only 4 random bits in each key so that ties (and their redraws) are frequent.
+    layout = shuffle_module._layout((2, 2, 1), (2, 2, 1))
+    monkeypatch.setattr(layout, "cbits", 28)
+    trials = 8000
+    x = torch.arange(4.0).reshape(1, 1, 2, 2, 1).repeat(trials, 1, 1, 1, 1)
+    y = local_shuffle(x, gen(7), n_blocks=1, divisor=1).reshape(trials, 4)
+    _chi2_check(y.long().tolist(), _exact_2x2_distribution())
+
+
+def test_tied_rows_are_found_exactly_and_redrawn() -> None:
+    cbits = 2
+    row0 = [5 << 2 | 0, 5 << 2 | 1, 9 << 2 | 2]  # a tie
+    row1 = [3 << 2 | 3, 4 << 2 | 0, 8 << 2 | 0]  # a small gap without a tie
+    row2 = [8 << 2 | 3, 9 << 2 | 1]  # the random bits of the end of row 1, no tie inside
+    keys = np.array(row0 + row1 + row2, dtype=np.uint32)
+    rows = shuffle_module._tied_rows(keys, cbits, np.array([3, 3, 2]))
+    assert rows == [(0, 3)]
+    rng = np.random.Generator(np.random.PCG64(0))
+    shuffle_module._redraw(keys[0:3], cbits, rng)
+    assert sorted((keys[0:3] & 3).tolist()) == [0, 1, 2]
+    assert bool((np.diff(keys[0:3].astype(np.int64) >> cbits) > 0).all())
+    assert shuffle_module._tied_rows(keys, cbits, np.array([3, 3, 2])) == []
+
+
+def test_large_blocks_and_many_blocks_use_64_bit_keys_and_values(gen: Callable[[int], torch.Generator]) -> None:
+    shape = (96, 96, 48)  # blocks up to 9x9x4 (324 voxels: 64-bit keys); 442,368 voxels (19 bits)
+    layout = shuffle_module._layout(shape, shuffle_module.block_limits(shape))
+    assert layout.key_dtype == np.uint64
+    assert shuffle_module._value_bits(int(np.prod(shape)), 4096)[1] == np.int64
+    x = torch.arange(float(np.prod(shape))).reshape(1, 1, *shape)
+    one = local_shuffle(x, gen(8), n_blocks=1)
+    assert torch.equal(one.flatten().sort().values, x.flatten())
+    y = local_shuffle(x, gen(8), n_blocks=4096)
+    grid = torch.stack(torch.meshgrid(*(torch.arange(s) for s in shape), indexing="ij"), dim=-1).reshape(-1, 3)
+    offset = (_coordinates(y[0, 0], shape) - grid).abs()
+    assert bool((offset < torch.tensor([9, 9, 4])).all())
+    assert 0.3 < float((y != x).double().mean()) < 0.6  # 4,096 blocks of 62.5 voxels on average cover ~44%
+
+
+def test_value_packing_switches_to_int64_only_when_needed() -> None:
+    assert shuffle_module._value_bits(64 * 64 * 32, 10_000) == (17, np.dtype(np.int32))
+    assert shuffle_module._value_bits(64 * 64 * 32, 16_382) == (17, np.dtype(np.int32))
+    assert shuffle_module._value_bits(64 * 64 * 32, 16_383) == (32, np.dtype(np.int64))
+
+
+def test_chunks_are_deterministic_and_all_shuffled(gen: Callable[[int], torch.Generator]) -> None:
+    x = torch.rand(70, 1, 20, 20, 10)  # 4,000 voxels: chunks of 32 cubes on CPU
+    y = local_shuffle(x, gen(9), n_blocks=400)
+    assert torch.equal(y, local_shuffle(x, gen(9), n_blocks=400))
+    assert bool((y != x).flatten(1).any(1).all())
+    assert not torch.equal(y[:32], y[32:64])
+    half = local_shuffle(x.to(torch.bfloat16), gen(9), n_blocks=400)
+    assert half.dtype == torch.bfloat16 and bool(torch.isin(half.float(), x.to(torch.bfloat16).float()).all())
