@@ -15,13 +15,14 @@ This implementation produces exactly that distribution without a Python loop ove
 2. a block's permutation comes from sorting random keys: each key holds random high bits above
    the "compact" index of one voxel of the block (its position inside the largest block), so the
    sorted row lists the block's voxels in uniformly random order. Rows whose random bits tie are
-   drawn again (rejection), so the permutation is exactly uniform;
+   drawn again (rejection), so every permutation is exactly uniform;
 3. "later blocks win" is one ``scatter_reduce(amax)`` of ``(draw number << bits) | source voxel``
-   over the destination voxels (a block's voxels in their natural order); the output is one gather.
+   over the destination voxels (a block's voxels in natural order); the output is one gather.
 
-On CPU the work runs in NumPy (PCG64 random bits, SIMD row sort) on 32-bit keys and values, one
-cube at a time so the buffers stay in cache; on other devices it runs in torch on rows padded to the
-largest block. Both are seeded from ``generator``.
+On CPU the work runs in NumPy (PCG64 random bits, SIMD row sorts of 32-bit keys, 32-bit packed
+values) two 64x64x32 cubes at a time; on other devices it runs in torch with the blocks bucketed by
+size instead of shape (a few large kernels). Both are seeded from ``generator``; block corners carry
+the float64-uniform bias of below ``span / 2^53``.
 
 Example:
     >>> import torch
@@ -45,11 +46,11 @@ from radiossl.transforms.compose import random_apply
 N_BLOCKS = 10_000
 """Blocks per cube (the original's constant, independent of the cube size)."""
 
-CPU_CHUNK_VOXELS = 131_072
-"""On CPU, samples are processed in chunks of about this many voxels (one 64x64x32 cube: cache-sized buffers)."""
+CPU_CHUNK_VOXELS = 262_144
+"""On CPU, samples are processed in chunks of about this many voxels (two 64x64x32 cubes: buffers of a few MB)."""
 
-DEVICE_CHUNK_KEYS = 1 << 23
-"""On other devices, chunks hold about this many padded keys (8 cubes of 64x64x32)."""
+DEVICE_CHUNK_KEYS = 1 << 24
+"""On other devices, chunks hold about this many padded keys (34 cubes of 64x64x32)."""
 
 MAX_BLOCK_VOXELS = 1 << 20
 """Largest supported block (the compact voxel index must leave room for random key bits)."""
@@ -66,8 +67,13 @@ def block_limits(spatial: Shape, divisor: int = 10) -> Shape:
 class _Layout:
     """Per-(cube size, block limits) tables: block shapes, voxel offsets, compact indices."""
 
+    EAGER_ENTRIES = 1 << 21
+    """Per-shape index tables are kept when all shapes together have at most this many voxels."""
+
     def __init__(self, spatial: Shape, limits: Shape) -> None:
         lx, ly, lz = limits
+        self.limits = limits
+        self.strides = (spatial[1] * spatial[2], spatial[2])
         self.width = lx * ly * lz  # voxels of the largest block == number of block shapes
         if self.width > MAX_BLOCK_VOXELS:
             raise ValueError(f"local_shuffle: blocks of up to {limits} voxels are too large; raise the divisor")
@@ -75,47 +81,37 @@ class _Layout:
         # (24+ random bits) sort twice as fast as 64-bit ones; large blocks need the 64-bit keys.
         self.cbits = max(1, (self.width - 1).bit_length())
         self.key_dtype = np.dtype(np.uint32 if self.cbits <= 8 else np.uint64)
-        sy, sz = spatial[1] * spatial[2], spatial[2]
         dx, dy, dz = np.indices(limits).reshape(3, -1)
         # real[compact]: flat offset from the block corner of the voxel at compact index dx·ly·lz + dy·lz + dz
-        self.real = (dx * sy + dy * sz + dz).astype(np.int32)
+        self.real = (dx * self.strides[0] + dy * self.strides[1] + dz).astype(np.int32)
         self.edges = np.stack([dx + 1, dy + 1, dz + 1], axis=1)  # shape id -> (bx, by, bz)
         self.sizes: list[int] = self.edges.prod(axis=1).tolist()
         self.spans = [(s - self.edges[:, a] + 1).astype(np.float64) for a, s in enumerate(spatial)]
-        self.compact: list[np.ndarray] = []  # per shape, its voxels' compact indices in natural order
-        for bx, by, bz in self.edges.tolist():
-            grid = np.arange(bx)[:, None, None] * (ly * lz) + np.arange(by)[None, :, None] * lz + np.arange(bz)
-            self.compact.append(grid.reshape(-1))
-        self.natural = [self.real[c].astype(np.int64) for c in self.compact]
-        self._tiles: tuple[int, list[np.ndarray]] = (0, [])
-        self._device_tables: dict[str, tuple[torch.Tensor, ...]] = {}
+        self._tables: list[tuple[np.ndarray, np.ndarray]] | None = None
+        if sum(self.sizes) <= self.EAGER_ENTRIES:
+            self._tables = [self._shape_tables(s) for s in range(self.width)]
+        self._device: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def tiles(self, rows: int) -> list[np.ndarray]:
-        """Per shape: its compact indices (key dtype) repeated for at least ``rows`` blocks."""
-        have, tiles = self._tiles  # one read: another thread may replace the pair, never mutate it
-        if rows > have:
-            have = max(rows, 2 * have)
-            tiles = [np.tile(c.astype(self.key_dtype), have) for c in self.compact]
-            self._tiles = (have, tiles)
-        return tiles
+    def _shape_tables(self, shape_id: int) -> tuple[np.ndarray, np.ndarray]:
+        bx, by, bz = self.edges[shape_id].tolist()
+        _, ly, lz = self.limits
+        offsets = (np.arange(bx)[:, None, None], np.arange(by)[None, :, None], np.arange(bz))
+        compact = (offsets[0] * (ly * lz) + offsets[1] * lz + offsets[2]).reshape(-1)
+        natural = (offsets[0] * self.strides[0] + offsets[1] * self.strides[1] + offsets[2]).reshape(-1)
+        return compact.astype(self.key_dtype), natural.astype(np.int64)
 
-    def device_tables(self, device: torch.device) -> tuple[torch.Tensor, ...]:
-        """Padded ``[shapes, width]`` tables for the torch path: compact index, natural offset, validity;
-        then the corner spans ``[3, shapes]`` and ``real`` padded to ``2^cbits`` entries."""
+    def shape_tables(self, shape_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """Compact indices (key dtype) and offsets from the corner (int64) of a shape's voxels, natural order."""
+        return self._shape_tables(shape_id) if self._tables is None else self._tables[shape_id]
+
+    def device_tables(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Block edges ``[shapes, 3]`` and ``real`` padded to ``2^cbits`` entries, on ``device`` (int64)."""
         key = str(device)
-        if key not in self._device_tables:
-            compact = np.zeros((self.width, self.width), dtype=np.int64)
-            valid = np.zeros((self.width, self.width), dtype=bool)
-            for s, c in enumerate(self.compact):
-                compact[s, : c.size] = c
-                valid[s, : c.size] = True
-            natural = np.where(valid, self.real[compact], 0)
-            spans = np.stack(self.spans).astype(np.int64)
+        if key not in self._device:
             real = np.zeros(1 << self.cbits, dtype=np.int64)  # pad keys have every compact bit set
             real[: self.width] = self.real
-            arrays = (compact, natural, valid, spans, real)
-            self._device_tables[key] = tuple(torch.from_numpy(a).to(device) for a in arrays)
-        return self._device_tables[key]
+            self._device[key] = (torch.from_numpy(self.edges).to(device), torch.from_numpy(real).to(device))
+        return self._device[key]
 
 
 @lru_cache(maxsize=16)
@@ -185,19 +181,17 @@ def _sources_numpy(batch: int, spatial: Shape, limits: Shape, n_blocks: int, see
     keys = rng.bit_generator.random_raw(-(-total * kdtype.itemsize // 8)).view(kdtype)[:total]
     keys &= ~low
     targets = np.empty(total, dtype=np.int64)
-    groups = []
     pos = row = 0
-    tiles = layout.tiles(int(counts.max()))
-    for count, size, compact, natural in zip(counts.tolist(), layout.sizes, tiles, layout.natural, strict=True):
+    for shape_id, (count, size) in enumerate(zip(counts.tolist(), layout.sizes, strict=True)):
         if count == 0:
             continue
+        compact, natural = layout.shape_tables(shape_id)
         end = pos + count * size
-        group = keys[pos:end]
-        np.bitwise_or(group, compact[: end - pos], out=group)
+        group = keys[pos:end].reshape(count, size)
+        np.bitwise_or(group, compact, out=group)
         if size > 1:
-            group.reshape(count, size).sort(axis=1)  # row r: block r's voxels in uniformly random order
+            group.sort(axis=1)  # row r: block r's voxels in uniformly random order
         np.add(base[row : row + count, None], natural, out=targets[pos:end].reshape(count, size))
-        groups.append((pos, end, row, count, size))
         pos, row = end, row + count
     # Rejection: a row whose random bits tie is drawn again, so every accepted permutation is uniform.
     for begin, end in _tied_rows(keys, cbits, row_size):
@@ -206,10 +200,7 @@ def _sources_numpy(batch: int, spatial: Shape, limits: Shape, n_blocks: int, see
     keys &= low
     index = torch.from_numpy(keys.view(np.int32 if kdtype == np.uint32 else np.int64))
     values = torch.index_select(torch.from_numpy(layout.real.astype(vdtype, copy=False)), 0, index)
-    packed = values.numpy()
-    for pos, end, row, count, size in groups:
-        block = packed[pos:end].reshape(count, size)
-        np.add(block, tag[row : row + count, None], out=block)
+    values += torch.from_numpy(np.repeat(tag, row_size))
     winner = torch.arange(volume, dtype=values.dtype).repeat(batch)  # tag 0: uncovered voxels keep their own
     winner.scatter_reduce_(0, torch.from_numpy(targets), values, reduce="amax")
     winner &= (1 << vbits) - 1
@@ -219,58 +210,70 @@ def _sources_numpy(batch: int, spatial: Shape, limits: Shape, n_blocks: int, see
 def _sources_torch(
     batch: int, spatial: Shape, limits: Shape, n_blocks: int, generator: torch.Generator
 ) -> torch.Tensor:
-    """Device implementation (the same algorithm on rows padded to the largest block): ``[batch, V]`` int64."""
+    """Device implementation: ``[batch, V]`` int64. The same algorithm, with the blocks bucketed by size
+    (rows padded to the next power of two) instead of grouped by shape, for few and large kernels."""
     volume = spatial[0] * spatial[1] * spatial[2]
     device = generator.device
     layout = _layout(spatial, limits)
-    compact_tab, natural_tab, valid_tab, spans, real = layout.device_tables(device)
-    width, cbits = layout.width, layout.cbits
+    edges, real = layout.device_tables(device)
+    _, ly, lz = limits
+    sy, sz = layout.strides
+    cbits = layout.cbits
     m = batch * n_blocks
-    shape = torch.randint(0, width, (m,), generator=generator, device=device)
+    size = edges[torch.randint(0, layout.width, (m,), generator=generator, device=device)]  # [m, 3]
     # Corners: floor(r · span / 2^k) with r uniform on [0, 2^k), k ≤ 53 so that r · span fits int64
     # (a bias below span / 2^k, like the float64 draws of the CPU path).
     k = min(53, 62 - max(spatial).bit_length())
-    r = torch.randint(0, 1 << k, (3, m), generator=generator, device=device)
-    corner = (r * spans[:, shape]) >> k
-    start = corner[0] * (spatial[1] * spatial[2]) + corner[1] * spatial[2] + corner[2]
+    r = torch.randint(0, 1 << k, (m, 3), generator=generator, device=device)
+    corner = (r * (torch.tensor(spatial, device=device) - size + 1)) >> k
+    start = corner[:, 0] * sy + corner[:, 1] * sz + corner[:, 2]
     block = torch.arange(m, device=device)
     vbits = _value_bits(volume, n_blocks)[0]
     tag = ((block % n_blocks + 1) << vbits) + start
     base = start + (block // n_blocks) * volume
+    voxels = size.prod(dim=1)
 
-    valid = valid_tab[shape]
-    compact = compact_tab[shape]
-    # int64 keys with 63 - cbits random bits; pads are larger than every real key, so they sort last.
-    high = (1 << (63 - cbits)) - 1
-    pad = torch.iinfo(torch.int64).max
-    keys = torch.empty((m, width), dtype=torch.int64, device=device)
-    todo = torch.arange(m, device=device)
-    while todo.numel():  # rejection of rows whose random bits tie, as on CPU
-        fresh = torch.randint(0, high, (todo.numel(), width), generator=generator, device=device)
-        fresh = torch.where(valid[todo], (fresh << cbits) | compact[todo], pad).sort(dim=1).values
-        keys[todo] = fresh
-        random_bits = fresh >> cbits
-        todo = todo[((random_bits[:, 1:] == random_bits[:, :-1]) & valid[todo, 1:]).any(dim=1)]
-    values = torch.where(valid, tag[:, None] + real[keys & ((1 << cbits) - 1)], 0)
     sink = batch * volume  # padded entries land on an extra voxel that is dropped
-    targets = torch.where(valid, base[:, None] + natural_tab[shape], sink)
-    winner = torch.cat(
-        [torch.arange(volume, device=device).repeat(batch), torch.zeros(1, dtype=torch.long, device=device)]
-    )
-    winner.scatter_reduce_(0, targets.reshape(-1), values.reshape(-1), reduce="amax")
+    winner = torch.cat([torch.arange(volume, device=device).repeat(batch), block.new_zeros(1)])
+    high = (1 << (63 - cbits)) - 1  # int64 keys: 63 - cbits random bits
+    pad = torch.iinfo(torch.int64).max  # larger than every real key: pads sort last
+    bucket = 1
+    while bucket // 2 < layout.width:  # blocks of (bucket / 2, bucket] voxels, in rows of min(bucket, width)
+        rows = ((voxels > bucket // 2) & (voxels <= bucket)).nonzero().squeeze(1)
+        columns = torch.arange(min(bucket, layout.width), device=device)
+        bucket *= 2
+        if rows.numel() == 0:
+            continue
+        _, by, bz = size[rows].unbind(1)
+        valid = columns < voxels[rows, None]
+        dx = columns // (by * bz)[:, None]  # voxel j of a block: its position (dx, dy, dz)
+        dy = (columns // bz[:, None]) % by[:, None]
+        dz = columns % bz[:, None]
+        compact = dx * (ly * lz) + dy * lz + dz
+        keys = torch.empty(valid.shape, dtype=torch.int64, device=device)
+        todo = torch.arange(rows.numel(), device=device)
+        while todo.numel():  # rejection of rows whose random bits tie, as on CPU
+            fresh = torch.randint(0, high, (todo.numel(), valid.shape[1]), generator=generator, device=device)
+            fresh = torch.where(valid[todo], (fresh << cbits) | compact[todo], pad).sort(dim=1).values
+            keys[todo] = fresh
+            random_bits = fresh >> cbits
+            todo = todo[((random_bits[:, 1:] == random_bits[:, :-1]) & valid[todo, 1:]).any(dim=1)]
+        values = torch.where(valid, tag[rows, None] + real[keys & ((1 << cbits) - 1)], 0)
+        targets = torch.where(valid, base[rows, None] + dx * sy + dy * sz + dz, sink)
+        winner.scatter_reduce_(0, targets.reshape(-1), values.reshape(-1), reduce="amax")
     return (winner[:sink] & ((1 << vbits) - 1)).view(batch, volume)
 
 
-def _gather(flat: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-    """``out[b, c, v] = flat[b, c, source[b, v]]``."""
+def _gather(flat: torch.Tensor, source: torch.Tensor, out: torch.Tensor) -> None:
+    """``out[b, c, v] = flat[b, c, source[b, v]]`` (``out`` contiguous)."""
     batch, channels, volume = flat.shape
     if channels == 1:
         if batch * volume >= 2**31:
             source = source.long()
         offsets = torch.arange(0, batch * volume, volume, dtype=source.dtype, device=source.device)
-        index = (source + offsets[:, None]).reshape(-1)
-        return torch.index_select(flat.reshape(-1), 0, index).view(batch, 1, volume)
-    return torch.gather(flat, 2, source.long().unsqueeze(1).expand(batch, channels, volume))
+        torch.index_select(flat.reshape(-1), 0, (source + offsets[:, None]).reshape(-1), out=out.view(-1))
+    else:
+        torch.gather(flat, 2, source.long().unsqueeze(1).expand(batch, channels, volume), out=out)
 
 
 def local_shuffle(
@@ -286,20 +289,22 @@ def local_shuffle(
     if volume >= 2**31 or n_blocks >= 2**30:
         raise ValueError("local_shuffle: cube or block count too large for 32-bit voxel indices")
     limits = block_limits(spatial, divisor)
+    flat = x.detach().reshape(batch, channels, volume)
+    out = torch.empty_like(flat, memory_format=torch.contiguous_format)
     if x.device.type == "cpu":
         step = max(1, CPU_CHUNK_VOXELS // volume)
         seeds = torch.randint(0, 2**62, ((batch + step - 1) // step,), generator=generator).tolist()
-        parts = [
-            _sources_numpy(min(step, batch - i), spatial, limits, n_blocks, seed)
-            for i, seed in zip(range(0, batch, step), seeds, strict=True)
-        ]
     else:
-        step = max(1, DEVICE_CHUNK_KEYS // (n_blocks * _layout(spatial, limits).width))
-        parts = [
-            _sources_torch(min(step, batch - i), spatial, limits, n_blocks, generator) for i in range(0, batch, step)
-        ]
-    source = parts[0] if len(parts) == 1 else torch.cat(parts)
-    return _gather(x.reshape(batch, channels, volume), source).view(x.shape)
+        mean_voxels = float(np.prod([(lim + 1) / 2 for lim in limits]))
+        step = max(1, int(DEVICE_CHUNK_KEYS // (2 * n_blocks * mean_voxels)))  # rows padded to at most 2x
+    for chunk, i in enumerate(range(0, batch, step)):
+        size = min(step, batch - i)
+        if x.device.type == "cpu":
+            source = _sources_numpy(size, spatial, limits, n_blocks, seeds[chunk])
+        else:
+            source = _sources_torch(size, spatial, limits, n_blocks, generator)
+        _gather(flat[i : i + size], source, out[i : i + size])
+    return out.view(x.shape)
 
 
 class LocalShuffle:
