@@ -47,10 +47,10 @@ class DemoConfig(Section):
     pairs: int = Field(4, ge=1, description="Crop pairs per volume.")
     k: int = Field(6, ge=2, description="Clusters for pixel-level targets (10 in the thesis).")
     width: float = Field(0.25, gt=0, description="U-Net width multiplier (1.0 = published network).")
-    pretrain_epochs: int = Field(3, ge=1)
+    pretrain_epochs: int = Field(6, ge=1)
     pretrain_batch_size: int = Field(4, ge=1)
-    finetune_epochs: int = Field(12, ge=1)
-    validate_every: int = Field(4, ge=1, description="Epochs between full-volume validations while finetuning.")
+    finetune_epochs: int = Field(60, ge=1)
+    validate_every: int = Field(10, ge=1, description="Epochs between full-volume validations while finetuning.")
     finetune_crop_size: tuple[int, int, int] = Field((32, 32, 32), description="Finetuning patch size.")
     finetune_batch_size: int = Field(2, ge=1)
     ratio: float = Field(0.5, gt=0, le=1, description="Fraction of labelled training cases used for finetuning.")
@@ -188,7 +188,7 @@ def _kmeans(config: DemoConfig, proc: Path, artefacts: dict[str, Path]) -> None:
     if not predicted.success:
         raise RadiosslError(f"{proc}: k-means prediction failed: {predicted.failures}")
     for png in sorted((proc / "kmeans").glob("*.png")):
-        artefacts[f"k-means montage ({png.stem})"] = png
+        artefacts["k-means predict montage" if png.stem.startswith("predict") else "k-means fit montage"] = png
 
 
 def _pretrain(config: DemoConfig, proc: Path, runs: Path, artefacts: dict[str, Path]) -> Path:
@@ -280,9 +280,9 @@ def _print_result(result: DemoResult, console: Any) -> None:
         values = [run.dice[name] for name in regions]
         table.add_row(run.label, *(f"{v:.3f}" for v in values), f"{sum(values) / len(values):.3f}")
     console.print(table)
-    where = Table(title="Artefacts", show_header=False)
+    where = Table(title="Artefacts", show_header=False, expand=True)
     where.add_column("what", no_wrap=True)
-    where.add_column("where", overflow="fold")
+    where.add_column("where", overflow="fold", ratio=1)
     for name, path in result.artefacts.items():
         where.add_row(name, str(path))
     for run in result.runs:
