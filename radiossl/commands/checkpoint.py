@@ -140,7 +140,11 @@ def _print_description(info: dict[str, Any]) -> None:
     meta = info["meta"]
     labels = {"optimizer": "optimizer", "args": "training arguments"}
     for key, value in meta.items():
-        shown = value if isinstance(value, (str, int, float)) else json.dumps(value, default=str)
+        if key == "history" and isinstance(value, list) and value:
+            last = {k: v for k, v in value[-1].items() if k in ("epoch", "step", "loss", "val_loss", "val_dice")}
+            shown = f"{len(value)} epoch records; last: {json.dumps(last, default=str)} (full list: --json)"
+        else:
+            shown = value if isinstance(value, (str, int, float)) else json.dumps(value, default=str)
         line(f"{labels.get(key, key)}: {shown}")
     table = Table(title="key prefixes", title_justify="left")
     table.add_column("prefix")
