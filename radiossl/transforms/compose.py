@@ -4,6 +4,11 @@ A batched transform is any callable ``transform(x, generator) -> Tensor`` on a `
 batch that returns a new tensor (inputs are never modified in place). Random decisions are made
 per sample: with ``p = 0.5`` about half of the batch is transformed and the rest passes through.
 
+Speed: inside a running :class:`Compose` or :class:`OneOf`, the first partially applied step copies
+the batch once; later steps write their selected samples into that copy in place, instead of
+copying the whole batch each time. So a transform used in a pipeline must not read its input
+again after passing it to :func:`random_apply` / :func:`apply_per_sample` (return their result).
+
 Example:
     >>> import torch
     >>> from radiossl.transforms import Compose, OneOf, RandomNoise, RandomGamma, generator_for
@@ -14,7 +19,10 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import partial
 from typing import Protocol
 
@@ -29,18 +37,60 @@ class BatchTransform(Protocol):
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor: ...
 
 
+_owned: ContextVar[dict[int, weakref.ref[torch.Tensor]] | None] = ContextVar("radiossl_owned_batches", default=None)
+"""Batches created by :func:`apply_per_sample` inside the current :class:`Compose` / :class:`OneOf` call.
+
+Only the pipeline holds them, so later steps may write into them instead of copying the whole batch.
+"""
+
+
+@contextmanager
+def _ownership_scope() -> Iterator[None]:
+    if _owned.get() is not None:  # nested pipeline: share the outer scope
+        yield
+        return
+    token = _owned.set({})
+    try:
+        yield
+    finally:
+        _owned.reset(token)
+
+
+def _is_owned(x: torch.Tensor) -> bool:
+    owned = _owned.get()
+    ref = None if owned is None else owned.get(id(x))
+    return ref is not None and ref() is x
+
+
 def apply_per_sample(
     x: torch.Tensor,
     selected: torch.Tensor,
     fn: Callable[[torch.Tensor], torch.Tensor],
 ) -> torch.Tensor:
-    """``fn`` applied to the samples where ``selected`` (bool ``[B]``) is true; the others are kept."""
+    """``fn`` applied to the samples where ``selected`` (bool ``[B]``) is true; the others are kept.
+
+    ``x`` itself is not modified, except a batch that an earlier step of the same running
+    :class:`Compose` / :class:`OneOf` created here: that one is updated in place.
+    """
     if bool(selected.all()):
         return fn(x)
     if not bool(selected.any()):
         return x
     index = selected.nonzero().squeeze(1)
-    return x.index_copy(0, index, fn(x.index_select(0, index)).to(x.dtype))
+    result = fn(x.index_select(0, index))
+    owned = _owned.get()
+    if _is_owned(x):
+        out = x
+    else:
+        out = x.clone(memory_format=torch.contiguous_format)
+        if owned is not None and not out.requires_grad:
+            owned[id(out)] = weakref.ref(out)
+    if out.requires_grad:
+        return x.index_copy(0, index, result.to(x.dtype))
+    # Sample by sample: plain copies, touching only the selected samples.
+    for row, sample in zip(index.tolist(), result.unbind(0), strict=True):
+        out[row].copy_(sample)
+    return out
 
 
 def random_apply(
@@ -67,8 +117,9 @@ class Compose:
         self.transforms = list(transforms)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        for transform in self.transforms:
-            x = transform(x, generator)
+        with _ownership_scope():
+            for transform in self.transforms:
+                x = transform(x, generator)
         return x
 
     def __repr__(self) -> str:
@@ -102,10 +153,11 @@ class OneOf:
         u = torch.rand(batch, generator=generator, device=x.device)
         edges = torch.tensor(self.weights, device=x.device).cumsum(0)
         choice = torch.searchsorted(edges, u, right=True).clamp_max(len(self.transforms) - 1)
-        for i, transform in enumerate(self.transforms):
-            selected = gate & (choice == i)
-            if bool(selected.any()):
-                x = apply_per_sample(x, selected, partial(_call, transform, generator=generator))
+        with _ownership_scope():
+            for i, transform in enumerate(self.transforms):
+                selected = gate & (choice == i)
+                if bool(selected.any()):
+                    x = apply_per_sample(x, selected, partial(_call, transform, generator=generator))
         return x
 
     def __repr__(self) -> str:

@@ -67,3 +67,12 @@ def test_probability_channels_and_determinism(gen: Callable[[int], torch.Generat
     z = BezierIntensity(p=1.0, **coarse)(same[:50], gen(3))
     assert torch.equal(z[:, 0], z[:, 1])
     assert torch.equal(y, BezierIntensity(p=0.9, **coarse)(x, gen(2)))
+
+
+def test_cpu_tables_match_the_batched_torch_tables(gen: Callable[[int], torch.Generator]) -> None:
+    from radiossl.transforms.bezier_intensity import _tables, bezier_tables
+
+    controls = torch.rand(20, 4, generator=gen(4), dtype=torch.float64)
+    inverted = torch.rand(20, generator=gen(5)) < 0.5
+    cpu = bezier_tables(controls, inverted, n_points=2049, table_size=1025)
+    assert torch.allclose(cpu, _tables(controls, inverted, 2049, 1025), atol=1e-12)
