@@ -23,9 +23,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-UNSAFE_HELP = (
-    "Allow pickled Python objects (e.g. PCRLv2's argparse.Namespace). Runs code: trusted files only."
-)
+UNSAFE_HELP = "Allow pickled Python objects (e.g. PCRLv2's argparse.Namespace). Runs code: trusted files only."
 
 _BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 
@@ -38,9 +36,7 @@ def register(app: typer.Typer) -> None:
     def inspect(
         path: Annotated[Path, typer.Argument(help="Checkpoint file (.pt/.pth/.tar).")],
         allow_unsafe_pickle: Annotated[bool, typer.Option("--allow-unsafe-pickle", help=UNSAFE_HELP)] = False,
-        as_json: Annotated[
-            bool, typer.Option("--json", help="Print one JSON object instead of tables.")
-        ] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
     ) -> None:
         """Show a checkpoint's layout, metadata, counts and key prefixes."""
         from radiossl.models.loading import read_checkpoint
@@ -64,8 +60,7 @@ def register(app: typer.Typer) -> None:
         written = _run(lambda: export_encoder(path, out, allow_unsafe=allow_unsafe_pickle))
         raw = _run(lambda: read_checkpoint(written))
         typer.echo(
-            f"wrote {written}: {len(raw.state_dict)} encoder tensors "
-            f"from {path} [{raw.meta['source']['family']}]"
+            f"wrote {written}: {len(raw.state_dict)} encoder tensors from {path} [{raw.meta['source']['family']}]"
         )
 
     app.add_typer(group, name="checkpoint")

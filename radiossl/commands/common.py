@@ -28,6 +28,11 @@ SetOption = Annotated[
 SeedOption = Annotated[int | None, typer.Option("--seed", help="Random seed.", show_default=False)]
 DeviceOption = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or mps.", show_default=False)]
 WorkersOption = Annotated[int | None, typer.Option("--workers", help="Worker processes.", show_default=False)]
+TaskOption = Annotated[
+    str | None,
+    typer.Option("--task", "-t", help="Task: brats, lits, nnunet (see `radiossl plugins list`).", show_default=False),
+]
+RawDataOption = Annotated[Path | None, typer.Option("--data", help="Raw dataset folder.", show_default=False)]
 EpochsOption = Annotated[int | None, typer.Option("--epochs", help="Training epochs.", show_default=False)]
 BatchSizeOption = Annotated[
     int | None, typer.Option("--batch-size", help="Batch size per process.", show_default=False)

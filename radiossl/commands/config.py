@@ -35,9 +35,7 @@ def register(app: typer.Typer) -> None:
 
     @config_app.command("show")
     @handle_errors
-    def show(
-        method: str | None = method_option, task: str | None = task_option, stage: str = stage_option
-    ) -> None:
+    def show(method: str | None = method_option, task: str | None = task_option, stage: str = stage_option) -> None:
         """Print the default configuration as commented YAML."""
         from radiossl.config import build_config, commented_yaml
 
@@ -46,9 +44,7 @@ def register(app: typer.Typer) -> None:
 
     @config_app.command("schema")
     @handle_errors
-    def schema(
-        method: str | None = method_option, task: str | None = task_option, stage: str = stage_option
-    ) -> None:
+    def schema(method: str | None = method_option, task: str | None = task_option, stage: str = stage_option) -> None:
         """Print the JSON Schema of a configuration."""
         from radiossl.config import json_schema
 

@@ -19,8 +19,10 @@ from radiossl.commands.common import (
     AmpOption,
     ConfigOption,
     DeviceOption,
+    RawDataOption,
     SeedOption,
     SetOption,
+    TaskOption,
     WorkersOption,
     console,
     flags_dict,
@@ -72,11 +74,8 @@ def register(app: typer.Typer) -> None:
     @app.command("evaluate", help=COMMAND_HELP)
     @handle_errors
     def evaluate_command(
-        task: Annotated[
-            str | None,
-            typer.Option("--task", "-t", help="Task: brats, lits, nnunet (see `radiossl plugins list`)."),
-        ] = None,
-        data: Annotated[Path | None, typer.Option("--data", help="Raw dataset folder.")] = None,
+        task: TaskOption = None,
+        data: RawDataOption = None,
         weights: Annotated[
             Path | None,
             typer.Option("--weights", help="Finetuned checkpoint (e.g. <run>/checkpoint_best.pt)."),

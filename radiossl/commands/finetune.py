@@ -21,9 +21,11 @@ from radiossl.commands.common import (
     DeviceOption,
     EpochsOption,
     LrOption,
+    RawDataOption,
     ResumeOption,
     SeedOption,
     SetOption,
+    TaskOption,
     WidthOption,
     WorkersOption,
     console,
@@ -80,11 +82,8 @@ def register(app: typer.Typer) -> None:
     @app.command("finetune", help=COMMAND_HELP)
     @handle_errors
     def finetune_command(
-        task: Annotated[
-            str | None,
-            typer.Option("--task", "-t", help="Task: brats, lits, nnunet (see `radiossl plugins list`)."),
-        ] = None,
-        data: Annotated[Path | None, typer.Option("--data", help="Raw dataset folder.")] = None,
+        task: TaskOption = None,
+        data: RawDataOption = None,
         out: Annotated[Path | None, typer.Option("--out", help="Folder under which the run folder is made.")] = None,
         weights: Annotated[
             Path | None, typer.Option("--weights", help="Checkpoint to start from (default: from scratch).")

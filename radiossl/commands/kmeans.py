@@ -65,9 +65,7 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def fit_command(
         data: Path = typer.Option(None, "--data", help="Preprocessed folder.", show_default=False),
-        k: int = typer.Option(
-            None, "--k", "-k", min=2, help="Number of clusters (default 10).", show_default=False
-        ),
+        k: int = typer.Option(None, "--k", "-k", min=2, help="Number of clusters (default 10).", show_default=False),
         extractor: str = ExtractorOption,
         upsampler: str = UpsamplerOption,
         weights: Path = WeightsOption,
@@ -133,9 +131,7 @@ def register(app: typer.Typer) -> None:
         tag: str = typer.Option(
             None, "--tag", help="Target tag (default k<K>-<extractor>-<upsampler>).", show_default=False
         ),
-        split: str = typer.Option(
-            None, "--split", help="Only this split (default: every split).", show_default=False
-        ),
+        split: str = typer.Option(None, "--split", help="Only this split (default: every split).", show_default=False),
         overwrite: bool = typer.Option(False, "--overwrite", help="Recompute existing target files."),
         config: ConfigOption = None,
         overrides: SetOption = None,
@@ -185,12 +181,8 @@ def _fit_report(result: Any) -> None:
     table.add_row("centroids", str(result.centroids))
     table.add_row("metadata", str(result.metadata))
     table.add_row("montage", str(result.montage) if result.montage else "-")
-    table.add_row(
-        "sample", f"{result.n_points:,} voxels from {result.n_crops:,} crops, {result.feature_dim} features"
-    )
-    table.add_row(
-        "inertia", f"{result.inertia:.6g} ({result.inertia / max(1, result.n_points):.4g} per voxel)"
-    )
+    table.add_row("sample", f"{result.n_points:,} voxels from {result.n_crops:,} crops, {result.feature_dim} features")
+    table.add_row("inertia", f"{result.inertia:.6g} ({result.inertia / max(1, result.n_points):.4g} per voxel)")
     table.add_row("cluster sizes", ", ".join(str(s) for s in result.cluster_sizes))
     table.add_row("faiss", "GPU" if result.used_gpu else "CPU")
     table.add_row("time", f"{result.seconds:.1f} s")

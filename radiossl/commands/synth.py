@@ -27,12 +27,8 @@ def register(app: typer.Typer) -> None:
     def synth(
         kind: PhantomKind = typer.Argument(..., help="Layout to write: brats, lits, luna or nnunet."),
         out: Path = typer.Option(..., "--out", "-o", help="Folder to create (must be new or empty)."),
-        cases: int = typer.Option(
-            4, "--cases", "-n", min=1, help="Number of cases (nnunet: training cases)."
-        ),
-        seed: int = typer.Option(
-            1, "--seed", min=0, help="Random seed; the same seed gives identical files."
-        ),
+        cases: int = typer.Option(4, "--cases", "-n", min=1, help="Number of cases (nnunet: training cases)."),
+        seed: int = typer.Option(1, "--seed", min=0, help="Random seed; the same seed gives identical files."),
         shape: tuple[int, int, int] | None = typer.Option(
             None,
             "--shape",
@@ -61,9 +57,7 @@ def register(app: typer.Typer) -> None:
         table.add_column("field", style="bold")
         table.add_column("value")
         table.add_row("folder", str(result.out))
-        table.add_row(
-            "cases", f"{len(result.case_ids)} (" + ", ".join(f"{g}: {n}" for g, n in groups.items()) + ")"
-        )
+        table.add_row("cases", f"{len(result.case_ids)} (" + ", ".join(f"{g}: {n}" for g, n in groups.items()) + ")")
         table.add_row("files", str(len(result.files)))
         table.add_row("shape", " x ".join(str(s) for s in result.shape))
         table.add_row("seed", str(result.seed))
