@@ -19,6 +19,10 @@ def test_demo_end_to_end_and_resumable(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--config", str(config), "--device", "cpu"]
     result = CliRunner().invoke(app, args, terminal_width=200)
+    if result.exc_info is not None and result.exit_code != 0:
+        import traceback
+
+        traceback.print_exception(*result.exc_info)
     assert result.exit_code == 0, result.output
     assert "Dice on held-out phantom cases" in result.output
     for label in ("scratch", "pixel-cluster"):
