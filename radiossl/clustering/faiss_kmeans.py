@@ -131,9 +131,12 @@ def fit_kmeans(
         else:
             options["init_method"] = method
     start = time.perf_counter()
-    kmeans = faiss.Kmeans(d, k, gpu=use_gpu, **options)
-    kmeans.train(x)
-    centroids = np.ascontiguousarray(kmeans.centroids, dtype=np.float32).reshape(k, d)
+    kmeans = faiss.Kmeans(d, k, gpu=use_gpu, **options)  # builds the parameters and the (GPU) index
+    clustering = faiss.Clustering(d, k, kmeans.cp)
+    clustering.train(x, kmeans.index)
+    centroids = _float_vector_to_numpy(faiss, clustering.centroids, k * d).reshape(k, d)
+    stats = clustering.iteration_stats
+    objective = [float(stats.at(i).obj) for i in range(stats.size())]
     seconds = time.perf_counter() - start
     labels, distances = CentroidAssigner(centroids).search_numpy(x)
     return KMeansFit(
@@ -141,11 +144,25 @@ def fit_kmeans(
         labels=labels,
         inertia=float(distances.astype(np.float64).sum()),
         sizes=np.bincount(labels, minlength=k),
-        objective=[float(v) for v in np.asarray(kmeans.obj).ravel()],
+        objective=objective,
         used_gpu=use_gpu,
         max_points_per_centroid=cap,
         seconds=seconds,
     )
+
+
+def _float_vector_to_numpy(faiss: Any, vector: Any, size: int) -> np.ndarray:
+    """A faiss ``std::vector<float>`` as a NumPy array.
+
+    faiss' own ``Kmeans.train`` converts with ``vector_float_to_array``, which asserts on the proxy
+    class name. SWIG shares its type table between extension modules, so when SimpleITK (also SWIG)
+    is imported after faiss, the vector comes back as SimpleITK's proxy class and that assertion fails.
+    Iterating works with either proxy.
+    """
+    try:
+        return np.asarray(faiss.vector_float_to_array(vector), dtype=np.float32)
+    except AssertionError:
+        return np.fromiter(vector, dtype=np.float32, count=size)
 
 
 def inertia(x: np.ndarray, centroids: np.ndarray) -> float:
