@@ -79,8 +79,11 @@ def test_nnunet_labels_and_regions(tmp_path: Path) -> None:
         NnUNetConfig.model_validate({"regions": [{"name": "fg", "labels": [1, 2, 3]}]}), tmp_path
     )
     assert [(r.name, r.paint) for r in override.regions()] == [("fg", 3)]
-    with pytest.raises(DataError, match=r"dataset\.json"):
+    with pytest.raises(DataError, match=r"missing: nnU-Net dataset folder not found"):
         NnUNetTask(NnUNetConfig(), tmp_path / "missing").regions()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"empty/dataset\.json: not found"):
+        NnUNetTask(NnUNetConfig(), tmp_path / "empty").regions()
 
 
 class FakeAdapter(DatasetAdapter):
@@ -151,3 +154,11 @@ def test_brats_phantom_channels_and_loading(brats_root: Path) -> None:
     assert arrays.image.shape == (4, 32, 32, 24) and arrays.image.dtype == np.float32
     assert float(arrays.image.min()) >= 0.0 and float(arrays.image.max()) <= 1.0
     assert arrays.label is not None and set(np.unique(arrays.label).tolist()) <= {0, 1, 2, 4}
+
+
+def test_nnunet_task_accepts_the_folder_that_holds_the_dataset(nnunet_root: Path) -> None:
+    # `radiossl synth nnunet --out DIR` writes DIR/Dataset901_Phantom; --data DIR must work as for preprocess.
+    parent_task = NnUNetTask(NnUNetConfig(), nnunet_root.parent)
+    dataset_task = NnUNetTask(NnUNetConfig(), nnunet_root)
+    assert [r.name for r in parent_task.regions()] == [r.name for r in dataset_task.regions()]
+    assert parent_task.out_channels == dataset_task.out_channels >= 1

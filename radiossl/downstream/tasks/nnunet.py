@@ -56,8 +56,10 @@ class NnUNetConfig(TaskConfig):
 
 
 def read_dataset_json(root: Path) -> dict[str, Any]:
-    """The parsed ``dataset.json`` of an nnU-Net raw dataset folder."""
-    path = Path(root) / DATASET_JSON
+    """The parsed ``dataset.json`` of an nnU-Net raw dataset folder (or of the one dataset inside ``root``)."""
+    from radiossl.data.datasets.nnunet import NnUNetRaw
+
+    path = NnUNetRaw().dataset_root(Path(root)) / DATASET_JSON
     if not path.is_file():
         raise DataError(f"{path}: not found (an nnU-Net raw dataset needs a dataset.json)")
     try:
