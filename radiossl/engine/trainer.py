@@ -210,11 +210,36 @@ class _Trainer:
         now_optim = json.loads(self.config.optim.model_dump_json())
         changed = sorted(k for k in now_optim if k in saved_optim and saved_optim[k] != now_optim[k])
         if changed:
+            self._apply_changed_optim(optimizer, scheduler, saved_optim, changed)
             self.log.info(
                 f"[yellow]note:[/] resuming with changed optim settings ({', '.join(changed)}); "
                 "the schedule follows the current config"
             )
         self.log.info(f"resumed from {path} (epoch {self.start_epoch}, step {self.global_step})")
+
+    def _apply_changed_optim(
+        self, optimizer: Any, scheduler: Any, saved: dict[str, Any], changed: list[str]
+    ) -> None:
+        """Make the restored optimiser and schedule use the current config's lr, momentum and weight decay.
+
+        ``load_state_dict`` brings back the saved hyper-parameters (and the scheduler its saved base
+        learning rates); without this, a resumed run silently kept the old learning rate.
+        """
+        optim = self.config.optim
+        for group in optimizer.param_groups:
+            if "weight_decay" in changed:
+                group["weight_decay"] = optim.weight_decay
+            if "momentum" in changed and "momentum" in group:
+                group["momentum"] = optim.momentum
+        if "lr" in changed and saved.get("lr"):
+            ratio = optim.lr / float(saved["lr"])
+            scheduler.base_lrs = [base * ratio for base in scheduler.base_lrs]
+            for group in optimizer.param_groups:
+                group["initial_lr"] = group.get("initial_lr", float(saved["lr"])) * ratio
+        factors = [fn(scheduler.last_epoch) for fn in scheduler.lr_lambdas]
+        for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, factors, strict=True):
+            group["lr"] = base * factor
+        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
 
     # --------------------------------------------------------------------------------- the loop
 

@@ -220,3 +220,10 @@ def test_a_task_can_stop_training_early_and_still_gets_a_final_checkpoint(make_c
     assert result.epochs_completed == 2
     assert [line["epoch"] for line in _epoch_lines(result.run_dir)] == [1, 2]
     assert load_checkpoint(result.final_checkpoint)["epoch"] == 2
+
+
+def test_resuming_with_a_new_learning_rate_uses_it(make_config: Factory) -> None:
+    first = run_training(TinyTask(n_val=None), make_config("optim.epochs=1", "optim.schedule=constant"))
+    config = make_config("optim.epochs=2", "optim.schedule=constant", "optim.lr=0.005")
+    resumed = run_training(TinyTask(n_val=None), config, run_dir=first.run_dir, resume="auto")
+    assert [round(h["lr"], 6) for h in resumed.history] == [0.05, 0.005]
