@@ -141,6 +141,7 @@ class _Trainer:
         self.best_metric: float | None = None
         self.global_step = 0
         self.start_epoch = 0
+        self.stopped_early = False
 
     # ----------------------------------------------------------------------------------- set-up
 
@@ -196,6 +197,7 @@ class _Trainer:
         except (KeyError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"{path}: optimizer/scheduler state does not fit: {exc}") from exc
         self.start_epoch = int(state.get("epoch", 0))
+        self.stopped_early = bool(state.get("stopped_early", False))
         self.global_step = int(state.get("global_step", 0))
         self.history = list(state.get("history") or [])
         best = state.get("best_metric")
@@ -217,9 +219,7 @@ class _Trainer:
             )
         self.log.info(f"resumed from {path} (epoch {self.start_epoch}, step {self.global_step})")
 
-    def _apply_changed_optim(
-        self, optimizer: Any, scheduler: Any, saved: dict[str, Any], changed: list[str]
-    ) -> None:
+    def _apply_changed_optim(self, optimizer: Any, scheduler: Any, saved: dict[str, Any], changed: list[str]) -> None:
         """Make the restored optimiser and schedule use the current config's lr, momentum and weight decay.
 
         ``load_state_dict`` brings back the saved hyper-parameters (and the scheduler its saved base
@@ -287,12 +287,13 @@ class _Trainer:
             self.log.truncate_after(self.global_step)
         wrapped = wrap_ddp(model, device, info, bool(getattr(task, "ddp_find_unused_parameters", True)))
         total = cfg.optim.epochs
-        if self.start_epoch >= total:
+        # An early-stopped run is complete: resuming it must not train past the stop.
+        end = self.start_epoch if self.stopped_early else total
+        if self.start_epoch >= end:
             self.log.info(f"run already complete ({self.start_epoch}/{total} epochs); nothing to train")
         self.log.start_progress(total, min(self.start_epoch, total))
-        epochs_done = max(self.start_epoch, total)
-        stopped_early = False
-        for epoch in range(self.start_epoch, total):
+        epochs_done = self.start_epoch if self.stopped_early else max(self.start_epoch, total)
+        for epoch in range(self.start_epoch, end):
             record, vis_batch = self._train_epoch(
                 epoch, wrapped, model, train_set, train_loader, generator, optimizer, scheduler, scaler
             )
@@ -312,7 +313,9 @@ class _Trainer:
             self.history.append(record)
             self.log.log_line(record)
             self.log.end_epoch(record)
-            write_latest = (epoch + 1) % cfg.logging.checkpoint_every == 0 or epoch + 1 == total
+            # A task asks to stop (early stopping) by setting context.extra["stop"] in validate().
+            self.stopped_early = bool(broadcast_object(bool(context.extra.get("stop", False)), info))
+            write_latest = (epoch + 1) % cfg.logging.checkpoint_every == 0 or epoch + 1 == total or self.stopped_early
             if improved or write_latest:
                 payload = self._payload(model, optimizer, scheduler, scaler, epoch + 1)
                 if info.is_main:
@@ -321,10 +324,9 @@ class _Trainer:
                     if write_latest:
                         ckpt.save_checkpoint(self.run_dir / ckpt.LATEST, payload)
                 barrier(info)
-            # A task asks to stop (early stopping) by setting context.extra["stop"] in validate().
-            if broadcast_object(bool(context.extra.get("stop", False)), info):
+            if self.stopped_early:
                 self.log.info(f"stopping early after epoch {epoch + 1}/{total} (requested by {task.name})")
-                epochs_done, stopped_early = epoch + 1, True
+                epochs_done = epoch + 1
                 break
         final_payload = self._payload(model, optimizer, scheduler, scaler, epochs_done)
         final = self.run_dir / ckpt.FINAL
@@ -343,7 +345,7 @@ class _Trainer:
             epochs_completed=epochs_done,
             history=list(self.history),
             best_metric=self.best_metric,
-            stopped_early=stopped_early,
+            stopped_early=self.stopped_early,
         )
 
     def _context(self, epoch: int, extra: dict[str, Any] | None = None) -> StepContext:
@@ -552,6 +554,7 @@ class _Trainer:
             "rng": {"world_size": self.info.world_size, "states": states},
             "best_metric": self.best_metric,
             "history": ckpt.to_plain(self.history),
+            "stopped_early": self.stopped_early,
         }
 
 

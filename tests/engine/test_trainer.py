@@ -227,3 +227,12 @@ def test_resuming_with_a_new_learning_rate_uses_it(make_config: Factory) -> None
     config = make_config("optim.epochs=2", "optim.schedule=constant", "optim.lr=0.005")
     resumed = run_training(TinyTask(n_val=None), config, run_dir=first.run_dir, resume="auto")
     assert [round(h["lr"], 6) for h in resumed.history] == [0.05, 0.005]
+
+
+def test_resuming_an_early_stopped_run_trains_nothing(make_config: Factory) -> None:
+    stopped = run_training(_StopsAfterSecondEpoch(), make_config("optim.epochs=5"))
+    again = run_training(
+        _StopsAfterSecondEpoch(), make_config("optim.epochs=5"), run_dir=stopped.run_dir, resume="auto"
+    )
+    assert again.stopped_early and again.epochs_completed == 2
+    assert load_checkpoint(again.final_checkpoint)["epoch"] == 2
