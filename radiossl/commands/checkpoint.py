@@ -139,7 +139,7 @@ def _print_description(info: dict[str, Any]) -> None:
             last = {k: v for k, v in value[-1].items() if k in ("epoch", "step", "loss", "val_loss", "val_dice")}
             shown = f"{len(value)} epoch records; last: {json.dumps(last, default=str)} (full list: --json)"
         else:
-            shown = value if isinstance(value, (str, int, float)) else json.dumps(value, default=str)
+            shown = str(value) if isinstance(value, (str, int, float)) else json.dumps(value, default=str)
         line(f"{labels.get(key, key)}: {shown}")
     table = Table(title="key prefixes", title_justify="left")
     table.add_column("prefix")
