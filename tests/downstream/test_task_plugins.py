@@ -66,6 +66,7 @@ def test_nnunet_labels_and_regions(tmp_path: Path) -> None:
     (tmp_path / "dataset.json").write_text(
         json.dumps(
             {
+                "channel_names": {"0": "t1"},
                 "labels": {"background": 0, "wt": [1, 2, 3], "tc": [2, 3], "et": 3},
                 "regions_class_order": [1, 2, 3],
             }

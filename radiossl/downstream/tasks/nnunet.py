@@ -22,7 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -59,14 +58,10 @@ def read_dataset_json(root: Path) -> dict[str, Any]:
     """The parsed ``dataset.json`` of an nnU-Net raw dataset folder (or of the one dataset inside ``root``)."""
     from radiossl.data.datasets.nnunet import NnUNetRaw
 
-    path = NnUNetRaw().dataset_root(Path(root)) / DATASET_JSON
-    if not path.is_file():
-        raise DataError(f"{path}: not found (an nnU-Net raw dataset needs a dataset.json)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: cannot be read as JSON ({exc})") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("labels"), dict):
+    adapter = NnUNetRaw()
+    data = adapter.dataset_json(Path(root))
+    if not isinstance(data.get("labels"), dict):
+        path = adapter.dataset_root(Path(root)) / DATASET_JSON
         raise DataError(f"{path}: needs a 'labels' mapping of names to label values")
     return data
 
@@ -94,12 +89,9 @@ def regions_from_dataset_json(data: dict[str, Any], where: str = DATASET_JSON) -
     if any(len(labels) > 1 for _, labels in entries) or order is not None:
         if not isinstance(order, list) or len(order) != len(entries):
             raise DataError(
-                f"{where}: region-based labels need 'regions_class_order' with one value per region "
-                f"({len(entries)})"
+                f"{where}: region-based labels need 'regions_class_order' with one value per region ({len(entries)})"
             )
-        return [
-            Region(name, labels, int(paint)) for (name, labels), paint in zip(entries, order, strict=True)
-        ]
+        return [Region(name, labels, int(paint)) for (name, labels), paint in zip(entries, order, strict=True)]
     return [Region(name, labels, labels[0]) for name, labels in sorted(entries, key=lambda e: e[1])]
 
 
@@ -114,9 +106,7 @@ class NnUNetTask(SegmentationTask):
         configured = self.settings.regions  # type: ignore[attr-defined]
         if configured:
             return [
-                Region(
-                    spec.name, tuple(spec.labels), spec.paint if spec.paint is not None else max(spec.labels)
-                )
+                Region(spec.name, tuple(spec.labels), spec.paint if spec.paint is not None else max(spec.labels))
                 for spec in configured
             ]
         root = self.require_root()
