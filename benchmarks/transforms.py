@@ -9,9 +9,11 @@ Bézier p 0.9; painting p 0.9 with in:out 0.2:0.8), this prints cubes per second
   that follows the original algorithms step by step (10,000-iteration Python loop for local
   shuffling, 100,000-point curve + ``np.interp`` for the Bézier map, box loops for painting).
 
-Single transforms: best of ``--repeats`` rounds (robust on a shared machine). The pipeline row is the
-median of ``--repeats`` rounds of ``--pipeline-cubes`` cubes each, because its random gates make the
-cost vary from cube to cube.
+Single transforms: best of ``--repeats`` rounds (robust on a shared machine). The pipeline rows are the
+median of ``--repeats`` rounds of ``--pipeline-cubes`` cubes each, because their random gates make the
+cost vary from cube to cube. "published pipeline" is what training runs (flips, then the fused
+:class:`~radiossl.transforms.GenesisCorruption`); "pipeline, step by step" composes the separate
+transforms (same distribution, no work skipped).
 
 Usage::
 
@@ -33,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from radiossl.pretext.models_genesis import ModelsGenesisConfig, build_corruption
+from radiossl.pretext.models_genesis import ModelsGenesisConfig, build_corruption, composed_corruption
 from radiossl.transforms import (
     BezierIntensity,
     Compose,
@@ -191,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     cubes = [batch[i].numpy().astype(np.float64) for i in range(args.loop_cubes)]
 
     paint = OneOf([InPaint(), OutPaint()], weights=[0.2, 0.8], p=1.0)
-    pipeline = Compose([GenesisFlip(), build_corruption(ModelsGenesisConfig.model_validate({}))])
+    settings = ModelsGenesisConfig.model_validate({})
+    pipeline = Compose([GenesisFlip(), build_corruption(settings)])
+    step_by_step = Compose([GenesisFlip(), composed_corruption(settings)])
     cases: list[tuple[str, Callable[..., torch.Tensor], Callable[[np.ndarray], object]]] = [
         ("flip (rate 0.4)", GenesisFlip(), lambda c: loop_flip(c, c)),
         ("local shuffle (always)", LocalShuffle(p=1.0), loop_local_shuffle),
@@ -204,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             lambda c: loop_inpaint(c) if random.random() < 0.2 else loop_outpaint(c),
         ),
         ("published pipeline", pipeline, loop_pipeline),
+        ("pipeline, step by step", step_by_step, loop_pipeline),
     ]
     print(
         f"cubes {tuple(args.size)}, batch {args.batch}, torch threads {torch.get_num_threads()}, "
@@ -215,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     print("-" * len(header))
     results = []
     for name, transform, loop in cases:
-        if name == "published pipeline":
+        if name.startswith(("published pipeline", "pipeline")):
             # Random gates make the cost vary from cube to cube: average over many cubes instead.
             many = [c for _ in range(args.pipeline_cubes // len(cubes)) for c in cubes]
             loop_s = median_time(partial(_run_loop, loop, many), args.repeats) / len(many)

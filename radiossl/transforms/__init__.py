@@ -16,7 +16,8 @@ PCRLv2 (torchio defaults)           Models Genesis (published rates)
 :class:`ZNormalise`
 ==================================  ==============================================================
 
-:class:`Compose` and :class:`OneOf` chain them.
+:class:`Compose` and :class:`OneOf` chain them. :class:`GenesisCorruption` is Models Genesis' shuffle,
+Bézier and painting steps fused into one transform that skips the work out-painting would discard.
 
 Example:
     >>> import torch
@@ -33,6 +34,7 @@ from radiossl.transforms.blur import RandomBlur, gaussian_blur
 from radiossl.transforms.compose import BatchTransform, Compose, OneOf, apply_per_sample, random_apply
 from radiossl.transforms.flip import GenesisFlip, RandomFlip, flip, sample_flips, sample_genesis_flips
 from radiossl.transforms.gamma import RandomGamma, gamma_transform
+from radiossl.transforms.genesis_corruption import GenesisCorruption, apply_corruption, plan_corruption
 from radiossl.transforms.inpaint import InPaint, inpaint
 from radiossl.transforms.local_shuffle import LocalShuffle, local_shuffle
 from radiossl.transforms.noise import RandomNoise, add_gaussian_noise
@@ -44,6 +46,7 @@ __all__ = [
     "BatchTransform",
     "BezierIntensity",
     "Compose",
+    "GenesisCorruption",
     "GenesisFlip",
     "InPaint",
     "LocalShuffle",
@@ -58,6 +61,7 @@ __all__ = [
     "ZNormalise",
     "add_gaussian_noise",
     "affine_warp",
+    "apply_corruption",
     "apply_per_sample",
     "bezier_remap",
     "flip",
@@ -68,6 +72,7 @@ __all__ = [
     "local_shuffle",
     "outpaint",
     "patch_swap",
+    "plan_corruption",
     "random_apply",
     "sample_flips",
     "sample_genesis_flips",

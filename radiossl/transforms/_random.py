@@ -71,12 +71,36 @@ def leading_successes(shape: Sequence[int], p: float, generator: torch.Generator
     return torch.cumprod(bernoulli(shape, p, generator, device).to(torch.int32), dim=-1).bool()
 
 
+def _fill_numpy(rng: np.random.Generator, out: np.ndarray) -> None:
+    """I.i.d. U(0, 1) into a contiguous float array. float32: the top 24 bits of each half of a 64-bit
+    PCG64 output times 2^-24, the values NumPy's float32 ``random`` gives, with half the generator calls."""
+    flat = out.reshape(-1)
+    if flat.dtype != np.float32:
+        rng.random(dtype=flat.dtype, out=flat)
+        return
+    raw = rng.bit_generator.random_raw(-(-flat.size // 2)).view(np.uint32)[: flat.size]
+    np.right_shift(raw, 8, out=raw)
+    np.multiply(raw, np.float32(2.0**-24), out=flat, casting="unsafe")
+
+
+def _seed(generator: torch.Generator) -> int:
+    return int(torch.randint(0, 2**62, (1,), generator=generator).item())
+
+
 def uniform_noise(
     shape: Sequence[int], generator: torch.Generator, device: torch.device, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
     """I.i.d. U(0, 1) values; on CPU drawn with NumPy's PCG64 (seeded from ``generator``), 3-4x faster."""
     if torch.device(device).type == "cpu" and dtype in (torch.float32, torch.float64):
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
-        np_dtype = np.float32 if dtype == torch.float32 else np.float64
-        return torch.from_numpy(np.random.Generator(np.random.PCG64(seed)).random(tuple(shape), dtype=np_dtype))
+        out = np.empty(tuple(shape), dtype=np.float32 if dtype == torch.float32 else np.float64)
+        _fill_numpy(np.random.Generator(np.random.PCG64(_seed(generator))), out)
+        return torch.from_numpy(out)
     return torch.rand(tuple(shape), generator=generator, device=device, dtype=dtype)
+
+
+def fill_uniform_(out: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Fill ``out`` in place with i.i.d. U(0, 1) values (the draws of :func:`uniform_noise`) and return it."""
+    if out.device.type == "cpu" and out.dtype in (torch.float32, torch.float64) and out.is_contiguous():
+        _fill_numpy(np.random.Generator(np.random.PCG64(_seed(generator))), out.numpy())
+        return out
+    return out.copy_(uniform_noise(out.shape, generator, out.device, out.dtype))

@@ -151,15 +151,21 @@ def _apply_numpy(x: np.ndarray, tables: np.ndarray, out: np.ndarray) -> None:
         out[b] += np.take(tables[b], index, mode="clip")
 
 
-def apply_tables(x: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
-    """Map each sample's intensities (clamped to ``[0, 1]``) through its table ``[B, T]``, interpolating."""
+def apply_tables(x: torch.Tensor, tables: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Map each sample's intensities (clamped to ``[0, 1]``) through its table ``[B, T]``, interpolating.
+
+    ``out`` (optional, contiguous, like ``x``) receives the result on CPU instead of a new tensor.
+    """
     check_batch(x, "apply_tables")
     batch, size = tables.shape
     if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
         array = x.detach().reshape(batch, -1).contiguous().numpy()
-        out = np.empty_like(array)
-        _apply_numpy(array, tables.to(x.dtype).numpy(), out)
-        return torch.from_numpy(out).reshape(x.shape)
+        if out is not None and out.is_contiguous() and out.dtype == x.dtype and out.shape == x.shape:
+            _apply_numpy(array, tables.to(x.dtype).numpy(), out.numpy().reshape(batch, -1))
+            return out
+        result = np.empty_like(array)
+        _apply_numpy(array, tables.to(x.dtype).numpy(), result)
+        return torch.from_numpy(result).reshape(x.shape)
     position = x.reshape(batch, -1).clamp(0.0, 1.0) * (size - 1)
     index = position.long().clamp_max(size - 2)
     frac = position - index

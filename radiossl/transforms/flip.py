@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from radiossl.transforms._random import check_batch, leading_successes
@@ -40,14 +41,18 @@ def flip(x: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
     check_batch(x, "flip")
     if flips.shape != (x.shape[0], 3):
         raise ValueError(f"flips must be a [B, 3] mask, got {tuple(flips.shape)} for batch {x.shape[0]}")
-    flips = flips.to(x.device)
     if not bool(flips.any()):
         return x
-    out = x.clone()
-    for axis in range(3):
-        index = flips[:, axis].nonzero().squeeze(1)
-        if index.numel():
-            out[index] = out[index].flip(2 + axis)
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    numpy_path = x.device.type == "cpu" and not x.requires_grad and x.dtype != torch.bfloat16
+    for sample, row in enumerate(flips.tolist()):
+        dims = [1 + axis for axis in range(3) if row[axis]]
+        if not dims:
+            out[sample].copy_(x[sample])
+        elif numpy_path:  # a reversed-stride view copied once (torch has no negative strides)
+            np.copyto(out[sample].numpy(), np.flip(x[sample].numpy(), axis=tuple(dims)))
+        else:
+            out[sample].copy_(x[sample].flip(dims))
     return out
 
 

@@ -24,6 +24,12 @@ values) two 64x64x32 cubes at a time; on other devices it runs in torch with the
 size instead of shape (a few large kernels). Both are seeded from ``generator``; block corners carry
 the float64-uniform bias of below ``span / 2^53``.
 
+``keep`` (optional, per sample: boxes ``[k, 6]`` as ``(x, y, z, size_x, size_y, size_z)``) names the
+only voxels whose result will be used, e.g. the windows that out-painting keeps. Blocks too far from
+all of them to reach one are dropped after all blocks are drawn (before their permutations are): a
+block only ever writes inside itself, so the voxels inside the boxes have exactly the distribution
+they have without ``keep``; voxels outside the boxes are then unspecified.
+
 Example:
     >>> import torch
     >>> from radiossl.transforms import generator_for
@@ -35,6 +41,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -130,7 +137,7 @@ def _value_bits(volume: int, n_blocks: int) -> tuple[int, np.dtype]:
 def _tied_rows(keys: np.ndarray, cbits: int, row_size: np.ndarray) -> list[tuple[int, int]]:
     """``(begin, end)`` of the sorted rows in which two keys share their random bits."""
     gap = np.subtract(keys[1:], keys[:-1])  # unsigned; a tie has a gap below 2^cbits (and so do rare non-ties)
-    if gap.min() >= (1 << cbits):
+    if gap.size == 0 or gap.min() >= (1 << cbits):
         return []
     candidates = np.flatnonzero(gap < (1 << cbits))
     candidates = candidates[(keys[candidates] >> cbits) == (keys[candidates + 1] >> cbits)]
@@ -152,7 +159,32 @@ def _redraw(keys: np.ndarray, cbits: int, rng: np.random.Generator) -> None:
             return
 
 
-def _sources_numpy(batch: int, spatial: Shape, limits: Shape, n_blocks: int, seed: int) -> torch.Tensor:
+Boxes = Sequence[torch.Tensor | None]
+"""Per sample: ``[k, 6]`` boxes ``(x, y, z, size_x, size_y, size_z)`` whose voxels are used, or ``None`` (all)."""
+
+
+def corner_mask(keep: Boxes, spatial: Shape, limits: Shape) -> np.ndarray:
+    """Bool ``[batch · V]``: the corners from which a block of up to ``limits`` voxels can reach a kept box.
+
+    A block is dropped when its corner is not marked. The test uses the largest block edge, so a few
+    small blocks that cannot reach a box are kept as well (harmless: only dropping is restricted).
+    """
+    mask = np.zeros((len(keep), *spatial), dtype=bool)
+    for sample, boxes in enumerate(keep):
+        if boxes is None:
+            mask[sample] = True
+            continue
+        if boxes.numel() and (boxes.dim() != 2 or boxes.shape[1] != 6):
+            raise ValueError(f"local_shuffle: keep boxes must be [k, 6], got {tuple(boxes.shape)}")
+        for x, y, z, sx, sy, sz in boxes.reshape(-1, 6).tolist():
+            lx, ly, lz = limits
+            mask[sample, max(0, x - lx + 1) : x + sx, max(0, y - ly + 1) : y + sy, max(0, z - lz + 1) : z + sz] = True
+    return mask.reshape(-1)
+
+
+def _sources_numpy(
+    batch: int, spatial: Shape, limits: Shape, n_blocks: int, seed: int, keep: Boxes | None = None
+) -> torch.Tensor:
     """CPU implementation: the source voxel of every voxel, ``[batch, V]`` (int32 or int64, within the cube)."""
     volume = spatial[0] * spatial[1] * spatial[2]
     layout = _layout(spatial, limits)
@@ -174,6 +206,10 @@ def _sources_numpy(batch: int, spatial: Shape, limits: Shape, n_blocks: int, see
         draw, base = rows % n_blocks + 1, start + (rows // n_blocks) * volume
     tag = ((draw << vbits) + start).astype(vdtype)  # plus a voxel's offset in the block: its packed value
     row_size = np.repeat(np.array(layout.sizes), counts)
+    if keep is not None:  # drop the blocks that cannot reach a kept box (after every block was drawn)
+        touching = corner_mask(keep, spatial, limits)[base]
+        counts = np.bincount(np.repeat(np.arange(layout.width), counts)[touching], minlength=layout.width)
+        tag, base, row_size = tag[touching], base[touching], row_size[touching]
     total = int(row_size.sum())
 
     kdtype, cbits = layout.key_dtype, layout.cbits
@@ -208,7 +244,7 @@ def _sources_numpy(batch: int, spatial: Shape, limits: Shape, n_blocks: int, see
 
 
 def _sources_torch(
-    batch: int, spatial: Shape, limits: Shape, n_blocks: int, generator: torch.Generator
+    batch: int, spatial: Shape, limits: Shape, n_blocks: int, generator: torch.Generator, keep: Boxes | None = None
 ) -> torch.Tensor:
     """Device implementation: ``[batch, V]`` int64. The same algorithm, with the blocks bucketed by size
     (rows padded to the next power of two) instead of grouped by shape, for few and large kernels."""
@@ -232,6 +268,9 @@ def _sources_torch(
     tag = ((block % n_blocks + 1) << vbits) + start
     base = start + (block // n_blocks) * volume
     voxels = size.prod(dim=1)
+    used = torch.ones(m, dtype=torch.bool, device=device)
+    if keep is not None:
+        used = torch.from_numpy(corner_mask(keep, spatial, limits)).to(device)[base]
 
     sink = batch * volume  # padded entries land on an extra voxel that is dropped
     winner = torch.cat([torch.arange(volume, device=device).repeat(batch), block.new_zeros(1)])
@@ -239,7 +278,7 @@ def _sources_torch(
     pad = torch.iinfo(torch.int64).max  # larger than every real key: pads sort last
     bucket = 1
     while bucket // 2 < layout.width:  # blocks of (bucket / 2, bucket] voxels, in rows of min(bucket, width)
-        rows = ((voxels > bucket // 2) & (voxels <= bucket)).nonzero().squeeze(1)
+        rows = ((voxels > bucket // 2) & (voxels <= bucket) & used).nonzero().squeeze(1)
         columns = torch.arange(min(bucket, layout.width), device=device)
         bucket *= 2
         if rows.numel() == 0:
@@ -277,10 +316,20 @@ def _gather(flat: torch.Tensor, source: torch.Tensor, out: torch.Tensor) -> None
 
 
 def local_shuffle(
-    x: torch.Tensor, generator: torch.Generator, n_blocks: int = N_BLOCKS, divisor: int = 10
+    x: torch.Tensor,
+    generator: torch.Generator,
+    n_blocks: int = N_BLOCKS,
+    divisor: int = 10,
+    keep: Boxes | None = None,
 ) -> torch.Tensor:
-    """Shuffle voxels inside ``n_blocks`` random blocks of every sample (all channels move together)."""
+    """Shuffle voxels inside ``n_blocks`` random blocks of every sample (all channels move together).
+
+    With ``keep`` (one entry per sample), only the voxels inside each sample's boxes are computed
+    faithfully; see the module docstring.
+    """
     check_batch(x, "local_shuffle")
+    if keep is not None and len(keep) != x.shape[0]:
+        raise ValueError(f"local_shuffle: keep has {len(keep)} entries for a batch of {x.shape[0]}")
     if n_blocks <= 0:
         return x
     batch, channels, sx, sy, sz = x.shape
@@ -299,10 +348,11 @@ def local_shuffle(
         step = max(1, int(DEVICE_CHUNK_KEYS // (2 * n_blocks * mean_voxels)))  # rows padded to at most 2x
     for chunk, i in enumerate(range(0, batch, step)):
         size = min(step, batch - i)
+        part = None if keep is None else keep[i : i + size]
         if x.device.type == "cpu":
-            source = _sources_numpy(size, spatial, limits, n_blocks, seeds[chunk])
+            source = _sources_numpy(size, spatial, limits, n_blocks, seeds[chunk], part)
         else:
-            source = _sources_torch(size, spatial, limits, n_blocks, generator)
+            source = _sources_torch(size, spatial, limits, n_blocks, generator, part)
         _gather(flat[i : i + size], source, out[i : i + size])
     return out.view(x.shape)
 

@@ -13,8 +13,8 @@ from radiossl.engine.protocol import StepContext
 from radiossl.errors import ConfigError
 from radiossl.models.norms import ContBatchNorm3d
 from radiossl.pretext.base import load_pretrain_config
-from radiossl.pretext.models_genesis import ModelsGenesis, build_corruption
-from radiossl.transforms import BezierIntensity, LocalShuffle, OneOf
+from radiossl.pretext.models_genesis import ModelsGenesis, build_corruption, composed_corruption
+from radiossl.transforms import BezierIntensity, GenesisCorruption, LocalShuffle, OneOf
 
 CUBE = (32, 32, 16)
 
@@ -55,7 +55,11 @@ def test_bad_settings_are_config_errors() -> None:
 
 
 def test_corruption_pipeline_order_and_rates() -> None:
-    shuffle, bezier, paint = build_corruption(load_pretrain_config("models-genesis").method).transforms
+    settings = load_pretrain_config("models-genesis").method
+    fused = build_corruption(settings)
+    assert isinstance(fused, GenesisCorruption) and fused.n_blocks == 10_000
+    assert (fused.local_rate, fused.nonlinear_rate, fused.paint_rate, fused.inpaint_rate) == (0.5, 0.9, 0.9, 0.2)
+    shuffle, bezier, paint = composed_corruption(settings).transforms
     assert isinstance(shuffle, LocalShuffle) and shuffle.p == 0.5 and shuffle.n_blocks == 10_000
     assert isinstance(bezier, BezierIntensity) and bezier.p == 0.9
     assert isinstance(paint, OneOf) and paint.p == 0.9 and paint.weights == pytest.approx([0.2, 0.8])

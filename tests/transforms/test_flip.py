@@ -23,6 +23,23 @@ def test_flip_twice_is_identity_and_input_untouched() -> None:
     assert torch.equal(once[3], x[3].flip(2))
 
 
+@pytest.mark.parametrize("kind", ["bfloat16", "grad", "strided"])
+def test_flip_torch_path_and_strided_inputs(kind: str) -> None:
+    x = torch.rand(3, 1, 5, 4, 6)
+    if kind == "bfloat16":
+        x = x.to(torch.bfloat16)
+    elif kind == "grad":
+        x.requires_grad_(True)
+    else:
+        x = torch.rand(3, 1, 6, 4, 5).transpose(2, 4)
+    mask = torch.tensor([[True, True, False], [False, False, False], [False, False, True]])
+    y = flip(x, mask)
+    assert torch.equal(y[0], x[0].flip(1).flip(2)) and torch.equal(y[1], x[1]) and torch.equal(y[2], x[2].flip(3))
+    if kind == "grad":
+        y.sum().backward()
+        assert x.grad is not None and torch.equal(x.grad, torch.ones_like(x))
+
+
 def test_flip_rejects_bad_masks() -> None:
     with pytest.raises(ValueError, match=r"\[B, 3\]"):
         flip(torch.zeros(2, 1, 4, 4, 4), torch.zeros(2, 2, dtype=torch.bool))

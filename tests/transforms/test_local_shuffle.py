@@ -11,6 +11,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 import radiossl.transforms  # noqa: F401  (loads the submodule)
 from radiossl.transforms import LocalShuffle, local_shuffle
@@ -243,3 +244,63 @@ def test_chunks_are_deterministic_and_all_shuffled(gen: Callable[[int], torch.Ge
     assert not torch.equal(y[:32], y[32:64])
     half = local_shuffle(x.to(torch.bfloat16), gen(9), n_blocks=400)
     assert half.dtype == torch.bfloat16 and bool(torch.isin(half.float(), x.to(torch.bfloat16).float()).all())
+
+
+def test_keep_drops_only_blocks_that_cannot_reach_a_box() -> None:
+    spatial, limits = (9, 8, 5), (3, 2, 2)
+    box = (3, 4, 1, 2, 1, 2)
+    mask = shuffle_module.corner_mask([torch.tensor([box])], spatial, limits).reshape(spatial)
+    lows, sizes = np.array(box[:3]), np.array(box[3:])
+    for corner in itertools.product(*(range(s) for s in spatial)):
+        for edges in itertools.product(*(range(1, lim + 1) for lim in limits)):
+            c, e = np.array(corner), np.array(edges)
+            if ((c + e) > np.array(spatial)).any():
+                continue  # not a possible block
+            reaches = bool(((c < lows + sizes) & (c + e > lows)).all())
+            assert not reaches or mask[corner], (corner, edges)
+    assert 0 < mask.sum() < mask.size  # something is dropped, as the largest block allows
+    assert shuffle_module.corner_mask([None], spatial, limits).all()
+    with pytest.raises(ValueError, match=r"\[k, 6\]"):
+        shuffle_module.corner_mask([torch.zeros(2, 5, dtype=torch.long)], spatial, limits)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_keep_everything_changes_nothing(gen: Callable[[int], torch.Generator], backend: str) -> None:
+    x = torch.rand(3, 1, 30, 30, 20)
+    whole = [None, torch.tensor([[0, 0, 0, 30, 30, 20]]), None]
+    if backend == "numpy":
+        assert torch.equal(local_shuffle(x, gen(10), n_blocks=500), local_shuffle(x, gen(10), n_blocks=500, keep=whole))
+    else:
+        limits = shuffle_module.block_limits((30, 30, 20))
+        plain = shuffle_module._sources_torch(3, (30, 30, 20), limits, 500, gen(10))
+        kept = shuffle_module._sources_torch(3, (30, 30, 20), limits, 500, gen(10), whole)
+        assert torch.equal(plain, kept)
+    with pytest.raises(ValueError, match="keep has 1 entries"):
+        local_shuffle(x, gen(10), keep=[None])
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_keep_leaves_the_distribution_inside_the_boxes_unchanged(
+    gen: Callable[[int], torch.Generator], backend: str
+) -> None:
+    # 6x1x1 line, blocks of 1..3 voxels, 3 blocks: the two kept voxels (2, 3) are reached by blocks that
+    # overlap dropped ones; their joint distribution must not change when far blocks are culled.
+    trials = 30000
+    x = torch.arange(6.0).reshape(1, 1, 6, 1, 1).repeat(trials, 1, 1, 1, 1)
+    keep = [torch.tensor([[2, 0, 0, 2, 1, 1]])] * trials
+
+    def run(seed: int, boxes: list[torch.Tensor] | None) -> list[tuple[int, int]]:
+        if backend == "numpy":
+            y = local_shuffle(x, gen(seed), n_blocks=3, divisor=2, keep=boxes)
+        else:
+            source = shuffle_module._sources_torch(trials, (6, 1, 1), (3, 1, 1), 3, gen(seed), boxes)
+            y = source.reshape(trials, 1, 6, 1, 1).double()
+        pair = y.reshape(trials, 6)[:, 2:4].long()
+        return [tuple(row) for row in pair.tolist()]
+
+    plain, culled = run(11, None), run(12, keep)
+    outcomes = sorted(set(plain) | set(culled))
+    table = np.array([[plain.count(o) for o in outcomes], [culled.count(o) for o in outcomes]], dtype=float)
+    table = table[:, table.sum(0) >= 20]  # pool rare outcomes out of the chi-square
+    assert stats.chi2_contingency(table).pvalue > 1e-3
+    assert len(outcomes) > 5
