@@ -6,8 +6,33 @@ process reads its rank from the environment (``env://``)::
     torchrun --nproc_per_node=4 -m radiossl pretrain --method patch-cluster --data PROC --out runs
 
 The backend is NCCL for CUDA devices and Gloo otherwise (CPU, tests). Only rank 0 writes files;
-metrics are averaged over ranks with :func:`all_reduce_mean`; validation runs on every rank so that
-no rank waits in a collective while another one works alone.
+training metrics are averaged over ranks with :func:`all_reduce_mean`. Validation runs on every rank,
+each on its own share of the data without the padding a ``DistributedSampler`` adds
+(:class:`ShardSampler`), and :func:`reduce_validation` turns the per-rank means into exact means over
+the whole validation set (sum of ``mean x samples`` over sum of samples).
+
+**A failure on one rank stops every rank.** Without care, a rank that raises (a ``DataError`` from a
+bad file, an out-of-memory error) leaves the others blocked in their next collective until the
+process-group timeout (30 minutes). The engine therefore catches exceptions rank-locally and reports
+them through collectives every rank reaches anyway:
+
+* per training step, in the one all-reduce the non-finite-loss guard already needs
+  (:func:`step_status`: two numbers instead of one, so no extra per-step communication). It covers
+  the forward pass, the loss and loading the *next* batch (fetched before the check, so a bad file
+  is reported before any rank starts that batch), where nearly all failures happen. A training
+  forward contains no collective (see :func:`wrap_ddp`; apart from DDP's one-time bucket rebuild
+  at the second step), so a rank that fails in it never leaves the others waiting inside one;
+* per epoch, in a one-number all-reduce (:func:`raise_if_any_failed`) after loading the epoch's
+  first batch and after the work only rank 0 does (visualising, writing checkpoints; it replaces
+  the barrier that followed), and in the exchange that reduces the validation metrics
+  (:func:`reduce_validation`).
+
+When any rank failed, every rank learns which one and why (one ``all_gather_object`` of the messages,
+only on that path): the failing rank re-raises its own exception, the others raise a
+:class:`~radiossl.errors.TrainingError` such as ``rank 1 failed at epoch 3 (batch 7): DataError: ...``.
+A failure *inside* a collective's region (e.g. out of memory during ``backward``, while DDP all-reduces
+gradients) cannot be reported in-band; the failing process exits, Gloo peers see the closed connection
+at once, and ``torchrun`` stops the remaining workers as soon as one exits with an error.
 
 Example (single process: everything degrades to no-ops):
     >>> info = DistInfo()
@@ -21,15 +46,15 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from radiossl.errors import ConfigError
+from radiossl.errors import ConfigError, TrainingError
 
 
 @dataclass(frozen=True)
@@ -112,12 +137,123 @@ def all_reduce_mean(values: Mapping[str, float], info: DistInfo) -> dict[str, fl
 
 
 def all_true(flag: bool, info: DistInfo) -> bool:
-    """True only if ``flag`` is true on every rank (used by the non-finite-loss guard)."""
+    """True only if ``flag`` is true on every rank."""
     if not info.distributed or not dist.is_initialized():
         return flag
     tensor = torch.tensor([0.0 if flag else 1.0], device=_reduction_device())
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return bool(tensor.item() == 0.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Failures on one rank (see the module docstring)
+
+
+def _describe(error: BaseException | None, where: str) -> str | None:
+    return None if error is None else f"{where}: {type(error).__name__}: {error}"
+
+
+def _raise_failure(error: BaseException | None, messages: list[str | None]) -> NoReturn:
+    """Re-raise this rank's own exception, or a TrainingError naming the first rank that failed."""
+    if error is not None:
+        raise error
+    rank, message = next((r, m) for r, m in enumerate(messages) if m is not None)
+    raise TrainingError(f"rank {rank} failed {message}; every rank stopped")
+
+
+def raise_if_any_failed(error: BaseException | None, info: DistInfo, where: str) -> None:
+    """Collective: raise on every rank if ``error`` is set on any rank (one all-reduce of one number).
+
+    Every rank must call it at the same point, passing the exception it caught since the previous
+    check (``None`` if all went well); ``where`` (e.g. ``"after epoch 3"``) completes the message the
+    other ranks raise: ``rank 1 failed after epoch 3: OSError: ...``.
+    """
+    if not info.distributed or not dist.is_initialized():
+        if error is not None:
+            raise error
+        return
+    flag = torch.tensor([0.0 if error is None else 1.0], device=_reduction_device())
+    dist.all_reduce(flag, op=dist.ReduceOp.SUM)
+    if flag.item() > 0.0:
+        _raise_failure(error, gather_objects(_describe(error, where), info))
+
+
+def step_status(finite: bool, error: BaseException | None, info: DistInfo, where: str) -> bool:
+    """The per-step collective: True when the loss is finite on every rank; raise if a rank failed.
+
+    One all-reduce of ``[ranks with a non-finite loss, ranks that raised]``: the single collective the
+    non-finite-loss guard needs anyway, so reporting failures costs no extra communication per step.
+    ``where`` is this rank's own description of what failed (ranks may differ).
+    """
+    if not info.distributed or not dist.is_initialized():
+        if error is not None:
+            raise error
+        return finite
+    status = [0.0 if finite else 1.0, 0.0 if error is None else 1.0]
+    tensor = torch.tensor(status, dtype=torch.float64, device=_reduction_device())
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    nonfinite, failed = tensor.cpu().tolist()
+    if failed > 0.0:
+        _raise_failure(error, gather_objects(_describe(error, where), info))
+    return nonfinite == 0.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation metrics
+
+
+def combine_weighted(reports: list[tuple[Mapping[str, float], float]]) -> dict[str, float]:
+    """Exact means from per-rank ``(metrics, samples)``: ``sum(value x samples) / sum(samples)`` per key.
+
+    A rank that validated no sample does not count (its value, often NaN, means nothing). A metric
+    reported only by ranks without samples (e.g. a task that validates without a loader) is the plain
+    mean of their values. Keys are returned sorted.
+
+    Example:
+        >>> combine_weighted([({"mse": 1.0}, 2.0), ({"mse": 4.0}, 1.0), ({"mse": float("nan")}, 0.0)])
+        {'mse': 2.0}
+    """
+    sums: dict[str, list[float]] = {}  # key -> [weighted sum, samples, plain sum, reports]
+    for metrics, samples in reports:
+        for key, value in metrics.items():
+            acc = sums.setdefault(key, [0.0, 0.0, 0.0, 0.0])
+            if samples > 0:
+                acc[0] += float(value) * samples
+                acc[1] += samples
+            acc[2] += float(value)
+            acc[3] += 1.0
+    return {key: s / n if n > 0 else p / c for key, (s, n, p, c) in sorted(sums.items())}
+
+
+def reduce_validation(
+    metrics: Mapping[str, float], samples: int, error: BaseException | None, info: DistInfo, where: str
+) -> dict[str, float]:
+    """Validation metrics over all ranks (collective), weighting each rank's means by its ``samples``.
+
+    Each rank passes the metrics :meth:`TrainingTask.validate` returned for its share of the data
+    (means over its ``samples`` validation samples) or the exception it raised; every rank gets the
+    exact means over the whole validation set (:func:`combine_weighted`), or the failure is raised on
+    every rank. One ``all_gather_object`` per validation. A single process gets its metrics unchanged.
+    """
+    plain = {str(key): float(value) for key, value in metrics.items()}
+    if not info.distributed or not dist.is_initialized():
+        if error is not None:
+            raise error
+        return plain
+    reports = gather_objects((_describe(error, where), plain, float(samples)), info)
+    messages: list[str | None] = [report[0] for report in reports]
+    if any(message is not None for message in messages):
+        _raise_failure(error, messages)
+    return combine_weighted([(report[1], report[2]) for report in reports])
+
+
+def broadcast_buffers(model: nn.Module, info: DistInfo) -> None:
+    """Give every rank rank 0's buffers (e.g. BatchNorm running statistics); see :func:`wrap_ddp`."""
+    if not info.distributed or not dist.is_initialized():
+        return
+    with torch.no_grad():
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
 
 
 def broadcast_object(obj: Any, info: DistInfo) -> Any:
@@ -149,20 +285,48 @@ def make_train_sampler(
     )
 
 
-def make_eval_sampler(dataset: Any, info: DistInfo) -> torch.utils.data.distributed.DistributedSampler[Any] | None:
-    """A non-shuffling :class:`DistributedSampler` that splits validation data over the ranks."""
+class ShardSampler(torch.utils.data.Sampler[int]):
+    """Samples ``rank, rank + world_size, ...`` of ``length``: every sample on exactly one rank.
+
+    Unlike :class:`DistributedSampler` it does not pad the shards to equal length by repeating
+    samples, so per-rank validation sums add up to the whole set (shards differ by at most one sample).
+
+    Example:
+        >>> [list(ShardSampler(5, DistInfo(world_size=2, rank=r))) for r in (0, 1)]
+        [[0, 2, 4], [1, 3]]
+    """
+
+    def __init__(self, length: int, info: DistInfo) -> None:
+        self.indices = range(info.rank, int(length), info.world_size)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def make_eval_sampler(dataset: Any, info: DistInfo) -> ShardSampler | None:
+    """A :class:`ShardSampler` that splits validation data over the ranks without padding."""
     if not info.distributed:
         return None
-    return torch.utils.data.distributed.DistributedSampler(
-        dataset, num_replicas=info.world_size, rank=info.rank, shuffle=False, drop_last=False
-    )
+    return ShardSampler(len(dataset), info)
 
 
 def wrap_ddp(model: nn.Module, device: torch.device, info: DistInfo, find_unused_parameters: bool) -> nn.Module:
-    """Wrap ``model`` in DistributedDataParallel in a distributed job; return it unchanged otherwise."""
+    """Wrap ``model`` in DistributedDataParallel in a distributed job; return it unchanged otherwise.
+
+    DDP's own buffer broadcast before every forward is turned off (``broadcast_buffers=False``) so that
+    a training forward involves no collective: a rank that fails before or during its forward then
+    cannot leave the others blocked in one. Rank 0's buffers, the ones checkpoints hold, evolve
+    exactly as before (rank 0 is the source of that broadcast); BatchNorm in training mode normalises
+    with batch statistics, so the other ranks' running statistics matter only for validation, which
+    starts with :func:`broadcast_buffers`.
+    """
     if not info.distributed:
         return model
+    broadcast_buffers(model, info)
     device_ids = [device.index if device.index is not None else info.local_rank] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(
-        model, device_ids=device_ids, find_unused_parameters=find_unused_parameters
+        model, device_ids=device_ids, find_unused_parameters=find_unused_parameters, broadcast_buffers=False
     )

@@ -12,10 +12,22 @@ Call order per run::
         task.train_mode(model)                       # model.train(), plus any frozen-norm handling
         for batch in loader:
             out = task.training_step(wrapped_model, batch, context)   # under autocast
-            (backward, step)
+            (backward)
+            task.before_optimizer_step(model, context)   # optional method, e.g. drop frozen gradients
+            (step)
             task.after_optimizer_step(model, context)
-        metrics = task.validate(wrapped_model, val_loader, context)  # every rank; {} if nothing to do
-        images = task.visualise(model, batch, context)              # rank 0, when --vis
+        metrics = task.validate(model, val_loader, context)  # every rank, its own share; {} if nothing to do
+        images = task.visualise(model, batch, context)      # rank 0, when --vis
+
+``before_optimizer_step(model, context)`` is optional (not part of :class:`TrainingTask`): when a task
+defines it, the engine calls it with the unwrapped model after the gradients of an accumulation group
+are complete (and all-reduced under DDP) and before clipping and the optimiser step. Setting a
+parameter's ``.grad`` to ``None`` there makes the optimiser skip it entirely: no update, no momentum,
+no weight decay.
+
+``validate`` gets the unwrapped model and, under DDP, the rank's share of the validation set (no
+sample twice); it returns means over that share, which the engine weights by the share's size, so
+the logged metrics are the means over the whole validation set.
 """
 
 from __future__ import annotations
@@ -88,9 +100,7 @@ class TrainingTask(Protocol):
 
     def after_optimizer_step(self, model: nn.Module, context: StepContext) -> None: ...
 
-    def validate(
-        self, model: nn.Module, loader: DataLoader[Any] | None, context: StepContext
-    ) -> dict[str, float]: ...
+    def validate(self, model: nn.Module, loader: DataLoader[Any] | None, context: StepContext) -> dict[str, float]: ...
 
     def visualise(self, model: nn.Module, batch: Any, context: StepContext) -> dict[str, np.ndarray]: ...
 

@@ -3,8 +3,10 @@
 :func:`run_training` drives any :class:`radiossl.engine.protocol.TrainingTask`: it picks the device,
 joins a ``torchrun`` process group when there is one, builds loaders whose order depends only on
 ``(seed, epoch)``, runs mixed precision, gradient accumulation and clipping, stops on a non-finite
-loss, validates on every rank, writes visualisations, metrics and checkpoints on rank 0, and resumes
-exactly from ``checkpoint_latest.pt``.
+loss, validates on every rank, stops early after ``optim.patience`` epochs without a better
+validation loss, writes visualisations, metrics and checkpoints on rank 0, and resumes exactly from
+``checkpoint_latest.pt``. Under DDP an exception on one rank stops every rank promptly, with the
+original message (see :mod:`radiossl.engine.distributed`).
 
 Epochs are numbered from 1 in files and messages (``metrics.jsonl``, ``vis/*_e0003.png``, the
 checkpoint's ``epoch`` = completed epochs) and from 0 in :class:`StepContext` (``context.epoch``).
@@ -40,8 +42,7 @@ from radiossl.engine.device import move_to_device, pin_memory_for, select_device
 from radiossl.engine.distributed import (
     DistInfo,
     all_reduce_mean,
-    all_true,
-    barrier,
+    broadcast_buffers,
     broadcast_object,
     destroy_distributed,
     env_dist_info,
@@ -49,6 +50,9 @@ from radiossl.engine.distributed import (
     init_distributed,
     make_eval_sampler,
     make_train_sampler,
+    raise_if_any_failed,
+    reduce_validation,
+    step_status,
     wrap_ddp,
 )
 from radiossl.engine.logging import RunLogger
@@ -57,7 +61,7 @@ from radiossl.engine.precision import autocast_context, make_grad_scaler
 from radiossl.engine.protocol import StepContext, StepOutput, TrainingTask
 from radiossl.engine.run_dir import resolve_run_dir, run_prefix
 from radiossl.engine.visualise import save_png
-from radiossl.errors import CheckpointError, DataError, RadiosslError, TrainingError
+from radiossl.errors import CheckpointError, ConfigError, DataError, RadiosslError, TrainingError
 from radiossl.utils.atomic import atomic_write_text
 from radiossl.utils.seeding import rng_for, seed_everything
 
@@ -142,6 +146,10 @@ class _Trainer:
         self.global_step = 0
         self.start_epoch = 0
         self.stopped_early = False
+        # optim.patience: best validation value so far and epochs since it improved (in checkpoints)
+        self.patience: int | None = getattr(config.optim, "patience", None)
+        self.patience_best: float | None = None
+        self.stale_epochs = 0
 
     # ----------------------------------------------------------------------------------- set-up
 
@@ -202,6 +210,9 @@ class _Trainer:
         self.history = list(state.get("history") or [])
         best = state.get("best_metric")
         self.best_metric = None if best is None else float(best)
+        early = state.get("early_stopping") or {}
+        self.patience_best = None if early.get("best") is None else float(early["best"])
+        self.stale_epochs = int(early.get("stale", 0))
         rng = state.get("rng") or {}
         states = rng.get("states") or []
         if states:
@@ -250,10 +261,14 @@ class _Trainer:
             torch.backends.cudnn.benchmark = True
         folder, resume_from = self._resolve(run_dir, resume)
         self.run_dir = folder
+        error: Exception | None = None
         if info.is_main:
-            folder.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(folder / "config.yaml", to_yaml(cfg))
-        barrier(info)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(folder / "config.yaml", to_yaml(cfg))
+            except Exception as exc:
+                error = exc
+        raise_if_any_failed(error, info, f"while writing {folder / 'config.yaml'}")
         self.log = RunLogger(
             folder, enabled=info.is_main, progress=cfg.logging.progress, tensorboard=cfg.logging.tensorboard
         )
@@ -264,27 +279,39 @@ class _Trainer:
 
     def _train(self, resume_from: Path | None) -> TrainResult:
         cfg, task, info, device = self.config, self.task, self.info, self.device
-        model = task.build_model()
-        if not isinstance(model, nn.Module):
-            raise TrainingError(f"{type(task).__name__}.build_model() returned {type(model).__name__}, not a Module")
-        self.model_spec = ckpt.to_plain(task.model_spec(model))
-        model.to(device)
-        if info.distributed:
-            # Different augmentation/dropout streams per rank; the model above was initialised identically.
-            torch.manual_seed(epoch_seed(cfg.runtime.seed, -1, info.rank))
-        train_set, val_set = task.build_datasets()
-        generator = torch.Generator()
-        val_generator = torch.Generator()
-        train_loader = self._loader(train_set, True, generator)
-        val_loader = self._loader(val_set, False, val_generator) if val_set is not None else None
-        accumulate = cfg.optim.accumulate
-        steps_per_epoch = math.ceil(len(train_loader) / accumulate)
-        optimizer = build_optimizer(model, cfg.optim)
-        scheduler = build_scheduler(optimizer, cfg.optim, steps_per_epoch)
-        scaler = make_grad_scaler(device, cfg.runtime.amp)
-        if resume_from is not None:
-            self._restore(resume_from, model, optimizer, scheduler, scaler)
-            self.log.truncate_after(self.global_step)
+        error: Exception | None = None
+        try:
+            model = task.build_model()
+            if not isinstance(model, nn.Module):
+                raise TrainingError(
+                    f"{type(task).__name__}.build_model() returned {type(model).__name__}, not a Module"
+                )
+            self.model_spec = ckpt.to_plain(task.model_spec(model))
+            model.to(device)
+            if info.distributed:
+                # Different augmentation/dropout streams per rank; the model above was initialised identically.
+                torch.manual_seed(epoch_seed(cfg.runtime.seed, -1, info.rank))
+            train_set, val_set = task.build_datasets()
+            if self.patience is not None and val_set is None:
+                raise ConfigError(
+                    f"optim.patience={self.patience} stops on the validation loss, but {task.name} has no "
+                    f"validation data in {cfg.data.root}; add a val split or unset optim.patience"
+                )
+            generator = torch.Generator()
+            val_generator = torch.Generator()
+            train_loader = self._loader(train_set, True, generator)
+            val_loader = self._loader(val_set, False, val_generator) if val_set is not None else None
+            accumulate = cfg.optim.accumulate
+            steps_per_epoch = math.ceil(len(train_loader) / accumulate)
+            optimizer = build_optimizer(model, cfg.optim)
+            scheduler = build_scheduler(optimizer, cfg.optim, steps_per_epoch)
+            scaler = make_grad_scaler(device, cfg.runtime.amp)
+            if resume_from is not None:
+                self._restore(resume_from, model, optimizer, scheduler, scaler)
+                self.log.truncate_after(self.global_step)
+        except Exception as exc:
+            error = exc
+        raise_if_any_failed(error, info, "while setting up training")
         wrapped = wrap_ddp(model, device, info, bool(getattr(task, "ddp_find_unused_parameters", True)))
         total = cfg.optim.epochs
         # An early-stopped run is complete: resuming it must not train past the stop.
@@ -298,41 +325,56 @@ class _Trainer:
                 epoch, wrapped, model, train_set, train_loader, generator, optimizer, scheduler, scaler
             )
             context = self._context(epoch, {"phase": "validate"})
-            val_metrics = self._validate(wrapped, val_loader, val_generator, context)
-            for key, value in val_metrics.items():
-                record[f"val_{key}" if key in _RESERVED else key] = value
-            if (
-                cfg.logging.vis
-                and info.is_main
-                and vis_batch is not None
-                and ((epoch + 1) % cfg.logging.vis_every == 0 or epoch + 1 == total)
-            ):
-                self._visualise(model, vis_batch, epoch)
-            record["time"] = round(self.log.elapsed(), 3)
-            improved = self._update_best(record, val_metrics, epoch)
-            self.history.append(record)
-            self.log.log_line(record)
-            self.log.end_epoch(record)
+            val_metrics = self._validate(wrapped, model, val_loader, val_generator, context)
+            improved, stop_reason = False, None
+            try:
+                for key, value in val_metrics.items():
+                    record[f"val_{key}" if key in _RESERVED else key] = value
+                if (
+                    cfg.logging.vis
+                    and info.is_main
+                    and vis_batch is not None
+                    and ((epoch + 1) % cfg.logging.vis_every == 0 or epoch + 1 == total)
+                ):
+                    self._visualise(model, vis_batch, epoch)
+                record["time"] = round(self.log.elapsed(), 3)
+                improved = self._update_best(record, val_metrics, epoch)
+                stop_reason = self._patience_stop(val_metrics, epoch)
+                self.history.append(record)
+                self.log.log_line(record)
+                self.log.end_epoch(record)
+            except Exception as exc:
+                error = exc
+            raise_if_any_failed(error, info, f"after epoch {epoch + 1}")
             # A task asks to stop (early stopping) by setting context.extra["stop"] in validate().
-            self.stopped_early = bool(broadcast_object(bool(context.extra.get("stop", False)), info))
+            if stop_reason is None and context.extra.get("stop", False):
+                stop_reason = f"requested by {task.name}"
+            stop_reason = broadcast_object(stop_reason, info)
+            self.stopped_early = stop_reason is not None
             write_latest = (epoch + 1) % cfg.logging.checkpoint_every == 0 or epoch + 1 == total or self.stopped_early
             if improved or write_latest:
                 payload = self._payload(model, optimizer, scheduler, scaler, epoch + 1)
                 if info.is_main:
-                    if improved:
-                        ckpt.save_checkpoint(self.run_dir / ckpt.BEST, payload)
-                    if write_latest:
-                        ckpt.save_checkpoint(self.run_dir / ckpt.LATEST, payload)
-                barrier(info)
+                    try:
+                        if improved:
+                            ckpt.save_checkpoint(self.run_dir / ckpt.BEST, payload)
+                        if write_latest:
+                            ckpt.save_checkpoint(self.run_dir / ckpt.LATEST, payload)
+                    except Exception as exc:
+                        error = exc
+                raise_if_any_failed(error, info, f"while writing checkpoints after epoch {epoch + 1}")
             if self.stopped_early:
-                self.log.info(f"stopping early after epoch {epoch + 1}/{total} (requested by {task.name})")
+                self.log.info(f"stopping early after epoch {epoch + 1}/{total} ({stop_reason})")
                 epochs_done = epoch + 1
                 break
         final_payload = self._payload(model, optimizer, scheduler, scaler, epochs_done)
         final = self.run_dir / ckpt.FINAL
         if info.is_main:
-            ckpt.save_checkpoint(final, final_payload)
-        barrier(info)
+            try:
+                ckpt.save_checkpoint(final, final_payload)
+            except Exception as exc:
+                error = exc
+        raise_if_any_failed(error, info, f"while writing {ckpt.FINAL}")
         best = self.run_dir / ckpt.BEST
         self.log.close()
         monitored = [self.task.monitor[0]] if self.task.monitor else []
@@ -388,23 +430,46 @@ class _Trainer:
         vis_batch = None
         lr = current_lr(optimizer)
         epoch_start = self.log.elapsed()
+        before_step = getattr(task, "before_optimizer_step", None)
         optimizer.zero_grad(set_to_none=True)
-        for index, batch in enumerate(loader):
-            if index == 0 and cfg.logging.vis and info.is_main:
-                vis_batch = batch
+        batches = iter(loader)
+        next_batch: Any = None
+        error: Exception | None = None
+        try:
+            next_batch = next(batches)
+        except Exception as exc:
+            error = exc
+        raise_if_any_failed(error, info, f"at epoch {epoch + 1} (loading batch 0)")
+        if cfg.logging.vis and info.is_main:
+            vis_batch = next_batch
+        for index in range(n_batches):
             group_start = (index // accumulate) * accumulate
             group_size = min(accumulate, n_batches - group_start)
             last_in_group = index == group_start + group_size - 1
             lr = current_lr(optimizer)
             context = self._context(epoch, {"batch_index": index, "lr": lr, "phase": "train"})
             with _no_sync(wrapped, skip=not last_in_group):
-                batch = move_to_device(batch, self.device, non_blocking=self.device.type == "cuda")
-                with autocast_context(self.device, cfg.runtime.amp):
-                    out = task.training_step(wrapped, batch, context)
-                loss = self._checked_loss(out, epoch, index)
+                # Rank-local work: the forward, the loss and fetching the next batch. A failure in it
+                # reaches every rank through the step's one collective (_checked_loss), before any
+                # rank starts a batch another rank could not load.
+                loss: torch.Tensor | None = None
+                where = f"at epoch {epoch + 1} (batch {index})"
+                try:
+                    batch = move_to_device(next_batch, self.device, non_blocking=self.device.type == "cuda")
+                    with autocast_context(self.device, cfg.runtime.amp):
+                        out = task.training_step(wrapped, batch, context)
+                    loss = self._scalar_loss(out)
+                    if index + 1 < n_batches:
+                        where = f"at epoch {epoch + 1} (loading batch {index + 1})"
+                        next_batch = next(batches)
+                except Exception as exc:
+                    error = exc
+                loss = self._checked_loss(loss, error, where, epoch, index)
                 scaler.scale(loss / group_size).backward()
             values = {"loss": float(loss.detach().item()), **{k: float(v) for k, v in out.metrics.items()}}
             if last_in_group:
+                if before_step is not None:  # optional hook, e.g. to drop the gradients of frozen parameters
+                    before_step(model, self._context(epoch, {"batch_index": index, "lr": lr}))
                 if cfg.optim.grad_clip is not None:
                     scaler.unscale_(optimizer)
                     norm = torch.nn.utils.clip_grad_norm_(
@@ -450,7 +515,8 @@ class _Trainer:
         }
         return record, vis_batch
 
-    def _checked_loss(self, out: Any, epoch: int, index: int) -> torch.Tensor:
+    def _scalar_loss(self, out: Any) -> torch.Tensor:
+        """The float32 scalar loss of a ``training_step`` result (TrainingError if the task broke the protocol)."""
         if not isinstance(out, StepOutput) or not isinstance(out.loss, torch.Tensor):
             raise TrainingError(
                 f"{type(self.task).__name__}.training_step must return StepOutput(loss=<scalar tensor>), "
@@ -461,11 +527,16 @@ class _Trainer:
             raise TrainingError(
                 f"{type(self.task).__name__}.training_step returned a loss of shape {tuple(loss.shape)}, not a scalar"
             )
-        loss = loss.reshape(()).float()
-        finite = bool(torch.isfinite(loss.detach()).item())
-        if not all_true(finite, self.info):
+        return loss.reshape(()).float()
+
+    def _checked_loss(
+        self, loss: torch.Tensor | None, error: Exception | None, where: str, epoch: int, index: int
+    ) -> torch.Tensor:
+        """The step's collective: raise on every rank if one failed or has a non-finite loss; else ``loss``."""
+        finite = loss is None or bool(torch.isfinite(loss.detach()).item())
+        if not step_status(finite, error, self.info, where):
             cfg = self.config
-            value = loss.detach().item()
+            value = math.nan if loss is None else loss.detach().item()
             self.log.log_line(
                 {
                     "type": "error",
@@ -482,22 +553,38 @@ class _Trainer:
                 f"Try a lower learning rate (optim.lr={cfg.optim.lr:g}) or --amp none "
                 f"(runtime.amp={cfg.runtime.amp}), then --resume auto"
             )
+        assert loss is not None  # step_status raised if this rank failed
         return loss
 
     def _validate(
         self,
         wrapped: nn.Module,
+        model: nn.Module,
         loader: DataLoader[Any] | None,
         generator: torch.Generator,
         context: StepContext,
     ) -> dict[str, float]:
+        """Validation metrics over the whole validation set (exact under DDP; see ``reduce_validation``).
+
+        The task gets the unwrapped model: its forward passes then involve no collective, so ranks
+        with different numbers of validation batches (shards are not padded) never wait for each other,
+        and a rank that fails reports it in the metrics exchange.
+        """
         generator.manual_seed(epoch_seed(self.config.runtime.seed, 0, self.info.rank))
+        broadcast_buffers(model, self.info)  # every rank validates rank 0's network
         wrapped.eval()
-        with torch.no_grad(), autocast_context(self.device, self.config.runtime.amp):
-            metrics = self.task.validate(wrapped, loader, context)
-        if not isinstance(metrics, Mapping):
-            raise TrainingError(f"{type(self.task).__name__}.validate must return a dict of floats")
-        return all_reduce_mean({str(k): float(v) for k, v in metrics.items()}, self.info)
+        metrics: dict[str, float] = {}
+        error: Exception | None = None
+        try:
+            with torch.no_grad(), autocast_context(self.device, self.config.runtime.amp):
+                returned = self.task.validate(model, loader, context)
+            if not isinstance(returned, Mapping):
+                raise TrainingError(f"{type(self.task).__name__}.validate must return a dict of floats")
+            metrics = {str(k): float(v) for k, v in returned.items()}
+        except Exception as exc:
+            error = exc
+        samples = len(loader.sampler) if loader is not None else 0  # type: ignore[arg-type]  # samplers are sized
+        return reduce_validation(metrics, samples, error, self.info, f"in validation after epoch {context.epoch + 1}")
 
     def _visualise(self, model: nn.Module, batch: Any, epoch: int) -> None:
         model.eval()
@@ -533,6 +620,34 @@ class _Trainer:
             self.best_metric = value
         return better
 
+    def _patience_stop(self, val_metrics: dict[str, float], epoch: int) -> str | None:
+        """``optim.patience``: why to stop after this epoch, or None.
+
+        Watches the task's monitored validation metric (``task.monitor``), else ``val_loss`` (lower is
+        better), and stops once it has not improved for ``patience`` validated epochs in a row (as
+        ModelsGenesis does). Epochs without validation metrics, or with a NaN value, do not count.
+        """
+        patience = self.patience
+        if patience is None or not val_metrics:
+            return None
+        name, mode = self.task.monitor or ("val_loss", "min")
+        if name not in val_metrics:
+            raise TrainingError(
+                f"optim.patience watches {name!r}, but {type(self.task).__name__}.validate returned "
+                f"{sorted(val_metrics)} at epoch {epoch + 1}"
+            )
+        value = float(val_metrics[name])
+        if not math.isfinite(value):
+            return None
+        best = self.patience_best
+        if best is None or (value < best if mode == "min" else value > best):
+            self.patience_best, self.stale_epochs = value, 0
+            return None
+        self.stale_epochs += 1
+        if self.stale_epochs < patience:
+            return None
+        return f"{name} has not improved on {best:.6g} for {patience} epochs (optim.patience)"
+
     def _payload(
         self, model: nn.Module, optimizer: Any, scheduler: Any, scaler: Any, epochs_done: int
     ) -> dict[str, Any]:
@@ -555,6 +670,7 @@ class _Trainer:
             "best_metric": self.best_metric,
             "history": ckpt.to_plain(self.history),
             "stopped_early": self.stopped_early,
+            "early_stopping": {"best": self.patience_best, "stale": self.stale_epochs},
         }
 
 

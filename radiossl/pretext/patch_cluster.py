@@ -17,7 +17,9 @@ Fixed thesis defects (``legacy: true`` restores each of them, spec §8 items 3-4
 * the student uses the same normalised embeddings and prototypes as the teacher, with temperature
   τ (the thesis used raw dot products and τ = 1), and the prototypes are renormalised to unit length
   after every optimiser step;
-* the prototypes can be frozen for the first ``freeze_prototypes_epochs`` epochs (SwAV practice);
+* the prototypes can be frozen for the first ``freeze_prototypes_epochs`` epochs (SwAV practice):
+  their gradient is dropped before each optimiser step, so the optimiser leaves them alone entirely
+  (no update, and no momentum or weight decay accumulating for the epoch they are released);
 * overlap alignment samples cell centres exactly instead of truncating box fractions, and samples
   without overlap are masked out instead of crashing.
 
@@ -71,9 +73,7 @@ class PatchClusterConfig(MethodConfig):
     sinkhorn_global: bool = Field(
         True, description="Under DDP, balance the assignments over the global batch (all ranks)."
     )
-    temperature: float = Field(
-        0.1, gt=0.0, description="Student softmax temperature τ (ignored when legacy)."
-    )
+    temperature: float = Field(0.1, gt=0.0, description="Student softmax temperature τ (ignored when legacy).")
     freeze_prototypes_epochs: int = Field(
         1, ge=0, description="Keep the prototypes fixed for this many initial epochs (ignored when legacy)."
     )
@@ -93,9 +93,7 @@ class PatchClusterConfig(MethodConfig):
         return self
 
 
-def pair_datasets(
-    config: PretrainConfig, targets: str | None = None
-) -> tuple[Dataset[Any], Dataset[Any] | None]:
+def pair_datasets(config: PretrainConfig, targets: str | None = None) -> tuple[Dataset[Any], Dataset[Any] | None]:
     """Training and validation :class:`ClusterPairDataset` of ``data.root`` (val None: no pairs/targets).
 
     ``data.ratio < 1`` keeps a nested, seeded subset of the training *cases* (all pairs of a kept case).
@@ -105,9 +103,7 @@ def pair_datasets(
 
     root = config.data.root
     if root is None:
-        raise ConfigError(
-            "data.root is not set: pass --data PROC_DIR (a folder written by `radiossl preprocess`)"
-        )
+        raise ConfigError("data.root is not set: pass --data PROC_DIR (a folder written by `radiossl preprocess`)")
     seed = config.runtime.seed
     train = ClusterPairDataset(root, "train", targets=targets, seed=seed, ratio=config.data.ratio)
     channels = sorted({r.channels for r in train.records})
@@ -170,15 +166,9 @@ class PatchCluster(PretextMethod):
     name = "patch-cluster"
     config_class = PatchClusterConfig
     views = "cluster"
-    summary: ClassVar[str] = (
-        "Patch-level clustering (SwAV-style prototypes on 8³ patches, thesis cluster_patch)"
-    )
+    summary: ClassVar[str] = "Patch-level clustering (SwAV-style prototypes on 8³ patches, thesis cluster_patch)"
     ddp_find_unused_parameters: ClassVar[bool] = False
     """Every parameter (encoder, projection, prototypes) gets a gradient in every step."""
-
-    def __init__(self, config: PretrainConfig) -> None:
-        super().__init__(config)
-        self._frozen_prototypes: torch.Tensor | None = None
 
     @classmethod
     def default_settings(cls) -> dict[str, Any]:
@@ -223,19 +213,12 @@ class PatchCluster(PretextMethod):
 
     def _prototype_weight(self, net: PatchClusterNet, context: StepContext | None) -> torch.Tensor:
         weight = net.prototypes.weight
-        if context is None or not torch.is_grad_enabled():
+        if context is None or not torch.is_grad_enabled() or not self._prototypes_frozen(context):
             return weight
-        if self._prototypes_frozen(context):
-            if self._frozen_prototypes is None:
-                self._frozen_prototypes = weight.detach().clone()
-            # zero gradient, but the parameter stays in the graph so DDP sees it used
-            return weight.detach() + 0.0 * weight
-        self._frozen_prototypes = None
-        return weight
+        # zero gradient, but the parameter stays in the graph so DDP sees it used
+        return weight.detach() + 0.0 * weight
 
-    def _forward(
-        self, model: nn.Module, batch: Any, context: StepContext | None, distributed: bool
-    ) -> _PatchOutputs:
+    def _forward(self, model: nn.Module, batch: Any, context: StepContext | None, distributed: bool) -> _PatchOutputs:
         s = self.settings
         net = unwrap_model(model)
         if not isinstance(net, PatchClusterNet):
@@ -246,9 +229,7 @@ class PatchCluster(PretextMethod):
         batch_size, patches, _ = emb1.shape
         grid = (x1.shape[2] // PATCH, x1.shape[3] // PATCH, x1.shape[4] // PATCH)
         if grid[0] * grid[1] * grid[2] != patches:
-            raise ValueError(
-                f"{patches} patch embeddings do not tile an input of shape {tuple(x1.shape[2:])}"
-            )
+            raise ValueError(f"{patches} patch embeddings do not tile an input of shape {tuple(x1.shape[2:])}")
         weight = self._prototype_weight(net, context)
         with torch.autocast(device_type=x1.device.type, enabled=False):
             z1 = F.normalize(emb1.float(), dim=-1)
@@ -306,8 +287,18 @@ class PatchCluster(PretextMethod):
         out = self._forward(model, batch, context, distributed=self.settings.sinkhorn_global)
         return StepOutput(loss=out.loss, metrics=self._metrics(out))
 
+    def before_optimizer_step(self, model: nn.Module, context: StepContext) -> None:
+        """While the prototypes are frozen, drop their (zero) gradient so the optimiser skips them.
+
+        A zero gradient is not enough: SGD would still add weight decay to the momentum buffer and
+        move the prototypes, and the buffer would carry that into the first unfrozen steps.
+        """
+        net = unwrap_model(model)
+        if isinstance(net, PatchClusterNet) and self._prototypes_frozen(context):
+            net.prototypes.weight.grad = None
+
     def after_optimizer_step(self, model: nn.Module, context: StepContext) -> None:
-        """Restore frozen prototypes, then renormalise every prototype to unit length (not when legacy)."""
+        """Renormalise every prototype to unit length (not when legacy)."""
         if self.settings.legacy:
             return
         net = unwrap_model(model)
@@ -315,13 +306,9 @@ class PatchCluster(PretextMethod):
             raise TypeError(f"patch-cluster needs a PatchClusterNet, got {type(net).__name__}")
         with torch.no_grad():
             weight = net.prototypes.weight
-            if self._prototypes_frozen(context) and self._frozen_prototypes is not None:
-                weight.copy_(self._frozen_prototypes.to(weight.device))
             weight.copy_(F.normalize(weight, dim=1))
 
-    def validate(
-        self, model: nn.Module, loader: DataLoader[Any] | None, context: StepContext
-    ) -> dict[str, float]:
+    def validate(self, model: nn.Module, loader: DataLoader[Any] | None, context: StepContext) -> dict[str, float]:
         """Mean loss and cluster usage on the validation pairs (``val_`` prefix); ``{}`` without a loader."""
         if loader is None:
             return {}
@@ -354,6 +341,4 @@ class PatchCluster(PretextMethod):
             model.train(was_training)
         preds = (out.student[0][0].argmax(0), out.student[1][0].argmax(0))
         targets = (out.targets[0][0].argmax(0), out.targets[1][0].argmax(0))
-        return {
-            "clusters": middle_slice_images((batch.view1[0], batch.view2[0]), preds, targets, self.settings.k)
-        }
+        return {"clusters": middle_slice_images((batch.view1[0], batch.view2[0]), preds, targets, self.settings.k)}

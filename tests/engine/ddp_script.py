@@ -1,7 +1,13 @@
 """Launched by test_ddp.py with ``torchrun --nproc_per_node=2``: train the tiny task with DDP on CPU (gloo).
 
 Usage: ddp_script.py DATA_ROOT OUT_DIR REPORT_DIR [extra --set style overrides...]
-Each rank writes REPORT_DIR/rank<r>.json with its view of the result.
+Each rank writes REPORT_DIR/rank<r>.json with its view of the result, or REPORT_DIR/rank<r>.error.json
+(exception type, message, time) when training raised.
+
+Environment: RESUME; CRASH_AT_EPOCH (every rank raises in that 0-based epoch); N_VAL; NORM=0 (no
+BatchNorm); VAL_JITTER=0 (validation targets without worker randomness); FAIL_RANK + FAIL_EPOCH (that
+rank's training data raises a DataError from the third read of that 0-based epoch) and FAIL_HOLD
+(seconds the failing rank then stays alive, like a process stuck in its teardown).
 """
 
 from __future__ import annotations
@@ -9,15 +15,47 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from engine_task import TinyTask, tiny_config
+from engine_task import Pair, RandomVolumes, TinyTask, tiny_config
 
 from radiossl.engine.trainer import run_training
+from radiossl.errors import DataError
+
+
+class BadFileVolumes(RandomVolumes):
+    """Training volumes whose files become unreadable after the first two reads of one epoch."""
+
+    def __init__(self, n: int, seed: int, fail_epoch: int) -> None:
+        super().__init__(n, seed)
+        self.fail_epoch = fail_epoch
+        self.reads = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        self.reads = 0
+
+    def __getitem__(self, index: int) -> Pair:
+        self.reads += 1
+        if self.epoch == self.fail_epoch and self.reads > 2:
+            raise DataError(f"/data/case{index:03d}.npy: truncated file (simulated)")
+        return super().__getitem__(index)
+
+
+class FailingTask(TinyTask):
+    def __init__(self, fail_epoch: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fail_epoch = fail_epoch
+
+    def build_datasets(self) -> tuple[Any, Any]:
+        _, val = super().build_datasets()
+        return BadFileVolumes(self.n_train, 7, self.fail_epoch), val
 
 
 def main() -> None:
@@ -26,11 +64,29 @@ def main() -> None:
     config = tiny_config(data_root, out, "optim.epochs=2", *sys.argv[4:])
     resume = os.environ.get("RESUME") or None
     crash = os.environ.get("CRASH_AT_EPOCH")
-    task = TinyTask(n_train=10, n_val=3, crash_at_epoch=int(crash) if crash else None)
-    result = run_training(task, config, resume=resume)
     rank = int(os.environ["RANK"])
-    state = torch.load(result.final_checkpoint, weights_only=True) if rank == 0 else None
+    options: dict[str, Any] = {
+        "n_train": 10,
+        "n_val": int(os.environ.get("N_VAL", "3")),
+        "crash_at_epoch": int(crash) if crash else None,
+        "norm": os.environ.get("NORM", "1") == "1",
+        "val_jitter": os.environ.get("VAL_JITTER", "1") == "1",
+    }
+    fail_rank = os.environ.get("FAIL_RANK")
+    if fail_rank is not None and int(fail_rank) == rank:
+        task: TinyTask = FailingTask(int(os.environ["FAIL_EPOCH"]), **options)
+    else:
+        task = TinyTask(**options)
     report.mkdir(parents=True, exist_ok=True)
+    try:
+        result = run_training(task, config, resume=resume)
+    except Exception as exc:
+        failure = {"type": type(exc).__name__, "message": str(exc), "time": time.time()}
+        (report / f"rank{rank}.error.json").write_text(json.dumps(failure))
+        if fail_rank is not None and int(fail_rank) == rank:
+            time.sleep(float(os.environ.get("FAIL_HOLD", "0")))
+        raise
+    state = torch.load(result.final_checkpoint, weights_only=True) if rank == 0 else None
     (report / f"rank{rank}.json").write_text(
         json.dumps(
             {

@@ -30,10 +30,11 @@ class Pair(NamedTuple):
 class RandomVolumes(Dataset[Pair]):
     """Fixed random volumes; the target is a fixed linear function of the input plus per-epoch noise."""
 
-    def __init__(self, n: int, seed: int = 0) -> None:
+    def __init__(self, n: int, seed: int = 0, jitter: bool = True) -> None:
         gen = torch.Generator().manual_seed(seed)
         self.images = torch.rand((n, *SHAPE), generator=gen)
         self.seed = seed
+        self.jitter = jitter
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -46,7 +47,7 @@ class RandomVolumes(Dataset[Pair]):
         image = self.images[index]
         noise = rng_for(self.seed, self.epoch, index).normal(0.0, 0.01, SHAPE).astype(np.float32)
         # worker-process randomness seeded by the engine's worker_init_fn must be reproducible too
-        jitter = np.float32(np.random.uniform(0.0, 1e-3))
+        jitter = np.float32(np.random.uniform(0.0, 1e-3)) if self.jitter else 0.0
         target = 2.0 * image - 0.5 + torch.from_numpy(noise) + float(jitter)
         return Pair(image, target, torch.tensor(index))
 
@@ -77,6 +78,7 @@ class TinyTask:
         monitor: tuple[str, Literal["min", "max"]] | None = None,
         norm: bool = True,
         dropout_noise: bool = True,
+        val_jitter: bool = True,
     ) -> None:
         self.n_train = n_train
         self.n_val = n_val
@@ -85,13 +87,14 @@ class TinyTask:
         self.monitor = monitor
         self.norm = norm
         self.dropout_noise = dropout_noise
+        self.val_jitter = val_jitter  # False: validation targets depend on nothing but the index
         self.after_steps = 0
 
     def build_model(self) -> nn.Module:
         return TinyNet(self.norm)
 
     def build_datasets(self) -> tuple[Dataset[Any], Dataset[Any] | None]:
-        val = RandomVolumes(self.n_val, seed=99) if self.n_val else None
+        val = RandomVolumes(self.n_val, seed=99, jitter=self.val_jitter) if self.n_val else None
         return RandomVolumes(self.n_train, seed=7), val
 
     def train_mode(self, model: nn.Module) -> None:
@@ -137,7 +140,9 @@ class TinyTask:
         return ["n" + str(self.n_train)]
 
 
-def tiny_config(data_root: Path, out: Path, *overrides: str) -> ExampleRunConfig:
+def tiny_config(
+    data_root: Path, out: Path, *overrides: str, config_class: type[ExampleRunConfig] = ExampleRunConfig
+) -> ExampleRunConfig:
     """A CPU, deterministic, quiet config for the tiny task."""
     base = [
         f"data.root={data_root}",
@@ -151,4 +156,4 @@ def tiny_config(data_root: Path, out: Path, *overrides: str) -> ExampleRunConfig
         "logging.progress=false",
         "logging.log_every=1",
     ]
-    return build_config(ExampleRunConfig, [], [*base, *overrides])
+    return build_config(config_class, [], [*base, *overrides])

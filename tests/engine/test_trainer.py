@@ -236,3 +236,25 @@ def test_resuming_an_early_stopped_run_trains_nothing(make_config: Factory) -> N
     )
     assert again.stopped_early and again.epochs_completed == 2
     assert load_checkpoint(again.final_checkpoint)["epoch"] == 2
+
+
+class _FrozenBias(TinyTask):
+    """Drops conv2.bias' gradient before every step (how a task freezes a parameter for a while)."""
+
+    def before_optimizer_step(self, model: torch.nn.Module, context) -> None:  # type: ignore[no-untyped-def]
+        model.conv2.bias.grad = None
+
+
+def test_before_optimizer_step_runs_before_the_step_so_a_dropped_gradient_freezes_the_parameter(
+    make_config: Factory,
+) -> None:
+    result = run_training(_FrozenBias(n_val=None), make_config("optim.weight_decay=0.1", "optim.epochs=2"))
+    state = load_checkpoint(result.final_checkpoint)
+    seed_everything(1)  # as run_training does (runtime.seed) before building the model
+    net = TinyTask().build_model()
+    initial = net.state_dict()
+    assert torch.equal(state["model"]["conv2.bias"], initial["conv2.bias"])  # no update, no weight decay
+    bias_index = [name for name, _ in net.named_parameters()].index("conv2.bias")
+    assert bias_index not in state["optimizer"]["state"]  # no momentum buffer
+    assert 0 in state["optimizer"]["state"]
+    assert not torch.equal(state["model"]["conv2.weight"], initial["conv2.weight"])

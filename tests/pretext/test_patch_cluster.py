@@ -79,15 +79,14 @@ def test_training_step_gives_a_finite_float32_loss_with_gradients(legacy: bool) 
     assert 0.0 <= out.metrics["target_cluster_entropy"] <= 1.0
 
 
-def sgd_steps(
-    m: PatchCluster, net: PatchClusterNet, batch: PairSample, steps: int, epoch: int
-) -> list[float]:
+def sgd_steps(m: PatchCluster, net: PatchClusterNet, batch: PairSample, steps: int, epoch: int) -> list[float]:
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
     losses = []
     for _ in range(steps):
         out = m.training_step(net, batch, context(epoch))
         opt.zero_grad()
         out.loss.backward()
+        m.before_optimizer_step(net, context(epoch))
         opt.step()
         m.after_optimizer_step(net, context(epoch))
         losses.append(float(out.loss.detach()))
@@ -122,6 +121,41 @@ def test_prototypes_are_frozen_for_the_first_epochs() -> None:
     torch.testing.assert_close(net.prototypes.weight.detach(), start)
     sgd_steps(m, net, make_batch(), steps=2, epoch=1)
     assert not torch.allclose(net.prototypes.weight.detach(), start, atol=1e-6)
+
+
+def test_frozen_prototypes_get_no_update_momentum_or_weight_decay() -> None:
+    """Frozen must mean frozen for the optimiser too: nothing accumulates for the first unfrozen step."""
+    m = method("method.freeze_prototypes_epochs=1")
+    net = build(m)
+    protos = net.prototypes.weight
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=0.1)
+
+    def step(epoch: int) -> None:  # the engine's order (radiossl.engine.trainer)
+        out = m.training_step(net, make_batch(), context(epoch))
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        before = getattr(m, "before_optimizer_step", None)
+        if before is not None:
+            before(net, context(epoch))
+        opt.step()
+        m.after_optimizer_step(net, context(epoch))
+
+    step(0)
+    frozen = protos.detach().clone()
+    torch.testing.assert_close(frozen.norm(dim=1), torch.ones(8))
+    for _ in range(3):
+        step(0)
+    torch.testing.assert_close(protos.detach(), frozen, rtol=0.0, atol=1e-6)  # only renormalisation rounding
+    assert "momentum_buffer" not in opt.state.get(protos, {})
+
+    # the first unfrozen step starts the momentum from this step's gradient alone
+    out = m.training_step(net, make_batch(), context(1))
+    opt.zero_grad(set_to_none=True)
+    out.loss.backward()
+    assert protos.grad is not None
+    expected = protos.grad + 0.1 * protos.detach()
+    opt.step()
+    torch.testing.assert_close(opt.state[protos]["momentum_buffer"], expected)
 
 
 def test_legacy_reproduces_the_thesis_student_and_keeps_raw_prototypes() -> None:
