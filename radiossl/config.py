@@ -75,6 +75,9 @@ class OptimConfig(Section):
     gamma: float = Field(0.5, gt=0.0, description="Decay factor (step schedule).")
     grad_clip: float | None = Field(None, gt=0.0, description="Clip the global gradient norm to this value.")
     accumulate: int = Field(1, ge=1, description="Gradient accumulation steps.")
+    patience: int | None = Field(
+        None, ge=1, description="Stop after this many epochs without a better validation loss (off when unset)."
+    )
 
 
 class RuntimeConfig(Section):

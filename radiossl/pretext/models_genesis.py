@@ -133,7 +133,7 @@ class ModelsGenesis(PretextMethod):
         """Published settings: SGD lr 1.0, momentum 0.9, no weight decay, batch 6, lr x0.5 every 40 epochs.
 
         The original trains up to 10,000 epochs with early stopping (patience 50) on validation
-        MSE; radiossl has no early stopping, so the default is 240 epochs (set ``optim.epochs``).
+        MSE: ``optim.epochs=10000 optim.patience=50`` reproduces it; the default is 240 epochs.
         """
         return {
             "optim": {

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from engine_task import TinyTask, tiny_config
-from pydantic import Field
 
 from radiossl.config import ExampleRunConfig, OptimConfig
 from radiossl.engine.checkpoint import LATEST, load_checkpoint
@@ -20,14 +19,11 @@ from radiossl.errors import ConfigError
 VAL_LOSS = [3.0, 2.0, 2.5, 2.6, 2.7, 2.8, 2.9, 3.0, 3.1, 3.2]
 
 
-class _PatienceOptim(OptimConfig):
-    """``optim`` with the ``patience`` field (in case radiossl.config.OptimConfig does not declare it)."""
-
-    patience: int | None = Field(None, ge=1)
-
-
-class _PatienceConfig(ExampleRunConfig):
-    optim: _PatienceOptim = Field(default_factory=_PatienceOptim)
+def test_patience_is_a_validated_optim_setting() -> None:
+    assert OptimConfig().patience is None
+    assert OptimConfig(patience=50).patience == 50
+    with pytest.raises(ValueError, match="greater than or equal to 1"):
+        OptimConfig(patience=0)
 
 
 class _Plateau(TinyTask):
@@ -41,7 +37,7 @@ Factory = Callable[..., ExampleRunConfig]
 @pytest.fixture
 def patience_config(data_root: Path, tmp_path: Path) -> Factory:
     def factory(*overrides: str) -> ExampleRunConfig:
-        return tiny_config(data_root, tmp_path / "runs", *overrides, config_class=_PatienceConfig)
+        return tiny_config(data_root, tmp_path / "runs", *overrides)
 
     return factory
 
