@@ -49,6 +49,22 @@ def test_config_show_and_schema() -> None:
     assert "method" in json.loads(schema.output)["properties"]
 
 
+def test_config_show_task_uses_the_datasets_input_channels(tmp_path: Path) -> None:
+    # finetuning sets model.in_channels to the dataset's channel count; show what will be used
+    brats = runner.invoke(app, ["config", "show", "--task", "brats"])
+    assert brats.exit_code == 0, brats.output
+    assert "  in_channels: 4\n" in brats.stdout
+    lits = runner.invoke(app, ["config", "show", "--task", "lits"])
+    assert "  in_channels: 1\n" in lits.stdout
+    nnunet = runner.invoke(app, ["config", "show", "--task", "nnunet"])
+    assert nnunet.exit_code == 0 and "pass --data RAW_DIR" in nnunet.stderr
+    (tmp_path / "dataset.json").write_text(json.dumps({"channel_names": {"0": "T2", "1": "ADC"}, "labels": {}}))
+    with_data = runner.invoke(app, ["config", "show", "--task", "nnunet", "--data", str(tmp_path)])
+    assert with_data.exit_code == 0, with_data.output
+    assert "  in_channels: 2\n" in with_data.stdout
+    assert "in_channels" not in runner.invoke(app, ["config", "show", "--task", "brats", "--stage", "evaluate"]).stdout
+
+
 def test_config_validate_exit_codes(tmp_path: Path) -> None:
     good = tmp_path / "good.yaml"
     good.write_text("method:\n  name: patch-cluster\noptim:\n  epochs: 3\n")

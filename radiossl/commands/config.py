@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,32 @@ def _config_class(method: str | None, task: str | None, stage: str) -> Any:
     return task_config_class(task, stage)  # type: ignore[arg-type]
 
 
+def _apply_task_channels(config: Any, data: Path | None) -> None:
+    """Set ``model.in_channels`` as finetuning does at run time: the number of the dataset's channels.
+
+    Adapters with fixed channels (BraTS, LiTS) need no folder; those that read them from the data
+    (nnU-Net) need ``data``, and without it the value is left as is with a note on stderr.
+    """
+    from radiossl.data.datasets import get_adapter
+    from radiossl.errors import RadiosslError
+
+    adapter = get_adapter(config.task.dataset)
+    # An adapter that reads its channels from the folder fails on a missing one (None -> os.devnull).
+    root = data if data is not None else Path(os.devnull)
+    try:
+        channels = adapter.channel_names(root)
+    except (RadiosslError, OSError):
+        if data is not None:
+            raise
+        typer.echo(
+            f"note: model.in_channels is set from the {adapter.name} dataset's channels at run time; "
+            "pass --data RAW_DIR to show it",
+            err=True,
+        )
+        return
+    config.model.in_channels = len(channels)
+
+
 def register(app: typer.Typer) -> None:
     config_app = typer.Typer(help="Show, export and validate configurations.", no_args_is_help=True)
     app.add_typer(config_app, name="config")
@@ -35,12 +62,25 @@ def register(app: typer.Typer) -> None:
 
     @config_app.command("show")
     @handle_errors
-    def show(method: str | None = method_option, task: str | None = task_option, stage: str = stage_option) -> None:
-        """Print the default configuration as commented YAML."""
+    def show(
+        method: str | None = method_option,
+        task: str | None = task_option,
+        stage: str = stage_option,
+        data: Path | None = typer.Option(
+            None,
+            "--data",
+            help="Raw dataset folder (with --task): read the input channels from it (needed for nnunet).",
+            show_default=False,
+        ),
+    ) -> None:
+        """Print the default configuration as commented YAML, with the values the run will use."""
         from radiossl.config import build_config, commented_yaml
 
         config_class, defaults = _config_class(method, task, stage)
-        typer.echo(commented_yaml(build_config(config_class, [defaults])), nl=False)
+        config = build_config(config_class, [defaults])
+        if task is not None and hasattr(config, "model"):
+            _apply_task_channels(config, data)
+        typer.echo(commented_yaml(config), nl=False)
 
     @config_app.command("schema")
     @handle_errors

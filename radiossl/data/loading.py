@@ -1,8 +1,8 @@
 """Loading one raw case as arrays: all channels stacked, resampled and normalised, plus its label.
 
 Used by finetuning and evaluation (which read raw data) and by the preprocessing runner. Each image
-file is read once; channel and label shapes are checked against each other; images are resampled
-linearly and labels with nearest neighbour; each channel is normalised on its own.
+file is read once; channel and label shapes and affines are checked against each other; images are
+resampled linearly and labels with nearest neighbour; each channel is normalised on its own.
 
 Example:
     >>> import numpy as np, tempfile, pathlib
@@ -29,6 +29,10 @@ from radiossl.errors import DataError
 from radiossl.io import Volume, read_image
 
 __all__ = ["CaseArrays", "IntensityConfig", "load_case_arrays", "read_case", "to_reference"]
+
+#: Largest difference between two files' affine entries (mm) still taken as the same grid: headers
+#: store float32 values, and converters round spacing/origin slightly differently.
+AFFINE_TOLERANCE_MM = 1e-3
 
 
 @dataclass(frozen=True)
@@ -62,11 +66,11 @@ class RawCase:
 
 
 def read_case(case: Case) -> RawCase:
-    """Read every file of ``case`` once and check that all shapes agree.
+    """Read every file of ``case`` once and check that all shapes and geometries (affines) agree.
 
     Raises:
         ImageReadError: a file is missing, unreadable, or contains NaN voxels.
-        DataError: channels or label differ in shape (the message names both files).
+        DataError: channels or label differ in shape or affine (the message names the files).
     """
     images = {channel: read_image(path) for channel, path in case.images.items()}
     if not images:
@@ -78,12 +82,25 @@ def read_case(case: Case) -> RawCase:
                 f"case {case.case_id}: {channel} has shape {volume.shape} but {first_channel} has "
                 f"{first.shape} ({volume.path})"
             )
+        _check_geometry(case, channel, volume, first_channel, first)
     label = read_image(case.label) if case.label is not None else None
     if label is not None and label.shape != first.shape:
         raise DataError(
             f"case {case.case_id}: label shape {label.shape} differs from image shape {first.shape} ({label.path})"
         )
+    if label is not None:
+        _check_geometry(case, "label", label, first_channel, first)
     return RawCase(images, label)
+
+
+def _check_geometry(case: Case, name: str, volume: Volume, first_name: str, first: Volume) -> None:
+    """DataError when ``volume`` lies elsewhere in space than ``first`` (affines differ beyond the tolerance)."""
+    difference = float(np.max(np.abs(volume.affine - first.affine)))
+    if difference > AFFINE_TOLERANCE_MM:
+        raise DataError(
+            f"case {case.case_id}: {name} and {first_name} have different geometry (affines differ by up to "
+            f"{difference:.3g} mm): {volume.path} vs {first.path}"
+        )
 
 
 def load_case_arrays(

@@ -189,11 +189,8 @@ class ProcessedDataset:
                 f"{root}: no manifest.csv yet (preprocessing unfinished?); rerun `radiossl preprocess` "
                 "with the same arguments, or add --merge-only to merge what exists"
             )
-        rows = read_rows(manifest)
-        with open(manifest, encoding="utf-8") as handle:
-            header = next(csv.reader(handle), [])
-        tags = [c[len(TARGET_PREFIX) :] for c in header if c.startswith(TARGET_PREFIX)]
-        return cls(root, params, [record_from_row(r, str(manifest)) for r in rows], tags)
+        records, tags = _read_manifest(manifest)
+        return cls(root, params, records, tags)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -274,16 +271,63 @@ class ProcessedDataset:
             raise DataError(f"target tag {tag!r}: use letters, digits, '_', '.' or '-'")
         with folder_lock(self.root):
             write_json(self.root / "targets" / f"{tag}.json", {**dict(meta), "tag": tag, "files": dict(files)})
+            # Start from the manifest as it is now, not as it was at open time: another process (or
+            # another ProcessedDataset) may have registered targets since.
+            current, current_tags = _read_manifest(self.root / "manifest.csv")
             updated = []
-            for record in self._records:
+            for record in current:
                 targets = {k: v for k, v in record.targets.items() if k != tag}
                 if record.file in files:
                     targets[tag] = files[record.file]
                 updated.append(replace(record, targets=targets))
-            tags = sorted({*self._tags, tag})
+            tags = sorted({*current_tags, tag})
             atomic_write_text(self.root / "manifest.csv", rows_to_csv([r.to_row() for r in updated], tags))
         self._records, self._tags = updated, tags
         self._arrays = {k: v for k, v in self._arrays.items() if k not in set(files.values())}
+
+
+def stored_crop_size(params: Mapping[str, Any]) -> tuple[int, ...] | None:
+    """The crop size a folder was preprocessed with (from ``preprocess.json``), None when not recorded."""
+    for section in ("resolved", "settings"):
+        values = params.get(section)
+        size = values.get("crop_size") if isinstance(values, Mapping) else None
+        if isinstance(size, list | tuple) and all(isinstance(v, int) for v in size):
+            return tuple(size)
+    return None
+
+
+def check_crop_size(root: str | Path, crop_size: tuple[int, ...]) -> None:
+    """DataError when ``root`` holds crops of another size than ``crop_size`` (``data.crop_size``).
+
+    Called when pretraining starts: the stored crops are the network input and are not resized, so a
+    different ``data.crop_size`` means the config does not describe the run. Folders without
+    ``preprocess.json`` or without a recorded crop size are not checked (the dataset itself reports
+    a missing folder).
+    """
+    params_path = Path(root) / "preprocess.json"
+    if not params_path.is_file():
+        return
+    try:
+        params = json.loads(params_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{params_path}: cannot read: {exc}") from exc
+    stored = stored_crop_size(params) if isinstance(params, dict) else None
+    wanted = tuple(int(v) for v in crop_size)
+    if stored is not None and stored != wanted:
+        have, want = ",".join(map(str, stored)), ",".join(map(str, wanted))
+        raise DataError(
+            f"data.crop_size is [{want}] but {root} was preprocessed with crop size [{have}]; "
+            f"set --set data.crop_size=[{have}] or preprocess with --set crop_size=[{want}] into another folder"
+        )
+
+
+def _read_manifest(manifest: Path) -> tuple[list[SampleRecord], list[str]]:
+    """The records of ``manifest.csv`` and its target tags (header order)."""
+    rows = read_rows(manifest)
+    with open(manifest, encoding="utf-8") as handle:
+        header = next(csv.reader(handle), [])
+    tags = [c[len(TARGET_PREFIX) :] for c in header if c.startswith(TARGET_PREFIX)]
+    return [record_from_row(r, str(manifest)) for r in rows], tags
 
 
 def target_files(root: Path) -> dict[str, dict[str, str]]:

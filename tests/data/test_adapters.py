@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,11 +59,17 @@ def test_brats_uses_the_thesis_lists_when_their_patients_are_present(tmp_path: P
             (folder / f"{folder.name}_{key}.nii.gz").write_bytes(b"")
     adapter = BraTS18()
     cases = adapter.list_cases(tmp_path)
-    splits = adapter.default_splits(tmp_path, cases)
+    with pytest.warns(UserWarning, match=r"1 patient\(s\) not in the thesis split lists .*Brats18_NOT_LISTED_1") as w:
+        splits = adapter.default_splits(tmp_path, cases)
+    assert len(w) == 1 and "splits_file" in str(w[0].message)
     assert splits.train == [train_pid.split("/")[1]]
     assert splits.val == [valid_pid.split("/")[1]]
     assert splits.split_of("Brats18_NOT_LISTED_1") == "unused"
     assert "thesis" in splits.source
+    shutil.rmtree(tmp_path / "HGG" / "Brats18_NOT_LISTED_1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every present patient is listed: nothing to warn about
+        adapter.default_splits(tmp_path, adapter.list_cases(tmp_path))
 
 
 def test_thesis_lists_have_the_published_sizes() -> None:

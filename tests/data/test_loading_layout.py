@@ -14,7 +14,7 @@ from radiossl.cli import app
 from radiossl.data.datasets import Case, get_adapter
 from radiossl.data.datasets.lits17 import LiTS17
 from radiossl.data.lits_layout import lay_out_lits
-from radiossl.data.loading import IntensityConfig, load_case_arrays, to_reference
+from radiossl.data.loading import IntensityConfig, load_case_arrays, read_case, to_reference
 from radiossl.errors import ConfigError, DataError
 from radiossl.io import write_image
 
@@ -53,6 +53,22 @@ def test_channel_shape_mismatch(tmp_path: Path) -> None:
     b = write_image(tmp_path / "b.nii.gz", np.zeros((4, 4, 5), np.float32), affine=np.eye(4))
     with pytest.raises(DataError, match="b has shape"):
         load_case_arrays(Case("x", {"a": a, "b": b}, None), spacing=None, intensity=IntensityConfig())
+
+
+def test_channel_and_label_geometry_mismatch(tmp_path: Path) -> None:
+    shifted = np.diag([1.0, 1.0, 2.0, 1.0])
+    shifted[:3, 3] = (0.0, 5.0, 0.0)
+    a = write_image(tmp_path / "a.nii.gz", np.zeros((4, 4, 4), np.float32), affine=np.diag([1.0, 1.0, 2.0, 1.0]))
+    b = write_image(tmp_path / "b.nii.gz", np.zeros((4, 4, 4), np.float32), affine=shifted)
+    label = write_image(tmp_path / "seg.nii.gz", np.zeros((4, 4, 4), np.int16), affine=shifted)
+    with pytest.raises(DataError, match=r"case x: b and a have different geometry .*up to 5 mm.*b\.nii\.gz vs "):
+        read_case(Case("x", {"a": a, "b": b}, None))
+    with pytest.raises(DataError, match=r"case x: label and a have different geometry .*seg\.nii\.gz vs .*a\.nii"):
+        read_case(Case("x", {"a": a}, label))
+    nearly = np.diag([1.0, 1.0, 2.0, 1.0])
+    nearly[:3, 3] = 1e-5  # float32 header round-off is not a different grid
+    close = write_image(tmp_path / "close.nii.gz", np.zeros((4, 4, 4), np.int16), affine=nearly)
+    assert read_case(Case("x", {"a": a}, close)).label is not None
 
 
 def _download(root: Path, lits: Path) -> None:

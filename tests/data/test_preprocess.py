@@ -128,6 +128,27 @@ def test_other_settings_are_refused(
         small_config(phantom_root("brats"), tmp_path / "x", shard="2")
 
 
+def test_resume_from_other_raw_data_or_another_split_is_refused(
+    small_config: Callable[..., PreprocessConfig],
+    brats_run: Path,
+    phantom_copy: Callable[[str], Path],
+    phantom_root: Callable[[str], Path],
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "proc"
+    shutil.copytree(brats_run, out)
+    other_raw = phantom_copy("brats")  # same cases, but another raw folder
+    with pytest.raises(ConfigError, match=r"preprocessed from raw data .*, not .*raw-brats; use another --out") as err:
+        preprocess(small_config(other_raw, out))
+    assert "\n" not in str(err.value)
+    splits = json.loads((out / "splits.json").read_text())
+    moved = splits["train"].pop()
+    splits["test"].append(moved)
+    (out / "splits.json").write_text(json.dumps(splits))  # the folder was made with another split
+    with pytest.raises(ConfigError, match=rf"another split \(1 case\(s\) differ, e.g. {moved}: test -> train\)"):
+        preprocess(small_config(phantom_root("brats"), out))
+
+
 def test_merge_only_rebuilds_the_manifest(
     small_config: Callable[..., PreprocessConfig], brats_run: Path, phantom_root: Callable[[str], Path], tmp_path: Path
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from radiossl.data.preprocess import PreprocessConfig, preprocess
-from radiossl.data.processed import ProcessedDataset
+from radiossl.data.processed import ProcessedDataset, check_crop_size
 from radiossl.data.views import (
     ClusterPairDataset,
     GenesisCubeDataset,
@@ -118,6 +119,31 @@ def test_targets_registration_and_loading(
     config = small_config(Path(reopened.params["raw_root"]), copy)
     preprocess(config, merge_only=True)
     assert ProcessedDataset.open(copy).records("train")[0].targets == {"k3": files[record.file]}
+
+
+def test_registrations_through_two_open_datasets_both_survive(folders: dict[str, Path], tmp_path: Path) -> None:
+    copy = tmp_path / "proc"
+    shutil.copytree(folders["cluster"], copy)
+    first, second = ProcessedDataset.open(copy), ProcessedDataset.open(copy)  # e.g. two kmeans predict runs
+    files = sorted({r.file for r in first.records(split=None)})
+    first.register_targets("k3", {f: f.replace(".npy", ".targets-k3.npy") for f in files}, {"k": 3})
+    second.register_targets("k5", {f: f.replace(".npy", ".targets-k5.npy") for f in files}, {"k": 5})
+    reopened = ProcessedDataset.open(copy)
+    assert reopened.target_tags() == ["k3", "k5"] == second.target_tags()
+    record = reopened.records(split=None)[0]
+    assert record.targets == {"k3": record.file.replace(".npy", ".targets-k3.npy"), "k5": record.targets["k5"]}
+    assert not list(copy.glob(".tmp-*"))
+
+
+def test_crop_size_check_names_both_sizes_and_the_folder(folders: dict[str, Path], tmp_path: Path) -> None:
+    folder = folders["cluster"]  # preprocessed with 16x16x8 crops
+    check_crop_size(folder, (16, 16, 8))
+    message = rf"data.crop_size is \[64,64,32\] but {re.escape(str(folder))} was preprocessed with crop size \[16,"
+    with pytest.raises(DataError, match=message):
+        check_crop_size(folder, (64, 64, 32))
+    check_crop_size(tmp_path, (64, 64, 32))  # no preprocess.json: left to the dataset to report
+    (tmp_path / "preprocess.json").write_text('{"view": "cluster"}')
+    check_crop_size(tmp_path, (64, 64, 32))  # no recorded crop size (hand-made folder): not checked
 
 
 def test_transform_hook_is_seeded_by_epoch_and_index(folders: dict[str, Path]) -> None:

@@ -6,8 +6,9 @@ Volumes are 240 x 240 x 155 at 1 mm, skull-stripped MRI with four modalities; la
 
 Splits: the thesis lists (199/43/35 patients, shipped in :mod:`radiossl.data.split_lists`) when the
 dataset contains any of their patients — listed patients that are absent are dropped, present
-patients that are not listed are left unused, as in the thesis. A dataset with none of those
-patients (e.g. phantoms) is split by a seeded rule in the same 199 : 43 : 35 proportions.
+patients that are not listed are left unused, as in the thesis (with a warning naming them; a split
+file includes them). A dataset with none of those patients (e.g. phantoms) is split by a seeded rule
+in the same 199 : 43 : 35 proportions.
 
 Example:
     >>> BraTS18().channel_names(Path("."))
@@ -16,12 +17,13 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import ClassVar
 
 from radiossl.data.datasets.base import Case, DatasetAdapter, check_unique, require_dir
 from radiossl.data.split_lists import read_list
-from radiossl.data.splits import Splits, proportional_split
+from radiossl.data.splits import UNUSED, Splits, proportional_split
 from radiossl.errors import DataError
 from radiossl.io import is_image_path, strip_image_extension
 
@@ -76,9 +78,24 @@ class BraTS18(DatasetAdapter):
         ]
         if set(present) & {pid for names in lists for pid in names}:
             thesis = Splits(train=lists[0], val=lists[1], test=lists[2], source="thesis lists (199/43/35 patients)")
+            _warn_unlisted(root, [pid for pid in present if thesis.split_of(pid) == UNUSED])
             return thesis.restrict(present)
         source = "seeded rule, thesis proportions 199:43:35 (no thesis patient present)"
         return proportional_split(present, THESIS_PROPORTIONS, seed=0, source=source)
+
+
+def _warn_unlisted(root: Path, unlisted: list[str]) -> None:
+    """Warn (once per call) that patients outside the thesis lists are in no split."""
+    if not unlisted:
+        return
+    shown = ", ".join(unlisted[:3]) + (", ..." if len(unlisted) > 3 else "")
+    warnings.warn(
+        f"{root}: {len(unlisted)} patient(s) not in the thesis split lists are left unused ({shown}); "
+        "to include them pass your own split file (preprocess: --set splits_file=FILE; "
+        "finetune: --set task.splits=FILE)",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _image_files(folder: Path) -> dict[str, Path]:

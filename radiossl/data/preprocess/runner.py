@@ -471,6 +471,7 @@ def _prepare_folder(out: Path, header: dict[str, Any], splits: Splits, clean_tem
                     f"{out} was preprocessed with other settings ({'; '.join(differences[:4])}); "
                     "use another --out folder or the same settings"
                 )
+            _check_same_source(out, existing, header, splits)
         elif any(p.name != ".lock" for p in out.iterdir()):
             raise ConfigError(f"{out}: folder is not empty and not a preprocessed folder; choose a new folder")
         else:
@@ -484,6 +485,27 @@ def _prepare_folder(out: Path, header: dict[str, Any], splits: Splits, clean_tem
             if folder.is_dir():
                 for stray in folder.glob(".tmp-*"):
                     stray.unlink(missing_ok=True)
+
+
+def _check_same_source(out: Path, existing: dict[str, Any], header: dict[str, Any], splits: Splits) -> None:
+    """ConfigError when ``out`` was made from another raw folder or with another split."""
+    old_root = existing.get("raw_root")
+    if old_root is not None and old_root != header["raw_root"]:
+        raise ConfigError(
+            f"{out} was preprocessed from raw data {old_root}, not {header['raw_root']}; "
+            "use another --out folder or the same --data"
+        )
+    saved = out / "splits.json"
+    if not saved.is_file():
+        return
+    before, now = load_splits(saved).assignment(), splits.assignment()
+    if before != now:
+        changed = sorted(c for c in before.keys() | now.keys() if before.get(c) != now.get(c))
+        examples = ", ".join(f"{c}: {before.get(c, 'unused')} -> {now.get(c, 'unused')}" for c in changed[:3])
+        raise ConfigError(
+            f"{out} was preprocessed with another split ({len(changed)} case(s) differ, e.g. {examples}); "
+            "use another --out folder or the same split"
+        )
 
 
 def _differences(existing: dict[str, Any], header: dict[str, Any]) -> list[str]:
