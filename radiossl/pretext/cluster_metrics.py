@@ -40,9 +40,7 @@ def hard_assignments(values: torch.Tensor, dim: int = 1) -> torch.Tensor:
     return values
 
 
-def cluster_usage(
-    values: torch.Tensor, k: int, dim: int = 1, mask: torch.Tensor | None = None
-) -> ClusterUsage:
+def cluster_usage(values: torch.Tensor, k: int, dim: int = 1, mask: torch.Tensor | None = None) -> ClusterUsage:
     """Usage statistics of ``values`` (scores with the cluster axis ``dim``, or integer labels in ``[0, k)``).
 
     ``mask`` (boolean, same shape as the labels) restricts the count to selected positions.
@@ -54,9 +52,7 @@ def cluster_usage(
         labels = labels[mask.to(torch.bool)]
     labels = labels.reshape(-1).to(torch.int64)
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= k):
-        raise ValueError(
-            f"cluster ids must lie in [0, {k}), got range [{int(labels.min())}, {int(labels.max())}]"
-        )
+        raise ValueError(f"cluster ids must lie in [0, {k}), got range [{int(labels.min())}, {int(labels.max())}]")
     counts = torch.bincount(labels, minlength=k).to(torch.float64)
     total = float(counts.sum())
     used = int((counts > 0).sum())

@@ -58,9 +58,7 @@ class PixelClusterConfig(MethodConfig):
     """Settings of the pixel-level clustering pretext."""
 
     name: Literal["pixel-cluster"] = "pixel-cluster"
-    k: int = Field(
-        10, ge=2, description="Number of clusters; must equal the k of the targets (10 in the thesis)."
-    )
+    k: int = Field(10, ge=2, description="Number of clusters; must equal the k of the targets (10 in the thesis).")
     targets: str | None = Field(
         None,
         description="Tag of the `radiossl kmeans predict` targets; default: the only tag in the data folder.",
@@ -117,8 +115,7 @@ def resolve_target_tag(root: Any, requested: str | None, k: int) -> str:
         raise DataError(f"{meta_path}: has no integer 'k' (number of clusters)")
     if target_k != k:
         raise ConfigError(
-            f"method.k is {k} but targets {tag!r} have k={target_k} ({meta_path}); "
-            f"set --set method.k={target_k}"
+            f"method.k is {k} but targets {tag!r} have k={target_k} ({meta_path}); set --set method.k={target_k}"
         )
     return tag
 
@@ -181,9 +178,7 @@ class PixelCluster(PretextMethod):
     def build_datasets(self) -> tuple[Dataset[Any], Dataset[Any] | None]:
         root = self.config.data.root
         if root is None:
-            raise ConfigError(
-                "data.root is not set: pass --data PROC_DIR (a folder written by `radiossl preprocess`)"
-            )
+            raise ConfigError("data.root is not set: pass --data PROC_DIR (a folder written by `radiossl preprocess`)")
         self._tag = resolve_target_tag(root, self.settings.targets, self.settings.k)
         return pair_datasets(self.config, targets=self._tag)
 
@@ -248,9 +243,7 @@ class PixelCluster(PretextMethod):
         out = self._forward(model, batch)
         return StepOutput(loss=out.loss, metrics=self._metrics(out))
 
-    def validate(
-        self, model: nn.Module, loader: DataLoader[Any] | None, context: StepContext
-    ) -> dict[str, float]:
+    def validate(self, model: nn.Module, loader: DataLoader[Any] | None, context: StepContext) -> dict[str, float]:
         """Mean loss, cluster usage and target agreement on validation pairs (``val_`` prefix)."""
         if loader is None:
             return {}
@@ -289,6 +282,4 @@ class PixelCluster(PretextMethod):
             )
         preds = (logits[0][0].argmax(0), logits[1][0].argmax(0))
         targets = (batch.target1[0], batch.target2[0])
-        return {
-            "clusters": middle_slice_images((batch.view1[0], batch.view2[0]), preds, targets, self.settings.k)
-        }
+        return {"clusters": middle_slice_images((batch.view1[0], batch.view2[0]), preds, targets, self.settings.k)}
