@@ -131,12 +131,17 @@ def _synthesize(config: DemoConfig, raw: Path, artefacts: dict[str, Path]) -> Pa
     return raw
 
 
+def _stored_crop(config: DemoConfig, view: str) -> tuple[int, int, int]:
+    """Crop size of the preprocessed folder: Models Genesis cubes are twice as wide, 32 slices deep."""
+    return config.crop_size if view != "genesis" else (config.crop_size[0] * 2, config.crop_size[1] * 2, 32)
+
+
 def _preprocess(config: DemoConfig, raw: Path, proc: Path) -> Path:
     from radiossl.data.preprocess import PreprocessConfig, preprocess
     from radiossl.pretext.base import get_method
 
     view = get_method(config.method).views or "cluster"
-    crop = config.crop_size if view != "genesis" else (config.crop_size[0] * 2, config.crop_size[1] * 2, 32)
+    crop = _stored_crop(config, view)
     settings = PreprocessConfig(
         dataset="brats18",
         data=raw,
@@ -193,10 +198,11 @@ def _kmeans(config: DemoConfig, proc: Path, artefacts: dict[str, Path]) -> None:
 
 def _pretrain(config: DemoConfig, proc: Path, runs: Path, artefacts: dict[str, Path]) -> Path:
     from radiossl.engine.pretrain import pretrain
-    from radiossl.pretext.base import load_pretrain_config
+    from radiossl.pretext.base import get_method, load_pretrain_config
 
+    view = get_method(config.method).views or "cluster"
     flags = {
-        "data": {"root": str(proc), "crop_size": list(config.crop_size), "workers": config.workers},
+        "data": {"root": str(proc), "crop_size": list(_stored_crop(config, view)), "workers": config.workers},
         "model": {"width": config.width},
         "optim": {"epochs": config.pretrain_epochs, "batch_size": config.pretrain_batch_size},
         "runtime": {"seed": config.seed, "device": config.device},

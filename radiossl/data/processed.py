@@ -296,29 +296,20 @@ def stored_crop_size(params: Mapping[str, Any]) -> tuple[int, ...] | None:
     return None
 
 
-def check_crop_size(root: str | Path, crop_size: tuple[int, ...]) -> None:
-    """DataError when ``root`` holds crops of another size than ``crop_size`` (``data.crop_size``).
+def preprocessed_crop_size(root: str | Path) -> tuple[int, ...] | None:
+    """The crop size recorded in ``root/preprocess.json``, None when the folder records none.
 
-    Called when pretraining starts: the stored crops are the network input and are not resized, so a
-    different ``data.crop_size`` means the config does not describe the run. Folders without
-    ``preprocess.json`` or without a recorded crop size are not checked (the dataset itself reports
-    a missing folder).
+    Pretraining trains on the stored crops as they are (no resizing), so this, not ``data.crop_size``,
+    is the network input size of a pretraining run.
     """
     params_path = Path(root) / "preprocess.json"
     if not params_path.is_file():
-        return
+        return None
     try:
         params = json.loads(params_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise DataError(f"{params_path}: cannot read: {exc}") from exc
-    stored = stored_crop_size(params) if isinstance(params, dict) else None
-    wanted = tuple(int(v) for v in crop_size)
-    if stored is not None and stored != wanted:
-        have, want = ",".join(map(str, stored)), ",".join(map(str, wanted))
-        raise DataError(
-            f"data.crop_size is [{want}] but {root} was preprocessed with crop size [{have}]; "
-            f"set --set data.crop_size=[{have}] or preprocess with --set crop_size=[{want}] into another folder"
-        )
+    return stored_crop_size(params) if isinstance(params, dict) else None
 
 
 def _read_manifest(manifest: Path) -> tuple[list[SampleRecord], list[str]]:

@@ -16,9 +16,11 @@ Example::
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from radiossl.data.processed import preprocessed_crop_size
 from radiossl.engine.trainer import TrainResult, run_training
 from radiossl.errors import DataError
 from radiossl.pretext.base import PretrainConfig, get_method
@@ -59,6 +61,25 @@ def check_views(root: Path, method_name: str, needed: str | None) -> None:
         )
 
 
+def with_stored_crop_size(config: PretrainConfig, root: Path) -> PretrainConfig:
+    """``config`` with ``data.crop_size`` set to the size of the crops stored in ``root``.
+
+    The stored crops are trained on as they are, so the run's saved config must name their size; a
+    different ``data.crop_size`` is replaced, with a warning that names both sizes.
+    """
+    stored = preprocessed_crop_size(root)
+    if stored is None or tuple(config.data.crop_size) == stored:
+        return config
+    have, want = ",".join(map(str, stored)), ",".join(map(str, config.data.crop_size))
+    warnings.warn(
+        f"data.crop_size is [{want}] but {root} holds crops of [{have}]; training on the stored crops "
+        f"(data.crop_size=[{have}] in the run's config)",
+        UserWarning,
+        stacklevel=2,
+    )
+    return config.model_copy(update={"data": config.data.model_copy(update={"crop_size": stored})})
+
+
 def pretrain(config: PretrainConfig, resume: str | Path | None = None) -> TrainResult:
     """Pretrain ``config.method.name`` on ``config.data.root``; return where the results are.
 
@@ -78,5 +99,6 @@ def pretrain(config: PretrainConfig, resume: str | Path | None = None) -> TrainR
         raise DataError(f"{root}: data folder not found")
     method_cls = get_method(config.method.name)
     check_views(Path(root), method_cls.name, method_cls.views)
+    config = with_stored_crop_size(config, Path(root))
     task = cast("TrainingTask", method_cls(config))  # PretextMethod implements the protocol
     return run_training(task, config, resume=resume)

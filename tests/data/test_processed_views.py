@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from radiossl.data.preprocess import PreprocessConfig, preprocess
-from radiossl.data.processed import ProcessedDataset, check_crop_size
+from radiossl.data.processed import ProcessedDataset, preprocessed_crop_size
 from radiossl.data.views import (
     ClusterPairDataset,
     GenesisCubeDataset,
@@ -135,15 +134,14 @@ def test_registrations_through_two_open_datasets_both_survive(folders: dict[str,
     assert not list(copy.glob(".tmp-*"))
 
 
-def test_crop_size_check_names_both_sizes_and_the_folder(folders: dict[str, Path], tmp_path: Path) -> None:
-    folder = folders["cluster"]  # preprocessed with 16x16x8 crops
-    check_crop_size(folder, (16, 16, 8))
-    message = rf"data.crop_size is \[64,64,32\] but {re.escape(str(folder))} was preprocessed with crop size \[16,"
-    with pytest.raises(DataError, match=message):
-        check_crop_size(folder, (64, 64, 32))
-    check_crop_size(tmp_path, (64, 64, 32))  # no preprocess.json: left to the dataset to report
+def test_the_stored_crop_size_is_read_from_preprocess_json(folders: dict[str, Path], tmp_path: Path) -> None:
+    assert preprocessed_crop_size(folders["cluster"]) == (16, 16, 8)
+    assert preprocessed_crop_size(tmp_path) is None  # no preprocess.json: left to the dataset to report
     (tmp_path / "preprocess.json").write_text('{"view": "cluster"}')
-    check_crop_size(tmp_path, (64, 64, 32))  # no recorded crop size (hand-made folder): not checked
+    assert preprocessed_crop_size(tmp_path) is None  # no recorded crop size (hand-made folder)
+    (tmp_path / "preprocess.json").write_text("{not json")
+    with pytest.raises(DataError, match=r"preprocess\.json: cannot read"):
+        preprocessed_crop_size(tmp_path)
 
 
 def test_transform_hook_is_seeded_by_epoch_and_index(folders: dict[str, Path]) -> None:

@@ -79,6 +79,18 @@ def test_pretrain_trains_a_registered_method_and_writes_the_resolved_config(tmp_
     assert torch.load(result.final_checkpoint, weights_only=True)["config"]["method"]["scale"] == 2.0
 
 
+def test_pretrain_records_the_size_of_the_stored_crops(tmp_path: Path) -> None:
+    proc = _proc(tmp_path, ["genesis"])
+    params = json.loads((proc / "preprocess.json").read_text())
+    (proc / "preprocess.json").write_text(json.dumps({**params, "settings": {"crop_size": [8, 8, 8]}}))
+    overrides = [*QUIET, f"data.root={proc}", f"out={tmp_path / 'r'}", "data.crop_size=[64,64,32]"]
+    with pytest.warns(UserWarning, match=r"data.crop_size is \[64,64,32\] but .*proc holds crops of \[8,8,8\]"):
+        result = pretrain(load_pretrain_config("tiny-regression", overrides=overrides))
+    saved = torch.load(result.final_checkpoint, weights_only=True)["config"]["data"]["crop_size"]
+    assert list(saved) == [8, 8, 8]
+    assert "- 8" in (result.run_dir / "config.yaml").read_text()
+
+
 def test_pretrain_refuses_a_folder_preprocessed_for_another_view(tmp_path: Path) -> None:
     proc = _proc(tmp_path, ["cluster"])
     cfg = load_pretrain_config("tiny-regression", overrides=[*QUIET, f"data.root={proc}"])
