@@ -20,9 +20,10 @@ This implementation produces exactly that distribution without a Python loop ove
    over the destination voxels (a block's voxels in natural order); the output is one gather.
 
 On CPU the work runs in NumPy (PCG64 random bits, SIMD row sorts of 32-bit keys, 32-bit packed
-values) two 64x64x32 cubes at a time; on other devices it runs in torch with the blocks bucketed by
-size instead of shape (a few large kernels). Both are seeded from ``generator``; block corners carry
-the float64-uniform bias of below ``span / 2^53``.
+values) two 64x64x32 cubes at a time, on up to ``torch.get_num_threads()`` threads (each chunk has
+its own seed, drawn up front, so the result does not depend on the thread count); on other devices
+it runs in torch with the blocks bucketed by size instead of shape (a few large kernels). Both are
+seeded from ``generator``; block corners carry the float64-uniform bias of below ``span / 2^53``.
 
 ``keep`` (optional, per sample: boxes ``[k, 6]`` as ``(x, y, z, size_x, size_y, size_z)``) names the
 only voxels whose result will be used, e.g. the windows that out-painting keeps. Blocks too far from
@@ -42,6 +43,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import numpy as np
@@ -346,7 +348,10 @@ def local_shuffle(
     else:
         mean_voxels = float(np.prod([(lim + 1) / 2 for lim in limits]))
         step = max(1, int(DEVICE_CHUNK_KEYS // (2 * n_blocks * mean_voxels)))  # rows padded to at most 2x
-    for chunk, i in enumerate(range(0, batch, step)):
+    starts = list(range(0, batch, step))
+
+    def run(chunk: int) -> None:
+        i = starts[chunk]
         size = min(step, batch - i)
         part = None if keep is None else keep[i : i + size]
         if x.device.type == "cpu":
@@ -354,7 +359,24 @@ def local_shuffle(
         else:
             source = _sources_torch(size, spatial, limits, n_blocks, generator, part)
         _gather(flat[i : i + size], source, out[i : i + size])
+
+    threads = min(torch.get_num_threads(), len(starts)) if x.device.type == "cpu" else 1
+    if threads > 1:  # NumPy releases the GIL in its sorts and loops; chunks have their own seeds and outputs
+        list(_cpu_pool(threads).map(run, range(len(starts))))
+    else:
+        for chunk in range(len(starts)):
+            run(chunk)
     return out.view(x.shape)
+
+
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def _cpu_pool(threads: int) -> ThreadPoolExecutor:
+    """A shared pool of ``threads`` worker threads (one per size, created on first use)."""
+    if threads not in _pools:
+        _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="radiossl-shuffle")
+    return _pools[threads]
 
 
 class LocalShuffle:

@@ -304,3 +304,16 @@ def test_keep_leaves_the_distribution_inside_the_boxes_unchanged(
     table = table[:, table.sum(0) >= 20]  # pool rare outcomes out of the chi-square
     assert stats.chi2_contingency(table).pvalue > 1e-3
     assert len(outcomes) > 5
+
+
+def test_result_does_not_depend_on_the_thread_count(gen: Callable[[int], torch.Generator]) -> None:
+    x = torch.rand(9, 2, 40, 40, 20)  # 32,000 voxels: 8 cubes per chunk, 2 chunks
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = local_shuffle(x, gen(13), n_blocks=3000)
+        torch.set_num_threads(2)
+        two = local_shuffle(x, gen(13), n_blocks=3000)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one, two) and not torch.equal(one, x)
