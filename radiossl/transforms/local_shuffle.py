@@ -20,7 +20,7 @@ This implementation produces exactly that distribution without a Python loop ove
    over the destination voxels (a block's voxels in natural order); the output is one gather.
 
 On CPU the work runs in NumPy (PCG64 random bits, SIMD row sorts of 32-bit keys, 32-bit packed
-values) two 64x64x32 cubes at a time, on up to ``torch.get_num_threads()`` threads (each chunk has
+values) four 64x64x32 cubes at a time, on up to ``torch.get_num_threads()`` threads (each chunk has
 its own seed, drawn up front, so the result does not depend on the thread count); on other devices
 it runs in torch with the blocks bucketed by size instead of shape (a few large kernels). Both are
 seeded from ``generator``; block corners carry the float64-uniform bias of below ``span / 2^53``.
@@ -55,8 +55,8 @@ from radiossl.transforms.compose import random_apply
 N_BLOCKS = 10_000
 """Blocks per cube (the original's constant, independent of the cube size)."""
 
-CPU_CHUNK_VOXELS = 262_144
-"""On CPU, samples are processed in chunks of about this many voxels (two 64x64x32 cubes: buffers of a few MB)."""
+CPU_CHUNK_VOXELS = 524_288
+"""On CPU, samples are processed in chunks of about this many voxels (four 64x64x32 cubes: buffers of ~10 MB)."""
 
 DEVICE_CHUNK_KEYS = 1 << 24
 """On other devices, chunks hold about this many padded keys (34 cubes of 64x64x32)."""

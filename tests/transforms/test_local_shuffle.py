@@ -237,7 +237,8 @@ def test_value_packing_switches_to_int64_only_when_needed() -> None:
 
 
 def test_chunks_are_deterministic_and_all_shuffled(gen: Callable[[int], torch.Generator]) -> None:
-    x = torch.rand(70, 1, 20, 20, 10)  # 4,000 voxels: chunks of 65 cubes on CPU
+    per_chunk = shuffle_module.CPU_CHUNK_VOXELS // 4000  # cubes of 4,000 voxels in one CPU chunk
+    x = torch.rand(per_chunk + 5, 1, 20, 20, 10)  # two chunks, the second a short one
     y = local_shuffle(x, gen(9), n_blocks=400)
     assert torch.equal(y, local_shuffle(x, gen(9), n_blocks=400))
     assert bool((y != x).flatten(1).any(1).all())
@@ -307,7 +308,7 @@ def test_keep_leaves_the_distribution_inside_the_boxes_unchanged(
 
 
 def test_result_does_not_depend_on_the_thread_count(gen: Callable[[int], torch.Generator]) -> None:
-    x = torch.rand(9, 2, 40, 40, 20)  # 32,000 voxels: 8 cubes per chunk, 2 chunks
+    x = torch.rand(shuffle_module.CPU_CHUNK_VOXELS // 32_000 + 1, 2, 40, 40, 20)  # two chunks
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
