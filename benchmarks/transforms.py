@@ -9,9 +9,11 @@ Bézier p 0.9; painting p 0.9 with in:out 0.2:0.8), this prints cubes per second
   that follows the original algorithms step by step (10,000-iteration Python loop for local
   shuffling, 100,000-point curve + ``np.interp`` for the Bézier map, box loops for painting).
 
-Single transforms: best of ``--repeats`` rounds (robust on a shared machine). The pipeline rows are
-the best of ``--repeats`` rounds of ``--pipeline-cubes`` cubes each, every round reseeded alike so
-that it repeats exactly the same work (their random gates make the cost vary from cube to cube).
+Every figure is the best of ``--repeats`` rounds, and each round times the loop, the single-cube and
+the batched version one after the other (interleaved, so that a slow spell of a shared machine hits
+all of them). The pipeline rows use rounds of ``--pipeline-cubes`` cubes, every round reseeded alike
+so that it repeats exactly the same work (random gates make the cost vary from cube to cube); both
+pipelines and the loop are timed in the same rounds.
 "published pipeline" is what training runs (flips, then the fused
 :class:`~radiossl.transforms.GenesisCorruption`); "pipeline, step by step" composes the separate
 transforms (same distribution, no work skipped).
@@ -148,40 +150,32 @@ def _run_many(transform: Callable[..., torch.Tensor], batches: list[torch.Tensor
         transform(item, generator)
 
 
-def replayed_time(fn: Callable[[int], object], rounds: int, seed: int = 0) -> float:
-    """Best wall time of ``rounds`` calls of ``fn(seed)`` (after one warm-up call).
+def interleaved_best(contenders: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Best wall time of each contender over ``rounds`` rounds, each round timing every contender once.
 
-    ``fn`` reseeds every random source from ``seed``, so each round does exactly the same work and the
-    fastest round is the one least disturbed by other jobs on the machine.
+    Interleaving spreads slow spells of a shared machine over all contenders instead of one row.
     """
-    fn(seed)
-    best = float("inf")
+    for fn in contenders.values():
+        fn()  # warm-up
+    best = dict.fromkeys(contenders, float("inf"))
     for _ in range(rounds):
-        start = time.perf_counter()
-        fn(seed)
-        best = min(best, time.perf_counter() - start)
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
     return best
 
 
-def _replay_loop(loop: Callable[[np.ndarray], object], cubes: list[np.ndarray], seed: int) -> None:
+def _replay_loop(loop: Callable[[np.ndarray], object], cubes: list[np.ndarray], seed: int = 0) -> None:
+    """The loop over ``cubes``, every random source reseeded: each call does exactly the same work."""
     random.seed(seed)
     np.random.seed(seed)
     _run_loop(loop, cubes)
 
 
-def _replay_many(transform: Callable[..., torch.Tensor], batches: list[torch.Tensor], seed: int) -> None:
+def _replay_many(transform: Callable[..., torch.Tensor], batches: list[torch.Tensor], seed: int = 0) -> None:
+    """``transform`` over ``batches`` from a fresh generator: each call does exactly the same work."""
     _run_many(transform, batches, generator_for(seed))
-
-
-def best_time(fn: Callable[[], object], repeats: int) -> float:
-    """Best wall time of ``repeats`` calls (after one warm-up call)."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,8 +212,6 @@ def main(argv: list[str] | None = None) -> int:
             paint,
             lambda c: loop_inpaint(c) if random.random() < 0.2 else loop_outpaint(c),
         ),
-        ("published pipeline", pipeline, loop_pipeline),
-        ("pipeline, step by step", step_by_step, loop_pipeline),
     ]
     print(
         f"cubes {tuple(args.size)}, batch {args.batch}, torch threads {torch.get_num_threads()}, "
@@ -230,20 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     print("-" * len(header))
     results = []
-    for name, transform, loop in cases:
-        if name.startswith(("published pipeline", "pipeline")):
-            # Random gates make the cost vary from cube to cube: many cubes per round, every round the same.
-            many = [c for _ in range(args.pipeline_cubes // len(cubes)) for c in cubes]
-            loop_s = replayed_time(partial(_replay_loop, loop, many), args.repeats) / len(many)
-            single_s = replayed_time(partial(_replay_many, transform, [one] * len(many)), args.repeats)
-            single_s /= len(many)
-            batches = [batch] * max(1, args.pipeline_cubes // args.batch)
-            batched_s = replayed_time(partial(_replay_many, transform, batches), args.repeats)
-            batched_s /= args.batch * len(batches)
-        else:
-            loop_s = best_time(partial(_run_loop, loop, cubes), args.repeats) / len(cubes)
-            single_s = best_time(partial(transform, one, generator), args.repeats)
-            batched_s = best_time(partial(transform, batch, generator), args.repeats) / args.batch
+
+    def report(name: str, loop_s: float, single_s: float, batched_s: float) -> None:
         row = {
             "transform": name,
             "loop_ms_per_cube": loop_s * 1e3,
@@ -257,6 +237,31 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:28s} {row['loop_ms_per_cube']:12.2f} {row['single_ms_per_cube']:12.2f} "
             f"{row['batched_ms_per_cube']:12.3f} {row['batched_cubes_per_s']:12.0f} {row['speedup_vs_loop']:11.1f}x"
         )
+
+    for name, transform, loop in cases:
+        best = interleaved_best(
+            {
+                "loop": partial(_run_loop, loop, cubes),
+                "single": partial(transform, one, generator),
+                "batched": partial(transform, batch, generator),
+            },
+            args.repeats,
+        )
+        report(name, best["loop"] / len(cubes), best["single"], best["batched"] / args.batch)
+
+    # Random gates make a pipeline's cost vary from cube to cube: many cubes per round, every round
+    # replaying the same work, and both pipelines timed in the same rounds as the loop.
+    many = [c for _ in range(args.pipeline_cubes // len(cubes)) for c in cubes]
+    batches = [batch] * max(1, args.pipeline_cubes // args.batch)
+    pipelines = {"published pipeline": pipeline, "pipeline, step by step": step_by_step}
+    contenders: dict[str, Callable[[], object]] = {"loop": partial(_replay_loop, loop_pipeline, many)}
+    for name, transform in pipelines.items():
+        contenders[f"{name} single"] = partial(_replay_many, transform, [one] * len(many))
+        contenders[f"{name} batched"] = partial(_replay_many, transform, batches)
+    best = interleaved_best(contenders, args.repeats)
+    for name in pipelines:
+        batched = best[f"{name} batched"] / (args.batch * len(batches))
+        report(name, best["loop"] / len(many), best[f"{name} single"] / len(many), batched)
     if args.json is not None:
         meta = {"size": list(args.size), "batch": args.batch, "threads": torch.get_num_threads()}
         args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2), encoding="utf-8")
