@@ -210,8 +210,11 @@ def _sources_numpy(
     row_size = np.repeat(np.array(layout.sizes), counts)
     if keep is not None:  # drop the blocks that cannot reach a kept box (after every block was drawn)
         touching = corner_mask(keep, spatial, limits)[base]
-        counts = np.bincount(np.repeat(np.arange(layout.width), counts)[touching], minlength=layout.width)
-        tag, base, row_size = tag[touching], base[touching], row_size[touching]
+        kept_before = np.concatenate([[0], np.cumsum(touching)])  # kept blocks among the first i drawn
+        ends = np.cumsum(counts)
+        counts = kept_before[ends] - kept_before[ends - counts]
+        kept = np.flatnonzero(touching)
+        tag, base, row_size = tag.take(kept), base.take(kept), row_size.take(kept)
     total = int(row_size.sum())
 
     kdtype, cbits = layout.key_dtype, layout.cbits
