@@ -29,6 +29,7 @@ def lint(session: nox.Session) -> None:
     """ruff lint and format check."""
     session.install("ruff")
     session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", "radiossl", "tests", "benchmarks", "examples", "noxfile.py")
 
 
 @nox.session

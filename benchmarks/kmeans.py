@@ -86,9 +86,7 @@ def voxel_sample(
             on_batch(b, features)
         for j, record in enumerate(chunk):
             for crop in (0, 1):
-                idx = sample_voxels(
-                    pairs[j, crop], per_crop, rng_for(seed, SAMPLE_STREAM, record.sample_id, crop)
-                )
+                idx = sample_voxels(pairs[j, crop], per_crop, rng_for(seed, SAMPLE_STREAM, record.sample_id, crop))
                 rows.append(voxel_rows(features[2 * j + crop])[torch.from_numpy(idx)].numpy())
     return np.concatenate(rows).astype(np.float32)
 
@@ -122,9 +120,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # keeps the last batch's centroids; the loader shuffles, so candidate last batches are kept.
         n_batches = -(-len(train) // args.batch)
         rng = np.random.default_rng(args.seed)
-        candidates = set(
-            rng.choice(n_batches, size=min(args.last_batches, n_batches), replace=False).tolist()
-        )
+        candidates = set(rng.choice(n_batches, size=min(args.last_batches, n_batches), replace=False).tolist())
         kept: dict[int, np.ndarray] = {}
         thesis_time = [0.0]
         batch_points = [0]
@@ -140,9 +136,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 kept[index] = x
 
         start = time.perf_counter()
-        sample = voxel_sample(
-            dataset, train, pipeline, args.voxels_per_crop, args.seed, args.batch, thesis_batch
-        )
+        sample = voxel_sample(dataset, train, pipeline, args.voxels_per_crop, args.seed, args.batch, thesis_batch)
         evaluation = voxel_sample(dataset, held_out, pipeline, args.voxels_per_crop, args.seed + 1)
         features_s = time.perf_counter() - start
         weights = pipeline.extractor.channel_weights(1)
@@ -233,9 +227,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--niter", type=int, default=25)
     parser.add_argument("--voxels-per-crop", type=int, default=512)
-    parser.add_argument(
-        "--batch", type=int, default=2, help="Pairs per batch in the thesis script (README: 2)."
-    )
+    parser.add_argument("--batch", type=int, default=2, help="Pairs per batch in the thesis script (README: 2).")
     parser.add_argument("--last-batches", type=int, default=5, help="Candidate last batches to score.")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)

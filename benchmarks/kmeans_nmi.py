@@ -81,9 +81,7 @@ def cluster_nmi(
 
     rng = np.random.default_rng(seed)
     idx = rng.choice(features.shape[0], size=min(sample, features.shape[0]), replace=False)
-    transform = FeatureTransform.fit(
-        features[idx], standardize=standardize, l2_normalize=False, weights=weights
-    )
+    transform = FeatureTransform.fit(features[idx], standardize=standardize, l2_normalize=False, weights=weights)
     fit = fit_kmeans(transform.apply_numpy(features[idx].copy()), k, seed=seed)
     labels = CentroidAssigner(fit.centroids).assign_numpy(transform.apply_numpy(features.copy()))
     return float(normalized_mutual_info_score(tissue, labels))
@@ -151,8 +149,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         row: dict[str, Any] = {"feature_dim": int(features.shape[1]), "feature_seconds": feature_s}
         for k in args.k:
             scores = [
-                cluster_nmi(features, tissue, k, seed, args.sample, standardize, weights)
-                for seed in range(args.seeds)
+                cluster_nmi(features, tissue, k, seed, args.sample, standardize, weights) for seed in range(args.seeds)
             ]
             row[f"nmi_k{k}"] = statistics.mean(scores)
             row[f"nmi_k{k}_std"] = statistics.pstdev(scores)

@@ -61,9 +61,7 @@ def run_one(raw: Path, out: Path, setting: str, workers: int) -> dict[str, Any]:
     result = preprocess(config)
     wall, after = time.perf_counter() - start, os.times()
     # CPU seconds of this process (all threads) and of the worker processes (they have exited here)
-    cpu = sum(
-        getattr(after, f) - getattr(before, f) for f in ("user", "system", "children_user", "children_system")
-    )
+    cpu = sum(getattr(after, f) - getattr(before, f) for f in ("user", "system", "children_user", "children_system"))
     if result.failed:
         raise SystemExit(f"{setting}: {result.failed} case(s) failed: {result.failures}")
     pairs = result.manifest_rows

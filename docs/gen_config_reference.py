@@ -48,9 +48,7 @@ def main() -> None:
 
     OUT.mkdir(exist_ok=True)
     written = []
-    builtin = {
-        (info.group, info.name) for info in registry.list_plugins(load=False) if info.distribution == "radiossl"
-    }
+    builtin = {(info.group, info.name) for info in registry.list_plugins(load=False) if info.distribution == "radiossl"}
     for name in registry.names("radiossl.pretext"):
         if ("radiossl.pretext", name) not in builtin:
             continue  # document radiossl's own methods only, not whatever plugins are installed

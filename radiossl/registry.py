@@ -159,8 +159,15 @@ def list_plugins(load: bool = True) -> list[PluginInfo]:
     for group in GROUPS:
         for name in names(group):
             if name in _registered[group]:
-                rows.append(PluginInfo(group, name, repr(_registered[group][name]), "(registered in process)",
-                                       obj=_registered[group][name]))
+                rows.append(
+                    PluginInfo(
+                        group,
+                        name,
+                        repr(_registered[group][name]),
+                        "(registered in process)",
+                        obj=_registered[group][name],
+                    )
+                )
                 continue
             info = _discover()[group][name]
             if load and not info.clash:

@@ -27,9 +27,7 @@ class KMeansDataConfig(Section):
 
     root: Path | None = Field(None, description="Preprocessed folder (output of `radiossl preprocess`).")
     split: str | None = Field("train", description="Split to use; null = every split.")
-    view: str | None = Field(
-        "cluster", description="View of the samples (cluster or pcrlv2); null = any pair view."
-    )
+    view: str | None = Field("cluster", description="View of the samples (cluster or pcrlv2); null = any pair view.")
     max_samples: int | None = Field(None, ge=1, description="Use only the first N samples (quick tries).")
 
 
@@ -62,9 +60,7 @@ class SamplingConfig(Section):
         2_000_000, ge=1, description="Cap on the sample size; voxels_per_crop shrinks to respect it."
     )
     foreground: bool = Field(False, description="Draw voxels preferentially where the image is bright.")
-    foreground_threshold: float = Field(
-        0.05, ge=0.0, le=1.0, description="Foreground = any channel above this."
-    )
+    foreground_threshold: float = Field(0.05, ge=0.0, le=1.0, description="Foreground = any channel above this.")
     foreground_fraction: float = Field(
         0.9, ge=0.0, le=1.0, description="Share of each crop's voxels drawn from its foreground."
     )
@@ -81,9 +77,7 @@ class ClusterConfig(Section):
         "kmeans++",
         description="Centroid initialisation: k-means++ or random points (faiss' default, thesis).",
     )
-    gpu: bool = Field(
-        False, description="Use faiss-gpu when installed and a GPU is visible (else CPU + warning)."
-    )
+    gpu: bool = Field(False, description="Use faiss-gpu when installed and a GPU is visible (else CPU + warning).")
     max_points_per_centroid: int | None = Field(
         None, ge=1, description="faiss subsampling cap; null = large enough to train on the whole sample."
     )
@@ -105,9 +99,7 @@ class KMeansConfig(Section):
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     kmeans: ClusterConfig = Field(default_factory=ClusterConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
-    out: Path | None = Field(
-        None, description="Centroids file (.npy); null = <PROC>/kmeans/k<K>_<ext>_<ups>.npy."
-    )
+    out: Path | None = Field(None, description="Centroids file (.npy); null = <PROC>/kmeans/k<K>_<ext>_<ups>.npy.")
     montage: bool = Field(True, description="Write a PNG montage of inputs and cluster maps.")
     progress: bool = Field(True, description="Show a progress bar.")
 
@@ -116,9 +108,7 @@ class KMeansPredictConfig(Section):
     """``radiossl kmeans predict``: assign every voxel of every crop to fixed centroids."""
 
     data: PredictDataConfig = Field(default_factory=PredictDataConfig)
-    centroids: Path | None = Field(
-        None, description="Centroids .npy written by `kmeans fit` (its .json beside it)."
-    )
+    centroids: Path | None = Field(None, description="Centroids .npy written by `kmeans fit` (its .json beside it).")
     features: FeatureConfig | None = Field(
         None, description="Extractor/upsampler; null = the ones recorded with the centroids."
     )

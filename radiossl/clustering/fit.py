@@ -86,9 +86,7 @@ def open_dataset(root: Path | None) -> ProcessedDataset:
     return ProcessedDataset.open(Path(root))
 
 
-def build_feature_pipeline(
-    features: FeatureConfig, in_channels: int, device: torch.device
-) -> FeaturePipeline:
+def build_feature_pipeline(features: FeatureConfig, in_channels: int, device: torch.device) -> FeaturePipeline:
     """The extractor + upsampler of ``features`` on ``device``."""
     pipeline = build_pipeline(
         features.extractor,
@@ -112,9 +110,7 @@ def pair_batch(dataset: ProcessedDataset, records: Sequence[SampleRecord]) -> np
         )
     pair = pairs[0]
     if pair.ndim != 5 or pair.shape[0] != 2:
-        raise DataError(
-            f"{dataset.root}: sample {records[0].sample_id} is not a crop pair (shape {pair.shape})"
-        )
+        raise DataError(f"{dataset.root}: sample {records[0].sample_id} is not a crop pair (shape {pair.shape})")
     return np.stack(pairs)
 
 
@@ -130,9 +126,7 @@ def voxel_rows(features: torch.Tensor) -> torch.Tensor:
 
 
 @contextmanager
-def progress_bar(
-    enabled: bool, description: str, total: int, console: Any = None
-) -> Iterator[Callable[[int], None]]:
+def progress_bar(enabled: bool, description: str, total: int, console: Any = None) -> Iterator[Callable[[int], None]]:
     """A rich progress bar (or nothing); yields ``advance(n)``, callable from worker threads."""
     if not enabled:
 
@@ -281,9 +275,7 @@ def kmeans_fit(
     atomic_save_npy(out, fit.centroids)
     montage = None
     if config.montage:
-        montage = _fit_montage(
-            out.with_suffix(".png"), ds, records, pipeline, device, transform, fit.centroids
-        )
+        montage = _fit_montage(out.with_suffix(".png"), ds, records, pipeline, device, transform, fit.centroids)
     seconds = time.perf_counter() - start
     meta = {
         "format": METADATA_FORMAT,

@@ -83,9 +83,7 @@ def _crop_tiles(crop: np.ndarray, label: np.ndarray, colours: np.ndarray, alpha:
 
 
 def _pad_to(tile: np.ndarray, height: int, width: int) -> np.ndarray:
-    return np.pad(
-        tile, ((0, height - tile.shape[0]), (0, width - tile.shape[1]), (0, 0)), constant_values=255.0
-    )
+    return np.pad(tile, ((0, height - tile.shape[0]), (0, width - tile.shape[1]), (0, 0)), constant_values=255.0)
 
 
 def montage_array(

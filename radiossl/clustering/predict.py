@@ -104,15 +104,11 @@ def load_centroids(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
         if meta.get("format") != METADATA_FORMAT:
             raise DataError(f"{meta_file}: not a radiossl kmeans record (format {meta.get('format')!r})")
         if int(meta.get("k", centroids.shape[0])) != centroids.shape[0]:
-            raise DataError(
-                f"{meta_file}: records k={meta.get('k')} but {path.name} has {centroids.shape[0]} rows"
-            )
+            raise DataError(f"{meta_file}: records k={meta.get('k')} but {path.name} has {centroids.shape[0]} rows")
     return centroids.astype(np.float32), meta
 
 
-def resolve_features(
-    config_features: FeatureConfig | None, meta: dict[str, Any], centroids: Path
-) -> FeatureConfig:
+def resolve_features(config_features: FeatureConfig | None, meta: dict[str, Any], centroids: Path) -> FeatureConfig:
     """The recorded feature settings, overridden by the fields the user set explicitly.
 
     Naming another extractor (or upsampler) drops the recorded options of that plugin; options given
@@ -211,9 +207,7 @@ def kmeans_predict(
             f"{pipeline.feature_dim(in_channels)} features for {in_channels}-channel crops"
         )
     if any(v is not None and v.shape[0] != dim for v in (transform.mean, transform.std, transform.weights)):
-        raise DataError(
-            f"{metadata_path(centroids_path)}: transform statistics do not match {dim}-dim centroids"
-        )
+        raise DataError(f"{metadata_path(centroids_path)}: transform statistics do not match {dim}-dim centroids")
     dtype = target_dtype(k)
     assigner = CentroidAssigner(centroids)
     fingerprint = {
@@ -248,8 +242,7 @@ def kmeans_predict(
                     pairs = pair_batch(ds, batch)
                     if pairs.shape[2:] != (in_channels, *spatial):
                         raise DataError(
-                            f"{ds.root / file}: crops of shape {pairs.shape[2:]}, "
-                            f"expected {(in_channels, *spatial)}"
+                            f"{ds.root / file}: crops of shape {pairs.shape[2:]}, expected {(in_channels, *spatial)}"
                         )
                     ids = assign_pairs(pipeline, pairs, device, transform, assigner)
                     for record, pair_ids in zip(batch, ids, strict=True):
@@ -315,9 +308,7 @@ def _all_target_files(ds: ProcessedDataset, tag: str, done: dict[str, str]) -> d
     return files
 
 
-def _predict_montage(
-    ds: ProcessedDataset, records: Sequence[SampleRecord], tag: str, dtype: np.dtype, k: int
-) -> Path:
+def _predict_montage(ds: ProcessedDataset, records: Sequence[SampleRecord], tag: str, dtype: np.dtype, k: int) -> Path:
     crops, labels = [], []
     for record in records[:MONTAGE_PAIRS]:
         pair = ds.load_pair(record)

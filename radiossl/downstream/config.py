@@ -126,9 +126,7 @@ class FinetuneConfig(RunConfig):
         "scale",
         description="First conv for other input channel counts: scale (tile / C), repeat (thesis), none.",
     )
-    allow_unsafe_pickle: bool = Field(
-        False, description="Unpickle weights files with Python objects (trusted only)."
-    )
+    allow_unsafe_pickle: bool = Field(False, description="Unpickle weights files with Python objects (trusted only).")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
@@ -142,12 +140,8 @@ class EvaluateConfig(Section):
     task: TaskConfig = Field(description="Task section; its class depends on task.name.")
     data: DataConfig = Field(default_factory=DataConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
-    weights: Path | None = Field(
-        None, description="Finetuned checkpoint (checkpoint_best.pt of a finetune run)."
-    )
-    out: Path = Field(
-        Path("evaluation"), description="Output folder (metrics.csv, summary.json, predictions/)."
-    )
+    weights: Path | None = Field(None, description="Finetuned checkpoint (checkpoint_best.pt of a finetune run).")
+    out: Path = Field(Path("evaluation"), description="Output folder (metrics.csv, summary.json, predictions/).")
     split: Literal["test", "val", "train", "all"] = Field("test", description="Which cases to evaluate.")
     protocol: Literal["full", "thesis-crops"] = Field(
         "full",
@@ -156,9 +150,7 @@ class EvaluateConfig(Section):
     )
     save_predictions: bool = Field(False, description="Write predicted label maps as NIfTI (full protocol).")
     tta_flips: bool = Field(False, description="Average predictions over the 8 flips of the spatial axes.")
-    threshold: float = Field(
-        0.5, gt=0.0, lt=1.0, description="Probability above which a voxel is in a region."
-    )
+    threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Probability above which a voxel is in a region.")
     sliding_window: SlidingWindowConfig = Field(default_factory=SlidingWindowConfig)
     empty_policy: EmptyPolicyConfig = Field(default_factory=EmptyPolicyConfig)
     hd_percentile: float = Field(95.0, ge=0.0, le=100.0, description="Percentile of the Hausdorff distance.")
@@ -166,9 +158,7 @@ class EvaluateConfig(Section):
         True, description="Take task settings not given explicitly from the checkpoint's finetune config."
     )
     max_cases: int | None = Field(None, ge=1, description="Evaluate at most this many cases.")
-    allow_unsafe_pickle: bool = Field(
-        False, description="Unpickle weights files with Python objects (trusted only)."
-    )
+    allow_unsafe_pickle: bool = Field(False, description="Unpickle weights files with Python objects (trusted only).")
 
 
 @cache

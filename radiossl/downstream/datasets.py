@@ -66,9 +66,7 @@ class CaseCache:
         threads: cases loaded in parallel by :meth:`preload`.
     """
 
-    def __init__(
-        self, task: SegmentationTask, cases: Sequence[Case], seed: int = 0, threads: int = 1
-    ) -> None:
+    def __init__(self, task: SegmentationTask, cases: Sequence[Case], seed: int = 0, threads: int = 1) -> None:
         self.task = task
         self.cases = list(cases)
         self.seed = seed
@@ -93,9 +91,7 @@ class CaseCache:
         image = np.ascontiguousarray(arrays.image, dtype=np.float32)
         label = np.ascontiguousarray(arrays.label, dtype=np.int16)
         if image.shape[1:] != label.shape:
-            raise DataError(
-                f"case {case.case_id}: image grid {image.shape[1:]} differs from label grid {label.shape}"
-            )
+            raise DataError(f"case {case.case_id}: image grid {image.shape[1:]} differs from label grid {label.shape}")
         targets = self.task.region_targets(label)
         rng = rng_for(self.seed, "foreground", case.case_id)
         foreground = []

@@ -120,11 +120,7 @@ def _resolve_task(config: EvaluateConfig, saved: dict[str, Any]) -> Any:
     """The task section: the checkpoint's, overridden by whatever was set explicitly for this evaluation."""
     section = config.task
     saved_task = saved.get("task")
-    if (
-        not config.task_from_checkpoint
-        or not isinstance(saved_task, dict)
-        or saved_task.get("name") != section.name
-    ):
+    if not config.task_from_checkpoint or not isinstance(saved_task, dict) or saved_task.get("name") != section.name:
         return section
     explicit = {name: getattr(section, name) for name in section.model_fields_set if name != "name"}
     merged = {
@@ -137,9 +133,7 @@ def _resolve_task(config: EvaluateConfig, saved: dict[str, Any]) -> Any:
         raise ConfigError(f"{config.weights}: its task settings do not validate: {exc}") from exc
 
 
-def _case_ids(
-    task: SegmentationTask, cases: list[Case], config: EvaluateConfig, saved: dict[str, Any]
-) -> list[str]:
+def _case_ids(task: SegmentationTask, cases: list[Case], config: EvaluateConfig, saved: dict[str, Any]) -> list[str]:
     """Case ids of ``config.split``: from the run's splits.json, else recomputed as finetuning did."""
     if config.split == "all":
         return [case.case_id for case in cases]
@@ -155,9 +149,7 @@ def _case_ids(
             known = {case.case_id for case in cases}
             missing = [cid for cid in ids if cid not in known]
             if missing:
-                raise DataError(
-                    f"{run_splits}: {config.split} case(s) not in {task.root}: {', '.join(missing[:5])}"
-                )
+                raise DataError(f"{run_splits}: {config.split} case(s) not in {task.root}: {', '.join(missing[:5])}")
             return [str(cid) for cid in ids]
     seed = int((saved.get("runtime") or {}).get("seed", config.runtime.seed))
     return list(getattr(task.splits(cases, seed), config.split))
@@ -213,9 +205,7 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] | None = None) -
         case = by_id[case_id]
         try:
             if config.protocol == "full":
-                case_rows, written = _evaluate_full(
-                    model, task, case, config, roi, policy, device, autocast, out
-                )
+                case_rows, written = _evaluate_full(model, task, case, config, roi, policy, device, autocast, out)
                 predictions.extend(written)
             else:
                 case_rows, loss = _evaluate_crop(model, task, case, roi, device)
@@ -357,9 +347,7 @@ def _summary(
     losses: list[float],
 ) -> dict[str, Any]:
     regions = {
-        name: _stats(
-            [r["dice"] for r in rows if r["region"] == name], [r["hd95"] for r in rows if r["region"] == name]
-        )
+        name: _stats([r["dice"] for r in rows if r["region"] == name], [r["hd95"] for r in rows if r["region"] == name])
         for name in names
     }
     per_case: dict[str, list[dict[str, Any]]] = {}

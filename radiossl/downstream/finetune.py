@@ -195,16 +195,10 @@ class FinetuneTask:
         if not self.train_ids:
             raise DataError(f"{cfg.data.root}: no training cases in the split (ratio {cfg.data.ratio})")
         threads = max(1, cfg.runtime.workers)
-        self.train_cache = CaseCache(
-            self.task, [self._cases[c] for c in self.train_ids], cfg.runtime.seed, threads
-        )
+        self.train_cache = CaseCache(self.task, [self._cases[c] for c in self.train_ids], cfg.runtime.seed, threads)
         self.train_cache.preload()
-        train_set = PatchDataset(
-            self.train_cache, cfg.data.crop_size, cfg.sampling, cfg.augment, cfg.runtime.seed
-        )
-        val_ids = (
-            list(splits.val)[: cfg.validation.max_cases] if cfg.validation.max_cases else list(splits.val)
-        )
+        train_set = PatchDataset(self.train_cache, cfg.data.crop_size, cfg.sampling, cfg.augment, cfg.runtime.seed)
+        val_ids = list(splits.val)[: cfg.validation.max_cases] if cfg.validation.max_cases else list(splits.val)
         if not val_ids:
             self.monitor = None
             if is_main_process():
@@ -230,9 +224,7 @@ class FinetuneTask:
         roi = self.config.sliding_window.roi or self.config.data.crop_size
         return (int(roi[0]), int(roi[1]), int(roi[2]))
 
-    def validate(
-        self, model: nn.Module, loader: DataLoader[Any] | None, context: StepContext
-    ) -> dict[str, float]:
+    def validate(self, model: nn.Module, loader: DataLoader[Any] | None, context: StepContext) -> dict[str, float]:
         """Hard Dice per region on whole validation volumes (every ``validation.every`` epochs).
 
         Epochs without validation report ``val_dice = nan`` (never selected as best).
@@ -269,9 +261,7 @@ class FinetuneTask:
                     per_region[r].append(dice(masks[r], targets[r]))
         if not per_region[0]:  # this rank received no validation case
             return {"val_dice": math.nan}
-        metrics = {
-            metric_key(name): float(np.mean(values)) for name, values in zip(names, per_region, strict=True)
-        }
+        metrics = {metric_key(name): float(np.mean(values)) for name, values in zip(names, per_region, strict=True)}
         metrics["val_dice"] = float(np.mean([v for values in per_region for v in values]))
         self._track_patience(metrics["val_dice"], context)
         return metrics
@@ -326,17 +316,13 @@ class FinetuneTask:
         for i in range(image.shape[0]):
             z = image.shape[-1] // 2
             grey = to_rgb_uint8(image[i, 0, :, :, z])
-            rows.append(
-                [grey, overlay(grey, target[i, :, :, :, z] > 0.5), overlay(grey, probs[i, :, :, :, z] > 0.5)]
-            )
+            rows.append([grey, overlay(grey, target[i, :, :, :, z] > 0.5), overlay(grey, probs[i, :, :, :, z] > 0.5)])
         return {"segmentation": tile_images(rows)}
 
     def run_name_parts(self) -> list[str]:
         cfg = self.config
         source = (
-            "scratch"
-            if cfg.weights is None or cfg.transfer == "none"
-            else f"{cfg.transfer}-{Path(cfg.weights).stem}"
+            "scratch" if cfg.weights is None or cfg.transfer == "none" else f"{cfg.transfer}-{Path(cfg.weights).stem}"
         )
         return [source, f"r{round(100 * cfg.data.ratio)}", f"train-{cfg.train}"]
 

@@ -53,9 +53,7 @@ def trainable_prefixes(model: nn.Module, part: TrainPart) -> tuple[str, ...] | N
     else:
         raise ConfigError(f"train must be all, decoder or last, got {part!r}")
     if not prefixes:
-        raise ConfigError(
-            f"train={part!r} needs a network with a decoder/output layer ({type(net).__name__})"
-        )
+        raise ConfigError(f"train={part!r} needs a network with a decoder/output layer ({type(net).__name__})")
     return prefixes
 
 

@@ -233,9 +233,7 @@ def predict_probabilities(
         combos = flip_sets(x.dim() - 2, tta_flips)
         for axes in combos:
             flipped = torch.flip(x, axes) if axes else x
-            logits = sliding_window(
-                flipped, predictor, roi, overlap, mode, sigma_scale, sw_batch_size, backend
-            )
+            logits = sliding_window(flipped, predictor, roi, overlap, mode, sigma_scale, sw_batch_size, backend)
             probs = torch.sigmoid(logits)
             probs = torch.flip(probs, axes) if axes else probs
             total = probs if total is None else total + probs

@@ -84,9 +84,7 @@ class DiceBCELoss(nn.Module):
             t = target.float()
             probs = torch.sigmoid(z)
             regions = z.shape[1]
-            dice_parts = torch.stack(
-                [1.0 - soft_dice_per_sample(probs[:, r], t[:, r]).mean() for r in range(regions)]
-            )
+            dice_parts = torch.stack([1.0 - soft_dice_per_sample(probs[:, r], t[:, r]).mean() for r in range(regions)])
             bce_input = probs if self.legacy_double_sigmoid else z
             bce_parts = torch.stack(
                 [F.binary_cross_entropy_with_logits(bce_input[:, r], t[:, r]) for r in range(regions)]

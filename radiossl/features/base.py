@@ -192,10 +192,7 @@ class FeaturePipeline(nn.Module):
             return self.upsampler(self.extractor.extract(crops), crops)
         b, c, h, w, d = crops.shape
         slices = crops.permute(0, 4, 1, 2, 3).reshape(b * d, c, h, w)
-        chunks = [
-            self.upsampler(self.extractor.extract(part), part)
-            for part in torch.split(slices, self.slice_batch)
-        ]
+        chunks = [self.upsampler(self.extractor.extract(part), part) for part in torch.split(slices, self.slice_batch)]
         features = torch.cat(chunks)
         return features.reshape(b, d, -1, h, w).permute(0, 2, 3, 4, 1).contiguous()
 

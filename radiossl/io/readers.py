@@ -78,9 +78,7 @@ def read_with_sitk(path: str | Path, dtype: DTypeLike | None = None) -> Volume:
     return _read(Path(path), _load_sitk, dtype)
 
 
-def _read(
-    path: Path, loader: Callable[[Path], tuple[np.ndarray, np.ndarray]], dtype: DTypeLike | None
-) -> Volume:
+def _read(path: Path, loader: Callable[[Path], tuple[np.ndarray, np.ndarray]], dtype: DTypeLike | None) -> Volume:
     _check_file(path)
     try:
         array, affine = loader(path)

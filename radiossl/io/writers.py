@@ -64,9 +64,7 @@ def write_image(
     target = Path(path)
     fmt = image_format(target)
     if fmt is None:
-        raise DataError(
-            f"{target}: cannot write this file type (use one of {', '.join(SUPPORTED_EXTENSIONS)})"
-        )
+        raise DataError(f"{target}: cannot write this file type (use one of {', '.join(SUPPORTED_EXTENSIONS)})")
     array = image.array if isinstance(image, Volume) else np.asarray(image)
     geometry = _resolve_affine(image, like, affine)
     array = _storable(array)

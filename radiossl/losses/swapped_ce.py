@@ -54,9 +54,7 @@ def cross_entropy_soft(
             samples); masked-out positions are excluded from the mean. All masked out -> 0.
     """
     if target_probs.shape != log_probs.shape:
-        raise ValueError(
-            f"shape mismatch: targets {tuple(target_probs.shape)}, log-probs {tuple(log_probs.shape)}"
-        )
+        raise ValueError(f"shape mismatch: targets {tuple(target_probs.shape)}, log-probs {tuple(log_probs.shape)}")
     dtype = torch.float64 if log_probs.dtype == torch.float64 else torch.float32
     target = target_probs.to(dtype)
     log_p = log_probs.to(dtype)
@@ -76,8 +74,7 @@ def swapped_prediction_loss(
 ) -> torch.Tensor:
     """``½ [CE(target1, log_probs2) + CE(target2, log_probs1)]`` (see :func:`cross_entropy_soft`)."""
     return 0.5 * (
-        cross_entropy_soft(target1, log_probs2, dim, mask)
-        + cross_entropy_soft(target2, log_probs1, dim, mask)
+        cross_entropy_soft(target1, log_probs2, dim, mask) + cross_entropy_soft(target2, log_probs1, dim, mask)
     )
 
 

@@ -118,14 +118,10 @@ class Up(nn.Module):
             up = torch.cat([up, skip], dim=1)
         return self.ops(up)
 
-    def heads(
-        self, h: torch.Tensor, with_mask: bool = True
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def heads(self, h: torch.Tensor, with_mask: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Projection ``pro`` [B, c], prediction ``pre`` [B, c] and (optionally) mask logits [B, 1, ...]."""
         if not self.has_heads:
-            raise RuntimeError(
-                "this decoder stage was built without pretraining heads (pretrain_heads=False)"
-            )
+            raise RuntimeError("this decoder stage was built without pretraining heads (pretrain_heads=False)")
         pro = self.bn(torch.flatten(nn.functional.adaptive_avg_pool3d(h, 1), 1))
         pre = self.predictor_head(pro)
         mask = self.deep_supervision_head(h) if with_mask else None

@@ -141,9 +141,7 @@ def classify(obj: Any, path: str | Path = "<memory>") -> tuple[str, dict[str, to
         meta["architecture"] = _content_kind(obj)
         return "state-dict", dict(obj), meta
     if not isinstance(obj, Mapping):
-        raise CheckpointError(
-            f"{path}: holds a {type(obj).__name__}, not a dict of tensors or a checkpoint dict"
-        )
+        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a dict of tensors or a checkpoint dict")
     meta["top_level_keys"] = [str(k) for k in obj]
     family: str
     if "format_version" in obj and is_state_dict(obj.get("encoder")):
@@ -154,8 +152,7 @@ def classify(obj: Any, path: str | Path = "<memory>") -> tuple[str, dict[str, to
         found = next((name for name in _STATE_DICT_ENTRIES if is_state_dict(obj.get(name))), None)
         if found is None:
             raise CheckpointError(
-                f"{path}: no state dict found; "
-                f"top-level keys are {', '.join(meta['top_level_keys']) or 'none'}"
+                f"{path}: no state dict found; top-level keys are {', '.join(meta['top_level_keys']) or 'none'}"
             )
         entry = found
         family = _foreign_family(obj, entry)

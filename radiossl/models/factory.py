@@ -52,9 +52,7 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             model = inner
             continue
         inner = getattr(model, "module", None)
-        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) and isinstance(
-            inner, nn.Module
-        ):
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) and isinstance(inner, nn.Module):
             model = inner
             continue
         return model
@@ -80,9 +78,7 @@ def build_model(spec: dict[str, Any]) -> nn.Module:
     name = spec["class"]
     cls = _CLASSES.get(name)
     if cls is None:
-        raise CheckpointError(
-            f"model spec names unknown class {name!r}; known: {', '.join(sorted(_CLASSES))}"
-        )
+        raise CheckpointError(f"model spec names unknown class {name!r}; known: {', '.join(sorted(_CLASSES))}")
     kwargs = spec.get("kwargs") or {}
     if not isinstance(kwargs, dict):
         raise CheckpointError(f"model spec kwargs must be a dict, got {kwargs!r}")

@@ -160,9 +160,7 @@ class LoadReport:
         for module, count in per_module.items():
             table.add_row("[green]matched[/]", f"{module}.* ({count})", "", "")
         for a in self.adapted:
-            table.add_row(
-                "[cyan]adapted[/]", a.key, str(list(a.checkpoint_shape)), f"{list(a.model_shape)}: {a.how}"
-            )
+            table.add_row("[cyan]adapted[/]", a.key, str(list(a.checkpoint_shape)), f"{list(a.model_shape)}: {a.how}")
         for m in self.shape_mismatched:
             table.add_row("[red]shape[/]", m.key, str(list(m.checkpoint_shape)), str(list(m.model_shape)))
         for key in self.missing:
@@ -170,9 +168,7 @@ class LoadReport:
         for key in self.unexpected:
             table.add_row("[magenta]unexpected[/]", key, "", "no such tensor in the model")
         if self.skipped:
-            table.add_row(
-                "[dim]skipped[/]", f"{len(self.skipped)} tensors", "", f"outside transfer={self.transfer}"
-            )
+            table.add_row("[dim]skipped[/]", f"{len(self.skipped)} tensors", "", f"outside transfer={self.transfer}")
         return table
 
 
@@ -300,9 +296,7 @@ def load_pretrained(
     if transfer not in ("encoder", "all"):
         raise ConfigError(f"transfer must be 'encoder' or 'all', got {transfer!r}")
     if adapt_in_channels not in (True, False, "scale", "repeat"):
-        raise ConfigError(
-            f"adapt_in_channels must be True, False, 'scale' or 'repeat', got {adapt_in_channels!r}"
-        )
+        raise ConfigError(f"adapt_in_channels must be True, False, 'scale' or 'repeat', got {adapt_in_channels!r}")
     raw = _as_raw(source, allow_unsafe)
     net = unwrap_model(model)
     state = clean_state_dict(raw.state_dict, key_map)
@@ -339,8 +333,7 @@ def load_pretrained(
     if strict and report.problems:
         shown = "; ".join(report.problems[:5]) + (" ..." if len(report.problems) > 5 else "")
         raise CheckpointError(
-            f"{raw.source}: does not fit {type(net).__name__} strictly "
-            f"({len(report.problems)} problems: {shown})"
+            f"{raw.source}: does not fit {type(net).__name__} strictly ({len(report.problems)} problems: {shown})"
         )
     net.load_state_dict(to_load, strict=False)
     return report
@@ -373,9 +366,7 @@ def model_from_checkpoint(
     raw = _as_raw(source, allow_unsafe)
     spec = spec_of(raw)
     if spec is None:
-        raise CheckpointError(
-            f"{raw.source}: cannot tell which network these tensors belong to ({raw.family})"
-        )
+        raise CheckpointError(f"{raw.source}: cannot tell which network these tensors belong to ({raw.family})")
     model = build_model(spec)
     return model, load_pretrained(model, raw, transfer="all", strict=True, adapt_in_channels=False)
 

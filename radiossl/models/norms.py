@@ -66,9 +66,7 @@ class ContBatchNorm3d(nn.BatchNorm3d):
             assert self.num_batches_tracked is not None
             self.num_batches_tracked.add_(1)
             factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-            return F.batch_norm(
-                x, self.running_mean, self.running_var, self.weight, self.bias, True, factor, self.eps
-            )
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, True, factor, self.eps)
         return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
 
 
@@ -82,9 +80,7 @@ class SafeBatchNorm1d(nn.BatchNorm1d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and x.shape[0] == 1 and self.running_mean is not None:
-            return F.batch_norm(
-                x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
-            )
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
         return super().forward(x)
 
 

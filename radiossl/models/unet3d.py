@@ -50,8 +50,7 @@ def check_input(x: torch.Tensor, in_channels: int) -> None:
     bad = [s for s in x.shape[2:] if s % DIVISOR]
     if bad:
         raise ValueError(
-            f"every spatial size must be a multiple of {DIVISOR} (three 2x poolings), "
-            f"got {tuple(x.shape[2:])}"
+            f"every spatial size must be a multiple of {DIVISOR} (three 2x poolings), got {tuple(x.shape[2:])}"
         )
 
 
@@ -80,8 +79,7 @@ class Encoder3D(nn.Module):
         self.down_tr512 = Down(self.down_tr256.out_channels, 3, self.width, self.norm)
         self.maxpool = nn.MaxPool3d(2)
         self.encoder_channels: tuple[int, ...] = tuple(
-            stage.out_channels
-            for stage in (self.down_tr64, self.down_tr128, self.down_tr256, self.down_tr512)
+            stage.out_channels for stage in (self.down_tr64, self.down_tr128, self.down_tr256, self.down_tr512)
         )
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -57,14 +57,10 @@ def _check_inputs(map1: torch.Tensor, map2: torch.Tensor, box1: torch.Tensor, bo
     batch = map1.shape[0]
     for box in (box1, box2):
         if tuple(box.shape) != (batch, 6):
-            raise ValueError(
-                f"boxes must be [B, 6] = (x1, x2, y1, y2, z1, z2) with B={batch}, got {tuple(box.shape)}"
-            )
+            raise ValueError(f"boxes must be [B, 6] = (x1, x2, y1, y2, z1, z2) with B={batch}, got {tuple(box.shape)}")
 
 
-def overlap_of_boxes(
-    box1: torch.Tensor, box2: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def overlap_of_boxes(box1: torch.Tensor, box2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(start [B, 3], end [B, 3], valid [B])`` of the intersection of two ``[B, 6]`` integer boxes."""
     b1 = box1.to(torch.int64)
     b2 = box2.to(torch.int64)
@@ -103,9 +99,7 @@ def _gather_axis(maps: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Ten
     return torch.gather(maps, dim, index.view(view).expand(shape))
 
 
-def _resample_axis(
-    maps: torch.Tensor, dim: int, num: torch.Tensor, den: torch.Tensor, mode: AlignMode
-) -> torch.Tensor:
+def _resample_axis(maps: torch.Tensor, dim: int, num: torch.Tensor, den: torch.Tensor, mode: AlignMode) -> torch.Tensor:
     n = maps.shape[dim]
     if mode == "nearest":
         index = torch.div(num, den, rounding_mode="floor").clamp_(0, n - 1)

@@ -16,9 +16,7 @@ runner = CliRunner()
 
 def test_fit_then_predict(proc: Path, tmp_path: Path) -> None:
     config = tmp_path / "kmeans.yaml"
-    config.write_text(
-        "kmeans:\n  niter: 5\nsampling:\n  voxels_per_crop: 32\nprogress: false\n", encoding="utf-8"
-    )
+    config.write_text("kmeans:\n  niter: 5\nsampling:\n  voxels_per_crop: 32\nprogress: false\n", encoding="utf-8")
     fit = runner.invoke(
         app,
         [

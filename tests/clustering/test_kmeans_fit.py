@@ -65,9 +65,7 @@ def test_fit_is_deterministic_per_seed_and_independent_of_workers(proc: Path, tm
 
 def test_fit_sample_covers_every_crop_and_respects_max_points(proc: Path) -> None:
     result = kmeans_fit(
-        _config(
-            proc, sampling={"voxels_per_crop": 500, "max_points": 600}, montage=False, data={"split": None}
-        )
+        _config(proc, sampling={"voxels_per_crop": 500, "max_points": 600}, montage=False, data={"split": None})
     )
     meta = json.loads(result.metadata.read_text())
     assert result.n_crops == 18  # 3 groups x 3 pairs x 2 crops: every crop contributes

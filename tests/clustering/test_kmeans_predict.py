@@ -108,9 +108,7 @@ def test_predict_resumes_and_honours_centroids(proc: Path, tmp_path: Path) -> No
 def test_predict_refuses_mismatches(proc: Path, tmp_path: Path) -> None:
     centroids = _fit(proc)
     with pytest.raises(ConfigError, match=r"19 features|dimensional"):
-        _predict(
-            proc, centroids, features={"extractor": "filterbank", "extractor_options": {"sigmas": [1.0]}}
-        )
+        _predict(proc, centroids, features={"extractor": "filterbank", "extractor_options": {"sigmas": [1.0]}})
     other = _fit(proc, out=str(tmp_path / "other.npy"), runtime={"device": "cpu", "workers": 0, "seed": 99})
     _predict(proc, centroids, montage=False)
     with pytest.raises(ConfigError, match="--overwrite"):
@@ -126,9 +124,7 @@ def test_predict_without_metadata_needs_features(proc: Path, tmp_path: Path) -> 
     np.save(bare, np.random.default_rng(0).normal(size=(2, 19)).astype(np.float32))
     with pytest.raises(ConfigError, match="--extractor"):
         _predict(proc, bare)
-    result = _predict(
-        proc, bare, features={"extractor": "filterbank", "upsampler": "bilinear"}, montage=False
-    )
+    result = _predict(proc, bare, features={"extractor": "filterbank", "upsampler": "bilinear"}, montage=False)
     assert result.tag == "k2-filterbank-bilinear" and result.registered
 
 

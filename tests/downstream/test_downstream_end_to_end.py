@@ -57,10 +57,7 @@ def test_finetune_from_scratch_writes_a_run(scratch_run: FinetuneResult) -> None
     pngs = sorted((run / "vis").glob("segmentation_e*.png"))
     assert len(pngs) == 2 and Image.open(pngs[0]).size[0] > 3 * 16
     state = torch.load(run / "checkpoint_best.pt", weights_only=True)
-    assert (
-        state["model_spec"]["kwargs"]["in_channels"] == 4
-        and state["model_spec"]["kwargs"]["out_channels"] == 3
-    )
+    assert state["model_spec"]["kwargs"]["in_channels"] == 4 and state["model_spec"]["kwargs"]["out_channels"] == 3
 
 
 def run_evaluate(brats_root: Path, weights: Path, out: Path, **top: object) -> EvaluateResult:
@@ -80,9 +77,7 @@ def test_evaluate_full_protocol(scratch_run: FinetuneResult, brats_root: Path, t
     with result.metrics_csv.open() as handle:
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == ["case", "region", "dice", "hd95", "gt_voxels", "pred_voxels"]
-    assert [(r["case"], r["region"]) for r in rows] == [
-        (c, region) for c in test_ids for region in ("WT", "TC", "ET")
-    ]
+    assert [(r["case"], r["region"]) for r in rows] == [(c, region) for c in test_ids for region in ("WT", "TC", "ET")]
     for row in rows:
         assert 0.0 <= float(row["dice"]) <= 1.0 and float(row["hd95"]) >= 0.0
     summary = json.loads(result.summary_json.read_text())
@@ -111,9 +106,7 @@ def test_finetune_from_a_checkpoint_with_encoder_transfer(brats_root: Path, tmp_
     source = UNet3D(in_channels=1, out_channels=1, width=0.125, norm="batch", skip_connections=False)
     weights = tmp_path / "pretext.pt"
     torch.save({"format_version": 1, "model": source.state_dict(), "model_spec": model_spec(source)}, weights)
-    flags = tiny_flags(
-        brats_root, tmp_path / "runs", weights=str(weights), transfer="encoder", train="decoder"
-    )
+    flags = tiny_flags(brats_root, tmp_path / "runs", weights=str(weights), transfer="encoder", train="decoder")
     flags["optim"]["epochs"] = 1
     result = finetune(load_task_config("finetune", "brats", flags=flags))
     report = json.loads((result.run_dir / "load_report.json").read_text())
@@ -162,9 +155,7 @@ def test_cli_finetune_and_evaluate(brats_root: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     run = next(runs.iterdir())
     splits = json.loads((run / "splits.json").read_text())
-    assert (
-        len(splits["train_subset"]) == round(0.5 * len(splits["train"])) or len(splits["train_subset"]) >= 1
-    )
+    assert len(splits["train_subset"]) == round(0.5 * len(splits["train"])) or len(splits["train_subset"]) >= 1
     out = tmp_path / "eval"
     result = runner.invoke(
         app,
@@ -184,9 +175,7 @@ def test_cli_finetune_and_evaluate(brats_root: Path, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert (out / "metrics.csv").is_file() and (out / "summary.json").is_file()
-    bad = runner.invoke(
-        app, ["finetune", "--task", "brats", "--data", str(brats_root), "--transfer", "bogus"]
-    )
+    bad = runner.invoke(app, ["finetune", "--task", "brats", "--data", str(brats_root), "--transfer", "bogus"])
     assert bad.exit_code == 2 and "transfer" in bad.output
 
 

@@ -55,12 +55,8 @@ def test_cache_keeps_arrays_and_foreground(cache: CaseCache) -> None:
 
 def test_foreground_fraction_one_always_hits_the_blob(cache: CaseCache) -> None:
     no_aug = AugmentConfig(enabled=False)
-    always = PatchDataset(
-        cache, (16, 16, 8), SamplingConfig(foreground_fraction=1.0, patches_per_case=4), no_aug
-    )
-    never = PatchDataset(
-        cache, (16, 16, 8), SamplingConfig(foreground_fraction=0.0, patches_per_case=4), no_aug
-    )
+    always = PatchDataset(cache, (16, 16, 8), SamplingConfig(foreground_fraction=1.0, patches_per_case=4), no_aug)
+    never = PatchDataset(cache, (16, 16, 8), SamplingConfig(foreground_fraction=0.0, patches_per_case=4), no_aug)
     assert len(always) == 12
     hits = [always.sample(i)[1][1].any() for i in range(len(always))]
     assert all(hits)
@@ -103,9 +99,7 @@ def test_augmentation_flips_image_and_target_together() -> None:
     assert np.array_equal(flipped_target, target[:, ::-1, ::-1, ::-1])
     scaled, _ = augment_patch(image, target, AugmentConfig(flip_prob=0.0, intensity_prob=1.0), rng)
     ratio = scaled[0] - image[0]
-    assert (
-        not np.allclose(ratio, 0) and np.abs(scaled[0] - image[0]).max() <= 0.1 * image[0].max() + 0.1 + 1e-5
-    )
+    assert not np.allclose(ratio, 0) and np.abs(scaled[0] - image[0]).max() <= 0.1 * image[0].max() + 0.1 + 1e-5
 
 
 def test_case_index_dataset(cache: CaseCache) -> None:

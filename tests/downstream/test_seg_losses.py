@@ -9,9 +9,7 @@ import torch.nn.functional as F
 from radiossl.downstream.losses import DiceBCELoss, soft_dice_per_sample
 
 
-def reference(
-    logits: torch.Tensor, target: torch.Tensor, bce_weight: float, double_sigmoid: bool
-) -> torch.Tensor:
+def reference(logits: torch.Tensor, target: torch.Tensor, bce_weight: float, double_sigmoid: bool) -> torch.Tensor:
     """Loop-based reference: per region 1 - mean_b soft Dice + w * BCE, summed over regions."""
     total = torch.zeros((), dtype=torch.float64)
     for r in range(logits.shape[1]):
@@ -67,9 +65,7 @@ def test_fixed_bce_is_stronger_than_the_legacy_one() -> None:
     logits = torch.full((1, 1, 2, 2, 2), -20.0)
     target = torch.ones(1, 1, 2, 2, 2)
     fixed = DiceBCELoss(dice_weight=0.0, bce_weight=1.0).terms(logits, target).bce
-    legacy = (
-        DiceBCELoss(dice_weight=0.0, bce_weight=1.0, legacy_double_sigmoid=True).terms(logits, target).bce
-    )
+    legacy = DiceBCELoss(dice_weight=0.0, bce_weight=1.0, legacy_double_sigmoid=True).terms(logits, target).bce
     assert fixed == pytest.approx(20.0, rel=1e-3)
     assert legacy == pytest.approx(float(F.softplus(torch.tensor(0.0)).item()), rel=1e-3)
 

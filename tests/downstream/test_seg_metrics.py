@@ -76,9 +76,7 @@ def test_empty_policy_defaults_and_options() -> None:
     assert hausdorff(some, empty, spacing) == pytest.approx(diagonal)
     assert hausdorff(empty, some, spacing) == pytest.approx(diagonal)
     nan_policy = EmptyPolicy(both_empty="nan", one_empty_hd="nan")
-    assert math.isnan(dice(empty, empty, nan_policy)) and math.isnan(
-        hausdorff(empty, empty, spacing, 95, nan_policy)
-    )
+    assert math.isnan(dice(empty, empty, nan_policy)) and math.isnan(hausdorff(empty, empty, spacing, 95, nan_policy))
     assert math.isnan(hausdorff(some, empty, spacing, 95, nan_policy))
     assert hausdorff(some, empty, spacing, 95, EmptyPolicy(one_empty_hd="inf")) == math.inf
 
@@ -142,8 +140,8 @@ def test_agrees_with_monai_on_random_masks(seed: int) -> None:
     y_pred = torch.from_numpy(pred[None, None].astype(np.float32))
     y = torch.from_numpy(gt[None, None].astype(np.float32))
     monai_dice = monai_metrics.DiceMetric(include_background=True, reduction="none")(y_pred, y)
-    monai_hd = monai_metrics.HausdorffDistanceMetric(
-        include_background=True, percentile=95, reduction="none"
-    )(y_pred, y, spacing=list(spacing))
+    monai_hd = monai_metrics.HausdorffDistanceMetric(include_background=True, percentile=95, reduction="none")(
+        y_pred, y, spacing=list(spacing)
+    )
     assert dice(pred, gt) == pytest.approx(float(monai_dice), abs=1e-6)
     assert hausdorff(pred, gt, spacing) == pytest.approx(float(monai_hd), rel=1e-5)

@@ -76,9 +76,7 @@ def test_nnunet_labels_and_regions(tmp_path: Path) -> None:
     label = np.array([[[0, 1, 2, 3]]], np.int16)
     assert [r.name for r in task.regions()] == ["wt", "tc", "et"]
     assert np.array_equal(task.label_map(task.region_targets(label).astype(bool)), label)
-    override = NnUNetTask(
-        NnUNetConfig.model_validate({"regions": [{"name": "fg", "labels": [1, 2, 3]}]}), tmp_path
-    )
+    override = NnUNetTask(NnUNetConfig.model_validate({"regions": [{"name": "fg", "labels": [1, 2, 3]}]}), tmp_path)
     assert [(r.name, r.paint) for r in override.regions()] == [("fg", 3)]
     with pytest.raises(DataError, match=r"missing: nnU-Net dataset folder not found"):
         NnUNetTask(NnUNetConfig(), tmp_path / "missing").regions()
@@ -114,9 +112,7 @@ def fake_adapter() -> type[FakeAdapter]:
     registry.unregister("radiossl.datasets", "fake-split")
 
 
-def test_validation_is_carved_out_when_val_doubles_as_test(
-    fake_adapter: type[FakeAdapter], tmp_path: Path
-) -> None:
+def test_validation_is_carved_out_when_val_doubles_as_test(fake_adapter: type[FakeAdapter], tmp_path: Path) -> None:
     task = LiTSTask(LiTSConfig(dataset="fake-split", val_fraction=0.3), tmp_path)
     cases = task.list_cases()
     splits = task.splits(cases, seed=1)

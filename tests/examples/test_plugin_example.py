@@ -59,16 +59,49 @@ def test_plugin_trains_through_radiossl_pretrain(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     synthesize("brats", raw, cases=2, shape=(40, 40, 24), seed=3)
     proc = tmp_path / "proc"
-    prep = runner.invoke(app, [
-        "preprocess", "--dataset", "brats18", "--data", str(raw), "--out", str(proc), "--pairs", "2",
-        "--set", "crop_size=[16,16,8]", "--set", "candidate_sizes=[[16,16,8],[24,24,8]]",
-    ])
+    prep = runner.invoke(
+        app,
+        [
+            "preprocess",
+            "--dataset",
+            "brats18",
+            "--data",
+            str(raw),
+            "--out",
+            str(proc),
+            "--pairs",
+            "2",
+            "--set",
+            "crop_size=[16,16,8]",
+            "--set",
+            "candidate_sizes=[[16,16,8],[24,24,8]]",
+        ],
+    )
     assert prep.exit_code == 0, prep.output
-    result = runner.invoke(app, [
-        "pretrain", "--method", "rotation-3d", "--data", str(proc), "--out", str(tmp_path / "runs"),
-        "--epochs", "1", "--batch-size", "2", "--set", "model.width=0.125", "--set", "data.workers=0",
-        "--set", "data.crop_size=[16,16,8]", "--device", "cpu",
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "pretrain",
+            "--method",
+            "rotation-3d",
+            "--data",
+            str(proc),
+            "--out",
+            str(tmp_path / "runs"),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "2",
+            "--set",
+            "model.width=0.125",
+            "--set",
+            "data.workers=0",
+            "--set",
+            "data.crop_size=[16,16,8]",
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     (run_dir,) = (tmp_path / "runs").iterdir()
     checkpoint = torch.load(run_dir / "checkpoint_final.pt", weights_only=True)

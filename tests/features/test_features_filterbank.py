@@ -67,9 +67,7 @@ def test_closed_form_eigenvalues_match_torch() -> None:
             dtype=torch.float64,
         )
     )
-    got = torch.stack(
-        symmetric_eigvals3(a[:, 0, 0], a[:, 1, 1], a[:, 2, 2], a[:, 0, 1], a[:, 0, 2], a[:, 1, 2]), 1
-    )
+    got = torch.stack(symmetric_eigvals3(a[:, 0, 0], a[:, 1, 1], a[:, 2, 2], a[:, 0, 1], a[:, 0, 2], a[:, 1, 2]), 1)
     assert torch.allclose(got, torch.linalg.eigvalsh(a), atol=1e-9)
 
 
@@ -78,7 +76,5 @@ def test_channel_weights_favour_intensities_and_fine_scales() -> None:
     weights = dict(zip(fb.channel_names(1), fb.channel_weights(1), strict=True))
     assert weights["c0:intensity"] == 1.0 and weights["c0:smoothed@2"] == 0.5
     assert weights["c0:gradient@1"] == pytest.approx(0.3) and weights["c0:hessian3@2"] == pytest.approx(0.15)
-    flat = FilterBankExtractor(
-        {"kind_weights": {"gradient": 1.0, "log": 1.0, "hessian": 1.0}, "scale_power": 0}
-    )
+    flat = FilterBankExtractor({"kind_weights": {"gradient": 1.0, "log": 1.0, "hessian": 1.0}, "scale_power": 0})
     assert set(flat.channel_weights(2)) == {1.0} and len(flat.channel_weights(2)) == flat.feature_dim(2)

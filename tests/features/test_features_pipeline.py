@@ -51,9 +51,7 @@ def encoder_file(tmp_path: Path) -> Path:
 
 
 def test_plugins_are_discovered() -> None:
-    assert {"filterbank", "dino-vits16", "dino-vits8", "dino-vitb16", "encoder"} <= set(
-        registry.names(EXTRACTOR_GROUP)
-    )
+    assert {"filterbank", "dino-vits16", "dino-vits8", "dino-vitb16", "encoder"} <= set(registry.names(EXTRACTOR_GROUP))
     assert {"bilinear", "jbu", "featup-jbu"} <= set(registry.names(UPSAMPLER_GROUP))
 
 

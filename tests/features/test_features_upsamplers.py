@@ -69,9 +69,7 @@ def test_jbu_code_paths_agree_and_preserve_constants(monkeypatch: pytest.MonkeyP
     )
     constant = torch.full((1, 4, 5, 7), 3.0)
     for target in (torch.rand(1, 1, 20, 28), torch.rand(1, 1, 17, 30)):  # integer and non-integer scales
-        assert torch.allclose(
-            joint_bilateral_upsample(constant, target), torch.full((1, 4, *target.shape[2:]), 3.0)
-        )
+        assert torch.allclose(joint_bilateral_upsample(constant, target), torch.full((1, 4, *target.shape[2:]), 3.0))
 
 
 def _reference_stage(stage: JBUStage, source: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:

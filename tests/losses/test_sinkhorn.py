@@ -38,9 +38,7 @@ shapes = st.tuples(st.integers(2, 48), st.integers(2, 12))
     iters=st.integers(0, 6),
     dtype=st.sampled_from([torch.float32, torch.float64]),
 )
-def test_rows_are_distributions(
-    shape: tuple[int, int], seed: int, eps: float, iters: int, dtype: torch.dtype
-) -> None:
+def test_rows_are_distributions(shape: tuple[int, int], seed: int, eps: float, iters: int, dtype: torch.dtype) -> None:
     scores = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
     q = sinkhorn_knopp(scores, epsilon=eps, iterations=iters)
     assert q.shape == shape and q.dtype == dtype
@@ -50,9 +48,7 @@ def test_rows_are_distributions(
 
 @settings(max_examples=30, deadline=None)
 @given(shape=shapes, seed=st.integers(0, 2**16), eps=st.sampled_from([0.05, 0.5]), iters=st.integers(0, 5))
-def test_matches_textbook_linear_domain_algorithm(
-    shape: tuple[int, int], seed: int, eps: float, iters: int
-) -> None:
+def test_matches_textbook_linear_domain_algorithm(shape: tuple[int, int], seed: int, eps: float, iters: int) -> None:
     scores = torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 2 - 1
     torch.testing.assert_close(
         sinkhorn_knopp(scores, eps, iters), reference_sinkhorn(scores, eps, iters), atol=1e-10, rtol=1e-8
@@ -147,15 +143,11 @@ def test_distributed_equals_global_batch() -> None:
     expected = sinkhorn_knopp(scores, 0.05, 3)
     world = 2
     # balancing each half separately gives something else, so the test can tell the difference
-    assert not torch.allclose(
-        sinkhorn_knopp(scores.chunk(world)[0], 0.05, 3), expected.chunk(world)[0], atol=1e-4
-    )
+    assert not torch.allclose(sinkhorn_knopp(scores.chunk(world)[0], 0.05, 3), expected.chunk(world)[0], atol=1e-4)
     outs = [torch.zeros(12, 6).share_memory_() for _ in range(world)]
     port = _free_port()
     ctx = mp.get_context("spawn")
-    procs = [
-        ctx.Process(target=_distributed_worker, args=(r, world, port, scores, outs[r])) for r in range(world)
-    ]
+    procs = [ctx.Process(target=_distributed_worker, args=(r, world, port, scores, outs[r])) for r in range(world)]
     for p in procs:
         p.start()
     for p in procs:

@@ -35,9 +35,7 @@ def test_class_axis_of_dense_maps() -> None:
     # one-hot targets: identical to torch's integer-label cross-entropy
     labels = torch.randint(0, 4, (2, 3, 3, 2), generator=g)
     onehot = torch.nn.functional.one_hot(labels, 4).permute(0, 4, 1, 2, 3).float()
-    torch.testing.assert_close(
-        cross_entropy_soft(onehot, log_p), torch.nn.functional.cross_entropy(logits, labels)
-    )
+    torch.testing.assert_close(cross_entropy_soft(onehot, log_p), torch.nn.functional.cross_entropy(logits, labels))
 
 
 def test_swapped_prediction_hand_computed() -> None:
@@ -59,9 +57,7 @@ def test_zero_probabilities_give_no_nan() -> None:
     loss = cross_entropy_soft(targets, torch.log(probs))  # log 0 = -inf where the target is 0
     assert float(loss.detach()) == 0.0
     logits = torch.tensor([[50.0, -200.0, -200.0]], requires_grad=True)
-    loss = swapped_prediction_loss(
-        targets, targets, torch.log_softmax(logits, 1), torch.log_softmax(logits, 1)
-    )
+    loss = swapped_prediction_loss(targets, targets, torch.log_softmax(logits, 1), torch.log_softmax(logits, 1))
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
     assert torch.isfinite(safe_log(torch.zeros(3))).all()
@@ -82,9 +78,7 @@ def test_modules_match_functions() -> None:
     t1, t2 = (torch.softmax(torch.randn(4, 6, generator=g), 1) for _ in range(2))
     l1, l2 = (torch.log_softmax(torch.randn(4, 6, generator=g), 1) for _ in range(2))
     torch.testing.assert_close(SoftCrossEntropy(dim=1)(t1, l1), cross_entropy_soft(t1, l1))
-    torch.testing.assert_close(
-        SwappedPredictionLoss(dim=1)(t1, t2, l1, l2), swapped_prediction_loss(t1, t2, l1, l2)
-    )
+    torch.testing.assert_close(SwappedPredictionLoss(dim=1)(t1, t2, l1, l2), swapped_prediction_loss(t1, t2, l1, l2))
 
 
 def test_loss_is_float32_under_half_inputs() -> None:
@@ -106,9 +100,7 @@ def test_legacy_ce_is_mean_over_all_elements() -> None:
     probs = torch.tensor([[0.7, 0.1, 0.1, 0.1], [0.25, 0.25, 0.25, 0.25]])
     expected = -(math.log(0.7) + math.log(0.25)) / 8
     assert float(legacy_ce(targets, probs)) == pytest.approx(expected, abs=1e-7)
-    assert float(legacy_ce(targets, probs)) * 4 == pytest.approx(
-        float(cross_entropy_soft(targets, probs.log()))
-    )
+    assert float(legacy_ce(targets, probs)) * 4 == pytest.approx(float(cross_entropy_soft(targets, probs.log())))
     # legacy swav pairs view-1 targets with view-2 probabilities
     assert float(legacy_swav(targets, targets, probs, probs)) == pytest.approx(expected, abs=1e-7)
     swapped = legacy_swav(targets[:1], targets[1:], probs[1:], probs[:1])

@@ -77,9 +77,7 @@ def test_genesis_without_num_batches_tracked_loads_strictly(tmp_path: Path, rand
 
 def _save_pcrlv2(path: Path, model: nn.Module) -> None:
     opt = argparse.Namespace(model="pcrlv2", lr=1e-3, epochs=240, b=32, output=Path("/runs"))
-    torch.save(
-        {"opt": opt, "state_dict": model.state_dict(), "optimizer": sgd_state(model), "epoch": 240}, path
-    )
+    torch.save({"opt": opt, "state_dict": model.state_dict(), "optimizer": sgd_state(model), "epoch": 240}, path)
 
 
 def test_pcrlv2_release_needs_explicit_unsafe_loading(
@@ -89,18 +87,14 @@ def test_pcrlv2_release_needs_explicit_unsafe_loading(
     path = tmp_path / "simance_multi_crop_luna_pretask_1.0_240.pt"
     _save_pcrlv2(path, source)
 
-    with pytest.raises(
-        CheckpointError, match=r"argparse\.Namespace.*allow_unsafe=True.*--allow-unsafe-pickle"
-    ):
+    with pytest.raises(CheckpointError, match=r"argparse\.Namespace.*allow_unsafe=True.*--allow-unsafe-pickle"):
         read_checkpoint(path)
     with pytest.raises(CheckpointError, match="allow_unsafe"):
         load_pretrained(pcrlv2_net(), path)
 
     raw = read_checkpoint(path, allow_unsafe=True)
     assert raw.family == "pcrlv2"
-    assert (
-        raw.meta["epoch"] == 240 and raw.meta["args"]["lr"] == 1e-3 and raw.meta["args"]["output"] == "/runs"
-    )
+    assert raw.meta["epoch"] == 240 and raw.meta["args"]["lr"] == 1e-3 and raw.meta["args"]["output"] == "/runs"
     assert len(raw.state_dict) == 169
     reference = pcrlv2_net()
     reference.load_state_dict(clean_state_dict(raw.state_dict), strict=True)
@@ -121,9 +115,7 @@ def test_pcrlv2_release_needs_explicit_unsafe_loading(
     assert all(torch.allclose(a, b) for a, b in zip(masks_t, masks_r, strict=True))
 
 
-def test_pcrlv2_state_dict_alone_loads_safely(
-    tmp_path: Path, randomise: Randomise, volume: torch.Tensor
-) -> None:
+def test_pcrlv2_state_dict_alone_loads_safely(tmp_path: Path, randomise: Randomise, volume: torch.Tensor) -> None:
     source = randomise(pcrlv2_net())
     path = tmp_path / "pcrlv2_weights.pth"
     torch.save(source.state_dict(), path)
@@ -143,17 +135,13 @@ def test_pcrlv2_encoder_into_groupnorm_skip_model(tmp_path: Path, randomise: Ran
     decoder_before = target.up_tr256.ops[0].conv1.weight.clone()
     report = load_pretrained(target, path, transfer="encoder", allow_unsafe=True)
     assert len(report.matched) == 32  # 8 ConvUnits x (conv w, b, norm w, b)
-    assert len(report.unexpected) == 24 and all(
-        "running" in k or "num_batches" in k for k in report.unexpected
-    )
+    assert len(report.unexpected) == 24 and all("running" in k or "num_batches" in k for k in report.unexpected)
     assert not report.missing and not report.shape_mismatched
     assert len(report.skipped) == 169 - 56
     assert torch.equal(target.down_tr512.ops[1].bn1.weight, source.down_tr512.ops[1].bn1.weight)
     assert torch.equal(target.up_tr256.ops[0].conv1.weight, decoder_before)
     with pytest.raises(CheckpointError, match="strictly"):
-        load_pretrained(
-            UNet3D(width=TINY, norm="group"), path, transfer="encoder", strict=True, allow_unsafe=True
-        )
+        load_pretrained(UNet3D(width=TINY, norm="group"), path, transfer="encoder", strict=True, allow_unsafe=True)
 
 
 def test_all_transfer_reports_and_skips_shape_mismatches(randomise: Randomise) -> None:
@@ -187,9 +175,7 @@ def test_one_to_four_channel_adaptation_keeps_the_response(randomise: Randomise)
     x = torch.rand(2, 1, 16, 16, 16)
     with torch.no_grad():
         assert torch.allclose(target(x.repeat(1, 4, 1, 1, 1)), source(x), atol=1e-5)
-    assert torch.allclose(
-        target.down_tr64.ops[0].conv1.weight[:, 2:3], source.down_tr64.ops[0].conv1.weight / 4
-    )
+    assert torch.allclose(target.down_tr64.ops[0].conv1.weight[:, 2:3], source.down_tr64.ops[0].conv1.weight / 4)
 
 
 def test_four_to_one_channel_adaptation_sums(randomise: Randomise) -> None:
@@ -217,13 +203,9 @@ def test_adaptation_modes(randomise: Randomise) -> None:
     assert torch.allclose(adapt_input_channels(w, 2).sum(dim=1), w.sum(dim=1), atol=1e-6)
 
 
-def test_thesis_pretext_and_finetune_files(
-    tmp_path: Path, randomise: Randomise, volume: torch.Tensor
-) -> None:
+def test_thesis_pretext_and_finetune_files(tmp_path: Path, randomise: Randomise, volume: torch.Tensor) -> None:
     patch = randomise(PatchClusterNet(k=10, width=TINY))
-    torch.save(
-        {"state_dict": patch.state_dict(), "optimizer": sgd_state(patch), "epoch": 3}, tmp_path / "p.pt"
-    )
+    torch.save({"state_dict": patch.state_dict(), "optimizer": sgd_state(patch), "epoch": 3}, tmp_path / "p.pt")
     raw = read_checkpoint(tmp_path / "p.pt")
     assert raw.family == "thesis-pretext" and raw.meta["architecture"] == "patch-cluster-net"
     target = PatchClusterNet(k=10, width=TINY)
@@ -234,9 +216,7 @@ def test_thesis_pretext_and_finetune_files(
         assert torch.allclose(target(volume)[1], patch(volume)[1])
 
     pixel = randomise(UNet3D(out_channels=10, width=TINY, skip_connections=False, pretrain_heads=True))
-    torch.save(
-        {"state_dict": pixel.state_dict(), "optimizer": sgd_state(pixel), "epoch": 1}, tmp_path / "c.pt"
-    )
+    torch.save({"state_dict": pixel.state_dict(), "optimizer": sgd_state(pixel), "epoch": 1}, tmp_path / "c.pt")
     assert read_checkpoint(tmp_path / "c.pt").family == "thesis-pretext"
 
     seg = randomise(UNet3D(in_channels=4, out_channels=3, width=TINY, norm="group", pretrain_heads=True))
@@ -252,9 +232,7 @@ def test_thesis_pretext_and_finetune_files(
     assert outputs_equal(rebuilt, seg, x)
 
 
-def test_radiossl_checkpoint_and_encoder_export(
-    tmp_path: Path, randomise: Randomise, volume: torch.Tensor
-) -> None:
+def test_radiossl_checkpoint_and_encoder_export(tmp_path: Path, randomise: Randomise, volume: torch.Tensor) -> None:
     source = randomise(UNet3D(width=TINY, skip_connections=False, pretrain_heads=True))
     path = tmp_path / "checkpoint_final.pt"
     torch.save(
@@ -293,9 +271,7 @@ def test_radiossl_checkpoint_and_encoder_export(
     target.eval()
     source.eval()
     with torch.no_grad():
-        assert all(
-            torch.equal(a, b) for a, b in zip(target.encode(volume), source.encode(volume), strict=True)
-        )
+        assert all(torch.equal(a, b) for a, b in zip(target.encode(volume), source.encode(volume), strict=True))
 
 
 def test_export_from_pcrlv2_and_genesis(tmp_path: Path, randomise: Randomise) -> None:
@@ -316,9 +292,7 @@ def test_export_from_pcrlv2_and_genesis(tmp_path: Path, randomise: Randomise) ->
     )
     export_encoder(tmp_path / "g.pt", tmp_path / "ge.pt")
     enc = torch.load(tmp_path / "ge.pt", weights_only=True)
-    assert (
-        enc["model_spec"]["kwargs"]["norm"] == "genesis" and "down_tr64.ops.0.conv1.weight" in enc["encoder"]
-    )
+    assert enc["model_spec"]["kwargs"]["norm"] == "genesis" and "down_tr64.ops.0.conv1.weight" in enc["encoder"]
 
 
 def test_key_map_and_prefix_cleaning(randomise: Randomise) -> None:
@@ -328,9 +302,7 @@ def test_key_map_and_prefix_cleaning(randomise: Randomise) -> None:
         for k, v in source.state_dict().items()
     }
     target = UNet3D(width=TINY, norm="group")
-    report = load_pretrained(
-        target, renamed, transfer="all", key_map={"backbone.": "down_tr", "out_tr.": None}
-    )
+    report = load_pretrained(target, renamed, transfer="all", key_map={"backbone.": "down_tr", "out_tr.": None})
     assert not report.unexpected and report.missing == ["out_tr.final_conv.weight", "out_tr.final_conv.bias"]
     assert torch.equal(target.down_tr128.ops[1].conv1.weight, source.down_tr128.ops[1].conv1.weight)
     with pytest.raises(CheckpointError, match="same name"):
@@ -386,9 +358,7 @@ def test_report_rendering(randomise: Randomise) -> None:
     console = Console(record=True, width=200)
     console.print(report.table())
     text = console.export_text()
-    assert (
-        "down_tr64.ops.0.conv1.weight" in text and "adapted" in text and "up_tr64.ops.0.conv1.weight" in text
-    )
+    assert "down_tr64.ops.0.conv1.weight" in text and "adapted" in text and "up_tr64.ops.0.conv1.weight" in text
     assert "running_mean" in text  # BN buffers the GN model cannot take are listed as unexpected
     data = report.to_dict()
     assert data["adapted"][0]["model_shape"] == (8, 2, 3, 3, 3) and data["family"] == "pcrlv2"

@@ -38,9 +38,7 @@ def test_round_trip(model: nn.Module) -> None:
     rebuilt.eval()
     with torch.no_grad():
         a, b = model(x), rebuilt(x)
-    for left, right in zip(
-        a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,), strict=True
-    ):
+    for left, right in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,), strict=True):
         assert torch.equal(left, right)
 
 

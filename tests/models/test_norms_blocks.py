@@ -105,8 +105,6 @@ def test_down_up_out_blocks() -> None:
 
 def test_scale_channels() -> None:
     assert [scale_channels(c, 1.0) for c in (32, 64, 512)] == [32, 64, 512]
-    assert (
-        scale_channels(32, 0.125) == 8 and scale_channels(64, 0.3) == 16 and scale_channels(64, 0.375) == 24
-    )
+    assert scale_channels(32, 0.125) == 8 and scale_channels(64, 0.3) == 16 and scale_channels(64, 0.375) == 24
     with pytest.raises(ValueError):
         scale_channels(32, 0.0)

@@ -21,9 +21,7 @@ def test_keys_are_encoder_plus_heads() -> None:
     }
     assert len(keys) == 56 + 3
     assert (
-        net.patch_size == 8
-        and net.proto_num == 50
-        and net.head_prefixes == ("cluster_projection_head", "prototypes")
+        net.patch_size == 8 and net.proto_num == 50 and net.head_prefixes == ("cluster_projection_head", "prototypes")
     )
 
 

@@ -121,9 +121,7 @@ def test_encoder_only_key_layout() -> None:
 
 def test_group_norm_model_has_same_names_without_running_stats() -> None:
     keys = set(on_meta(UNet3D, norm="group").state_dict())
-    genesis = {
-        k for k in _genesis_layout() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
-    }
+    genesis = {k for k in _genesis_layout() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
     assert keys == genesis
 
 

@@ -88,9 +88,7 @@ def test_nearest_matches_brute_force(
     views2 = np.stack([crop_and_resize(world, b2, map2) for _, b2 in pairs])[:, None]
     boxes1 = torch.tensor([b1 for b1, _ in pairs])
     boxes2 = torch.tensor([b2 for _, b2 in pairs])
-    aligned = roi_align_overlap(
-        torch.from_numpy(views1), torch.from_numpy(views2), boxes1, boxes2, output_size=out
-    )
+    aligned = roi_align_overlap(torch.from_numpy(views1), torch.from_numpy(views2), boxes1, boxes2, output_size=out)
     assert aligned.valid.all()
     for b, (b1, b2) in enumerate(pairs):
         ids1 = aligned.view1[b, 0].numpy()
@@ -132,8 +130,7 @@ def test_same_physical_voxel_at_voxel_resolution(pair: tuple[tuple[int, ...], tu
 def centre_coordinates(box: tuple[int, ...], size: tuple[int, int, int]) -> torch.Tensor:
     """``[3, *size]`` float64 map of the physical coordinates of each cell centre."""
     axes = [
-        box[2 * a]
-        + (torch.arange(size[a], dtype=torch.float64) + 0.5) * (box[2 * a + 1] - box[2 * a]) / size[a]
+        box[2 * a] + (torch.arange(size[a], dtype=torch.float64) + 0.5) * (box[2 * a + 1] - box[2 * a]) / size[a]
         for a in range(3)
     ]
     return torch.stack(torch.meshgrid(*axes, indexing="ij"))

@@ -137,9 +137,7 @@ def test_saturated_logits_give_no_nan(legacy: str) -> None:
 
 
 def test_batches_without_targets_are_an_error() -> None:
-    batch = make_batch()._replace(
-        target1=torch.zeros(0, dtype=torch.int64), target2=torch.zeros(0, dtype=torch.int64)
-    )
+    batch = make_batch()._replace(target1=torch.zeros(0, dtype=torch.int64), target2=torch.zeros(0, dtype=torch.int64))
     m = method()
     with pytest.raises(DataError, match="no targets"):
         m.training_step(build(m), batch, context())
@@ -224,13 +222,9 @@ def test_target_tag_resolution(processed: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="several target sets"):
         PixelCluster(load_pretrain_config("pixel-cluster", overrides=base)).build_datasets()
     with pytest.raises(ConfigError, match=r"method\.k=8"):
-        PixelCluster(
-            load_pretrain_config("pixel-cluster", overrides=[*base, "method.targets=bins8"])
-        ).build_datasets()
+        PixelCluster(load_pretrain_config("pixel-cluster", overrides=[*base, "method.targets=bins8"])).build_datasets()
     with pytest.raises(ConfigError, match="no targets tagged 'nope'"):
-        PixelCluster(
-            load_pretrain_config("pixel-cluster", overrides=[*base, "method.targets=nope"])
-        ).build_datasets()
+        PixelCluster(load_pretrain_config("pixel-cluster", overrides=[*base, "method.targets=nope"])).build_datasets()
     train, val = PixelCluster(
         load_pretrain_config("pixel-cluster", overrides=[*base, "method.targets=bins"])
     ).build_datasets()

@@ -118,9 +118,7 @@ def _check(kind: str, cases: int, shape: Sequence[int] | None, seed: int) -> tup
     return size[0], size[1], size[2]
 
 
-def _generate(
-    kind: str, root: Path, cases: int, shape: tuple[int, int, int], seed: int, preview: bool
-) -> list:
+def _generate(kind: str, root: Path, cases: int, shape: tuple[int, int, int], seed: int, preview: bool) -> list:
     if kind == "brats":
         from radiossl.data.phantoms import brats
 
@@ -143,9 +141,7 @@ def _write_luna_annotations(path: Path, rows: list[dict[str, str | float]]) -> N
     from radiossl.utils.atomic import atomic_write_text
 
     buffer = io.StringIO()
-    writer = csv.DictWriter(
-        buffer, ["seriesuid", "coordX", "coordY", "coordZ", "diameter_mm"], lineterminator="\n"
-    )
+    writer = csv.DictWriter(buffer, ["seriesuid", "coordX", "coordY", "coordZ", "diameter_mm"], lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, buffer.getvalue())

@@ -74,9 +74,7 @@ def grade_of(index: int) -> Grade:
     return "LGG" if index % 4 == 1 else "HGG"
 
 
-def make_brain(
-    rng: np.random.Generator, shape: Sequence[int], grade: Grade, skull_strip: bool = True
-) -> BrainPhantom:
+def make_brain(rng: np.random.Generator, shape: Sequence[int], grade: Grade, skull_strip: bool = True) -> BrainPhantom:
     """Draw one brain with a tumour; intensities are relative (white matter T1 about 0.8)."""
     grid = Grid((int(shape[0]), int(shape[1]), int(shape[2])), SPACING)
     x, y, z = grid.axes()

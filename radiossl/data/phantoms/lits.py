@@ -148,9 +148,7 @@ def make_abdomen(
     liver_w = soft(liver_level, 1.0, 0.06) * inner
     texture = 4.0 * smooth_field(rng, grid.shape, (12, 12, 6))
     paint(ct, liver_w, HU["liver"] + rng.uniform(-8, 8) + texture)
-    vessels = tube_network(
-        smooth_field(rng, grid.shape, (6, 6, 4)), smooth_field(rng, grid.shape, (6, 6, 4)), 0.12
-    )
+    vessels = tube_network(smooth_field(rng, grid.shape, (6, 6, 4)), smooth_field(rng, grid.shape, (6, 6, 4)), 0.12)
     paint(ct, liver_w * soft(vessels, 1.0, 0.5), HU["vessel"])
     seg = np.zeros(grid.shape, np.uint8)
     seg[(liver_level < 1.0) & (inner > 0.5)] = 1
@@ -162,9 +160,7 @@ def make_abdomen(
     angle = np.arctan2(y + np.float32(0.06), x)
     rib_band = soft(np.abs(body - (1.0 - fat_depth - 0.025)), 0.025, edge)
     rib_z = soft(np.abs(((z_mm / 32.0) % 1.0) - 0.5), 0.14, 0.05) * soft(-z, -0.1, 0.2)
-    rib_arc = soft(np.abs(np.abs(angle) - np.pi / 2), 1.1, 0.2) * soft(
-        -np.abs(np.abs(angle) - np.pi / 2), -0.25, 0.2
-    )
+    rib_arc = soft(np.abs(np.abs(angle) - np.pi / 2), 1.1, 0.2) * soft(-np.abs(np.abs(angle) - np.pi / 2), -0.25, 0.2)
     paint(ct, rib_band * rib_z * rib_arc, HU["rib"])
 
     ct += ct_noise(rng, grid.shape, float(rng.uniform(10.0, 18.0)))
@@ -180,9 +176,7 @@ def _liver_level(rng: np.random.Generator, grid: Grid) -> np.ndarray:
     return level * (1.0 + 0.06 * smooth_field(rng, grid.shape, (5, 5, 4)))
 
 
-def _add_lesion(
-    rng: np.random.Generator, grid: Grid, ct: np.ndarray, seg: np.ndarray, liver_level: np.ndarray
-) -> None:
+def _add_lesion(rng: np.random.Generator, grid: Grid, ct: np.ndarray, seg: np.ndarray, liver_level: np.ndarray) -> None:
     """A hypodense, slightly lobulated tumour centred inside the liver.
 
     The radius is 3-25 mm, but at most a third of the liver's size when the phantom is small.

@@ -122,18 +122,14 @@ def make_chest(
     # Lungs: tapered at the apex, domed at the base; the heart indents the left lung.
     lung_level = np.full(grid.shape, np.inf, np.float32)
     for side in (-1.0, 1.0):
-        level = ellipsoid(
-            grid, (side * 0.39, -0.03, 0.05), np.array([0.31, 0.5, 0.98]) * rng.uniform(0.92, 1.05)
-        )
+        level = ellipsoid(grid, (side * 0.39, -0.03, 0.05), np.array([0.31, 0.5, 0.98]) * rng.uniform(0.92, 1.05))
         level *= 1.0 + 0.35 * np.clip(z - np.float32(0.45), 0.0, None)
         np.minimum(lung_level, level, out=lung_level)
     lung_level *= 1.0 + 0.03 * smooth_field(rng, grid.shape, (4, 4, 4))
     heart = ellipsoid(grid, (-0.1, 0.14, -0.38), (0.33, 0.3, 0.42))
     lung_level = np.maximum(lung_level, 1.0 + 0.6 * (1.0 - heart))
     lung_w = soft(lung_level, 1.0, 0.05) * soft(body, inner_level, edge)
-    parenchyma = (
-        HU["lung"] + 25.0 * smooth_field(rng, grid.shape, (10, 10, 8)) + 90.0 * np.clip(-y - 0.2, 0, 1)
-    )
+    parenchyma = HU["lung"] + 25.0 * smooth_field(rng, grid.shape, (10, 10, 8)) + 90.0 * np.clip(-y - 0.2, 0, 1)
     paint(ct, lung_w, parenchyma)
 
     # Vessels: tubes where two smooth fields vanish, thicker towards the hila.
@@ -196,9 +192,7 @@ def _add_nodule(
     return Nodule((i, j, k), round(diameter, 2))
 
 
-def annotation_rows(
-    uid: str, nodules: Sequence[Nodule], shape: Sequence[int], affine: np.ndarray
-) -> list[dict]:
+def annotation_rows(uid: str, nodules: Sequence[Nodule], shape: Sequence[int], affine: np.ndarray) -> list[dict]:
     """Rows of LUNA's annotations.csv for nodules given in the canonical grid (world LPS mm)."""
     rows: list[dict] = []
     for nodule in nodules:
@@ -238,13 +232,9 @@ def write_case(
     if preview:
         mask_s = to_lps_storage(mask.astype(np.uint8))
         tiles = [
-            slice_tile(
-                "axial", stored, affine, mask_s, title="lung window", window=LUNG_WINDOW, overlay=False
-            ),
+            slice_tile("axial", stored, affine, mask_s, title="lung window", window=LUNG_WINDOW, overlay=False),
             slice_tile("axial", stored, affine, mask_s, title="nodules", window=LUNG_WINDOW),
             slice_tile("coronal", stored, affine, mask_s, title="coronal", window=LUNG_WINDOW),
-            slice_tile(
-                "axial", stored, affine, mask_s, title="mediastinum", window=(-160.0, 240.0), overlay=False
-            ),
+            slice_tile("axial", stored, affine, mask_s, title="mediastinum", window=(-160.0, 240.0), overlay=False),
         ]
     return PhantomCase(uid, group, files, tiles, annotation_rows(uid, nodules, shape, affine))

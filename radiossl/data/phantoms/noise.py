@@ -27,9 +27,7 @@ def _interpolation_matrix(n: int, cells: int) -> np.ndarray:
     return weights / weights.sum(axis=1, keepdims=True)
 
 
-def smooth_field(
-    rng: np.random.Generator, shape: Sequence[int], cells: int | Sequence[int] = 4
-) -> np.ndarray:
+def smooth_field(rng: np.random.Generator, shape: Sequence[int], cells: int | Sequence[int] = 4) -> np.ndarray:
     """A random smooth float32 field of ``shape`` with zero mean and unit standard deviation.
 
     ``cells`` is the number of independent bumps along each axis (one int or one per axis).

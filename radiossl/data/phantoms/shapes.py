@@ -57,8 +57,7 @@ class Grid:
     def units_to_index(self, point: Sequence[float]) -> tuple[int, int, int]:
         """Nearest voxel index of a point given in normalised units."""
         idx = [
-            int(np.clip(np.floor((float(p) + 1.0) / 2.0 * n), 0, n - 1))
-            for p, n in zip(point, self.shape, strict=True)
+            int(np.clip(np.floor((float(p) + 1.0) / 2.0 * n), 0, n - 1)) for p, n in zip(point, self.shape, strict=True)
         ]
         return idx[0], idx[1], idx[2]
 
@@ -146,6 +145,4 @@ def tube_network(field_a: np.ndarray, field_b: np.ndarray, radius: float | np.nd
     The zero set of one smooth field is a surface; the intersection of two is a set of curves, so
     ``sqrt(a**2 + b**2) / radius`` is below 1 inside curvy tubes (vessels).
     """
-    return (np.sqrt(field_a * field_a + field_b * field_b) / np.asarray(radius, np.float32)).astype(
-        np.float32
-    )
+    return (np.sqrt(field_a * field_a + field_b * field_b) / np.asarray(radius, np.float32)).astype(np.float32)

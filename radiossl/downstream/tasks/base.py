@@ -58,9 +58,7 @@ class TaskConfig(Section):
     """Settings shared by every segmentation task (the ``task`` section)."""
 
     name: str = Field(description="Task name (the discriminator of this section).")
-    dataset: str = Field(
-        "nnunet", description="Dataset adapter (radiossl.datasets plugin) listing the cases."
-    )
+    dataset: str = Field("nnunet", description="Dataset adapter (radiossl.datasets plugin) listing the cases.")
     spacing: tuple[float, float, float] | None = Field(
         None,
         description="Resample images to this voxel spacing in mm (X, Y, Z); null = keep the native grid.",
@@ -102,9 +100,7 @@ class SegmentationTask(ABC):
 
     def __init__(self, settings: TaskConfig, root: Path | None = None) -> None:
         if not isinstance(settings, self.config_class):
-            raise ConfigError(
-                f"task section is {type(settings).__name__}, expected {self.config_class.__name__}"
-            )
+            raise ConfigError(f"task section is {type(settings).__name__}, expected {self.config_class.__name__}")
         self.settings = settings
         self.root = Path(root) if root is not None else None
 
@@ -175,11 +171,7 @@ class SegmentationTask(ABC):
         from radiossl.data.splits import Splits, load_splits
 
         root = self.require_root()
-        base = (
-            load_splits(self.settings.splits)
-            if self.settings.splits
-            else self.adapter().default_splits(root, cases)
-        )
+        base = load_splits(self.settings.splits) if self.settings.splits else self.adapter().default_splits(root, cases)
         known = {case.case_id for case in cases}
         for part in ("train", "val", "test"):
             unknown = [cid for cid in getattr(base, part) if cid not in known]
@@ -247,9 +239,7 @@ class SegmentationTask(ABC):
         """Label map ``(X, Y, Z)`` int16 from region masks ``(R, X, Y, Z)``, painted in region order."""
         regions = self.regions()
         if masks.shape[0] != len(regions):
-            raise ValueError(
-                f"{masks.shape[0]} mask channels but task {self.name!r} has {len(regions)} regions"
-            )
+            raise ValueError(f"{masks.shape[0]} mask channels but task {self.name!r} has {len(regions)} regions")
         out = np.zeros(masks.shape[1:], dtype=np.int16)
         for index, region in enumerate(regions):
             out[np.asarray(masks[index], dtype=bool)] = region.paint

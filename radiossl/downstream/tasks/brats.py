@@ -37,9 +37,7 @@ class BraTSConfig(TaskConfig):
         default_factory=lambda: IntensityConfig.model_validate({"mode": "minmax"}),
         description="Per-channel normalisation; the thesis min-max scales each MRI volume to [0, 1].",
     )
-    et_label: int = Field(
-        4, ge=1, description="Label value of enhancing tumour: 4 (BraTS <= 2021) or 3 (2023)."
-    )
+    et_label: int = Field(4, ge=1, description="Label value of enhancing tumour: 4 (BraTS <= 2021) or 3 (2023).")
 
     @model_validator(mode="after")
     def _distinct_labels(self) -> BraTSConfig:

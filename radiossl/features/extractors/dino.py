@@ -125,24 +125,18 @@ class _DinoBase(FeatureExtractor):
             self.vit.pos_embed = torch.nn.Parameter(torch.zeros(pos.shape, device=self.vit.pos_embed.device))
             own = self.vit.state_dict()
         wrong = [
-            f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
-            for k, v in own.items()
-            if state[k].shape != v.shape
+            f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if state[k].shape != v.shape
         ]
         if wrong:
             raise CheckpointError(f"{path}: not a {self.description} backbone (shape mismatch: {wrong[0]})")
-        self.vit.load_state_dict(
-            {k: v.float().contiguous() for k, v in state.items()}, strict=True, assign=True
-        )
+        self.vit.load_state_dict({k: v.float().contiguous() for k, v in state.items()}, strict=True, assign=True)
 
     def feature_dim(self, in_channels: int) -> int:
         return self.embed_dim
 
     def extract(self, images: torch.Tensor) -> torch.Tensor:
         if images.dim() != 4:
-            raise ValueError(
-                f"{self.name} expects axial slices [N, C, H, W], got shape {tuple(images.shape)}"
-            )
+            raise ValueError(f"{self.name} expects axial slices [N, C, H, W], got shape {tuple(images.shape)}")
         h, w = images.shape[-2:]
         p = self.patch_size
         if self.config.resize is not None:

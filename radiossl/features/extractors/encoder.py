@@ -31,9 +31,7 @@ class EncoderConfig(ExtractorConfig):
     """Options of the ``encoder`` extractor."""
 
     weights: Path | None = Field(None, description="radiossl checkpoint holding a 3-D U-Net/encoder.")
-    level: int = Field(
-        -1, ge=-4, le=3, description="Encoder level: 0 (full res) .. 3 or -1 (bottleneck, 1/8)."
-    )
+    level: int = Field(-1, ge=-4, le=3, description="Encoder level: 0 (full res) .. 3 or -1 (bottleneck, 1/8).")
     allow_unsafe: bool = Field(False, description="Unpickle arbitrary objects (trusted files only).")
 
 
@@ -57,9 +55,7 @@ class EncoderExtractor(FeatureExtractor):
 
         model, _ = model_from_checkpoint(Path(self.config.weights), allow_unsafe=self.config.allow_unsafe)
         if not callable(getattr(model, "encode", None)) or not hasattr(model, "encoder_channels"):
-            raise ConfigError(
-                f"{self.config.weights}: {type(model).__name__} has no 3-D encoder to take features from"
-            )
+            raise ConfigError(f"{self.config.weights}: {type(model).__name__} has no 3-D encoder to take features from")
         network: Any = model.eval()
         self.network = network
         self.in_channels = int(getattr(network, "in_channels", 1))

@@ -233,9 +233,7 @@ class FilterBankExtractor(FeatureExtractor):
                 if "log" in kinds:
                     out.append(sigma**2 * (hess[0][0] + hess[1][1] + hess[2][2]))
                 if "hessian" in kinds:
-                    eig = symmetric_eigvals3(
-                        hess[0][0], hess[1][1], hess[2][2], hess[0][1], hess[0][2], hess[1][2]
-                    )
+                    eig = symmetric_eigvals3(hess[0][0], hess[1][1], hess[2][2], hess[0][1], hess[0][2], hess[1][2])
                     out.extend(sigma**2 * e for e in eig)
         features = torch.cat(out, dim=1)  # [B*C, F, X, Y, Z]
         return features.reshape(b, c * features.shape[1], *images.shape[2:])

@@ -118,9 +118,7 @@ def _read_state(path: Path, allow_unsafe: bool) -> dict[str, torch.Tensor]:
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping):
-        raise CheckpointError(
-            f"{path}: expected a state_dict or a Lightning checkpoint, got {type(obj).__name__}"
-        )
+        raise CheckpointError(f"{path}: expected a state_dict or a Lightning checkpoint, got {type(obj).__name__}")
     state = {str(k).removeprefix("module."): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if any(k.startswith("upsampler.") for k in state):
         mapped = {k.removeprefix("upsampler."): v for k, v in state.items() if k.startswith("upsampler.")}
@@ -154,9 +152,7 @@ class FeatUpJBU(Upsampler):
             state = _read_state(Path(self.config.weights), self.config.allow_unsafe)
             found = state.get("fixup_proj.1.weight")
             if found is None or found.dim() != 4:
-                raise CheckpointError(
-                    f"{self.config.weights}: no FeatUp JBU stack inside (no fixup_proj.1.weight)"
-                )
+                raise CheckpointError(f"{self.config.weights}: no FeatUp JBU stack inside (no fixup_proj.1.weight)")
             if feature_dim is not None and int(found.shape[0]) != feature_dim:
                 raise ConfigError(
                     f"{self.config.weights}: JBU stack for {int(found.shape[0])}-dim features, "

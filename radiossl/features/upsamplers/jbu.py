@@ -146,9 +146,7 @@ def _jbu_cells(
     fracs = [(torch.arange(s, device=features.device, dtype=features.dtype) + 0.5) / s - 0.5 for s in scale]
     weights: list[torch.Tensor] = []
     neighbours: list[torch.Tensor] = []
-    numerator = (
-        None if stacked else torch.zeros(n, c, *cells_shape, device=features.device, dtype=features.dtype)
-    )
+    numerator = None if stacked else torch.zeros(n, c, *cells_shape, device=features.device, dtype=features.dtype)
     denominator = torch.zeros(n, 1, *cells_shape, device=features.device, dtype=features.dtype)
     for offset in itertools.product(range(-radius, radius + 1), repeat=n_dims):
         window: tuple[Any, ...] = (
@@ -164,9 +162,7 @@ def _jbu_cells(
             shape[3 + 2 * axis] = frac.numel()
             spatial = spatial * _spatial_weight(o, frac, sigma_spatial).view(shape)
         distance = (image_cells - _as_cells(padded_guide[window], n_dims)).pow(2).sum(dim=1, keepdim=True)
-        weight = (
-            spatial * _as_cells(valid, n_dims) * (torch.exp(-distance / (2 * sigma_range**2)) + RANGE_FLOOR)
-        )
+        weight = spatial * _as_cells(valid, n_dims) * (torch.exp(-distance / (2 * sigma_range**2)) + RANGE_FLOOR)
         denominator.add_(weight)
         if numerator is None:
             weights.append(weight)
@@ -195,9 +191,7 @@ def _jbu_general(
     high = tuple(image.shape[2:])
     guide_low = _low_res_guide(image, low)
     axes = [_axis_positions(h, lo, features.device) for h, lo in zip(high, low, strict=True)]
-    numerator = torch.zeros(
-        features.shape[0], features.shape[1], *high, device=features.device, dtype=features.dtype
-    )
+    numerator = torch.zeros(features.shape[0], features.shape[1], *high, device=features.device, dtype=features.dtype)
     denominator = torch.zeros(features.shape[0], 1, *high, device=features.device, dtype=features.dtype)
     for offset in itertools.product(range(-radius, radius + 1), repeat=n_dims):
         spatial = torch.ones((1, 1) + (1,) * n_dims, device=features.device, dtype=features.dtype)
@@ -207,9 +201,7 @@ def _jbu_general(
             inside = (neighbour >= 0) & (neighbour < low[axis])
             shape = [1] * n_dims
             shape[axis] = high[axis]
-            spatial = spatial * (_spatial_weight(o, frac, sigma_spatial) * inside).to(features.dtype).view(
-                1, 1, *shape
-            )
+            spatial = spatial * (_spatial_weight(o, frac, sigma_spatial) * inside).to(features.dtype).view(1, 1, *shape)
             indices.append(neighbour.clamp(0, low[axis] - 1).view(shape))
         if not bool(spatial.any()):
             continue

@@ -33,7 +33,11 @@ class RotationNet(Encoder3D):
     """radiossl's U-Net encoder (same ``down_tr*`` keys, so finetuning transfers it) plus a classifier."""
 
     def __init__(
-        self, in_channels: int = 1, width: float = 1.0, norm: str = "batch", rotations: int = 4,
+        self,
+        in_channels: int = 1,
+        width: float = 1.0,
+        norm: str = "batch",
+        rotations: int = 4,
         dropout: float = 0.0,
     ) -> None:
         super().__init__(in_channels=in_channels, width=width, norm=norm)
@@ -72,8 +76,9 @@ class RotationPrediction(PretextMethod):
 
     def build_model(self) -> nn.Module:
         cfg = self.config
-        return RotationNet(cfg.model.in_channels, cfg.model.width, cfg.model.norm,
-                           self.settings.rotations, self.settings.dropout)
+        return RotationNet(
+            cfg.model.in_channels, cfg.model.width, cfg.model.norm, self.settings.rotations, self.settings.dropout
+        )
 
     def build_datasets(self) -> tuple[Any, Any]:
         from radiossl.data.views import ClusterPairDataset
