@@ -124,3 +124,12 @@ def test_no_decision_gives_a_copy(gen: Callable[[int], torch.Generator]) -> None
     x = torch.rand(3, 1, 16, 16, 16)
     y = GenesisCorruption(local_rate=0.0, nonlinear_rate=0.0, paint_rate=0.0)(x, gen(4))
     assert torch.equal(y, x) and y.data_ptr() != x.data_ptr()
+
+
+def test_other_dtypes_take_the_torch_paths(gen: Callable[[int], torch.Generator]) -> None:
+    # bfloat16 has no NumPy twin: Bézier, noise and painting run as torch code, as on a GPU.
+    x = torch.rand(6, 1, 32, 32, 16).to(torch.bfloat16)
+    y = GenesisCorruption(n_blocks=500)(x, gen(5))
+    assert y.dtype == torch.bfloat16 and y.shape == x.shape
+    assert bool(torch.isfinite(y.float()).all()) and float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+    assert not torch.equal(y, x)
