@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -85,6 +86,24 @@ def _fill_numpy(rng: np.random.Generator, out: np.ndarray) -> None:
 
 def _seed(generator: torch.Generator) -> int:
     return int(torch.randint(0, 2**62, (1,), generator=generator).item())
+
+
+def noise_seeds(shape: Sequence[int], generator: torch.Generator) -> list[Any]:
+    """Seeds for :func:`fill_uniform_seeded`, drawn up front (e.g. one per sample handed to a thread)."""
+    return torch.randint(0, 2**62, tuple(shape), generator=generator).tolist()
+
+
+def fill_uniform_seeded(out: torch.Tensor, seed: int) -> torch.Tensor:
+    """Fill a CPU float32/float64 tensor (any strides) with i.i.d. U(0, 1) values from PCG64(``seed``)."""
+    if out.device.type != "cpu" or out.dtype not in (torch.float32, torch.float64):
+        raise ValueError("fill_uniform_seeded fills CPU float32/float64 tensors; use fill_uniform_ elsewhere")
+    rng = np.random.Generator(np.random.PCG64(seed))
+    if out.is_contiguous():
+        _fill_numpy(rng, out.numpy())
+        return out
+    values = np.empty(tuple(out.shape), dtype=out.numpy().dtype)
+    _fill_numpy(rng, values)
+    return out.copy_(torch.from_numpy(values))
 
 
 def uniform_noise(

@@ -12,6 +12,9 @@ and then, per sample (:func:`apply_corruption`):
 * evaluates the Bézier map only inside the kept windows, and writes every result straight into
   the output, with no intermediate copies of the batch.
 
+On CPU the samples are corrupted on up to ``torch.get_num_threads()`` threads; every sample's noise
+seeds are drawn before, so the result does not depend on the number of threads.
+
 The output has the same distribution as the composed pipeline; for one batch, the two differ only
 in the order in which random numbers are drawn. The test suite checks the result against the
 step-by-step functions under the same decisions.
@@ -32,7 +35,16 @@ from dataclasses import dataclass
 import torch
 
 from radiossl.transforms._boxes import box_slices
-from radiossl.transforms._random import bernoulli, check_batch, fill_uniform_, float64_device, uniform_noise
+from radiossl.transforms._random import (
+    bernoulli,
+    check_batch,
+    fill_uniform_,
+    fill_uniform_seeded,
+    float64_device,
+    noise_seeds,
+    uniform_noise,
+)
+from radiossl.transforms._threads import cpu_threads, run_parallel
 from radiossl.transforms.bezier_intensity import N_POINTS, TABLE_SIZE, apply_tables, bezier_tables
 from radiossl.transforms.inpaint import inpaint_boxes
 from radiossl.transforms.local_shuffle import N_BLOCKS, local_shuffle
@@ -136,11 +148,25 @@ def apply_corruption(
         ).to(device=x.device, dtype=x.dtype)
         tables = {b: rows[i] for i, b in enumerate(mapped_rows)}
 
-    for b in range(batch):
+    # Per sample: on CPU on up to torch.get_num_threads() threads, with the noise seeds drawn first
+    # (a sample's result never depends on the thread count); elsewhere in order, from ``generator``.
+    cpu_noise = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+    most_boxes = max([1] + [len(boxes) for boxes in plan.boxes])
+    seeds = noise_seeds((batch, most_boxes), generator) if cpu_noise else None
+
+    def noise_into(target: torch.Tensor, sample: int, k: int) -> None:
+        if seeds is not None:
+            fill_uniform_seeded(target, seeds[sample][k])
+        elif target.is_contiguous():
+            fill_uniform_(target, generator)
+        else:
+            target.copy_(uniform_noise(target.shape, generator, x.device, x.dtype))
+
+    def corrupt_sample(b: int) -> None:
         image = shuffled.get(b, source[b])
         table = tables.get(b)
         if kinds[b] == OUT_PAINT:
-            fill_uniform_(out[b], generator)
+            noise_into(out[b], b, 0)
             regions = [_region(window) for window in plan.boxes[b]]
         else:
             regions = [(slice(None),) * 4]
@@ -161,9 +187,10 @@ def apply_corruption(
                 out[b][region].copy_(mapped[offset : offset + part.numel()].view(part.shape))
                 offset += part.numel()
         if kinds[b] == IN_PAINT:
-            for box in plan.boxes[b]:
-                target = out[b][_region(box)]
-                target.copy_(uniform_noise(target.shape, generator, x.device, x.dtype))
+            for k, box in enumerate(plan.boxes[b]):
+                noise_into(out[b][_region(box)], b, k)
+
+    run_parallel(corrupt_sample, range(batch), cpu_threads(batch) if seeds is not None else 1)
     return out
 
 

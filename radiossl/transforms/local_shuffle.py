@@ -43,13 +43,13 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import numpy as np
 import torch
 
 from radiossl.transforms._random import check_batch
+from radiossl.transforms._threads import cpu_threads, run_parallel
 from radiossl.transforms.compose import random_apply
 
 N_BLOCKS = 10_000
@@ -363,23 +363,9 @@ def local_shuffle(
             source = _sources_torch(size, spatial, limits, n_blocks, generator, part)
         _gather(flat[i : i + size], source, out[i : i + size])
 
-    threads = min(torch.get_num_threads(), len(starts)) if x.device.type == "cpu" else 1
-    if threads > 1:  # NumPy releases the GIL in its sorts and loops; chunks have their own seeds and outputs
-        list(_cpu_pool(threads).map(run, range(len(starts))))
-    else:
-        for chunk in range(len(starts)):
-            run(chunk)
+    threads = cpu_threads(len(starts)) if x.device.type == "cpu" else 1
+    run_parallel(run, range(len(starts)), threads)  # chunks have their own seeds and outputs
     return out.view(x.shape)
-
-
-_pools: dict[int, ThreadPoolExecutor] = {}
-
-
-def _cpu_pool(threads: int) -> ThreadPoolExecutor:
-    """A shared pool of ``threads`` worker threads (one per size, created on first use)."""
-    if threads not in _pools:
-        _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="radiossl-shuffle")
-    return _pools[threads]
 
 
 class LocalShuffle:

@@ -133,3 +133,16 @@ def test_other_dtypes_take_the_torch_paths(gen: Callable[[int], torch.Generator]
     assert y.dtype == torch.bfloat16 and y.shape == x.shape
     assert bool(torch.isfinite(y.float()).all()) and float(y.min()) >= 0.0 and float(y.max()) <= 1.0
     assert not torch.equal(y, x)
+
+
+def test_result_does_not_depend_on_the_thread_count(gen: Callable[[int], torch.Generator]) -> None:
+    x = torch.rand(12, 1, 32, 32, 16)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = GenesisCorruption(n_blocks=600)(x, gen(6))
+        torch.set_num_threads(2)
+        two = GenesisCorruption(n_blocks=600)(x, gen(6))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one, two)

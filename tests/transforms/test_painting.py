@@ -104,3 +104,16 @@ def test_too_small_cubes_are_rejected(gen: Callable[[int], torch.Generator]) -> 
         outpaint(torch.zeros(1, 1, 32, 32, 8), gen(6))
     with pytest.raises(ValueError, match="in-painting needs every spatial size >= 9"):
         inpaint(torch.zeros(1, 1, 32, 32, 8), gen(6))
+
+
+def test_seeded_noise_fills_any_view_and_refuses_other_dtypes() -> None:
+    from radiossl.transforms._random import fill_uniform_seeded
+
+    base = torch.zeros(4, 6, 5)
+    view = base[:, 1:5, ::2]  # not contiguous
+    fill_uniform_seeded(view, 7)
+    again = torch.zeros(4, 4, 3)
+    assert torch.equal(fill_uniform_seeded(again, 7), view)
+    assert bool((view > 0).all()) and float(base[:, 0].abs().sum()) == 0.0
+    with pytest.raises(ValueError, match="float32/float64"):
+        fill_uniform_seeded(torch.zeros(3, dtype=torch.bfloat16), 7)
