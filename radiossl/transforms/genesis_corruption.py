@@ -117,7 +117,10 @@ def apply_corruption(
     n_points: int = N_POINTS,
     table_size: int = TABLE_SIZE,
 ) -> torch.Tensor:
-    """Corrupt ``x`` as ``plan`` says: shuffle, Bézier map, then in- or out-painting, per sample."""
+    """Corrupt ``x`` as ``plan`` says: shuffle, Bézier map, then in- or out-painting, per sample.
+
+    The result is a new tensor without gradient (corruption acts on data; ``x`` is not modified).
+    """
     check_batch(x, "apply_corruption")
     batch = x.shape[0]
     source = x.detach()
