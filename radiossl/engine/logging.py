@@ -175,7 +175,12 @@ class RunLogger:
         """Advance the run bar and print the epoch's summary line."""
         if not self.enabled:
             return
-        text = "  ".join(f"{k} {format_number(v)}" for k, v in record.items() if k not in ("type", "time", "step"))
+        shown = {
+            k: v
+            for k, v in record.items()
+            if k not in ("type", "time", "step") and not (isinstance(v, float) and math.isnan(v))
+        }  # NaN means "not measured this epoch" (e.g. no validation): kept in metrics.jsonl, not printed
+        text = "  ".join(f"{k} {format_number(v)}" for k, v in shown.items())
         if self._progress is not None and self._epoch_task is not None:
             self._progress.update(self._epoch_task, advance=1, info=f"loss {format_number(record.get('loss'))}")
         self.console.print(text)
