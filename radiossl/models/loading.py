@@ -165,11 +165,24 @@ class LoadReport:
             table.add_row("[red]shape[/]", m.key, str(list(m.checkpoint_shape)), str(list(m.model_shape)))
         for key in self.missing:
             table.add_row("[yellow]missing[/]", key, "", "kept initial value")
+        statistics = [key for key in self.unexpected if key.rsplit(".", 1)[-1] in _RUNNING_STATISTICS]
         for key in self.unexpected:
-            table.add_row("[magenta]unexpected[/]", key, "", "no such tensor in the model")
+            if key not in statistics:
+                table.add_row("[magenta]unexpected[/]", key, "", "no such tensor in the model")
+        statistics_per_module: dict[str, int] = {}
+        for key in statistics:
+            module = key.split(".", 1)[0]
+            statistics_per_module[module] = statistics_per_module.get(module, 0) + 1
+        for module, count in statistics_per_module.items():
+            note = "BatchNorm running statistics; the model's norm layers keep none"
+            table.add_row("[magenta]unexpected[/]", f"{module}.*running* ({count})", "", note)
         if self.skipped:
             table.add_row("[dim]skipped[/]", f"{len(self.skipped)} tensors", "", f"outside transfer={self.transfer}")
         return table
+
+
+_RUNNING_STATISTICS = frozenset({"running_mean", "running_var", "num_batches_tracked"})
+"""Buffer names of BatchNorm statistics: unexpected when the model normalises with GroupNorm/InstanceNorm."""
 
 
 def read_checkpoint(path: str | Path, allow_unsafe: bool = False) -> RawCheckpoint:
