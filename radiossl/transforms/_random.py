@@ -118,8 +118,7 @@ def uniform_noise(
 
 
 def fill_uniform_(out: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Fill ``out`` in place with i.i.d. U(0, 1) values (the draws of :func:`uniform_noise`) and return it."""
-    if out.device.type == "cpu" and out.dtype in (torch.float32, torch.float64) and out.is_contiguous():
-        _fill_numpy(np.random.Generator(np.random.PCG64(_seed(generator))), out.numpy())
-        return out
+    """Fill ``out`` (any strides) in place with i.i.d. U(0, 1) values, the draws of :func:`uniform_noise`."""
+    if out.device.type == "cpu" and out.dtype in (torch.float32, torch.float64):
+        return fill_uniform_seeded(out, _seed(generator))
     return out.copy_(uniform_noise(out.shape, generator, out.device, out.dtype))

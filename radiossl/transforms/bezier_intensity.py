@@ -154,25 +154,30 @@ def _apply_numpy(x: np.ndarray, tables: np.ndarray, out: np.ndarray) -> None:
 def apply_tables(x: torch.Tensor, tables: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """Map each sample's intensities (clamped to ``[0, 1]``) through its table ``[B, T]``, interpolating.
 
-    ``out`` (optional, contiguous, like ``x``) receives the result on CPU instead of a new tensor.
+    With ``out`` (shaped like ``x``), the result is written there and ``out`` is returned; on CPU a
+    contiguous ``out`` of ``x``'s dtype receives it directly, without an intermediate tensor.
     """
     check_batch(x, "apply_tables")
+    if out is not None and out.shape != x.shape:
+        raise ValueError(f"apply_tables: out has shape {tuple(out.shape)}, x {tuple(x.shape)}")
     batch, size = tables.shape
     if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
         array = x.detach().reshape(batch, -1).contiguous().numpy()
-        if out is not None and out.is_contiguous() and out.dtype == x.dtype and out.shape == x.shape:
+        if out is not None and out.is_contiguous() and out.dtype == x.dtype:
             _apply_numpy(array, tables.to(x.dtype).numpy(), out.numpy().reshape(batch, -1))
             return out
         result = np.empty_like(array)
         _apply_numpy(array, tables.to(x.dtype).numpy(), result)
-        return torch.from_numpy(result).reshape(x.shape)
-    position = x.reshape(batch, -1).clamp(0.0, 1.0) * (size - 1)
-    index = position.long().clamp_max(size - 2)
-    frac = position - index
-    flat_index = index + torch.arange(batch, device=x.device).unsqueeze(1) * size
-    table = tables.to(x.dtype).reshape(-1)
-    low, high = table[flat_index], table[flat_index + 1]
-    return (low + frac * (high - low)).reshape(x.shape)
+        mapped = torch.from_numpy(result).reshape(x.shape)
+    else:
+        position = x.reshape(batch, -1).clamp(0.0, 1.0) * (size - 1)
+        index = position.long().clamp_max(size - 2)
+        frac = position - index
+        flat_index = index + torch.arange(batch, device=x.device).unsqueeze(1) * size
+        table = tables.to(x.dtype).reshape(-1)
+        low, high = table[flat_index], table[flat_index + 1]
+        mapped = (low + frac * (high - low)).reshape(x.shape)
+    return mapped if out is None else out.copy_(mapped)
 
 
 def bezier_remap(

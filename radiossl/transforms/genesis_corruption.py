@@ -42,7 +42,6 @@ from radiossl.transforms._random import (
     fill_uniform_seeded,
     float64_device,
     noise_seeds,
-    uniform_noise,
 )
 from radiossl.transforms._threads import cpu_threads, run_parallel
 from radiossl.transforms.bezier_intensity import N_POINTS, TABLE_SIZE, apply_tables, bezier_tables
@@ -160,10 +159,8 @@ def apply_corruption(
     def noise_into(target: torch.Tensor, sample: int, k: int) -> None:
         if seeds is not None:
             fill_uniform_seeded(target, seeds[sample][k])
-        elif target.is_contiguous():
-            fill_uniform_(target, generator)
         else:
-            target.copy_(uniform_noise(target.shape, generator, x.device, x.dtype))
+            fill_uniform_(target, generator)
 
     def corrupt_sample(b: int) -> None:
         image = shuffled.get(b, source[b])
@@ -177,10 +174,7 @@ def apply_corruption(
             for region in regions:
                 out[b][region].copy_(image[region])
         elif kinds[b] != OUT_PAINT:
-            target = out[b : b + 1]
-            mapped = apply_tables(image.unsqueeze(0), table.unsqueeze(0), out=target)
-            if mapped is not target:
-                target.copy_(mapped)
+            apply_tables(image.unsqueeze(0), table.unsqueeze(0), out=out[b : b + 1])
         else:  # the windows' voxels, gathered into one run so that the map is set up once
             parts = [image[region] for region in regions]
             flat = torch.cat([part.reshape(-1) for part in parts]).view(1, 1, -1, 1, 1)

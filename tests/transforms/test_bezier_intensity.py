@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import pytest
 import torch
 
 from radiossl.transforms import BezierIntensity, bezier_remap
+from radiossl.transforms.bezier_intensity import apply_tables
 
 
 def _original_map(controls: np.ndarray, inverted: bool, values: np.ndarray) -> np.ndarray:
@@ -76,3 +78,16 @@ def test_cpu_tables_match_the_batched_torch_tables(gen: Callable[[int], torch.Ge
     inverted = torch.rand(20, generator=gen(5)) < 0.5
     cpu = bezier_tables(controls, inverted, n_points=2049, table_size=1025)
     assert torch.allclose(cpu, _tables(controls, inverted, 2049, 1025), atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_apply_tables_writes_into_out(dtype: torch.dtype) -> None:
+    x = torch.rand(2, 1, 6, 5, 4).to(dtype)
+    tables = torch.linspace(0, 1, 33).repeat(2, 1) ** 2
+    expected = apply_tables(x, tables)
+    out = torch.empty(2, 1, 6, 5, 4, dtype=dtype)
+    assert apply_tables(x, tables, out=out) is out and torch.equal(out, expected)
+    strided = torch.empty(2, 1, 4, 5, 6, dtype=dtype).transpose(2, 4)
+    assert torch.equal(apply_tables(x, tables, out=strided), expected)
+    with pytest.raises(ValueError, match="out has shape"):
+        apply_tables(x, tables, out=torch.empty(1, 1, 6, 5, 4, dtype=dtype))
