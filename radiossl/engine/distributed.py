@@ -44,6 +44,7 @@ Example (single process: everything degrades to no-ops):
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 from collections.abc import Iterator, Mapping
@@ -100,10 +101,26 @@ def init_distributed(device_type: str, timeout_minutes: float = 30.0) -> tuple[D
     if not dist.is_available():
         raise ConfigError("WORLD_SIZE > 1 but this torch build has no torch.distributed support")
     backend = "nccl" if device_type == "cuda" else "gloo"
+    _import_dynamo_first()
     if backend == "nccl":
         torch.cuda.set_device(info.local_rank % max(torch.cuda.device_count(), 1))
     dist.init_process_group(backend=backend, init_method="env://", timeout=datetime.timedelta(minutes=timeout_minutes))
     return DistInfo(dist.get_world_size(), dist.get_rank(), info.local_rank), True
+
+
+def _import_dynamo_first() -> None:
+    """Import ``torch._dynamo`` before the process group exists, never after.
+
+    DistributedDataParallel imports ``torch._dynamo`` in its constructor. When that first import
+    happens while a process group exists, torch keeps a reference to the group that
+    ``destroy_process_group`` cannot release (torch 2.13): the Gloo worker threads and the store
+    client then outlive the group and are torn down only at interpreter exit, which now and then
+    aborts the process (``terminate called without an active exception``, SIGABRT) after a run
+    that finished. Imported first, the group is released and its threads stop at
+    :func:`destroy_distributed`. DDP would pay the import anyway.
+    """
+    with contextlib.suppress(ImportError):  # a torch build without dynamo: DDP will not import it either
+        import torch._dynamo  # noqa: F401
 
 
 def destroy_distributed(created: bool) -> None:

@@ -58,6 +58,14 @@ class FailingTask(TinyTask):
         return BadFileVolumes(self.n_train, 7, self.fail_epoch), val
 
 
+def _native_threads() -> list[str]:
+    """Names of this process's OS threads (Linux), to check that the process group's threads stopped."""
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        return []
+    return [(task / "comm").read_text().strip() for task in tasks.iterdir()]
+
+
 def main() -> None:
     data_root, out, report = (Path(a) for a in sys.argv[1:4])
     torch.set_num_threads(1)
@@ -95,6 +103,7 @@ def main() -> None:
                 "after_steps": task.after_steps,
                 "rng_world_size": None if state is None else state["rng"]["world_size"],
                 "rng_states": None if state is None else len(state["rng"]["states"]),
+                "threads_after": _native_threads(),
             }
         )
     )
