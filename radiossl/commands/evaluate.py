@@ -81,7 +81,12 @@ def register(app: typer.Typer) -> None:
             typer.Option("--weights", help="Finetuned checkpoint (e.g. <run>/checkpoint_best.pt)."),
         ] = None,
         out: Annotated[Path | None, typer.Option("--out", help="Output folder.")] = None,
-        split: Annotated[str | None, typer.Option("--split", help="test (default), val, train or all.")] = None,
+        split: Annotated[
+            str | None,
+            typer.Option(
+                "--split", help="test (default), val, train, train_subset (the cases finetuning used) or all."
+            ),
+        ] = None,
         protocol: Annotated[str | None, typer.Option("--protocol", help="full (default) or thesis-crops.")] = None,
         save_predictions: Annotated[
             bool | None,

@@ -142,7 +142,11 @@ class EvaluateConfig(Section):
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     weights: Path | None = Field(None, description="Finetuned checkpoint (checkpoint_best.pt of a finetune run).")
     out: Path = Field(Path("evaluation"), description="Output folder (metrics.csv, summary.json, predictions/).")
-    split: Literal["test", "val", "train", "all"] = Field("test", description="Which cases to evaluate.")
+    split: Literal["test", "val", "train", "train_subset", "all"] = Field(
+        "test",
+        description="Which cases to evaluate: train is the whole training split, train_subset only the "
+        "data.ratio subset the checkpoint was finetuned on.",
+    )
     protocol: Literal["full", "thesis-crops"] = Field(
         "full",
         description="full = sliding window on whole volumes, hard Dice + HD95; thesis-crops = one centre "

@@ -134,7 +134,11 @@ def _resolve_task(config: EvaluateConfig, saved: dict[str, Any]) -> Any:
 
 
 def _case_ids(task: SegmentationTask, cases: list[Case], config: EvaluateConfig, saved: dict[str, Any]) -> list[str]:
-    """Case ids of ``config.split``: from the run's splits.json, else recomputed as finetuning did."""
+    """Case ids of ``config.split``: from the run's splits.json, else recomputed as finetuning did.
+
+    ``train`` is the whole training split; ``train_subset`` only the ``data.ratio`` subset of it that
+    the checkpoint was trained on (the same cases at ratio 1.0).
+    """
     if config.split == "all":
         return [case.case_id for case in cases]
     assert config.weights is not None
@@ -152,7 +156,13 @@ def _case_ids(task: SegmentationTask, cases: list[Case], config: EvaluateConfig,
                 raise DataError(f"{run_splits}: {config.split} case(s) not in {task.root}: {', '.join(missing[:5])}")
             return [str(cid) for cid in ids]
     seed = int((saved.get("runtime") or {}).get("seed", config.runtime.seed))
-    return list(getattr(task.splits(cases, seed), config.split))
+    splits = task.splits(cases, seed)
+    if config.split == "train_subset":  # the data.ratio subset finetuning trained on
+        from radiossl.downstream.finetune import training_subset
+
+        ratio = float((saved.get("data") or {}).get("ratio", 1.0))
+        return training_subset(splits, ratio, seed)
+    return list(getattr(splits, config.split))
 
 
 def evaluate(config: EvaluateConfig, log: Callable[[str], None] | None = None) -> EvaluateResult:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,17 @@ def test_cli_finetune_and_evaluate(brats_root: Path, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert (out / "metrics.csv").is_file() and (out / "summary.json").is_file()
+    # --split train_subset: the ratio subset finetuning used, read from splits.json or recomputed without it
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(run / "checkpoint_final.pt", alone / "checkpoint_final.pt")
+    for weights, name in ((run / "checkpoint_final.pt", "subset"), (alone / "checkpoint_final.pt", "recomputed")):
+        flags = ["--data", str(brats_root), "--weights", str(weights), "--out", str(tmp_path / name)]
+        result = runner.invoke(app, ["evaluate", "--task", "brats", *flags, "--split", "train_subset"])
+        assert result.exit_code == 0, result.output
+        with (tmp_path / name / "metrics.csv").open() as handle:
+            cases = list(dict.fromkeys(row["case"] for row in csv.DictReader(handle)))
+        assert cases == splits["train_subset"] and len(cases) < len(splits["train"])
     bad = runner.invoke(app, ["finetune", "--task", "brats", "--data", str(brats_root), "--transfer", "bogus"])
     assert bad.exit_code == 2 and "transfer" in bad.output
 
