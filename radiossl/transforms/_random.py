@@ -72,9 +72,18 @@ def leading_successes(shape: Sequence[int], p: float, generator: torch.Generator
     return torch.cumprod(bernoulli(shape, p, generator, device).to(torch.int32), dim=-1).bool()
 
 
+def numpy_rng(seed: int) -> np.random.Generator:
+    """The NumPy generator of the CPU fast paths (noise, local shuffling), seeded with ``seed``.
+
+    SFC64: a small chaotic generator that passes BigCrush and PractRand, and makes 64 random bits
+    about 1.3x faster than PCG64 (NumPy's default) on the CPUs measured here.
+    """
+    return np.random.Generator(np.random.SFC64(seed))
+
+
 def _fill_numpy(rng: np.random.Generator, out: np.ndarray) -> None:
     """I.i.d. U(0, 1) into a contiguous float array. float32: the top 24 bits of each half of a 64-bit
-    PCG64 output times 2^-24, the values NumPy's float32 ``random`` gives, with half the generator calls."""
+    generator output times 2^-24 (the resolution of NumPy's float32 ``random``), with half the generator calls."""
     flat = out.reshape(-1)
     if flat.dtype != np.float32:
         rng.random(dtype=flat.dtype, out=flat)
@@ -94,10 +103,10 @@ def noise_seeds(shape: Sequence[int], generator: torch.Generator) -> list[Any]:
 
 
 def fill_uniform_seeded(out: torch.Tensor, seed: int) -> torch.Tensor:
-    """Fill a CPU float32/float64 tensor (any strides) with i.i.d. U(0, 1) values from PCG64(``seed``)."""
+    """Fill a CPU float32/float64 tensor (any strides) with i.i.d. U(0, 1) values from ``numpy_rng(seed)``."""
     if out.device.type != "cpu" or out.dtype not in (torch.float32, torch.float64):
         raise ValueError("fill_uniform_seeded fills CPU float32/float64 tensors; use fill_uniform_ elsewhere")
-    rng = np.random.Generator(np.random.PCG64(seed))
+    rng = numpy_rng(seed)
     if out.is_contiguous():
         _fill_numpy(rng, out.numpy())
         return out
@@ -109,10 +118,10 @@ def fill_uniform_seeded(out: torch.Tensor, seed: int) -> torch.Tensor:
 def uniform_noise(
     shape: Sequence[int], generator: torch.Generator, device: torch.device, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
-    """I.i.d. U(0, 1) values; on CPU drawn with NumPy's PCG64 (seeded from ``generator``), 3-4x faster."""
+    """I.i.d. U(0, 1) values; on CPU drawn with :func:`numpy_rng` (seeded from ``generator``), 3-4x faster."""
     if torch.device(device).type == "cpu" and dtype in (torch.float32, torch.float64):
         out = np.empty(tuple(shape), dtype=np.float32 if dtype == torch.float32 else np.float64)
-        _fill_numpy(np.random.Generator(np.random.PCG64(_seed(generator))), out)
+        _fill_numpy(numpy_rng(_seed(generator)), out)
         return torch.from_numpy(out)
     return torch.rand(tuple(shape), generator=generator, device=device, dtype=dtype)
 

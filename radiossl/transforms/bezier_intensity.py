@@ -156,6 +156,7 @@ def apply_tables(x: torch.Tensor, tables: torch.Tensor, out: torch.Tensor | None
 
     With ``out`` (shaped like ``x``), the result is written there and ``out`` is returned; on CPU a
     contiguous ``out`` of ``x``'s dtype receives it directly, without an intermediate tensor.
+    ``out`` may be ``x`` itself (mapping in place).
     """
     check_batch(x, "apply_tables")
     if out is not None and out.shape != x.shape:

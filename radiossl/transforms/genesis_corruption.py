@@ -175,13 +175,18 @@ def apply_corruption(
                 out[b][region].copy_(image[region])
         elif kinds[b] != OUT_PAINT:
             apply_tables(image.unsqueeze(0), table.unsqueeze(0), out=out[b : b + 1])
-        else:  # the windows' voxels, gathered into one run so that the map is set up once
+        else:  # the windows' voxels, copied into one run and mapped in place, so the map is set up once
             parts = [image[region] for region in regions]
-            flat = torch.cat([part.reshape(-1) for part in parts]).view(1, 1, -1, 1, 1)
-            mapped = apply_tables(flat, table.unsqueeze(0)).view(-1)
+            flat = image.new_empty(sum(part.numel() for part in parts))
+            offset = 0
+            for part in parts:
+                flat[offset : offset + part.numel()].view(part.shape).copy_(part)
+                offset += part.numel()
+            run = flat.view(1, 1, -1, 1, 1)
+            apply_tables(run, table.unsqueeze(0), out=run)
             offset = 0
             for region, part in zip(regions, parts, strict=True):
-                out[b][region].copy_(mapped[offset : offset + part.numel()].view(part.shape))
+                out[b][region].copy_(flat[offset : offset + part.numel()].view(part.shape))
                 offset += part.numel()
         if kinds[b] == IN_PAINT:
             for k, box in enumerate(plan.boxes[b]):

@@ -19,7 +19,7 @@ This implementation produces exactly that distribution without a Python loop ove
 3. "later blocks win" is one ``scatter_reduce(amax)`` of ``(draw number << bits) | source voxel``
    over the destination voxels (a block's voxels in natural order); the output is one gather.
 
-On CPU the work runs in NumPy (PCG64 random bits, SIMD row sorts of 32-bit keys, 32-bit packed
+On CPU the work runs in NumPy (SFC64 random bits, SIMD row sorts of 32-bit keys, 32-bit packed
 values) four 64x64x32 cubes at a time, on up to ``torch.get_num_threads()`` threads (each chunk has
 its own seed, drawn up front, so the result does not depend on the thread count); on other devices
 it runs in torch with the blocks bucketed by size instead of shape (a few large kernels). Both are
@@ -48,7 +48,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from radiossl.transforms._random import check_batch
+from radiossl.transforms._random import check_batch, numpy_rng
 from radiossl.transforms._threads import cpu_threads, run_parallel
 from radiossl.transforms.compose import random_apply
 
@@ -190,7 +190,7 @@ def _sources_numpy(
     """CPU implementation: the source voxel of every voxel, ``[batch, V]`` (int32 or int64, within the cube)."""
     volume = spatial[0] * spatial[1] * spatial[2]
     layout = _layout(spatial, limits)
-    rng = np.random.Generator(np.random.PCG64(seed))
+    rng = numpy_rng(seed)
     m = batch * n_blocks
     shape = rng.integers(0, layout.width, m, dtype=np.int16 if layout.width < 2**15 else np.int64)
     rows = np.argsort(shape, kind="stable")  # a radix sort: groups the blocks by shape, in draw order

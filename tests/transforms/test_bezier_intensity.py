@@ -89,5 +89,7 @@ def test_apply_tables_writes_into_out(dtype: torch.dtype) -> None:
     assert apply_tables(x, tables, out=out) is out and torch.equal(out, expected)
     strided = torch.empty(2, 1, 4, 5, 6, dtype=dtype).transpose(2, 4)
     assert torch.equal(apply_tables(x, tables, out=strided), expected)
+    in_place = x.clone()
+    assert apply_tables(in_place, tables, out=in_place) is in_place and torch.equal(in_place, expected)
     with pytest.raises(ValueError, match="out has shape"):
         apply_tables(x, tables, out=torch.empty(1, 1, 6, 5, 4, dtype=dtype))

@@ -95,7 +95,7 @@ def test_block_permutations_have_the_exact_distribution(gen: Callable[[int], tor
     trials = 8000
     x = torch.arange(4.0).reshape(1, 1, 4).repeat(trials, 1, 1)
     if backend == "numpy":
-        y = local_shuffle(x.reshape(trials, 1, 2, 2, 1), gen(3), n_blocks=1, divisor=1).reshape(trials, 4)
+        y = local_shuffle(x.reshape(trials, 1, 2, 2, 1), gen(4), n_blocks=1, divisor=1).reshape(trials, 4)
     else:
         y = _torch_path(x.reshape(trials, 1, 2, 2, 1), (2, 2, 1), 1, gen(3)).reshape(trials, 4)
     expected = _exact_2x2_distribution()
