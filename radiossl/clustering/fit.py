@@ -254,7 +254,7 @@ def kmeans_fit(
     standardize = {"on": True, "off": False}.get(km.standardize, pipeline.extractor.standardize_default)
     weights = pipeline.extractor.channel_weights(in_channels) if km.channel_weights else None
     transform = FeatureTransform.fit(sample, standardize, km.spherical, weights)
-    sample = transform.apply_numpy(sample)
+    sample = transform.apply_numpy(sample, in_place=True)  # the sample is ours; spare a copy
     fit = fit_kmeans(
         sample,
         km.k,

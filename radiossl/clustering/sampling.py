@@ -117,9 +117,10 @@ class FeatureTransform:
         std = np.where(std > 1e-8, std, 1.0)
         return cls(mean.astype(np.float32), std.astype(np.float32), l2_normalize, w)
 
-    def apply_numpy(self, x: np.ndarray) -> np.ndarray:
-        """Transform ``n x d`` float32 features (in place when possible)."""
-        x = np.asarray(x, dtype=np.float32)
+    def apply_numpy(self, x: np.ndarray, in_place: bool = False) -> np.ndarray:
+        """Transform ``n x d`` features into a new float32 array (into ``x`` itself with ``in_place=True``
+        when ``x`` is a float32 array, to spare a copy of a large sample)."""
+        x = np.asarray(x, dtype=np.float32) if in_place else np.array(x, dtype=np.float32)
         if self.mean is not None and self.std is not None:
             x -= self.mean
             x /= self.std

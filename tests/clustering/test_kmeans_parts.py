@@ -46,6 +46,11 @@ def test_feature_transform_roundtrip() -> None:
         FeatureTransform.fit(x, standardize=True, l2_normalize=False, weights=[1.0, 1.0, 1.0])
     sphere = FeatureTransform.fit(x, standardize=False, l2_normalize=True)
     assert np.allclose(np.linalg.norm(sphere.apply_numpy(x.copy()), axis=1), 1.0)
+    # the caller's array is left alone unless it asks for the transform in place
+    before = x.copy()
+    assert np.allclose(transform.apply_numpy(x), y) and np.array_equal(x, before)
+    inside = x.copy()
+    assert transform.apply_numpy(inside, in_place=True) is inside and np.allclose(inside, y)
 
 
 def test_fit_uses_all_points_and_assignment_is_brute_force() -> None:

@@ -229,6 +229,18 @@ def test_resuming_with_a_new_learning_rate_uses_it(make_config: Factory) -> None
     assert [round(h["lr"], 6) for h in resumed.history] == [0.05, 0.005]
 
 
+def test_a_finished_run_trains_longer_when_resumed_with_more_epochs(make_config: Factory) -> None:
+    finished = run_training(TinyTask(n_val=None), make_config("optim.epochs=2", out="short"))
+    longer = run_training(
+        TinyTask(n_val=None), make_config("optim.epochs=4", out="short"), run_dir=finished.run_dir, resume="auto"
+    )
+    planned = run_training(TinyTask(n_val=None), make_config("optim.epochs=4", out="planned"))
+    assert [h["epoch"] for h in longer.history] == [1, 2, 3, 4] and longer.epochs_completed == 4
+    # from the resume on, the learning rate follows the schedule of a run planned for 4 epochs
+    assert [h["lr"] for h in longer.history[2:]] == pytest.approx([h["lr"] for h in planned.history[2:]])
+    assert load_checkpoint(longer.final_checkpoint)["epoch"] == 4
+
+
 def test_resuming_an_early_stopped_run_trains_nothing(make_config: Factory) -> None:
     stopped = run_training(_StopsAfterSecondEpoch(), make_config("optim.epochs=5"))
     again = run_training(
