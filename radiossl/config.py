@@ -88,6 +88,11 @@ class RuntimeConfig(Section):
     deterministic: bool = Field(False, description="Deterministic kernels; resumed runs match uninterrupted ones.")
     amp: Literal["none", "bf16", "fp16"] = Field("none", description="Autocast precision; losses stay float32.")
     workers: int = Field(2, ge=0, description="Worker processes for CPU-bound stages.")
+    sync_batchnorm: bool = Field(
+        False,
+        description="Under torchrun on GPUs, normalise BatchNorm layers with statistics of the whole global "
+        "batch (SyncBatchNorm); ModelsGenesis' ContBatchNorm and the batch-of-one-safe heads stay per GPU.",
+    )
 
 
 class LoggingConfig(Section):

@@ -330,6 +330,57 @@ def make_eval_sampler(dataset: Any, info: DistInfo) -> ShardSampler | None:
     return ShardSampler(len(dataset), info)
 
 
+_PLAIN_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def convert_sync_batchnorm(module: nn.Module) -> tuple[nn.Module, int]:
+    """``module`` with every plain ``nn.BatchNorm1d/2d/3d`` replaced by ``nn.SyncBatchNorm``, and how many.
+
+    The new layers share the old ones' parameters and buffers (so an optimiser built before keeps
+    working and checkpoints keep their keys). Subclasses with their own forward, such as
+    ModelsGenesis' ``ContBatchNorm3d`` (always batch statistics) or ``SafeBatchNorm1d`` (batches of
+    one), are kept: synchronising them would change what they compute. Children are replaced in
+    place; the returned module is ``module`` itself unless it is a BatchNorm layer.
+    """
+    if type(module) in _PLAIN_BATCHNORMS:
+        assert isinstance(module, nn.modules.batchnorm._BatchNorm)
+        synced = nn.SyncBatchNorm(
+            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
+        )
+        if module.affine:
+            synced.weight, synced.bias = module.weight, module.bias
+        synced.running_mean, synced.running_var = module.running_mean, module.running_var
+        synced.num_batches_tracked = module.num_batches_tracked
+        synced.train(module.training)
+        return synced, 1
+    converted = 0
+    for name, child in module.named_children():
+        replacement, count = convert_sync_batchnorm(child)
+        if replacement is not child:
+            setattr(module, name, replacement)
+        converted += count
+    return module, converted
+
+
+def sync_batchnorm(
+    model: nn.Module, device: torch.device, info: DistInfo, enabled: bool
+) -> tuple[nn.Module, str | None]:
+    """Apply ``runtime.sync_batchnorm``: the model to train and a line for the log (``None``: nothing to say).
+
+    Only a distributed run on CUDA devices converts (torch's SyncBatchNorm runs on GPUs only); a
+    distributed run elsewhere keeps per-process statistics and says so.
+    """
+    if not enabled or not info.distributed:
+        return model, None
+    if device.type != "cuda":
+        return model, f"runtime.sync_batchnorm ignored on {device.type}: SyncBatchNorm runs on CUDA devices only"
+    model, converted = convert_sync_batchnorm(model)
+    return (
+        model,
+        f"runtime.sync_batchnorm: {converted} BatchNorm layers use the statistics of all {info.world_size} ranks",
+    )
+
+
 def wrap_ddp(model: nn.Module, device: torch.device, info: DistInfo, find_unused_parameters: bool) -> nn.Module:
     """Wrap ``model`` in DistributedDataParallel in a distributed job; return it unchanged otherwise.
 

@@ -53,6 +53,7 @@ from radiossl.engine.distributed import (
     raise_if_any_failed,
     reduce_validation,
     step_status,
+    sync_batchnorm,
     wrap_ddp,
 )
 from radiossl.engine.logging import RunLogger
@@ -288,6 +289,9 @@ class _Trainer:
                 )
             self.model_spec = ckpt.to_plain(task.model_spec(model))
             model.to(device)
+            model, note = sync_batchnorm(model, device, info, cfg.runtime.sync_batchnorm)
+            if note:
+                self.log.info(note)
             if info.distributed:
                 # Different augmentation/dropout streams per rank; the model above was initialised identically.
                 torch.manual_seed(epoch_seed(cfg.runtime.seed, -1, info.rank))

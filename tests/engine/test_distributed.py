@@ -5,15 +5,19 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
+from torch import nn
 
 from radiossl.engine.distributed import (
     DistInfo,
     ShardSampler,
     combine_weighted,
+    convert_sync_batchnorm,
     make_eval_sampler,
     raise_if_any_failed,
     reduce_validation,
     step_status,
+    sync_batchnorm,
 )
 from radiossl.errors import DataError
 
@@ -54,3 +58,48 @@ def test_single_process_helpers_pass_values_through_and_raise_the_original_error
         reduce_validation({}, 0, error, info, "in validation")
     with pytest.raises(DataError, match="truncated file"):
         raise_if_any_failed(error, info, "after epoch 1")
+
+
+def _norm_zoo() -> nn.Module:
+    from radiossl.models.norms import ContBatchNorm3d, SafeBatchNorm1d
+
+    return nn.Sequential(
+        nn.Conv3d(1, 4, 3),
+        nn.BatchNorm3d(4),
+        nn.Sequential(ContBatchNorm3d(4), nn.BatchNorm2d(4, affine=False)),
+        SafeBatchNorm1d(4),
+        nn.BatchNorm1d(4),
+    )
+
+
+def test_sync_batchnorm_converts_plain_batchnorm_and_keeps_its_tensors() -> None:
+    from radiossl.models.norms import ContBatchNorm3d, SafeBatchNorm1d
+
+    model = _norm_zoo()
+    model[1].running_mean.fill_(0.5)
+    weight, keys = model[1].weight, list(model.state_dict())
+    converted, count = convert_sync_batchnorm(model)
+    assert converted is model and count == 3
+    assert [type(m).__name__ for m in (model[1], model[2][0], model[2][1], model[3], model[4])] == [
+        "SyncBatchNorm",
+        ContBatchNorm3d.__name__,  # always batch statistics: synchronising would change what it computes
+        "SyncBatchNorm",
+        SafeBatchNorm1d.__name__,  # batches of one
+        "SyncBatchNorm",
+    ]
+    assert model[1].weight is weight and float(model[1].running_mean[0]) == 0.5  # optimiser and values kept
+    assert list(model.state_dict()) == keys  # checkpoints keep their keys
+    assert model[2][1].weight is None and not model[2][1].affine
+
+
+def test_sync_batchnorm_only_in_distributed_cuda_runs() -> None:
+    two = DistInfo(world_size=2, rank=0, local_rank=0)
+    model = _norm_zoo()
+    same, note = sync_batchnorm(model, torch.device("cuda", 0), DistInfo(), enabled=True)
+    assert same is model and note is None and isinstance(model[1], nn.BatchNorm3d)  # one process: nothing to sync
+    same, note = sync_batchnorm(model, torch.device("cpu"), two, enabled=True)
+    assert isinstance(model[1], nn.BatchNorm3d) and note is not None and "CUDA devices only" in note
+    same, note = sync_batchnorm(model, torch.device("cuda", 0), two, enabled=False)
+    assert note is None and isinstance(model[1], nn.BatchNorm3d)
+    same, note = sync_batchnorm(model, torch.device("cuda", 0), two, enabled=True)  # conversion needs no GPU
+    assert isinstance(model[1], nn.SyncBatchNorm) and note is not None and "3 BatchNorm layers" in note
