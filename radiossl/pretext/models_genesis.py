@@ -14,8 +14,8 @@ with the published rates:
 
 The loss is ``MSE(sigmoid(logits), flipped clean cube)``. Corruption runs batched on the training
 device inside the step (``benchmarks/transforms.py`` measures it; see ``docs/methods/models-genesis.md``).
-Validation, when the folder has a ``val`` split, uses corruptions fixed per batch index, so the
-``val_mse`` curve is comparable between epochs; it selects ``checkpoint_best.pt``. The training
+Validation, when the folder has a ``val`` split, uses corruptions fixed per validation cube, so the
+``val_mse`` curve is comparable between epochs, batch sizes and numbers of GPUs; it selects ``checkpoint_best.pt``. The training
 metric ``output_std`` (spread of the restored voxels) makes the known failure mode — collapse to a
 constant output at lr 1.0 (ModelsGenesis issue #25) — visible; lower ``optim.lr`` if it drops to ~0.
 
@@ -202,14 +202,25 @@ class ModelsGenesis(PretextMethod):
         return StepOutput(loss=loss, metrics={"output_std": float(restored.detach().std())})
 
     def validate(self, model: nn.Module, loader: DataLoader[Any] | None, context: StepContext) -> dict[str, float]:
-        """Mean restoration MSE on the ``val`` split, with corruptions fixed per batch index."""
+        """Mean restoration MSE on the ``val`` split, with corruptions fixed per validation cube.
+
+        Each cube's corruption is seeded by its index in the validation set, so the metric does not
+        depend on the batch size or on how the cubes are shared among DDP ranks (with BatchNorm's
+        running statistics; ContBatchNorm normalises with the batch and so always depends on it).
+        """
         if loader is None:
             return {}
-        total, count = 0.0, 0
-        for index, batch in enumerate(loader):
+        order = list(loader.sampler) if loader.batch_size is not None else None
+        total, count, seen = 0.0, 0, 0
+        for batch in loader:
             cubes = _cubes(batch).to(context.device)
-            generator = self._generator("val", 0, index, context.rank, cubes.device)
-            inputs, target = self.corrupt_batch(cubes, generator)
+            ids = order[seen : seen + len(cubes)] if order is not None else range(seen, seen + len(cubes))
+            seen += len(cubes)
+            pairs = [
+                self.corrupt_batch(cubes[i : i + 1], self._generator("val", 0, int(cube_id), 0, cubes.device))
+                for i, cube_id in enumerate(ids)
+            ]
+            inputs, target = torch.cat([pair[0] for pair in pairs]), torch.cat([pair[1] for pair in pairs])
             restored = torch.sigmoid(model(inputs).float())
             total += float(F.mse_loss(restored, target, reduction="sum"))
             count += target.numel()

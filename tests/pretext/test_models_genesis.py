@@ -116,6 +116,33 @@ def test_validation_is_repeatable() -> None:
     assert method.validate(model, None, _context()) == {}
 
 
+def test_validation_does_not_depend_on_batching_or_sharding() -> None:
+    from radiossl.engine.distributed import DistInfo, ShardSampler
+
+    class Recorder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inputs: list[torch.Tensor] = []
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.inputs.append(x.clone())
+            return torch.zeros_like(x)
+
+    def corrupted(loader: DataLoader) -> torch.Tensor:
+        recorder = Recorder()
+        method.validate(recorder, loader, _context())
+        return torch.cat(recorder.inputs)
+
+    method = _method()
+    cubes = torch.rand(5, 1, *CUBE)
+    whole = corrupted(DataLoader(cubes, batch_size=2))
+    assert not torch.equal(whole[0], whole[1])
+    assert torch.equal(corrupted(DataLoader(cubes, batch_size=3)), whole)  # cube i gets the same corruption
+    for rank, ids in ((0, [0, 2, 4]), (1, [1, 3])):  # two DDP ranks, each with its shard
+        shard = ShardSampler(5, DistInfo(world_size=2, rank=rank))
+        assert torch.equal(corrupted(DataLoader(cubes, batch_size=2, sampler=shard)), whole[ids])
+
+
 def test_end_to_end_pretraining_with_validation(tmp_path: Path) -> None:
     from radiossl.data.phantoms import synthesize
     from radiossl.data.preprocess import PreprocessConfig, preprocess
