@@ -15,9 +15,10 @@ with the published rates:
 The loss is ``MSE(sigmoid(logits), flipped clean cube)``. Corruption runs batched on the training
 device inside the step (``benchmarks/transforms.py`` measures it; see ``docs/methods/models-genesis.md``).
 Validation, when the folder has a ``val`` split, uses corruptions fixed per validation cube, so the
-``val_mse`` curve is comparable between epochs, batch sizes and numbers of GPUs; it selects ``checkpoint_best.pt``. The training
-metric ``output_std`` (spread of the restored voxels) makes the known failure mode — collapse to a
-constant output at lr 1.0 (ModelsGenesis issue #25) — visible; lower ``optim.lr`` if it drops to ~0.
+``val_mse`` curve is comparable between epochs, batch sizes and numbers of GPUs; it selects
+``checkpoint_best.pt``. The training metric ``output_std`` (spread of the restored voxels) makes the
+known failure mode — collapse to a constant output at lr 1.0 (ModelsGenesis issue #25) — visible;
+lower ``optim.lr`` if it drops to ~0.
 
 Example::
 
