@@ -111,7 +111,8 @@ def test_distribution_matches_the_composed_pipeline(gen: Callable[[int], torch.G
     a = statistics(composed(x, gen(2)))
     b = statistics(fused(x, gen(3)))
     for name in a:
-        assert stats.ks_2samp(a[name], b[name]).pvalue > 1e-3, name
+        # asymptotic p-values: SciPy falls back to them for these samples anyway, with a warning
+        assert stats.ks_2samp(a[name], b[name], method="asymp").pvalue > 1e-3, name
 
 
 def test_rates_are_checked_and_the_repr_names_them() -> None:
