@@ -104,7 +104,8 @@ def sample_cubes(
     if not found:
         raise SamplingError(
             f"no cube passed the rejection rule (max_background={settings.max_background}, "
-            f"max_foreground={settings.max_foreground}) in {settings.max_attempts} attempts per cube"
+            f"max_foreground={settings.max_foreground}) in {settings.max_attempts} attempts per cube; "
+            f"loosen it with --set rejection.max_foreground=F / rejection.max_background=F, or use a smaller crop_size"
         )
     boxes = np.stack(found)
     cubes = crop_resize(volume, boxes, settings.crop_size, dtype=dtype)
