@@ -53,6 +53,15 @@ ResumeOption = Annotated[
         show_default=False,
     ),
 ]
+ExtendEpochsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--extend-epochs",
+        min=1,
+        help="With --resume: train N epochs beyond the resumed run's planned total (the schedule is rebuilt).",
+        show_default=False,
+    ),
+]
 AllowUnsafePickleOption = Annotated[
     bool | None,
     typer.Option("--allow-unsafe-pickle", help="Load weights files holding pickled objects (trusted files only)."),

@@ -20,6 +20,7 @@ from radiossl.commands.common import (
     ConfigOption,
     DeviceOption,
     EpochsOption,
+    ExtendEpochsOption,
     LrOption,
     RawDataOption,
     ResumeOption,
@@ -99,6 +100,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         epochs: EpochsOption = None,
         resume: ResumeOption = None,
+        extend_epochs: ExtendEpochsOption = None,
         batch_size: BatchSizeOption = None,
         lr: LrOption = None,
         width: WidthOption = None,
@@ -137,7 +139,7 @@ def register(app: typer.Typer) -> None:
             allow_unsafe_pickle,
         )
         cfg = load_task_config("finetune", task, config, tuple(overrides or ()), flags)
-        result = finetune(cfg, resume=resume)
+        result = finetune(cfg, resume=resume, extend_epochs=extend_epochs)
         if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
             out_console = console()
             best = "n/a" if result.best_metric is None else f"{result.best_metric:.4f}"

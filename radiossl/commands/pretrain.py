@@ -19,6 +19,7 @@ from radiossl.commands.common import (
     ConfigOption,
     DeviceOption,
     EpochsOption,
+    ExtendEpochsOption,
     LrOption,
     ResumeOption,
     SeedOption,
@@ -77,6 +78,7 @@ def register(app: typer.Typer) -> None:
         batch_size: BatchSizeOption = None,
         lr: LrOption = None,
         resume: ResumeOption = None,
+        extend_epochs: ExtendEpochsOption = None,
         vis: Annotated[
             bool | None, typer.Option("--vis/--no-vis", help="Write PNG visualisations to <run>/vis.")
         ] = None,
@@ -97,6 +99,6 @@ def register(app: typer.Typer) -> None:
 
         flags = pretrain_flags(data, out, epochs, batch_size, lr, vis, seed, device, workers, amp, width, tensorboard)
         cfg = load_pretrain_config(method, config, tuple(overrides or ()), flags)
-        result = pretrain(cfg, resume=resume)
+        result = pretrain(cfg, resume=resume, extend_epochs=extend_epochs)
         if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
             console().print(f"final checkpoint: {result.final_checkpoint}")

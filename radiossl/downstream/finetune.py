@@ -361,8 +361,12 @@ class FinetuneResult:
     stopped_early: bool = False
 
 
-def finetune(config: FinetuneConfig, resume: str | Path | None = None) -> FinetuneResult:
+def finetune(
+    config: FinetuneConfig, resume: str | Path | None = None, extend_epochs: int | None = None
+) -> FinetuneResult:
     """Finetune ``config.task`` on ``config.data.root`` and return where the results are.
+
+    ``resume`` and ``extend_epochs`` work as for :func:`radiossl.pretrain`.
 
     Writes the engine's run folder plus ``splits.json`` (the cases used: training subset, validation,
     test) and, when weights were loaded, ``load_report.json``.
@@ -382,7 +386,7 @@ def finetune(config: FinetuneConfig, resume: str | Path | None = None) -> Finetu
     config.model.in_channels = task.in_channels
     runner = FinetuneTask(config, task)
     splits = runner.prepare_splits()
-    result = run_training(runner, config, resume=resume)
+    result = run_training(runner, config, resume=resume, extend_epochs=extend_epochs)
     split_info = {
         **splits.as_dict(),
         "train_subset": runner.train_ids,

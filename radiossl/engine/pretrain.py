@@ -80,13 +80,15 @@ def with_stored_crop_size(config: PretrainConfig, root: Path) -> PretrainConfig:
     return config.model_copy(update={"data": config.data.model_copy(update={"crop_size": stored})})
 
 
-def pretrain(config: PretrainConfig, resume: str | Path | None = None) -> TrainResult:
+def pretrain(config: PretrainConfig, resume: str | Path | None = None, extend_epochs: int | None = None) -> TrainResult:
     """Pretrain ``config.method.name`` on ``config.data.root``; return where the results are.
 
     Args:
         config: a resolved pretraining config (see :func:`radiossl.load_config`).
         resume: ``"auto"`` (continue the newest matching run under ``config.out``, or ``config.out``
             itself when it is a run folder) or a checkpoint file / run folder.
+        extend_epochs: with ``resume``, train this many epochs beyond the resumed run's planned total
+            (the learning-rate schedule is rebuilt for the new total).
 
     Raises:
         DataError: no data folder, or one preprocessed for another view.
@@ -101,4 +103,4 @@ def pretrain(config: PretrainConfig, resume: str | Path | None = None) -> TrainR
     check_views(Path(root), method_cls.name, method_cls.views)
     config = with_stored_crop_size(config, Path(root))
     task = cast("TrainingTask", method_cls(config))  # PretextMethod implements the protocol
-    return run_training(task, config, resume=resume)
+    return run_training(task, config, resume=resume, extend_epochs=extend_epochs)

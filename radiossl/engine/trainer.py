@@ -109,7 +109,11 @@ def _dataset_length(dataset: Any, what: str, root: Any) -> int:
 
 
 def run_training(
-    task: TrainingTask, config: RunConfig, run_dir: Path | None = None, resume: str | Path | None = None
+    task: TrainingTask,
+    config: RunConfig,
+    run_dir: Path | None = None,
+    resume: str | Path | None = None,
+    extend_epochs: int | None = None,
 ) -> TrainResult:
     """Train ``task`` with the shared sections of ``config``; see the module docstring.
 
@@ -118,6 +122,8 @@ def run_training(
         config: the resolved run config (``data``, ``model``, ``optim``, ``runtime``, ``logging``, ``out``).
         run_dir: use this folder instead of a new ``config.out/<readable name>-<time>`` folder.
         resume: ``"auto"`` or a checkpoint/run-folder path (see :mod:`radiossl.engine.run_dir`).
+        extend_epochs: with ``resume``, train this many epochs beyond the resumed run's planned total;
+            the learning-rate schedule is rebuilt for the new total.
 
     Raises:
         TrainingError: a non-finite loss, or a task that breaks the protocol.
@@ -129,7 +135,7 @@ def run_training(
     device = select_device(config.runtime.device, env.local_rank if env.distributed else None)
     info, created = init_distributed(device.type)
     try:
-        return _Trainer(task, config, device, info).run(run_dir, resume)
+        return _Trainer(task, config, device, info).run(run_dir, resume, extend_epochs)
     finally:
         destroy_distributed(created)
 
@@ -253,15 +259,33 @@ class _Trainer:
             group["lr"] = base * factor
         scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
 
+    def _extend(self, checkpoint: Path | None, extra: int) -> int:
+        """Raise ``optim.epochs`` to the resumed run's planned total plus ``extra``; return that planned total."""
+        if extra < 1:
+            raise ConfigError(f"--extend-epochs must be at least 1, got {extra}")
+        if checkpoint is None:
+            raise ConfigError(
+                "--extend-epochs continues an earlier run, but none was found: add --resume auto (same "
+                "command as the run) or --resume RUN_FOLDER"
+            )
+        state = ckpt.load_checkpoint(checkpoint)
+        saved_optim = (state.get("config") or {}).get("optim") or {}
+        planned = int(saved_optim.get("epochs", state.get("epoch", 0)))
+        optim = self.config.optim.model_copy(update={"epochs": planned + extra})
+        self.config = self.config.model_copy(update={"optim": optim})
+        return planned
+
     # --------------------------------------------------------------------------------- the loop
 
-    def run(self, run_dir: Path | None, resume: str | Path | None) -> TrainResult:
+    def run(self, run_dir: Path | None, resume: str | Path | None, extend_epochs: int | None = None) -> TrainResult:
         cfg, info, device = self.config, self.info, self.device
         seed_everything(cfg.runtime.seed, cfg.runtime.deterministic)
         if device.type == "cuda" and not cfg.runtime.deterministic:
             torch.backends.cudnn.benchmark = True
         folder, resume_from = self._resolve(run_dir, resume)
         self.run_dir = folder
+        extended = None if extend_epochs is None else self._extend(resume_from, extend_epochs)
+        cfg = self.config
         error: Exception | None = None
         if info.is_main:
             try:
@@ -273,6 +297,8 @@ class _Trainer:
         self.log = RunLogger(
             folder, enabled=info.is_main, progress=cfg.logging.progress, tensorboard=cfg.logging.tensorboard
         )
+        if extended is not None:
+            self.log.info(f"extending the run from {extended} to {cfg.optim.epochs} epochs (--extend-epochs)")
         try:
             return self._train(resume_from)
         finally:

@@ -152,6 +152,13 @@ def test_cli_flags_override_set_and_file(tmp_path: Path) -> None:
     assert again.exit_code == 0, again.output
     assert len(list((tmp_path / "runs").iterdir())) == 1  # continued the same folder
 
+    nothing = CliRunner().invoke(app, [*args, "--extend-epochs", "1"])  # without --resume
+    assert nothing.exit_code == 2 and "--resume" in nothing.output
+    longer = CliRunner().invoke(app, [*args, "--resume", "auto", "--extend-epochs", "1"])
+    assert longer.exit_code == 0, longer.output
+    assert len(list((tmp_path / "runs").iterdir())) == 1  # the same folder, one epoch more
+    assert torch.load(run_dir / "checkpoint_final.pt", weights_only=True)["epoch"] == 2
+
 
 def test_cli_reports_bad_input_with_exit_codes(tmp_path: Path) -> None:
     proc = _proc(tmp_path, ["cluster"])

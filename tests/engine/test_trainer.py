@@ -241,6 +241,19 @@ def test_a_finished_run_trains_longer_when_resumed_with_more_epochs(make_config:
     assert load_checkpoint(longer.final_checkpoint)["epoch"] == 4
 
 
+def test_extend_epochs_trains_past_the_planned_end_with_a_rebuilt_schedule(make_config: Factory) -> None:
+    finished = run_training(TinyTask(n_val=None), make_config("optim.epochs=2", out="short"))
+    same_command = make_config("optim.epochs=2", out="short")
+    with pytest.raises(ConfigError, match="--extend-epochs continues an earlier run"):
+        run_training(TinyTask(n_val=None), same_command, extend_epochs=2)  # no --resume: nothing to extend
+    longer = run_training(TinyTask(n_val=None), same_command, run_dir=finished.run_dir, resume="auto", extend_epochs=2)
+    planned = run_training(TinyTask(n_val=None), make_config("optim.epochs=4", out="planned"))
+    assert [h["epoch"] for h in longer.history] == [1, 2, 3, 4] and longer.epochs_completed == 4
+    assert [h["lr"] for h in longer.history[2:]] == pytest.approx([h["lr"] for h in planned.history[2:]])
+    assert "epochs: 4" in (finished.run_dir / "config.yaml").read_text()  # the run folder records the new total
+    assert load_checkpoint(longer.final_checkpoint)["config"]["optim"]["epochs"] == 4
+
+
 def test_resuming_an_early_stopped_run_trains_nothing(make_config: Factory) -> None:
     stopped = run_training(_StopsAfterSecondEpoch(), make_config("optim.epochs=5"))
     again = run_training(
