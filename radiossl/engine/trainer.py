@@ -157,6 +157,7 @@ class _Trainer:
         self.patience: int | None = getattr(config.optim, "patience", None)
         self.patience_best: float | None = None
         self.stale_epochs = 0
+        self.resume_state: dict[str, Any] | None = None  # a checkpoint already read for --extend-epochs
 
     # ----------------------------------------------------------------------------------- set-up
 
@@ -198,7 +199,7 @@ class _Trainer:
         )
 
     def _restore(self, path: Path, model: nn.Module, optimizer: Any, scheduler: Any, scaler: Any) -> None:
-        state = ckpt.load_checkpoint(path)
+        state, self.resume_state = self.resume_state or ckpt.load_checkpoint(path), None
         try:
             model.load_state_dict(ckpt.strip_module_prefix(state["model"]))
         except RuntimeError as exc:
@@ -268,7 +269,7 @@ class _Trainer:
                 "--extend-epochs continues an earlier run, but none was found: add --resume auto (same "
                 "command as the run) or --resume RUN_FOLDER"
             )
-        state = ckpt.load_checkpoint(checkpoint)
+        state = self.resume_state = ckpt.load_checkpoint(checkpoint)  # _restore uses it: one read
         saved_optim = (state.get("config") or {}).get("optim") or {}
         planned = int(saved_optim.get("epochs", state.get("epoch", 0)))
         optim = self.config.optim.model_copy(update={"epochs": planned + extra})

@@ -208,6 +208,8 @@ class ModelsGenesis(PretextMethod):
         Each cube's corruption is seeded by its index in the validation set, so the metric does not
         depend on the batch size or on how the cubes are shared among DDP ranks (with BatchNorm's
         running statistics; ContBatchNorm normalises with the batch and so always depends on it).
+        The cube indices are read from ``loader.sampler``, so the loader must not shuffle (the
+        trainer's validation loaders never do).
         """
         if loader is None:
             return {}
