@@ -178,6 +178,18 @@ def _replay_many(transform: Callable[..., torch.Tensor], batches: list[torch.Ten
     _run_many(transform, batches, generator_for(seed))
 
 
+def _choose_shuffle_path(numpy_only: bool) -> str:
+    """Route local shuffling on CPU (the Numba kernel when installed, unless ``numpy_only``) and name the path."""
+    shuffle_module = sys.modules["radiossl.transforms.local_shuffle"]
+    if numpy_only:
+        shuffle_module.compiled_kernel = lambda: None
+    if shuffle_module.compiled_kernel() is None:
+        return "NumPy path"
+    import numba
+
+    return f"Numba {numba.__version__} kernel"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=16, help="cubes per batched call")
@@ -187,9 +199,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pipeline-cubes", type=int, default=64, help="cubes per timed round of the pipeline")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument(
+        "--numpy-shuffle", action="store_true", help="local shuffling on the NumPy path even with Numba installed"
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    shuffle_path = _choose_shuffle_path(args.numpy_shuffle)
     random.seed(0)
     np.random.seed(0)
     generator = generator_for(0)
@@ -215,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print(
         f"cubes {tuple(args.size)}, batch {args.batch}, torch threads {torch.get_num_threads()}, "
-        f"torch {torch.__version__}, numpy {np.__version__}"
+        f"torch {torch.__version__}, numpy {np.__version__}, local shuffling: {shuffle_path}"
     )
     columns = ("loop ms/cube", "single ms", "batched ms", "cubes/s", "speed-up")
     header = f"{'transform':28s} " + " ".join(f"{c:>12s}" for c in columns)
@@ -263,7 +279,12 @@ def main(argv: list[str] | None = None) -> int:
         batched = best[f"{name} batched"] / (args.batch * len(batches))
         report(name, best["loop"] / len(many), best[f"{name} single"] / len(many), batched)
     if args.json is not None:
-        meta = {"size": list(args.size), "batch": args.batch, "threads": torch.get_num_threads()}
+        meta = {
+            "size": list(args.size),
+            "batch": args.batch,
+            "threads": torch.get_num_threads(),
+            "local_shuffle": shuffle_path,
+        }
         args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2), encoding="utf-8")
     return 0
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from radiossl.transforms._boxes import box_slices
@@ -46,7 +47,14 @@ from radiossl.transforms._random import (
 from radiossl.transforms._threads import cpu_threads, run_parallel
 from radiossl.transforms.bezier_intensity import N_POINTS, TABLE_SIZE, apply_tables, bezier_tables
 from radiossl.transforms.inpaint import inpaint_boxes
-from radiossl.transforms.local_shuffle import N_BLOCKS, local_shuffle
+from radiossl.transforms.local_shuffle import (
+    N_BLOCKS,
+    Boxes,
+    compiled_path,
+    compiled_seeds,
+    local_shuffle,
+    shuffle_compiled,
+)
 from radiossl.transforms.outpaint import outpaint_windows
 
 NO_PAINT, IN_PAINT, OUT_PAINT = 0, 1, 2
@@ -128,14 +136,20 @@ def apply_corruption(
 
     shuffled_rows = plan.shuffle.nonzero().squeeze(1).tolist()
     shuffled: dict[int, torch.Tensor] = {}
+    kernel = compiled_path(x)
+    late_shuffle: dict[int, tuple[np.ndarray, Boxes | None]] = {}  # with the kernel: per sample, in its thread
     if shuffled_rows and n_blocks > 0:
         keep = [
             torch.tensor(plan.boxes[b], dtype=torch.long).view(-1, 6) if kinds[b] == OUT_PAINT else None
             for b in shuffled_rows
         ]
-        index = torch.tensor(shuffled_rows, device=x.device)
-        result = local_shuffle(source.index_select(0, index), generator, n_blocks, keep=keep)
-        shuffled = {b: result[i] for i, b in enumerate(shuffled_rows)}
+        if kernel is not None:  # the same seeds as local_shuffle's: the same result, but cache-hot per sample
+            shuffle_seeds = compiled_seeds(len(shuffled_rows), generator)
+            late_shuffle = {b: (shuffle_seeds[i : i + 1], [keep[i]]) for i, b in enumerate(shuffled_rows)}
+        else:
+            index = torch.tensor(shuffled_rows, device=x.device)
+            result = local_shuffle(source.index_select(0, index), generator, n_blocks, keep=keep)
+            shuffled = {b: result[i] for i, b in enumerate(shuffled_rows)}
 
     mapped_rows = plan.bezier.nonzero().squeeze(1).tolist()
     tables: dict[int, torch.Tensor] = {}
@@ -164,6 +178,13 @@ def apply_corruption(
 
     def corrupt_sample(b: int) -> None:
         image = shuffled.get(b, source[b])
+        if kernel is not None and b in late_shuffle:
+            seed, boxes = late_shuffle[b]
+            image = torch.empty_like(image, memory_format=torch.contiguous_format)
+            spatial = (image.shape[1], image.shape[2], image.shape[3])
+            shuffle_compiled(
+                kernel, source[b : b + 1].flatten(2), image.view(1, image.shape[0], -1), spatial, n_blocks, seed, boxes
+            )
         table = tables.get(b)
         if kinds[b] == OUT_PAINT:
             noise_into(out[b], b, 0)

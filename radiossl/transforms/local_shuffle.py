@@ -1,4 +1,4 @@
-"""Models Genesis' local pixel shuffling, vectorised over blocks and samples.
+"""Models Genesis' local pixel shuffling: a compiled per-block loop on CPU, vectorised elsewhere.
 
 The original, for one cube ``(X, Y, Z)``, loops 10,000 times: draw a block size
 ``b ∈ [1, S // 10]`` and a corner ``∈ [0, S - b]`` per axis, read that block from the *untouched*
@@ -7,7 +7,7 @@ overwrite earlier ones where they overlap. So an output voxel holds a value from
 block that covers it; where blocks overlap, values can be duplicated or lost (the cube's multiset
 of values is *not* preserved), and uncovered voxels keep their value.
 
-This implementation produces exactly that distribution without a Python loop over blocks:
+The vectorised implementation produces exactly that distribution without a loop over blocks:
 
 1. the shapes and corners of all blocks are drawn at once; the blocks are grouped by shape (at most
    ``(X//10)·(Y//10)·(Z//10)`` shapes, 108 for 64x64x32) so that one group is a ``[count, voxels]``
@@ -19,17 +19,24 @@ This implementation produces exactly that distribution without a Python loop ove
 3. "later blocks win" is one ``scatter_reduce(amax)`` of ``(draw number << bits) | source voxel``
    over the destination voxels (a block's voxels in natural order); the output is one gather.
 
-On CPU the work runs in NumPy (SFC64 random bits, SIMD row sorts of 32-bit keys, 32-bit packed
-values) four 64x64x32 cubes at a time, on up to ``torch.get_num_threads()`` threads (each chunk has
-its own seed, drawn up front, so the result does not depend on the thread count); on other devices
-it runs in torch with the blocks bucketed by size instead of shape (a few large kernels). Both are
-seeded from ``generator``; block corners carry the float64-uniform bias of below ``span / 2^53``.
+On CPU, when Numba is installed (``pip install "radiossl[fast]"``), none of this is needed: a
+compiled kernel (:mod:`radiossl.transforms._shuffle_kernel`) runs the original loop itself, block
+after block with a Fisher–Yates shuffle each, about twice as fast as the vectorised form; each
+sample has its own seed, drawn up front, and the samples are spread over up to
+``torch.get_num_threads()`` threads. Without Numba the algorithm above runs in NumPy (SFC64 random
+bits, SIMD row sorts of 32-bit keys, 32-bit packed values) four 64x64x32 cubes at a time, on up to
+``torch.get_num_threads()`` threads (each chunk has its own seed, drawn up front, so the result
+does not depend on the thread count); on other devices it runs in torch with the blocks bucketed by
+size instead of shape (a few large kernels). All three are seeded from ``generator`` and draw from the
+same distribution, but the same seed gives different shuffles on each. The NumPy and torch block
+corners carry the float64-uniform bias of below ``span / 2^53``; the kernel's draws are exact.
 
 ``keep`` (optional, per sample: boxes ``[k, 6]`` as ``(x, y, z, size_x, size_y, size_z)``) names the
 only voxels whose result will be used, e.g. the windows that out-painting keeps. Blocks too far from
 all of them to reach one are dropped after all blocks are drawn (before their permutations are): a
 block only ever writes inside itself, so the voxels inside the boxes have exactly the distribution
-they have without ``keep``; voxels outside the boxes are then unspecified.
+they have without ``keep`` (with the compiled kernel, whose blocks draw from streams of their own,
+they are even the very same values); voxels outside the boxes are then unspecified.
 
 Example:
     >>> import torch
@@ -42,8 +49,10 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from functools import lru_cache
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -51,6 +60,8 @@ import torch
 from radiossl.transforms._random import check_batch, numpy_rng
 from radiossl.transforms._threads import cpu_threads, run_parallel
 from radiossl.transforms.compose import random_apply
+
+logger = logging.getLogger(__name__)
 
 N_BLOCKS = 10_000
 """Blocks per cube (the original's constant, independent of the cube size)."""
@@ -100,6 +111,12 @@ class _Layout:
         if sum(self.sizes) <= self.EAGER_ENTRIES:
             self._tables = [self._shape_tables(s) for s in range(self.width)]
         self._device: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._compiled: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    @property
+    def eager(self) -> bool:
+        """Whether every shape's index tables are kept (small enough for the compiled kernel's tables too)."""
+        return self._tables is not None
 
     def _shape_tables(self, shape_id: int) -> tuple[np.ndarray, np.ndarray]:
         bx, by, bz = self.edges[shape_id].tolist()
@@ -112,6 +129,15 @@ class _Layout:
     def shape_tables(self, shape_id: int) -> tuple[np.ndarray, np.ndarray]:
         """Compact indices (key dtype) and offsets from the corner (int64) of a shape's voxels, natural order."""
         return self._shape_tables(shape_id) if self._tables is None else self._tables[shape_id]
+
+    def compiled_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For the compiled kernel: block edges ``[shapes, 3]``, every shape's natural-order offsets
+        concatenated, and where each shape's run starts (all int64)."""
+        if self._compiled is None:
+            runs = [self.shape_tables(shape_id)[1] for shape_id in range(self.width)]
+            starts = np.cumsum([0] + [run.size for run in runs[:-1]])
+            self._compiled = (self.edges.astype(np.int64), np.concatenate(runs), starts.astype(np.int64))
+        return self._compiled
 
     def device_tables(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Block edges ``[shapes, 3]`` and ``real`` padded to ``2^cbits`` entries, on ``device`` (int64)."""
@@ -308,6 +334,84 @@ def _sources_torch(
     return (winner[:sink] & ((1 << vbits) - 1)).view(batch, volume)
 
 
+@lru_cache(maxsize=1)
+def compiled_kernel() -> ModuleType | None:
+    """The Numba kernel (:mod:`radiossl.transforms._shuffle_kernel`), or ``None`` without Numba.
+
+    ``None`` as well when ``NUMBA_DISABLE_JIT`` is set (the kernel would then run as slow Python).
+    """
+    try:
+        import numba
+
+        if numba.config.DISABLE_JIT:  # type: ignore[attr-defined]
+            raise ImportError("NUMBA_DISABLE_JIT is set")
+        from radiossl.transforms import _shuffle_kernel
+    except (ImportError, RuntimeError, OSError) as error:  # RuntimeError/OSError: Numba found no cache folder
+        logger.info(
+            "local shuffling on CPU takes the NumPy path (%s); pip install 'radiossl[fast]' makes it about 2x faster",
+            error,
+        )
+        return None
+    return _shuffle_kernel
+
+
+_SAME_WIDTH_INTEGER = {
+    torch.float16: torch.int16,
+    torch.bfloat16: torch.int16,
+    torch.float32: torch.int32,
+    torch.float64: torch.int64,
+}
+"""The kernel moves values without looking at them: each float dtype is viewed as an integer of its width."""
+
+
+def compiled_path(x: torch.Tensor, divisor: int = 10) -> ModuleType | None:
+    """The kernel if ``local_shuffle(x, divisor=divisor)`` takes the compiled path (CPU, Numba, tables), or ``None``."""
+    if x.device.type != "cpu":
+        return None
+    spatial = (x.shape[-3], x.shape[-2], x.shape[-1])
+    if not _layout(spatial, block_limits(spatial, divisor)).eager:
+        return None
+    return compiled_kernel()
+
+
+def compiled_seeds(count: int, generator: torch.Generator) -> np.ndarray:
+    """One seed per sample for :func:`shuffle_compiled` (uint64), drawn from ``generator``."""
+    return torch.randint(0, 2**62, (count,), generator=generator).numpy().astype(np.uint64)
+
+
+def shuffle_compiled(
+    kernel: ModuleType,
+    flat: torch.Tensor,
+    out: torch.Tensor,
+    spatial: Shape,
+    n_blocks: int,
+    seeds: np.ndarray,
+    keep: Boxes | None = None,
+    divisor: int = 10,
+) -> None:
+    """Shuffle ``flat`` ``[B, C, V]`` into ``out`` (contiguous, same shape) with the kernel, on this thread.
+
+    Sample ``b`` depends only on ``seeds[b]`` (and ``keep[b]``): a batch can be split in any way.
+    """
+    limits = block_limits(spatial, divisor)
+    corners_ok = np.zeros((0, 0), dtype=bool)  # no culling
+    if keep is not None:
+        corners_ok = corner_mask(keep, spatial, limits).reshape(flat.shape[0], -1)
+    integer = _SAME_WIDTH_INTEGER[flat.dtype]
+    edges, offsets, offsets_start = _layout(spatial, limits).compiled_tables()
+    kernel.shuffle_blocks(
+        flat.contiguous().view(integer).numpy(),
+        out.view(integer).numpy(),
+        spatial,
+        edges,
+        offsets,
+        offsets_start,
+        n_blocks,
+        seeds,
+        corners_ok,
+    )
+
+
 def _gather(flat: torch.Tensor, source: torch.Tensor, out: torch.Tensor) -> None:
     """``out[b, c, v] = flat[b, c, source[b, v]]`` (``out`` contiguous)."""
     batch, channels, volume = flat.shape
@@ -345,6 +449,19 @@ def local_shuffle(
     limits = block_limits(spatial, divisor)
     flat = x.detach().reshape(batch, channels, volume)
     out = torch.empty_like(flat, memory_format=torch.contiguous_format)
+    kernel = compiled_path(x, divisor)
+    if kernel is not None:
+        kernel_seeds = compiled_seeds(batch, generator)
+        threads = cpu_threads(batch)
+        bounds = np.linspace(0, batch, threads + 1).round().astype(int).tolist()
+
+        def run_part(part: int) -> None:  # samples have their own seeds: the result does not depend on the split
+            lo, hi = bounds[part], bounds[part + 1]
+            boxes = None if keep is None else keep[lo:hi]
+            shuffle_compiled(kernel, flat[lo:hi], out[lo:hi], spatial, n_blocks, kernel_seeds[lo:hi], boxes, divisor)
+
+        run_parallel(run_part, range(threads), threads)
+        return out.view(x.shape)
     if x.device.type == "cpu":
         step = max(1, CPU_CHUNK_VOXELS // volume)
         seeds = torch.randint(0, 2**62, ((batch + step - 1) // step,), generator=generator).tolist()

@@ -18,6 +18,24 @@ from radiossl.transforms import LocalShuffle, local_shuffle
 
 shuffle_module = sys.modules["radiossl.transforms.local_shuffle"]
 
+CPU_PATHS = ["compiled", "numpy"]
+"""The two CPU implementations: the Numba kernel (when Numba is installed) and the NumPy keyed sort."""
+
+
+@pytest.fixture(params=CPU_PATHS)
+def cpu_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test once per CPU implementation of ``local_shuffle``."""
+    _route(request.param, monkeypatch)
+    return str(request.param)
+
+
+def _route(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``local_shuffle`` on CPU take ``backend`` ("compiled" or "numpy"; "torch" is called directly)."""
+    if backend == "compiled" and shuffle_module.compiled_kernel() is None:
+        pytest.skip("Numba is not installed")
+    if backend == "numpy":
+        monkeypatch.setattr(shuffle_module, "compiled_kernel", lambda: None)
+
 
 def _torch_path(x: torch.Tensor, limits: tuple[int, int, int], n_blocks: int, g: torch.Generator) -> torch.Tensor:
     """The device implementation, run on CPU tensors."""
@@ -35,7 +53,7 @@ def _coordinates(values: torch.Tensor, shape: tuple[int, int, int]) -> torch.Ten
     return torch.stack([flat // sy, (flat % sy) // sz, flat % sz], dim=1)
 
 
-def test_single_block_is_an_exact_permutation(gen: Callable[[int], torch.Generator]) -> None:
+def test_single_block_is_an_exact_permutation(gen: Callable[[int], torch.Generator], cpu_path: str) -> None:
     shape = (30, 30, 20)
     x = torch.arange(float(np.prod(shape))).reshape(1, 1, *shape).repeat(20, 1, 1, 1, 1)
     y = local_shuffle(x, gen(0), n_blocks=1)
@@ -50,12 +68,15 @@ def test_single_block_is_an_exact_permutation(gen: Callable[[int], torch.Generat
             assert bool((sources.max(0).values <= moved.max(0).values).all())
 
 
-@pytest.mark.parametrize("backend", ["numpy", "torch"])
-def test_values_come_from_the_last_covering_block(gen: Callable[[int], torch.Generator], backend: str) -> None:
+@pytest.mark.parametrize("backend", ["compiled", "numpy", "torch"])
+def test_values_come_from_the_last_covering_block(
+    gen: Callable[[int], torch.Generator], backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _route(backend, monkeypatch)
     shape = (40, 30, 20)
     x = torch.arange(float(np.prod(shape))).reshape(1, 1, *shape).repeat(3, 1, 1, 1, 1)
     limits = shuffle_module.block_limits(shape)
-    if backend == "numpy":
+    if backend != "torch":
         y = local_shuffle(x, gen(1), n_blocks=2000)
     else:
         y = _torch_path(x, limits, 2000, gen(1))
@@ -67,7 +88,7 @@ def test_values_come_from_the_last_covering_block(gen: Callable[[int], torch.Gen
         assert 0.3 < float((y[b] != x[b]).double().mean()) < 0.95
 
 
-def test_channels_move_together_and_input_is_kept(gen: Callable[[int], torch.Generator]) -> None:
+def test_channels_move_together_and_input_is_kept(gen: Callable[[int], torch.Generator], cpu_path: str) -> None:
     x = torch.rand(2, 3, 20, 20, 10)
     before = x.clone()
     y = local_shuffle(x, gen(2), n_blocks=300)
@@ -90,11 +111,14 @@ def _exact_2x2_distribution() -> dict[tuple[int, ...], float]:
     return probs
 
 
-@pytest.mark.parametrize("backend", ["numpy", "torch"])
-def test_block_permutations_have_the_exact_distribution(gen: Callable[[int], torch.Generator], backend: str) -> None:
+@pytest.mark.parametrize("backend", ["compiled", "numpy", "torch"])
+def test_block_permutations_have_the_exact_distribution(
+    gen: Callable[[int], torch.Generator], backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _route(backend, monkeypatch)
     trials = 8000
     x = torch.arange(4.0).reshape(1, 1, 4).repeat(trials, 1, 1)
-    if backend == "numpy":
+    if backend != "torch":
         y = local_shuffle(x.reshape(trials, 1, 2, 2, 1), gen(4), n_blocks=1, divisor=1).reshape(trials, 4)
     else:
         y = _torch_path(x.reshape(trials, 1, 2, 2, 1), (2, 2, 1), 1, gen(3)).reshape(trials, 4)
@@ -110,7 +134,7 @@ def test_block_permutations_have_the_exact_distribution(gen: Callable[[int], tor
 
 
 def test_statistics_match_the_reference_loop(
-    gen: Callable[[int], torch.Generator], reference_loops: ModuleType
+    gen: Callable[[int], torch.Generator], reference_loops: ModuleType, cpu_path: str
 ) -> None:
     shape = (30, 30, 20)
     n = float(np.prod(shape))
@@ -127,7 +151,9 @@ def test_statistics_match_the_reference_loop(
     assert np.allclose(mean_ours, mean_theirs, atol=0.02), (mean_ours, mean_theirs)
 
 
-def test_class_applies_with_probability_and_is_deterministic(gen: Callable[[int], torch.Generator]) -> None:
+def test_class_applies_with_probability_and_is_deterministic(
+    gen: Callable[[int], torch.Generator], cpu_path: str
+) -> None:
     x = torch.rand(400, 1, 20, 20, 10)
     y = LocalShuffle(p=0.5, n_blocks=50)(x, gen(4))
     changed = (y != x).flatten(1).any(1).double().mean()
@@ -174,12 +200,15 @@ def _chi2_check(rows: list[list[int]], expected: dict[tuple[int, ...], float]) -
     assert statistic < chi2.ppf(1 - 1e-3, len(expected) - 1), statistic
 
 
-@pytest.mark.parametrize("backend", ["numpy", "torch"])
-def test_overlapping_blocks_have_the_exact_distribution(gen: Callable[[int], torch.Generator], backend: str) -> None:
+@pytest.mark.parametrize("backend", ["compiled", "numpy", "torch"])
+def test_overlapping_blocks_have_the_exact_distribution(
+    gen: Callable[[int], torch.Generator], backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _route(backend, monkeypatch)
     # Three blocks on a 3-voxel line overlap often: the last one decides each voxel, with its own permutation.
     trials = 20000
     x = torch.arange(3.0).reshape(1, 1, 3, 1, 1).repeat(trials, 1, 1, 1, 1)
-    if backend == "numpy":
+    if backend != "torch":
         y = local_shuffle(x, gen(6), n_blocks=3, divisor=1)
     else:
         y = _torch_path(x, (3, 1, 1), 3, gen(6))
@@ -191,6 +220,7 @@ def test_overlapping_blocks_have_the_exact_distribution(gen: Callable[[int], tor
 def test_rejected_ties_keep_the_permutations_uniform(
     gen: Callable[[int], torch.Generator], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    _route("numpy", monkeypatch)  # ties exist only in the NumPy path's keyed sort
     # Leave only 4 random bits in each key so that ties (and their redraws) are frequent.
     layout = shuffle_module._layout((2, 2, 1), (2, 2, 1))
     monkeypatch.setattr(layout, "cbits", 28)
@@ -215,7 +245,9 @@ def test_tied_rows_are_found_exactly_and_redrawn() -> None:
     assert shuffle_module._tied_rows(keys, cbits, np.array([3, 3, 2])) == []
 
 
-def test_large_blocks_and_many_blocks_use_64_bit_keys_and_values(gen: Callable[[int], torch.Generator]) -> None:
+def test_large_blocks_and_many_blocks_use_64_bit_keys_and_values(
+    gen: Callable[[int], torch.Generator], cpu_path: str
+) -> None:
     shape = (96, 96, 48)  # blocks up to 9x9x4 (324 voxels: 64-bit keys); 442,368 voxels (19 bits)
     layout = shuffle_module._layout(shape, shuffle_module.block_limits(shape))
     assert layout.key_dtype == np.uint64
@@ -236,7 +268,7 @@ def test_value_packing_switches_to_int64_only_when_needed() -> None:
     assert shuffle_module._value_bits(64 * 64 * 32, 16_383) == (32, np.dtype(np.int64))
 
 
-def test_chunks_are_deterministic_and_all_shuffled(gen: Callable[[int], torch.Generator]) -> None:
+def test_chunks_are_deterministic_and_all_shuffled(gen: Callable[[int], torch.Generator], cpu_path: str) -> None:
     per_chunk = shuffle_module.CPU_CHUNK_VOXELS // 4000  # cubes of 4,000 voxels in one CPU chunk
     x = torch.rand(per_chunk + 5, 1, 20, 20, 10)  # two chunks, the second a short one
     y = local_shuffle(x, gen(9), n_blocks=400)
@@ -265,11 +297,14 @@ def test_keep_drops_only_blocks_that_cannot_reach_a_box() -> None:
         shuffle_module.corner_mask([torch.zeros(2, 5, dtype=torch.long)], spatial, limits)
 
 
-@pytest.mark.parametrize("backend", ["numpy", "torch"])
-def test_keep_everything_changes_nothing(gen: Callable[[int], torch.Generator], backend: str) -> None:
+@pytest.mark.parametrize("backend", ["compiled", "numpy", "torch"])
+def test_keep_everything_changes_nothing(
+    gen: Callable[[int], torch.Generator], backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _route(backend, monkeypatch)
     x = torch.rand(3, 1, 30, 30, 20)
     whole = [None, torch.tensor([[0, 0, 0, 30, 30, 20]]), None]
-    if backend == "numpy":
+    if backend != "torch":
         assert torch.equal(local_shuffle(x, gen(10), n_blocks=500), local_shuffle(x, gen(10), n_blocks=500, keep=whole))
     else:
         limits = shuffle_module.block_limits((30, 30, 20))
@@ -280,10 +315,11 @@ def test_keep_everything_changes_nothing(gen: Callable[[int], torch.Generator], 
         local_shuffle(x, gen(10), keep=[None])
 
 
-@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("backend", ["compiled", "numpy", "torch"])
 def test_keep_leaves_the_distribution_inside_the_boxes_unchanged(
-    gen: Callable[[int], torch.Generator], backend: str
+    gen: Callable[[int], torch.Generator], backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    _route(backend, monkeypatch)
     # 6x1x1 line, blocks of 1..3 voxels, 3 blocks: the two kept voxels (2, 3) are reached by blocks that
     # overlap dropped ones; their joint distribution must not change when far blocks are culled.
     trials = 30000
@@ -291,7 +327,7 @@ def test_keep_leaves_the_distribution_inside_the_boxes_unchanged(
     keep = [torch.tensor([[2, 0, 0, 2, 1, 1]])] * trials
 
     def run(seed: int, boxes: list[torch.Tensor] | None) -> list[tuple[int, int]]:
-        if backend == "numpy":
+        if backend != "torch":
             y = local_shuffle(x, gen(seed), n_blocks=3, divisor=2, keep=boxes)
         else:
             source = shuffle_module._sources_torch(trials, (6, 1, 1), (3, 1, 1), 3, gen(seed), boxes)
@@ -307,7 +343,7 @@ def test_keep_leaves_the_distribution_inside_the_boxes_unchanged(
     assert len(outcomes) > 5
 
 
-def test_result_does_not_depend_on_the_thread_count(gen: Callable[[int], torch.Generator]) -> None:
+def test_result_does_not_depend_on_the_thread_count(gen: Callable[[int], torch.Generator], cpu_path: str) -> None:
     x = torch.rand(shuffle_module.CPU_CHUNK_VOXELS // 32_000 + 1, 2, 40, 40, 20)  # two chunks
     before = torch.get_num_threads()
     try:
@@ -318,3 +354,59 @@ def test_result_does_not_depend_on_the_thread_count(gen: Callable[[int], torch.G
     finally:
         torch.set_num_threads(before)
     assert torch.equal(one, two) and not torch.equal(one, x)
+
+
+def test_compiled_culling_leaves_the_kept_voxels_exactly_as_they_were(
+    gen: Callable[[int], torch.Generator], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every block draws from its own counter-based stream, so dropping blocks changes no other block.
+    _route("compiled", monkeypatch)
+    x = torch.rand(3, 2, 30, 30, 20)
+    boxes = [torch.tensor([[2, 3, 4, 10, 8, 6], [20, 20, 10, 9, 9, 9]]), None, torch.tensor([[0, 0, 0, 5, 5, 5]])]
+    plain = local_shuffle(x, gen(14), n_blocks=800)
+    culled = local_shuffle(x, gen(14), n_blocks=800, keep=boxes)
+    assert torch.equal(plain[1], culled[1])
+    for sample in (0, 2):
+        for bx, by, bz, ex, ey, ez in boxes[sample].tolist():
+            region = (sample, slice(None), slice(bx, bx + ex), slice(by, by + ey), slice(bz, bz + ez))
+            assert torch.equal(plain[region], culled[region])
+    assert not torch.equal(plain[0], culled[0])  # and something outside the boxes was indeed skipped
+
+
+def test_compiled_kernel_moves_every_float_dtype_alike(
+    gen: Callable[[int], torch.Generator], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Values are moved as same-width integers: the same seed moves every dtype's voxels the same way.
+    _route("compiled", monkeypatch)
+    x = torch.arange(2 * 20 * 20 * 10, dtype=torch.float64).reshape(2, 1, 20, 20, 10)
+    reference = local_shuffle(x, gen(15), n_blocks=300)
+    assert not torch.equal(reference, x)
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        small = x % 200  # exactly representable in every dtype
+        y = local_shuffle(small.to(dtype), gen(15), n_blocks=300)
+        assert y.dtype == dtype
+        assert torch.equal(y.double(), reference % 200)
+
+
+def test_compiled_kernel_is_not_used_without_jit_or_for_huge_layouts(
+    gen: Callable[[int], torch.Generator], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if shuffle_module.compiled_kernel() is None:
+        pytest.skip("Numba is not installed")
+    import numba
+
+    monkeypatch.setattr(numba.config, "DISABLE_JIT", True)
+    assert shuffle_module.compiled_kernel.__wrapped__() is None
+    monkeypatch.undo()
+
+    class Refuse:
+        @staticmethod
+        def shuffle_blocks(*args: object) -> None:
+            raise AssertionError("the kernel must not be called for layouts without tables")
+
+    monkeypatch.setattr(shuffle_module, "compiled_kernel", lambda: Refuse)
+    shape = (40, 40, 40)  # divisor 2: blocks up to 20x20x20, 8,000 shapes of 9.3 M voxels in all
+    assert not shuffle_module._layout(shape, shuffle_module.block_limits(shape, 2)).eager
+    x = torch.rand(1, 1, *shape)
+    y = local_shuffle(x, gen(16), n_blocks=3, divisor=2)
+    assert bool(torch.isin(y, x).all()) and not torch.equal(y, x)

@@ -1,0 +1,138 @@
+"""Local pixel shuffling compiled with Numba: the original per-block loop, without its Python overhead.
+
+One call shuffles a batch ``[B, C, V]`` (values viewed as same-width integers, so every float dtype
+shares the kernel) into ``out``. For every sample, block after block as the original draws them:
+a shape uniform over the ``lx·ly·lz`` shapes (the same law as three independent uniform edges), a
+corner uniform on every axis, then a forward Fisher–Yates shuffle of the block's voxels whose
+settled positions are written straight into ``out``, read from the untouched input. Later blocks
+overwrite earlier ones, exactly as in the original.
+
+Random numbers are counter-based: block ``k`` of a sample draws from a SplitMix64 stream started at
+``mix(seed + k)``, and bounded integers are exactly uniform (Lemire's multiply-shift with rejection).
+So a block's draws do not depend on any other block: dropping the blocks whose corner is not in
+``corners_ok`` (they cannot reach a kept voxel) leaves every other block, and the kept voxels,
+exactly as they are without dropping.
+
+This module imports Numba; :mod:`radiossl.transforms.local_shuffle` imports it only when Numba is
+installed (``pip install "radiossl[fast]"``) and falls back to its NumPy path otherwise.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_LOW32 = np.uint64(0xFFFFFFFF)
+_LOW16 = np.uint64(0xFFFF)
+
+
+@numba.njit(inline="always")
+def _mix(z: np.uint64) -> np.uint64:
+    """SplitMix64's output function (Steele, Lea & Flood 2014)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@numba.njit(inline="always")
+def _below(bits: np.uint64, n: int, width: int, state: np.uint64) -> tuple[np.int64, np.uint64]:
+    """An integer exactly uniform on ``[0, n)`` from ``width`` (16 or 32) random ``bits``, ``n <= 2^width``.
+
+    Lemire's multiply-shift; a product whose low part falls below ``2^width mod n`` is rejected and
+    drawn again from the top ``width`` bits of the next output of ``state``'s stream.
+    """
+    span = np.uint64(n)
+    low = (np.uint64(1) << np.uint64(width)) - np.uint64(1)
+    product = bits * span
+    if (product & low) < span:
+        threshold = (low + np.uint64(1) - span) % span
+        while (product & low) < threshold:
+            state = state + _GOLDEN
+            product = (_mix(state) >> np.uint64(64 - width)) * span
+    return np.int64(product >> np.uint64(width)), state
+
+
+@numba.njit(nogil=True, cache=True)
+def shuffle_blocks(
+    source: np.ndarray,
+    out: np.ndarray,
+    spatial: tuple[int, int, int],
+    edges: np.ndarray,
+    offsets: np.ndarray,
+    offsets_start: np.ndarray,
+    n_blocks: int,
+    seeds: np.ndarray,
+    corners_ok: np.ndarray,
+) -> None:
+    """Shuffle ``n_blocks`` blocks of every sample of ``source`` ``[B, C, V]`` into ``out`` (same shape).
+
+    ``edges[s]``: the edges of block shape ``s``; ``offsets[offsets_start[s] + j]``: the flat offset
+    from the corner of voxel ``j`` of shape ``s`` (natural order). ``seeds``: one uint64 per sample.
+    ``corners_ok``: bool ``[B, V]`` (blocks whose corner is ``False`` are dropped), or ``[0, 0]`` for none.
+    """
+    batch, channels, _ = source.shape
+    _, sy, sz = spatial
+    syz = sy * sz
+    n_shapes = edges.shape[0]
+    culling = corners_ok.shape[0] > 0
+    order = np.empty(offsets.shape[0], np.int64)
+    short_draws = max(spatial) <= 1 << 16 and n_shapes <= 1 << 16
+    for b in range(batch):
+        out[b] = source[b]
+        read, write = source[b, 0], out[b, 0]  # 1-D views: the common one-channel case indexes fastest
+        seed = np.uint64(seeds[b])
+        for k in range(n_blocks):
+            # Block k's stream: SplitMix64 states seed + golden·(k·2^32 + i), i = 1, 2, ...: disjoint
+            # from every other block's (golden is odd), so each block's draws are its own.
+            state = seed + _GOLDEN * (np.uint64(k) << np.uint64(32))
+            state = state + _GOLDEN
+            bits = _mix(state)
+            if short_draws:  # the shape and the corner from 16-bit quarters of one 64-bit output
+                shape, state = _below(bits >> np.uint64(48), n_shapes, 16, state)
+                bx, by, bz = edges[shape, 0], edges[shape, 1], edges[shape, 2]
+                cx, state = _below((bits >> np.uint64(32)) & _LOW16, spatial[0] - bx + 1, 16, state)
+                cy, state = _below((bits >> np.uint64(16)) & _LOW16, sy - by + 1, 16, state)
+                cz, state = _below(bits & _LOW16, sz - bz + 1, 16, state)
+            else:
+                shape, state = _below(bits >> np.uint64(32), n_shapes, 32, state)
+                bx, by, bz = edges[shape, 0], edges[shape, 1], edges[shape, 2]
+                cx, state = _below(bits & _LOW32, spatial[0] - bx + 1, 32, state)
+                state = state + _GOLDEN
+                bits = _mix(state)
+                cy, state = _below(bits >> np.uint64(32), sy - by + 1, 32, state)
+                cz, state = _below(bits & _LOW32, sz - bz + 1, 32, state)
+            corner = cx * syz + cy * sz + cz
+            if culling and not corners_ok[b, corner]:
+                continue
+            first = offsets_start[shape]
+            size = bx * by * bz
+            for j in range(size):
+                order[j] = offsets[first + j]
+            # Forward Fisher–Yates: position i takes a uniform pick among the voxels not yet placed,
+            # and is final at once, so it is written straight away. Blocks of up to 4,096 voxels use
+            # 16-bit draws (four per 64-bit output, rejection rate below 6 %), larger ones 32-bit draws.
+            quarters = size <= 4096
+            for i in range(size):
+                if i + 1 < size:
+                    if quarters:
+                        if (i & 3) == 0:
+                            state = state + _GOLDEN
+                            bits = _mix(state)
+                        pick, state = _below((bits >> np.uint64(16 * (i & 3))) & _LOW16, size - i, 16, state)
+                    else:
+                        if (i & 1) == 0:
+                            state = state + _GOLDEN
+                            bits = _mix(state)
+                        pick, state = _below((bits >> np.uint64(32 * (i & 1))) & _LOW32, size - i, 32, state)
+                    picked = order[i + pick]
+                    order[i + pick] = order[i]
+                else:
+                    picked = order[i]
+                target = corner + offsets[first + i]
+                origin = corner + picked
+                if channels == 1:
+                    write[target] = read[origin]
+                else:
+                    for c in range(channels):
+                        out[b, c, target] = source[b, c, origin]
