@@ -8,7 +8,8 @@ settled positions are written straight into ``out``, read from the untouched inp
 overwrite earlier ones, exactly as in the original.
 
 Random numbers are counter-based: block ``k`` of a sample draws from a SplitMix64 stream started at
-``mix(seed + k)``, and bounded integers are exactly uniform (Lemire's multiply-shift with rejection).
+``seed + golden·k·2^32``, and bounded integers are exactly uniform (Lemire's multiply-shift on
+16-bit draws, with rejection).
 So a block's draws do not depend on any other block: dropping the blocks whose corner is not in
 ``corners_ok`` (they cannot reach a kept voxel) leaves every other block, and the kept voxels,
 exactly as they are without dropping.
@@ -23,7 +24,6 @@ import numba
 import numpy as np
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_LOW32 = np.uint64(0xFFFFFFFF)
 _LOW16 = np.uint64(0xFFFF)
 
 
@@ -36,21 +36,20 @@ def _mix(z: np.uint64) -> np.uint64:
 
 
 @numba.njit(inline="always")
-def _below(bits: np.uint64, n: int, width: int, state: np.uint64) -> tuple[np.int64, np.uint64]:
-    """An integer exactly uniform on ``[0, n)`` from ``width`` (16 or 32) random ``bits``, ``n <= 2^width``.
+def _below(bits: np.uint64, n: int, state: np.uint64) -> tuple[np.int64, np.uint64]:
+    """An integer exactly uniform on ``[0, n)`` from 16 random ``bits`` (``n <= 2^16``).
 
-    Lemire's multiply-shift; a product whose low part falls below ``2^width mod n`` is rejected and
-    drawn again from the top ``width`` bits of the next output of ``state``'s stream.
+    Lemire's multiply-shift; a product whose low 16 bits fall below ``2^16 mod n`` is rejected and
+    drawn again from the top 16 bits of the next output of ``state``'s stream.
     """
     span = np.uint64(n)
-    low = (np.uint64(1) << np.uint64(width)) - np.uint64(1)
     product = bits * span
-    if (product & low) < span:
-        threshold = (low + np.uint64(1) - span) % span
-        while (product & low) < threshold:
+    if (product & _LOW16) < span:
+        threshold = (_LOW16 + np.uint64(1) - span) % span
+        while (product & _LOW16) < threshold:
             state = state + _GOLDEN
-            product = (_mix(state) >> np.uint64(64 - width)) * span
-    return np.int64(product >> np.uint64(width)), state
+            product = (_mix(state) >> np.uint64(48)) * span
+    return np.int64(product >> np.uint64(16)), state
 
 
 @numba.njit(nogil=True, cache=True)
@@ -70,6 +69,8 @@ def shuffle_blocks(
     ``edges[s]``: the edges of block shape ``s``; ``offsets[offsets_start[s] + j]``: the flat offset
     from the corner of voxel ``j`` of shape ``s`` (natural order). ``seeds``: one uint64 per sample.
     ``corners_ok``: bool ``[B, V]`` (blocks whose corner is ``False`` are dropped), or ``[0, 0]`` for none.
+    Every draw takes 16 bits: cube edges, the number of shapes and block sizes must be at most 2^16
+    (:data:`radiossl.transforms.local_shuffle.KERNEL_MAX_SPAN`).
     """
     batch, channels, _ = source.shape
     _, sy, sz = spatial
@@ -77,7 +78,6 @@ def shuffle_blocks(
     n_shapes = edges.shape[0]
     culling = corners_ok.shape[0] > 0
     order = np.empty(offsets.shape[0], np.int64)
-    short_draws = max(spatial) <= 1 << 16 and n_shapes <= 1 << 16
     for b in range(batch):
         out[b] = source[b]
         read, write = source[b, 0], out[b, 0]  # 1-D views: the common one-channel case indexes fastest
@@ -85,23 +85,13 @@ def shuffle_blocks(
         for k in range(n_blocks):
             # Block k's stream: SplitMix64 states seed + golden·(k·2^32 + i), i = 1, 2, ...: disjoint
             # from every other block's (golden is odd), so each block's draws are its own.
-            state = seed + _GOLDEN * (np.uint64(k) << np.uint64(32))
-            state = state + _GOLDEN
-            bits = _mix(state)
-            if short_draws:  # the shape and the corner from 16-bit quarters of one 64-bit output
-                shape, state = _below(bits >> np.uint64(48), n_shapes, 16, state)
-                bx, by, bz = edges[shape, 0], edges[shape, 1], edges[shape, 2]
-                cx, state = _below((bits >> np.uint64(32)) & _LOW16, spatial[0] - bx + 1, 16, state)
-                cy, state = _below((bits >> np.uint64(16)) & _LOW16, sy - by + 1, 16, state)
-                cz, state = _below(bits & _LOW16, sz - bz + 1, 16, state)
-            else:
-                shape, state = _below(bits >> np.uint64(32), n_shapes, 32, state)
-                bx, by, bz = edges[shape, 0], edges[shape, 1], edges[shape, 2]
-                cx, state = _below(bits & _LOW32, spatial[0] - bx + 1, 32, state)
-                state = state + _GOLDEN
-                bits = _mix(state)
-                cy, state = _below(bits >> np.uint64(32), sy - by + 1, 32, state)
-                cz, state = _below(bits & _LOW32, sz - bz + 1, 32, state)
+            state = seed + _GOLDEN * (np.uint64(k) << np.uint64(32)) + _GOLDEN
+            bits = _mix(state)  # the shape and the corner: four 16-bit draws
+            shape, state = _below(bits >> np.uint64(48), n_shapes, state)
+            bx, by, bz = edges[shape, 0], edges[shape, 1], edges[shape, 2]
+            cx, state = _below((bits >> np.uint64(32)) & _LOW16, spatial[0] - bx + 1, state)
+            cy, state = _below((bits >> np.uint64(16)) & _LOW16, sy - by + 1, state)
+            cz, state = _below(bits & _LOW16, sz - bz + 1, state)
             corner = cx * syz + cy * sz + cz
             if culling and not corners_ok[b, corner]:
                 continue
@@ -110,21 +100,13 @@ def shuffle_blocks(
             for j in range(size):
                 order[j] = offsets[first + j]
             # Forward Fisher–Yates: position i takes a uniform pick among the voxels not yet placed,
-            # and is final at once, so it is written straight away. Blocks of up to 4,096 voxels use
-            # 16-bit draws (four per 64-bit output, rejection rate below 6 %), larger ones 32-bit draws.
-            quarters = size <= 4096
+            # and is final at once, so it is written straight away (four 16-bit draws per output).
             for i in range(size):
                 if i + 1 < size:
-                    if quarters:
-                        if (i & 3) == 0:
-                            state = state + _GOLDEN
-                            bits = _mix(state)
-                        pick, state = _below((bits >> np.uint64(16 * (i & 3))) & _LOW16, size - i, 16, state)
-                    else:
-                        if (i & 1) == 0:
-                            state = state + _GOLDEN
-                            bits = _mix(state)
-                        pick, state = _below((bits >> np.uint64(32 * (i & 1))) & _LOW32, size - i, 32, state)
+                    if (i & 3) == 0:
+                        state = state + _GOLDEN
+                        bits = _mix(state)
+                    pick, state = _below((bits >> np.uint64(16 * (i & 3))) & _LOW16, size - i, state)
                     picked = order[i + pick]
                     order[i + pick] = order[i]
                 else:

@@ -72,6 +72,9 @@ CPU_CHUNK_VOXELS = 524_288
 DEVICE_CHUNK_KEYS = 1 << 24
 """On other devices, chunks hold about this many padded keys (34 cubes of 64x64x32)."""
 
+KERNEL_MAX_SPAN = 1 << 16
+"""The compiled kernel draws 16 bits at a time: cube edges and block shapes (and so block sizes) up to this many."""
+
 MAX_BLOCK_VOXELS = 1 << 20
 """Largest supported block (the compact voxel index must leave room for random key bits)."""
 
@@ -369,7 +372,8 @@ def compiled_path(x: torch.Tensor, divisor: int = 10) -> ModuleType | None:
     if x.device.type != "cpu":
         return None
     spatial = (x.shape[-3], x.shape[-2], x.shape[-1])
-    if not _layout(spatial, block_limits(spatial, divisor)).eager:
+    layout = _layout(spatial, block_limits(spatial, divisor))
+    if not layout.eager or max(layout.width, *spatial) > KERNEL_MAX_SPAN:
         return None
     return compiled_kernel()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -11,6 +12,9 @@ import pytest
 import torch
 
 from radiossl.transforms import generator_for
+
+CPU_PATHS = ["compiled", "numpy"]
+"""The CPU implementations of local shuffling: the Numba kernel (when installed) and the NumPy keyed sort."""
 
 
 @pytest.fixture
@@ -28,3 +32,27 @@ def reference_loops() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def route(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
+    """``route(path)``: make local shuffling on CPU take ``path`` ("compiled" or "numpy") for this test.
+
+    Skips the test when "compiled" is asked for and Numba is not installed.
+    """
+    shuffle_module = sys.modules["radiossl.transforms.local_shuffle"]
+
+    def take(path: str) -> None:
+        if path == "compiled" and shuffle_module.compiled_kernel() is None:
+            pytest.skip("Numba is not installed")
+        if path == "numpy":
+            monkeypatch.setattr(shuffle_module, "compiled_kernel", lambda: None)
+
+    return take
+
+
+@pytest.fixture(params=CPU_PATHS)
+def cpu_path(request: pytest.FixtureRequest, route: Callable[[str], None]) -> str:
+    """Run the test once per CPU implementation of local shuffling."""
+    route(request.param)
+    return str(request.param)

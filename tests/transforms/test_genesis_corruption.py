@@ -52,7 +52,9 @@ def test_decisions_follow_the_published_rates(gen: Callable[[int], torch.Generat
     assert float(np.mean(counts[OUT_PAINT])) == pytest.approx(1 + sum(0.95**k for k in range(1, 5)), abs=0.03)
 
 
-def test_result_equals_the_separate_steps_under_the_same_decisions(gen: Callable[[int], torch.Generator]) -> None:
+def test_result_equals_the_separate_steps_under_the_same_decisions(
+    gen: Callable[[int], torch.Generator], cpu_path: str
+) -> None:
     x = torch.rand(24, 2, 32, 32, 16)
     g = gen(1)
     plan = plan_corruption(24, (32, 32, 16), g, torch.device("cpu"))
@@ -85,7 +87,7 @@ def test_result_equals_the_separate_steps_under_the_same_decisions(gen: Callable
             assert float(noise.mean()) == pytest.approx(0.5, abs=0.02)
 
 
-def test_distribution_matches_the_composed_pipeline(gen: Callable[[int], torch.Generator]) -> None:
+def test_distribution_matches_the_composed_pipeline(gen: Callable[[int], torch.Generator], cpu_path: str) -> None:
     """Per-cube statistics of the fused and the step-by-step pipeline: same distribution (KS tests)."""
     shape = (20, 20, 14)
     ramp = torch.linspace(0.05, 0.95, int(np.prod(shape))).reshape(1, 1, *shape)

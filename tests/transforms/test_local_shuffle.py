@@ -18,24 +18,6 @@ from radiossl.transforms import LocalShuffle, local_shuffle
 
 shuffle_module = sys.modules["radiossl.transforms.local_shuffle"]
 
-CPU_PATHS = ["compiled", "numpy"]
-"""The two CPU implementations: the Numba kernel (when Numba is installed) and the NumPy keyed sort."""
-
-
-@pytest.fixture(params=CPU_PATHS)
-def cpu_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run the test once per CPU implementation of ``local_shuffle``."""
-    _route(request.param, monkeypatch)
-    return str(request.param)
-
-
-def _route(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make ``local_shuffle`` on CPU take ``backend`` ("compiled" or "numpy"; "torch" is called directly)."""
-    if backend == "compiled" and shuffle_module.compiled_kernel() is None:
-        pytest.skip("Numba is not installed")
-    if backend == "numpy":
-        monkeypatch.setattr(shuffle_module, "compiled_kernel", lambda: None)
-
 
 def _torch_path(x: torch.Tensor, limits: tuple[int, int, int], n_blocks: int, g: torch.Generator) -> torch.Tensor:
     """The device implementation, run on CPU tensors."""
@@ -70,9 +52,9 @@ def test_single_block_is_an_exact_permutation(gen: Callable[[int], torch.Generat
 
 @pytest.mark.parametrize("backend", ["compiled", "numpy", "torch"])
 def test_values_come_from_the_last_covering_block(
-    gen: Callable[[int], torch.Generator], backend: str, monkeypatch: pytest.MonkeyPatch
+    gen: Callable[[int], torch.Generator], backend: str, route: Callable[[str], None]
 ) -> None:
-    _route(backend, monkeypatch)
+    route(backend)
     shape = (40, 30, 20)
     x = torch.arange(float(np.prod(shape))).reshape(1, 1, *shape).repeat(3, 1, 1, 1, 1)
     limits = shuffle_module.block_limits(shape)
@@ -113,9 +95,9 @@ def _exact_2x2_distribution() -> dict[tuple[int, ...], float]:
 
 @pytest.mark.parametrize("backend", ["compiled", "numpy", "torch"])
 def test_block_permutations_have_the_exact_distribution(
-    gen: Callable[[int], torch.Generator], backend: str, monkeypatch: pytest.MonkeyPatch
+    gen: Callable[[int], torch.Generator], backend: str, route: Callable[[str], None]
 ) -> None:
-    _route(backend, monkeypatch)
+    route(backend)
     trials = 8000
     x = torch.arange(4.0).reshape(1, 1, 4).repeat(trials, 1, 1)
     if backend != "torch":
@@ -202,9 +184,9 @@ def _chi2_check(rows: list[list[int]], expected: dict[tuple[int, ...], float]) -
 
 @pytest.mark.parametrize("backend", ["compiled", "numpy", "torch"])
 def test_overlapping_blocks_have_the_exact_distribution(
-    gen: Callable[[int], torch.Generator], backend: str, monkeypatch: pytest.MonkeyPatch
+    gen: Callable[[int], torch.Generator], backend: str, route: Callable[[str], None]
 ) -> None:
-    _route(backend, monkeypatch)
+    route(backend)
     # Three blocks on a 3-voxel line overlap often: the last one decides each voxel, with its own permutation.
     trials = 20000
     x = torch.arange(3.0).reshape(1, 1, 3, 1, 1).repeat(trials, 1, 1, 1, 1)
@@ -218,9 +200,9 @@ def test_overlapping_blocks_have_the_exact_distribution(
 
 
 def test_rejected_ties_keep_the_permutations_uniform(
-    gen: Callable[[int], torch.Generator], monkeypatch: pytest.MonkeyPatch
+    gen: Callable[[int], torch.Generator], monkeypatch: pytest.MonkeyPatch, route: Callable[[str], None]
 ) -> None:
-    _route("numpy", monkeypatch)  # ties exist only in the NumPy path's keyed sort
+    route("numpy")  # ties exist only in the NumPy path's keyed sort
     # Leave only 4 random bits in each key so that ties (and their redraws) are frequent.
     layout = shuffle_module._layout((2, 2, 1), (2, 2, 1))
     monkeypatch.setattr(layout, "cbits", 28)
@@ -299,9 +281,9 @@ def test_keep_drops_only_blocks_that_cannot_reach_a_box() -> None:
 
 @pytest.mark.parametrize("backend", ["compiled", "numpy", "torch"])
 def test_keep_everything_changes_nothing(
-    gen: Callable[[int], torch.Generator], backend: str, monkeypatch: pytest.MonkeyPatch
+    gen: Callable[[int], torch.Generator], backend: str, route: Callable[[str], None]
 ) -> None:
-    _route(backend, monkeypatch)
+    route(backend)
     x = torch.rand(3, 1, 30, 30, 20)
     whole = [None, torch.tensor([[0, 0, 0, 30, 30, 20]]), None]
     if backend != "torch":
@@ -317,9 +299,9 @@ def test_keep_everything_changes_nothing(
 
 @pytest.mark.parametrize("backend", ["compiled", "numpy", "torch"])
 def test_keep_leaves_the_distribution_inside_the_boxes_unchanged(
-    gen: Callable[[int], torch.Generator], backend: str, monkeypatch: pytest.MonkeyPatch
+    gen: Callable[[int], torch.Generator], backend: str, route: Callable[[str], None]
 ) -> None:
-    _route(backend, monkeypatch)
+    route(backend)
     # 6x1x1 line, blocks of 1..3 voxels, 3 blocks: the two kept voxels (2, 3) are reached by blocks that
     # overlap dropped ones; their joint distribution must not change when far blocks are culled.
     trials = 30000
@@ -357,10 +339,10 @@ def test_result_does_not_depend_on_the_thread_count(gen: Callable[[int], torch.G
 
 
 def test_compiled_culling_leaves_the_kept_voxels_exactly_as_they_were(
-    gen: Callable[[int], torch.Generator], monkeypatch: pytest.MonkeyPatch
+    gen: Callable[[int], torch.Generator], route: Callable[[str], None]
 ) -> None:
     # Every block draws from its own counter-based stream, so dropping blocks changes no other block.
-    _route("compiled", monkeypatch)
+    route("compiled")
     x = torch.rand(3, 2, 30, 30, 20)
     boxes = [torch.tensor([[2, 3, 4, 10, 8, 6], [20, 20, 10, 9, 9, 9]]), None, torch.tensor([[0, 0, 0, 5, 5, 5]])]
     plain = local_shuffle(x, gen(14), n_blocks=800)
@@ -374,10 +356,10 @@ def test_compiled_culling_leaves_the_kept_voxels_exactly_as_they_were(
 
 
 def test_compiled_kernel_moves_every_float_dtype_alike(
-    gen: Callable[[int], torch.Generator], monkeypatch: pytest.MonkeyPatch
+    gen: Callable[[int], torch.Generator], route: Callable[[str], None]
 ) -> None:
     # Values are moved as same-width integers: the same seed moves every dtype's voxels the same way.
-    _route("compiled", monkeypatch)
+    route("compiled")
     x = torch.arange(2 * 20 * 20 * 10, dtype=torch.float64).reshape(2, 1, 20, 20, 10)
     reference = local_shuffle(x, gen(15), n_blocks=300)
     assert not torch.equal(reference, x)
