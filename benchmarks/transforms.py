@@ -179,11 +179,12 @@ def _replay_many(transform: Callable[..., torch.Tensor], batches: list[torch.Ten
 
 
 def _choose_shuffle_path(numpy_only: bool) -> str:
-    """Route local shuffling on CPU (the Numba kernel when installed, unless ``numpy_only``) and name the path."""
-    shuffle_module = sys.modules["radiossl.transforms.local_shuffle"]
+    """Route the CPU transforms (Numba kernels when installed, unless ``numpy_only``) and name the shuffle path."""
+    from radiossl.transforms import _compiled as compiled
+
     if numpy_only:
-        shuffle_module.compiled_kernel = lambda: None
-    if shuffle_module.compiled_kernel() is None:
+        compiled.kernels = lambda: None
+    if compiled.kernels() is None:
         return "NumPy path"
     import numba
 

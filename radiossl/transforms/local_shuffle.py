@@ -20,7 +20,7 @@ The vectorised implementation produces exactly that distribution without a loop 
    over the destination voxels (a block's voxels in natural order); the output is one gather.
 
 On CPU, when Numba is installed (``pip install "radiossl[fast]"``), none of this is needed: a
-compiled kernel (:mod:`radiossl.transforms._shuffle_kernel`) runs the original loop itself, block
+compiled kernel (:mod:`radiossl.transforms._kernels`) runs the original loop itself, block
 after block with a Fisher–Yates shuffle each, about twice as fast as the vectorised form; each
 sample has its own seed, drawn up front, and the samples are spread over up to
 ``torch.get_num_threads()`` threads. Without Numba the algorithm above runs in NumPy (SFC64 random
@@ -49,7 +49,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from functools import lru_cache
 from types import ModuleType
@@ -57,11 +56,10 @@ from types import ModuleType
 import numpy as np
 import torch
 
+from radiossl.transforms import _compiled
 from radiossl.transforms._random import check_batch, numpy_rng
 from radiossl.transforms._threads import cpu_threads, run_parallel
 from radiossl.transforms.compose import random_apply
-
-logger = logging.getLogger(__name__)
 
 N_BLOCKS = 10_000
 """Blocks per cube (the original's constant, independent of the cube size)."""
@@ -337,27 +335,6 @@ def _sources_torch(
     return (winner[:sink] & ((1 << vbits) - 1)).view(batch, volume)
 
 
-@lru_cache(maxsize=1)
-def compiled_kernel() -> ModuleType | None:
-    """The Numba kernel (:mod:`radiossl.transforms._shuffle_kernel`), or ``None`` without Numba.
-
-    ``None`` as well when ``NUMBA_DISABLE_JIT`` is set (the kernel would then run as slow Python).
-    """
-    try:
-        import numba
-
-        if numba.config.DISABLE_JIT:  # type: ignore[attr-defined]
-            raise ImportError("NUMBA_DISABLE_JIT is set")
-        from radiossl.transforms import _shuffle_kernel
-    except (ImportError, RuntimeError, OSError) as error:  # RuntimeError/OSError: Numba found no cache folder
-        logger.info(
-            "local shuffling on CPU takes the NumPy path (%s); pip install 'radiossl[fast]' makes it about 2x faster",
-            error,
-        )
-        return None
-    return _shuffle_kernel
-
-
 _SAME_WIDTH_INTEGER = {
     torch.float16: torch.int16,
     torch.bfloat16: torch.int16,
@@ -375,7 +352,7 @@ def compiled_path(x: torch.Tensor, divisor: int = 10) -> ModuleType | None:
     layout = _layout(spatial, block_limits(spatial, divisor))
     if not layout.eager or max(layout.width, *spatial) > KERNEL_MAX_SPAN:
         return None
-    return compiled_kernel()
+    return _compiled.kernels()
 
 
 def compiled_seeds(count: int, generator: torch.Generator) -> np.ndarray:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -11,10 +10,11 @@ from types import ModuleType
 import pytest
 import torch
 
+from radiossl.transforms import _compiled as compiled
 from radiossl.transforms import generator_for
 
 CPU_PATHS = ["compiled", "numpy"]
-"""The CPU implementations of local shuffling: the Numba kernel (when installed) and the NumPy keyed sort."""
+"""The CPU implementations: Numba kernels (when installed) and the NumPy paths."""
 
 
 @pytest.fixture
@@ -36,17 +36,20 @@ def reference_loops() -> ModuleType:
 
 @pytest.fixture
 def route(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
-    """``route(path)``: make local shuffling on CPU take ``path`` ("compiled" or "numpy") for this test.
+    """``route(path)``: make the CPU transforms take ``path`` ("compiled": Numba kernels, or "numpy") in this test.
 
     Skips the test when "compiled" is asked for and Numba is not installed.
     """
-    shuffle_module = sys.modules["radiossl.transforms.local_shuffle"]
+
+    real = compiled.kernels
 
     def take(path: str) -> None:
-        if path == "compiled" and shuffle_module.compiled_kernel() is None:
-            pytest.skip("Numba is not installed")
-        if path == "numpy":
-            monkeypatch.setattr(shuffle_module, "compiled_kernel", lambda: None)
+        if path == "compiled":
+            if real() is None:
+                pytest.skip("Numba is not installed")
+            monkeypatch.setattr(compiled, "kernels", real)
+        elif path == "numpy":
+            monkeypatch.setattr(compiled, "kernels", lambda: None)
 
     return take
 

@@ -93,3 +93,21 @@ def test_apply_tables_writes_into_out(dtype: torch.dtype) -> None:
     assert apply_tables(in_place, tables, out=in_place) is in_place and torch.equal(in_place, expected)
     with pytest.raises(ValueError, match="out has shape"):
         apply_tables(x, tables, out=torch.empty(1, 1, 6, 5, 4, dtype=dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_and_numpy_maps_give_the_same_values(dtype: torch.dtype, route: Callable[[str], None]) -> None:
+    g = torch.Generator().manual_seed(3)
+    x = (torch.rand(3, 2, 20, 20, 10, generator=g, dtype=dtype) * 1.4 - 0.2).contiguous()
+    x.view(-1)[:4] = torch.tensor([0.0, 1.0, -1.0, 2.0], dtype=dtype)  # both ends and beyond
+    controls = torch.rand(3, 4, generator=g)
+    inverted = torch.tensor([False, True, False])
+    route("compiled")
+    compiled = bezier_remap(x, controls, inverted)
+    route("numpy")
+    plain = bezier_remap(x, controls, inverted)
+    assert compiled.dtype == dtype and torch.equal(compiled, plain)
+    nan = x.clone()
+    nan.view(-1)[7] = float("nan")
+    route("compiled")
+    assert bool(bezier_remap(nan, controls, inverted).isnan().view(-1)[7])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 import sys
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from scipy import stats
 
 import radiossl.transforms  # noqa: F401  (loads the submodule)
 from radiossl.transforms import LocalShuffle, local_shuffle
+from radiossl.transforms import _compiled as compiled
 
 shuffle_module = sys.modules["radiossl.transforms.local_shuffle"]
 
@@ -370,15 +372,20 @@ def test_compiled_kernel_moves_every_float_dtype_alike(
         assert torch.equal(y.double(), reference % 200)
 
 
-def test_compiled_kernel_is_not_used_without_jit_or_for_huge_layouts(
-    gen: Callable[[int], torch.Generator], monkeypatch: pytest.MonkeyPatch
+def test_compiled_kernel_is_not_used_without_numba_or_for_huge_layouts(
+    gen: Callable[[int], torch.Generator], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    if shuffle_module.compiled_kernel() is None:
+    if compiled.kernels() is None:
         pytest.skip("Numba is not installed")
     import numba
 
     monkeypatch.setattr(numba.config, "DISABLE_JIT", True)
-    assert shuffle_module.compiled_kernel.__wrapped__() is None
+    assert compiled.kernels.__wrapped__() is None
+    monkeypatch.undo()
+    monkeypatch.setitem(sys.modules, "numba", None)  # as if Numba were not installed: the import fails
+    with caplog.at_level(logging.INFO, logger="radiossl.transforms._compiled"):
+        assert compiled.kernels.__wrapped__() is None
+    assert "NumPy paths" in caplog.text and "radiossl[fast]" in caplog.text
     monkeypatch.undo()
 
     class Refuse:
@@ -386,7 +393,7 @@ def test_compiled_kernel_is_not_used_without_jit_or_for_huge_layouts(
         def shuffle_blocks(*args: object) -> None:
             raise AssertionError("the kernel must not be called for layouts without tables")
 
-    monkeypatch.setattr(shuffle_module, "compiled_kernel", lambda: Refuse)
+    monkeypatch.setattr(compiled, "kernels", lambda: Refuse)
     shape = (40, 40, 40)  # divisor 2: blocks up to 20x20x20, 8,000 shapes of 9.3 M voxels in all
     assert not shuffle_module._layout(shape, shuffle_module.block_limits(shape, 2)).eager
     x = torch.rand(1, 1, *shape)

@@ -118,3 +118,33 @@ def shuffle_blocks(
                 else:
                     for c in range(channels):
                         out[b, c, target] = source[b, c, origin]
+
+
+@numba.njit(nogil=True, cache=True)
+def map_tables(
+    values: np.ndarray,
+    tables: np.ndarray,
+    slopes: np.ndarray,
+    out: np.ndarray,
+    zero: np.floating,
+    one: np.floating,
+    scale: np.floating,
+) -> None:
+    """``out[b, j] = tables[b, i] + slopes[b, i] · f`` where ``clip(values[b, j], 0, 1) · scale = i + f``.
+
+    ``values``, ``out``: ``[B, N]``; ``tables``, ``slopes``: ``[B, T]`` with ``scale = T - 1``; the
+    scalars carry the values' dtype, so that float32 stays float32 throughout. Every operation is the
+    one the NumPy path does, in the same order and precision (the results are identical); NaN stays NaN.
+    ``out`` may be ``values``.
+    """
+    batch, count = values.shape
+    for b in range(batch):
+        for j in range(count):
+            value = values[b, j]
+            if value != value:
+                out[b, j] = value
+                continue
+            position = min(max(value, zero), one) * scale
+            floor = np.floor(position)
+            index = np.int64(floor)
+            out[b, j] = slopes[b, index] * (position - floor) + tables[b, index]
