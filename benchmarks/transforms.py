@@ -22,6 +22,9 @@ Usage::
 
     python benchmarks/transforms.py                       # 64x64x32 cubes, batch 16
     python benchmarks/transforms.py --batch 6 --threads 1 --json out.json
+    python benchmarks/transforms.py --threads 1 --no-numba    # the NumPy paths, as without Numba
+
+The header names the local-shuffling path that was timed (Numba kernel or NumPy path).
 """
 
 from __future__ import annotations
@@ -201,12 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument(
-        "--numpy-shuffle", action="store_true", help="local shuffling on the NumPy path even with Numba installed"
+        "--no-numba", action="store_true", help="the NumPy paths of the CPU transforms even with Numba installed"
     )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    shuffle_path = _choose_shuffle_path(args.numpy_shuffle)
+    shuffle_path = _choose_shuffle_path(args.no_numba)
     random.seed(0)
     np.random.seed(0)
     generator = generator_for(0)

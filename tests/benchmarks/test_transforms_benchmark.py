@@ -27,7 +27,7 @@ def test_benchmark_reports_every_row_and_its_shuffle_path(
     argv += ["--pipeline-cubes", "2", "--threads", "1", "--json", str(out)]
     threads = torch.get_num_threads()
     try:
-        assert bench.main(argv + (["--numpy-shuffle"] if numpy_only else [])) == 0
+        assert bench.main(argv + (["--no-numba"] if numpy_only else [])) == 0
     finally:
         torch.set_num_threads(threads)
     report = json.loads(out.read_text())
