@@ -5,18 +5,14 @@ file whose voxels are not one real number each is refused by name instead of bei
 that form (NumPy would silently drop the imaginary part of a complex image, and an RGB NIfTI has
 no single intensity to normalise).
 
-=====================================  ==============================================================
-stored voxel type                      outcome
-=====================================  ==============================================================
-uint8 ... uint64, int8 ... int64       read as stored (images are cast to float32 later: integers
-                                       above 2**24 round to float32 precision, harmless once normalised)
-float32, float64                       read as stored; NaN/Inf voxels, and float64 values beyond the
-                                       float32 range (they would become Inf), are refused
-bool                                   no format stores it; masks are uint8 0/1 and read as such
-complex64, complex128                  refused ("complex-valued voxels")
-RGB24 / RGBA32 (NIfTI), 3/4 x uint8    refused ("RGB image")
-other multi-component voxels           refused ("vector image ... components per voxel")
-=====================================  ==============================================================
+* integers (uint8 ... uint64, int8 ... int64): read as stored. Images are cast to float32 later,
+  exact for integers up to 2**24, far above CT/MRI intensities;
+* float32, float64: read as stored; the readers refuse NaN/Inf voxels, and float64 values beyond
+  the float32 range (they would become Inf);
+* bool: no format stores it; masks are uint8 0/1 and read as such;
+* complex64, complex128: refused ("complex-valued voxels");
+* RGB24 / RGBA32 NIfTI, 3 or 4 uint8 components (ITK): refused ("RGB image");
+* other multi-component voxels (NIfTI's 5th axis, ITK vector images): refused ("vector image").
 
 Example:
     >>> import numpy as np
