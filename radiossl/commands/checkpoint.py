@@ -5,8 +5,10 @@ thesis runs, bare state dicts), the top-level entries, metadata (model spec, epo
 training arguments), tensor and element counts and a table of key prefixes.
 ``radiossl checkpoint export-encoder PATH --out FILE`` writes the encoder as a radiossl file.
 
-Files holding pickled Python objects (PCRLv2 releases) need ``--allow-unsafe-pickle``; use it only
-for files you trust. Torch is imported inside the commands so ``radiossl --help`` stays fast.
+Files are read with PyTorch's safe (weights-only) unpickler, which radiossl lets build the
+``argparse.Namespace`` that PCRLv2 releases and thesis runs store; files holding any other pickled
+object are refused by name and need ``--allow-unsafe-pickle``; use it only for files you trust.
+Torch is imported inside the commands so ``radiossl --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-UNSAFE_HELP = "Allow pickled Python objects (e.g. PCRLv2's argparse.Namespace). Runs code: trusted files only."
+UNSAFE_HELP = (
+    "Allow any pickled Python object (PCRLv2's and the thesis' argparse.Namespace needs no flag). "
+    "Runs code: trusted files only."
+)
 
 _BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 

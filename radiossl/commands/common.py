@@ -64,7 +64,10 @@ ExtendEpochsOption = Annotated[
 ]
 AllowUnsafePickleOption = Annotated[
     bool | None,
-    typer.Option("--allow-unsafe-pickle", help="Load weights files holding pickled objects (trusted files only)."),
+    typer.Option(
+        "--allow-unsafe-pickle",
+        help="Load weights files holding any pickled object; argparse.Namespace needs no flag (trusted files only).",
+    ),
 ]
 
 

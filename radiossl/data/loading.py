@@ -25,7 +25,7 @@ import numpy as np
 from radiossl.data.datasets.base import Case
 from radiossl.data.normalise import IntensityConfig, IntensityMap, fit_intensity
 from radiossl.data.resample import Mode, resample_array, scaled_affine
-from radiossl.errors import DataError
+from radiossl.errors import DataError, ImageReadError
 from radiossl.io import Volume, read_image
 
 __all__ = ["CaseArrays", "IntensityConfig", "load_case_arrays", "read_case", "to_reference"]
@@ -33,6 +33,11 @@ __all__ = ["CaseArrays", "IntensityConfig", "load_case_arrays", "read_case", "to
 #: Largest difference between two files' affine entries (mm) still taken as the same grid: headers
 #: store float32 values, and converters round spacing/origin slightly differently.
 AFFINE_TOLERANCE_MM = 1e-3
+
+#: Largest distance of a floating-point label value from a whole number still read as that number
+#: (float32 storage and NIfTI scaling put class 1 at 0.99999994); labels are rounded, then stored as int16.
+LABEL_ROUNDING_TOLERANCE = 1e-3
+_INT16 = np.iinfo(np.int16)
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,8 @@ def read_case(case: Case) -> RawCase:
     """Read every file of ``case`` once and check that all shapes and geometries (affines) agree.
 
     Raises:
-        ImageReadError: a file is missing, unreadable, or contains NaN voxels.
+        ImageReadError: a file is missing, unreadable, or contains NaN voxels; a label has values that
+            are not whole numbers or do not fit int16.
         DataError: channels or label differ in shape or affine (the message names the files).
     """
     images = {channel: read_image(path) for channel, path in case.images.items()}
@@ -84,13 +90,33 @@ def read_case(case: Case) -> RawCase:
             )
         _check_geometry(case, channel, volume, first_channel, first)
     label = read_image(case.label) if case.label is not None else None
-    if label is not None and label.shape != first.shape:
-        raise DataError(
-            f"case {case.case_id}: label shape {label.shape} differs from image shape {first.shape} ({label.path})"
-        )
     if label is not None:
+        _check_label_values(label)
+        if label.shape != first.shape:
+            raise DataError(
+                f"case {case.case_id}: label shape {label.shape} differs from image shape {first.shape} ({label.path})"
+            )
         _check_geometry(case, "label", label, first_channel, first)
     return RawCase(images, label)
+
+
+def _check_label_values(label: Volume) -> None:
+    """ImageReadError when a label's values are not class numbers that int16 holds exactly."""
+    array = label.array
+    path = label.path if label.path is not None else "<label>"
+    if array.dtype.kind == "f":
+        error = np.abs(array - np.rint(array))
+        worst = int(np.argmax(error))
+        if error.flat[worst] > LABEL_ROUNDING_TOLERANCE:
+            value = float(array.flat[worst])
+            raise ImageReadError(path, f"label has non-integer values (e.g. {value:g}), expected whole class numbers")
+    low, high = array.min(), array.max()
+    if low < _INT16.min or high > _INT16.max:
+        raise ImageReadError(
+            path,
+            f"label values range from {low:g} to {high:g}, beyond the int16 range ({_INT16.min}..{_INT16.max}) "
+            "labels are stored in",
+        )
 
 
 def _check_geometry(case: Case, name: str, volume: Volume, first_name: str, first: Volume) -> None:
@@ -160,6 +186,8 @@ def arrays_from_raw(
     label = None
     if raw.label is not None:
         resampled = resample_array(raw.label.array, source_spacing, target, "nearest")
+        if resampled.dtype.kind == "f":  # whole numbers within the tolerance (read_case checked)
+            resampled = np.rint(resampled)
         label = np.ascontiguousarray(resampled, dtype=np.int16)
     affine = scaled_affine(reference.affine, source_spacing, target)
     return CaseArrays(image, label, reference, affine, maps)

@@ -4,8 +4,10 @@ NIfTI (``.nii``, ``.nii.gz``) is read with nibabel; MetaImage (``.mha``, ``.mhd`
 NRRD (``.nrrd``, ``.nhdr``) with SimpleITK. Both paths return the same axis order (i, j, k) and a
 voxel -> RAS+ affine, so a file gives the same :class:`Volume` whichever library reads it.
 
-Every problem with a file (missing, empty, truncated, corrupt, not 3-D, NaN voxels) raises
-:class:`~radiossl.errors.ImageReadError` with a one-line message that starts with the path.
+Every problem with a file (missing, empty, truncated, corrupt, not 3-D, NaN voxels, voxels that are not
+one real number each: complex, RGB, vector) raises :class:`~radiossl.errors.ImageReadError` with a
+one-line message that starts with the path. Which voxel types are read is decided for both libraries
+by :func:`~radiossl.io.voxel_types.voxel_type_problem`.
 
 Example:
     >>> import numpy as np, tempfile, pathlib
@@ -31,6 +33,7 @@ from radiossl.errors import ImageReadError
 from radiossl.io.formats import SUPPORTED_EXTENSIONS, image_format
 from radiossl.io.itk_geometry import affine_from_itk
 from radiossl.io.volume import Volume, check_affine
+from radiossl.io.voxel_types import float32_overflow, voxel_type_problem
 
 _MAX_REASON = 240
 
@@ -115,6 +118,10 @@ def _load_nibabel(path: Path) -> tuple[np.ndarray, np.ndarray]:
     img: Any = nib.load(str(path), mmap=False)
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise ImageReadError(path, f"not a NIfTI image (nibabel read it as {type(img).__name__})")
+    # Checked before the data is read. RGB24/RGBA32 files have a structured dtype (fields R, G, B[, A]);
+    # NIfTI's 5th axis holds the components of vector voxels (ITK reads it as such).
+    shape = img.header.get_data_shape()
+    _check_voxel_type(path, img.get_data_dtype(), int(shape[4]) if len(shape) > 4 else 1)
     array = np.asanyarray(img.dataobj)
     return np.asarray(array), np.asarray(img.affine, dtype=np.float64)
 
@@ -129,10 +136,8 @@ def _load_sitk(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except RuntimeError as exc:
         raise ImageReadError(path, f"cannot read image: {_sitk_reason(exc, path)}") from exc
     ndim = img.GetDimension()
-    if img.GetNumberOfComponentsPerPixel() != 1:
-        raise ImageReadError(
-            path, f"has {img.GetNumberOfComponentsPerPixel()} components per voxel (expected a scalar image)"
-        )
+    # A vector image's array view has the component type; the view is only valid while img lives.
+    _check_voxel_type(path, sitk.GetArrayViewFromImage(img).dtype, img.GetNumberOfComponentsPerPixel())
     if ndim < 3:
         raise ImageReadError(path, f"is {ndim}-D with size {img.GetSize()} (expected a 3-D volume)")
     # GetArrayFromImage orders axes (..., k, j, i); reverse them to (i, j, k, ...).
@@ -142,6 +147,12 @@ def _load_sitk(path: Path) -> tuple[np.ndarray, np.ndarray]:
     origin = img.GetOrigin()[:3]
     direction = np.asarray(img.GetDirection(), dtype=np.float64).reshape(ndim, ndim)[:3, :3]
     return array, affine_from_itk(spacing, origin, direction.ravel())
+
+
+def _check_voxel_type(path: Path, dtype: np.dtype, components: int = 1) -> None:
+    problem = voxel_type_problem(dtype, components)
+    if problem is not None:
+        raise ImageReadError(path, problem)
 
 
 def _check_metaimage_data(path: Path) -> None:
@@ -198,6 +209,11 @@ def _check_finite(path: Path, array: np.ndarray) -> None:
         return
     finite = np.isfinite(array)
     if finite.all():
+        peak = float32_overflow(array)
+        if peak is not None:
+            raise ImageReadError(
+                path, f"has {array.dtype.name} values up to {peak:.3g}, beyond the float32 range radiossl computes in"
+            )
         return
     n_nan = int(np.isnan(array).sum())
     n_inf = int(array.size - finite.sum()) - n_nan

@@ -9,7 +9,7 @@ Layouts (``family`` names):
 * ``"models-genesis"`` — ``Genesis_Chest_CT.pt``: ``{"epoch", "state_dict", "optimizer_state_dict"}``
   with ``module.``-prefixed keys of the ModelsGenesis U-Net (no pretraining heads);
 * ``"pcrlv2"`` — PCRLv2 releases and thesis PCRLv2 runs: ``{"opt", "state_dict", "optimizer", "epoch"}``
-  where ``opt`` is a pickled ``argparse.Namespace``;
+  where ``opt`` is a pickled ``argparse.Namespace`` (allowed in safe loading, see :data:`SAFE_GLOBALS`);
 * ``"thesis-pretext"`` — thesis clustering runs, same container as PCRLv2 holding a ``Cluster3d``
   (K output channels) or ``ClusterPatch3d`` (``prototypes``) network;
 * ``"thesis-finetune"`` — thesis fine-tuning runs: ``{"epoch", "state_dict", "optimizer_state_dict"}``
@@ -29,7 +29,8 @@ Example:
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,17 @@ from radiossl.errors import CheckpointError
 FORMAT_VERSION = 1
 """Version of radiossl's own checkpoint layout (``format_version`` entry)."""
 
+SAFE_GLOBALS: tuple[type, ...] = (
+    # PCRLv2 releases and the thesis' pretext runs keep their training options under "opt". Unpickling
+    # a Namespace calls only object.__new__ (never __init__) and fills its __dict__ with values that
+    # pass the same weights-only checks; the class has no __setstate__/__reduce__ that could run code.
+    argparse.Namespace,
+)
+"""Classes that known foreign checkpoint layouts hold and that safe loading allows besides torch's own
+list. That list already covers the rest of these files: ``collections.OrderedDict`` (state dicts),
+``torch.Size``, ``torch.device``, tensors and plain Python values. Anything else (``pathlib`` paths,
+NumPy scalars or arrays, any function such as ``os.system``) is still refused by name."""
+
 WRAPPER_PREFIXES: tuple[str, ...] = ("module.", "_orig_mod.")
 """Key prefixes added by DataParallel/DDP and ``torch.compile``; stripped when loading."""
 
@@ -47,6 +59,18 @@ _STATE_DICT_ENTRIES = ("state_dict", "model", "model_state_dict", "net", "networ
 _OPTIMIZER_ENTRIES = ("optimizer", "optimizer_state_dict", "optim")
 _ARGS_ENTRIES = ("opt", "args", "hparams", "hyper_parameters")
 _STEM = "down_tr64.ops.0.conv1.weight"
+
+
+@contextmanager
+def allow_safe_globals() -> Iterator[None]:
+    """Allow :data:`SAFE_GLOBALS` in ``torch.load(..., weights_only=True)`` inside the block only.
+
+    The allowlist does not outlive the block, and classes the calling process had allowed itself
+    (``torch.serialization.add_safe_globals``) stay allowed after it.
+    """
+    already = set(torch.serialization.get_safe_globals())
+    with torch.serialization.safe_globals([cls for cls in SAFE_GLOBALS if cls not in already]):
+        yield
 
 
 def is_state_dict(obj: Any) -> bool:

@@ -3,10 +3,11 @@
 This is the one loader behind ``radiossl finetune --weights``, ``radiossl checkpoint`` and the
 notebook API:
 
-* :func:`read_checkpoint` reads a file safely (``torch.load(weights_only=True)``) and recognises its
-  layout (see :mod:`radiossl.models.checkpoint_formats`). Files that hold pickled Python objects
-  (PCRLv2 releases store an ``argparse.Namespace``) are refused with an explanation unless
-  ``allow_unsafe=True`` — unpickling runs code, so only do that for files you trust.
+* :func:`read_checkpoint` reads a file safely (``torch.load(weights_only=True)``, which also allows
+  the ``argparse.Namespace`` of PCRLv2 and thesis files: :data:`~radiossl.models.checkpoint_formats.SAFE_GLOBALS`)
+  and recognises its layout (see :mod:`radiossl.models.checkpoint_formats`). Files that hold other
+  pickled Python objects are refused with a message naming the first one unless ``allow_unsafe=True``
+  — unpickling runs code, so only do that for files you trust.
 * :func:`clean_state_dict` strips ``module.``/``_orig_mod.`` prefixes and applies a key map.
 * :func:`load_pretrained` copies the encoder (``transfer="encoder"``) or everything that matches in
   name and shape (``"all"``) into a model, adapts the first convolution to a different number of
@@ -39,6 +40,7 @@ from torch import nn
 from radiossl.errors import CheckpointError, ConfigError
 from radiossl.models.checkpoint_formats import (
     FORMAT_VERSION,
+    allow_safe_globals,
     classify,
     infer_model_spec,
     strip_wrapper_prefixes,
@@ -188,9 +190,10 @@ _RUNNING_STATISTICS = frozenset({"running_mean", "running_var", "num_batches_tra
 def read_checkpoint(path: str | Path, allow_unsafe: bool = False) -> RawCheckpoint:
     """Read a checkpoint file on the CPU and recognise its layout.
 
-    Loads with ``weights_only=True``; files holding other pickled objects raise
-    :class:`CheckpointError` unless ``allow_unsafe`` (which runs the unpickler without limits: only
-    for trusted files).
+    Loads with ``weights_only=True`` and the classes of
+    :data:`~radiossl.models.checkpoint_formats.SAFE_GLOBALS` allowed; files holding other pickled
+    objects raise :class:`CheckpointError` naming the first one, unless ``allow_unsafe`` (which runs
+    the unpickler without limits: only for trusted files).
     """
     p = Path(path)
     if not p.exists():
@@ -198,11 +201,16 @@ def read_checkpoint(path: str | Path, allow_unsafe: bool = False) -> RawCheckpoi
     if p.is_dir():
         raise CheckpointError(f"{p}: is a directory, expected a checkpoint file")
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=not allow_unsafe)
+        if allow_unsafe:
+            obj = torch.load(p, map_location="cpu", weights_only=False)
+        else:
+            with allow_safe_globals():
+                obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if allow_unsafe:
             raise CheckpointError(f"{p}: cannot be unpickled ({_first_line(err)})") from err
-        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        # A refused global ("GLOBAL posix.system"), or a class only met when an object is built.
+        found = re.search(r"GLOBAL ([\w.]+)", str(err)) or re.search(r"but got <class '([\w.]+)'>", str(err))
         if found is None:
             detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(err))
             reason = detail.group(1).strip() if detail else _first_line(err)

@@ -15,7 +15,7 @@ from radiossl.data.datasets import Case, get_adapter
 from radiossl.data.datasets.lits17 import LiTS17
 from radiossl.data.lits_layout import lay_out_lits
 from radiossl.data.loading import IntensityConfig, load_case_arrays, read_case, to_reference
-from radiossl.errors import ConfigError, DataError
+from radiossl.errors import ConfigError, DataError, ImageReadError
 from radiossl.io import write_image
 
 
@@ -69,6 +69,47 @@ def test_channel_and_label_geometry_mismatch(tmp_path: Path) -> None:
     nearly[:3, 3] = 1e-5  # float32 header round-off is not a different grid
     close = write_image(tmp_path / "close.nii.gz", np.zeros((4, 4, 4), np.int16), affine=nearly)
     assert read_case(Case("x", {"a": a}, close)).label is not None
+
+
+@pytest.mark.parametrize("spacing", [None, (1.0, 1.0, 1.0)])
+def test_label_dtypes_become_exact_int16_classes(tmp_path: Path, spacing: tuple[float, ...] | None) -> None:
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    image = write_image(tmp_path / "ct.nii.gz", np.arange(216, dtype=np.int16).reshape(6, 6, 6), affine=affine)
+    classes = np.zeros((6, 6, 6), np.int64)
+    classes[1:3], classes[4:] = 1, 2
+    stored = {
+        "int64": classes,
+        "uint64": classes.astype(np.uint64),
+        "float64": classes.astype(np.float64),
+        # float32 storage or NIfTI scaling leave class 1 as 0.99999994: it is class 1, not 0
+        "float32": np.where(classes == 1, np.float32(1 - 2**-24), classes).astype(np.float32),
+    }
+
+    def label_of(name: str, label: np.ndarray) -> np.ndarray:
+        path = write_image(tmp_path / f"seg_{name}.nii.gz", label, affine=affine)
+        arrays = load_case_arrays(Case("x", {"ct": image}, path), spacing=spacing, intensity=IntensityConfig())
+        assert arrays.label is not None and arrays.label.dtype == np.int16
+        return arrays.label
+
+    expected = label_of("int16", classes.astype(np.int16))
+    assert set(np.unique(expected)) == {0, 1, 2}
+    for name, label in stored.items():
+        np.testing.assert_array_equal(label_of(name, label), expected, err_msg=name)
+
+
+def test_labels_that_are_not_int16_classes_are_refused_by_name(tmp_path: Path) -> None:
+    image = write_image(tmp_path / "ct.nii.gz", np.zeros((4, 4, 4), np.int16), affine=np.eye(4))
+    too_large = np.zeros((4, 4, 4), np.int64)
+    too_large[0, 0, 0] = 70_000  # int16 would wrap it to class 4464
+    soft = np.full((4, 4, 4), 0.5, np.float32)  # a probability map, not a label
+    for name, label, reason in (
+        ("big", too_large, "label values range from 0 to 70000, beyond the int16 range"),
+        ("soft", soft, "label has non-integer values (e.g. 0.5)"),
+    ):
+        path = write_image(tmp_path / f"{name}.nii.gz", label, affine=np.eye(4))
+        with pytest.raises(ImageReadError) as info:
+            read_case(Case("x", {"ct": image}, path))
+        assert str(info.value).startswith(f"{path}: {reason}"), str(info.value)
 
 
 def _download(root: Path, lits: Path) -> None:

@@ -214,9 +214,9 @@ def test_include_splits_and_volume_too_small(
 
 
 def _corrupt(root: Path) -> dict[str, str]:
-    """Break five of six BraTS cases in five different ways; return case id -> expected reason."""
+    """Break six of seven BraTS cases in six different ways; return case id -> expected reason."""
     cases = sorted(p for grade in ("HGG", "LGG") for p in (root / grade).iterdir())
-    nan_case, truncated_case, missing_case, mismatch_case, empty_case = cases[:5]
+    nan_case, truncated_case, missing_case, mismatch_case, empty_case, complex_case = cases[:6]
     flair = nan_case / f"{nan_case.name}_flair.nii.gz"
     volume = read_image(flair)
     data = volume.array.astype(np.float32)
@@ -231,7 +231,12 @@ def _corrupt(root: Path) -> dict[str, str]:
     t2 = empty_case / f"{empty_case.name}_t2.nii.gz"
     t2_volume = read_image(t2)
     write_image(t2, np.zeros(t2_volume.shape, np.int16), like=t2_volume)
+    # a complex-valued T1 (an MRI phase/magnitude export): refused, not cast with a ComplexWarning
+    t1_complex = complex_case / f"{complex_case.name}_t1.nii.gz"
+    t1_volume = read_image(t1_complex)
+    nib.save(nib.Nifti1Image(t1_volume.array.astype(np.complex64) * (1 + 1j), t1_volume.affine), str(t1_complex))
     return {
+        complex_case.name: f"{t1_complex}: complex-valued voxels (complex64)",
         empty_case.name: "no crop pair",
         nan_case.name: "NaN",
         truncated_case.name: t1.name,
@@ -240,11 +245,12 @@ def _corrupt(root: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.filterwarnings("error::numpy.exceptions.ComplexWarning")
 def test_bad_cases_are_reported_and_the_others_processed(tmp_path: Path) -> None:
     from radiossl.data.phantoms import synthesize
 
     raw = tmp_path / "raw"
-    synthesize("brats", raw, cases=6, shape=(32, 32, 24), seed=3)
+    synthesize("brats", raw, cases=7, shape=(32, 32, 24), seed=3)
     expected = _corrupt(raw)
     out = tmp_path / "proc"
     result = CliRunner().invoke(

@@ -128,3 +128,81 @@ def test_write_unknown_extension(tmp_path: Path) -> None:
 
     with pytest.raises(DataError, match=r"out\.png"):
         write_image(tmp_path / "out.png", np.zeros((2, 2, 2)), affine=np.eye(4))
+
+
+# --- voxel types: what a NIfTI, MetaImage or NRRD file can carry (docs/data.md, radiossl/io/voxel_types.py)
+
+
+def _save_nifti(path: Path, array: np.ndarray) -> Path:
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(array, np.eye(4), dtype=array.dtype), str(path))
+    return path
+
+
+def _save_itk(path: Path, array: np.ndarray, is_vector: bool = False) -> Path:
+    """``array`` indexed (i, j, k[, component]), written with SimpleITK."""
+    import SimpleITK as sitk
+
+    axes = (2, 1, 0, 3) if is_vector else (2, 1, 0)
+    sitk.WriteImage(sitk.GetImageFromArray(array.transpose(axes).copy(), isVector=is_vector), str(path))
+    return path
+
+
+def _complex(dtype: str) -> np.ndarray:
+    rng = np.random.default_rng(3)
+    return (rng.random((4, 5, 6)) + 1j * rng.random((4, 5, 6))).astype(dtype)
+
+
+@pytest.mark.filterwarnings("error::numpy.exceptions.ComplexWarning")
+@pytest.mark.parametrize("dtype", ["complex64", "complex128"])
+def test_complex_voxels_are_refused_by_name(tmp_path: Path, dtype: str) -> None:
+    nifti = _save_nifti(tmp_path / "phase.nii.gz", _complex(dtype))
+    nrrd = _save_itk(tmp_path / "phase.nrrd", _complex(dtype))
+    for path, reader in ((nifti, read_image), (nifti, read_with_sitk), (nrrd, read_image)):
+        _assert_error(path, f"complex-valued voxels ({dtype}), expected a real scalar volume", reader=reader)
+    # MetaImage has no complex type: ITK writes the two parts as two components per voxel.
+    _assert_error(_save_itk(tmp_path / "phase.mha", _complex(dtype)), "vector image (2 components per voxel")
+
+
+@pytest.mark.parametrize(
+    ("fields", "kind"), [(["R", "G", "B"], "RGB image (3 colour"), (["R", "G", "B", "A"], "RGBA image (4 colour")]
+)
+def test_rgb_nifti_is_refused_by_both_readers(tmp_path: Path, fields: list[str], kind: str) -> None:
+    rgb = np.zeros((4, 5, 6), dtype=[(name, "u1") for name in fields])
+    path = _save_nifti(tmp_path / "photo.nii.gz", rgb)
+    for reader in (read_image, read_with_sitk):
+        _assert_error(path, f"{kind} components per voxel), expected a scalar volume", reader=reader)
+
+
+@pytest.mark.parametrize("ext", [".mha", ".nrrd", ".nii.gz"])
+def test_itk_rgb_and_vector_images_are_refused(tmp_path: Path, ext: str) -> None:
+    rgb = _save_itk(tmp_path / f"rgb{ext}", np.zeros((4, 5, 6, 3), np.uint8), is_vector=True)
+    field = _save_itk(tmp_path / f"field{ext}", np.zeros((4, 5, 6, 3), np.float32), is_vector=True)
+    for reader in (read_image, read_with_sitk):
+        _assert_error(rgb, "RGB image (3 colour components per voxel)", reader=reader)
+        _assert_error(field, "vector image (3 components per voxel", reader=reader)
+
+
+@pytest.mark.parametrize("ext", EXTENSIONS)
+@pytest.mark.parametrize("dtype", ["int64", "uint64", "float64", "uint8"])
+def test_wide_integer_and_float64_files_are_read_as_stored(tmp_path: Path, ext: str, dtype: str) -> None:
+    array = np.arange(4 * 5 * 6).reshape(4, 5, 6).astype(dtype)
+    if dtype == "uint8":  # a binary mask: no format stores bool, masks are 0/1 bytes
+        array = (array % 2).astype(np.uint8)
+    path = write_image(tmp_path / f"v{ext}", array, affine=np.eye(4))
+    readers = (read_image, read_with_sitk) if ext.startswith(".nii") else (read_image,)
+    for reader in readers:
+        volume = reader(path)
+        assert volume.array.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(volume.array, array)
+
+
+@pytest.mark.parametrize("ext", [".nii.gz", ".nrrd"])
+def test_float64_beyond_the_float32_range_is_refused(tmp_path: Path, ext: str) -> None:
+    array = np.ones((4, 4, 4), np.float64)
+    array[1, 2, 3] = -1e300  # finite as float64, -inf once cast to float32
+    path = (
+        _save_nifti(tmp_path / "huge.nii.gz", array) if ext == ".nii.gz" else _save_itk(tmp_path / "huge.nrrd", array)
+    )
+    _assert_error(path, "float64 values up to 1e+300, beyond the float32 range")

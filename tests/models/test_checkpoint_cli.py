@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,13 +33,14 @@ def app() -> typer.Typer:
 
 
 @pytest.fixture
-def pcrlv2_file(tmp_path: Path) -> Path:
+def pcrlv2_file(tmp_path: Path, options: Callable[..., argparse.Namespace]) -> Path:
+    """A file in the PCRLv2 release layout: ``{'opt': Namespace, 'state_dict', 'optimizer', 'epoch'}``."""
     model = UNet3D(width=TINY, skip_connections=False, pretrain_heads=True)
     path = tmp_path / "pcrlv2.pt"
     optimizer = torch.optim.SGD(model.parameters(), lr=0.002, momentum=0.9)
     torch.save(
         {
-            "opt": argparse.Namespace(lr=0.002),
+            "opt": options(["--lr", "0.002", "--epochs", "240"]),
             "state_dict": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "epoch": 240,
@@ -90,24 +93,32 @@ def test_inspect_json_of_genesis_file(app: typer.Typer, tmp_path: Path) -> None:
     assert info["meta"]["optimizer"]["lr"] == 1.0 and info["meta"]["epoch"] == 3
 
 
-def test_inspect_pcrlv2_needs_the_unsafe_flag(app: typer.Typer, pcrlv2_file: Path) -> None:
-    runner = CliRunner()
-    refused = runner.invoke(app, ["checkpoint", "inspect", str(pcrlv2_file)])
-    assert refused.exit_code == 2
-    assert "--allow-unsafe-pickle" in refused.output and "argparse.Namespace" in refused.output
-    result = runner.invoke(
-        app, ["checkpoint", "inspect", str(pcrlv2_file), "--allow-unsafe-pickle"], terminal_width=200
-    )
+@pytest.mark.parametrize("flags", [[], ["--allow-unsafe-pickle"]])
+def test_inspect_pcrlv2_without_the_unsafe_flag(app: typer.Typer, pcrlv2_file: Path, flags: list[str]) -> None:
+    result = CliRunner().invoke(app, ["checkpoint", "inspect", str(pcrlv2_file), *flags], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "family: pcrlv2" in result.output and "training arguments" in result.output
+    assert '"lr": 0.002' in result.output and '"epochs": 240' in result.output
     assert '"momentum": 0.9' in result.output and "epoch: 240" in result.output
+
+
+def test_inspect_refuses_a_code_running_pickle_by_name(
+    app: typer.Typer, tmp_path: Path, code_running_object: tuple[object, Path]
+) -> None:
+    payload, marker = code_running_object
+    path = tmp_path / "pcrlv2_luna_pretask_1.0_240.pt"
+    state = UNet3D(width=TINY, skip_connections=False, pretrain_heads=True).state_dict()
+    torch.save({"opt": argparse.Namespace(lr=0.002), "state_dict": state, "payload": payload}, path)
+    result = CliRunner().invoke(app, ["checkpoint", "inspect", str(path)], terminal_width=400)
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and result.output.startswith(f"error: {path}: holds pickled")
+    assert f"({os.system.__module__}.system)" in result.output and "--allow-unsafe-pickle" in result.output
+    assert not marker.exists()
 
 
 def test_export_encoder_command(app: typer.Typer, pcrlv2_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "encoder.pt"
-    result = CliRunner().invoke(
-        app, ["checkpoint", "export-encoder", str(pcrlv2_file), "--out", str(out), "--allow-unsafe-pickle"]
-    )
+    result = CliRunner().invoke(app, ["checkpoint", "export-encoder", str(pcrlv2_file), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "56 encoder tensors" in result.output
     raw = read_checkpoint(out)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -26,6 +29,7 @@ from radiossl.models.loading import LoadReport, RawCheckpoint, adapt_input_chann
 
 TINY = 0.125
 Randomise = Callable[..., nn.Module]
+Options = Callable[..., argparse.Namespace]
 
 
 def pcrlv2_net() -> UNet3D:
@@ -75,31 +79,32 @@ def test_genesis_without_num_batches_tracked_loads_strictly(tmp_path: Path, rand
     assert not report.problems
 
 
-def _save_pcrlv2(path: Path, model: nn.Module) -> None:
-    opt = argparse.Namespace(model="pcrlv2", lr=1e-3, epochs=240, b=32, output=Path("/runs"))
+PCRLV2_ARGV = ["--model", "pcrlv2", "--b", "32", "--epochs", "240", "--output", "/runs", "--gpus", "0,1"]
+
+
+def _save_pcrlv2(path: Path, model: nn.Module, options: Options) -> None:
+    """The PCRLv2 release layout (baselines spec B5): ``opt`` is the run's argparse Namespace."""
+    opt = options(PCRLV2_ARGV)
     torch.save({"opt": opt, "state_dict": model.state_dict(), "optimizer": sgd_state(model), "epoch": 240}, path)
 
 
-def test_pcrlv2_release_needs_explicit_unsafe_loading(
-    tmp_path: Path, randomise: Randomise, volume: torch.Tensor
+def test_pcrlv2_release_loads_safely_without_the_flag(
+    tmp_path: Path, randomise: Randomise, options: Options, volume: torch.Tensor
 ) -> None:
     source = randomise(pcrlv2_net())
     path = tmp_path / "simance_multi_crop_luna_pretask_1.0_240.pt"
-    _save_pcrlv2(path, source)
+    _save_pcrlv2(path, source, options)
 
-    with pytest.raises(CheckpointError, match=r"argparse\.Namespace.*allow_unsafe=True.*--allow-unsafe-pickle"):
-        read_checkpoint(path)
-    with pytest.raises(CheckpointError, match="allow_unsafe"):
-        load_pretrained(pcrlv2_net(), path)
-
-    raw = read_checkpoint(path, allow_unsafe=True)
+    raw = read_checkpoint(path)
     assert raw.family == "pcrlv2"
     assert raw.meta["epoch"] == 240 and raw.meta["args"]["lr"] == 1e-3 and raw.meta["args"]["output"] == "/runs"
+    assert raw.meta["args"]["momentum"] == 0.9 and raw.meta["args"]["weight"] is None
     assert len(raw.state_dict) == 169
+    assert read_checkpoint(path, allow_unsafe=True).meta == raw.meta
     reference = pcrlv2_net()
     reference.load_state_dict(clean_state_dict(raw.state_dict), strict=True)
     target = pcrlv2_net()
-    report = load_pretrained(target, path, transfer="all", strict=True, allow_unsafe=True)
+    report = load_pretrained(target, path, transfer="all", strict=True)
     assert len(report.matched) == 169
     target.eval()
     reference.eval()
@@ -126,14 +131,14 @@ def test_pcrlv2_state_dict_alone_loads_safely(tmp_path: Path, randomise: Randomi
     assert outputs_equal(target, source, volume)
 
 
-def test_pcrlv2_encoder_into_groupnorm_skip_model(tmp_path: Path, randomise: Randomise) -> None:
+def test_pcrlv2_encoder_into_groupnorm_skip_model(tmp_path: Path, randomise: Randomise, options: Options) -> None:
     """The thesis fine-tuning transfer: BN encoder -> GN skip U-Net; running stats have nowhere to go."""
     source = randomise(pcrlv2_net())
     path = tmp_path / "pcrlv2.pt"
-    _save_pcrlv2(path, source)
+    _save_pcrlv2(path, source, options)
     target = UNet3D(in_channels=1, out_channels=1, width=TINY, norm="group")
     decoder_before = target.up_tr256.ops[0].conv1.weight.clone()
-    report = load_pretrained(target, path, transfer="encoder", allow_unsafe=True)
+    report = load_pretrained(target, path, transfer="encoder")
     assert len(report.matched) == 32  # 8 ConvUnits x (conv w, b, norm w, b)
     assert len(report.unexpected) == 24 and all("running" in k or "num_batches" in k for k in report.unexpected)
     assert not report.missing and not report.shape_mismatched
@@ -141,7 +146,7 @@ def test_pcrlv2_encoder_into_groupnorm_skip_model(tmp_path: Path, randomise: Ran
     assert torch.equal(target.down_tr512.ops[1].bn1.weight, source.down_tr512.ops[1].bn1.weight)
     assert torch.equal(target.up_tr256.ops[0].conv1.weight, decoder_before)
     with pytest.raises(CheckpointError, match="strictly"):
-        load_pretrained(UNet3D(width=TINY, norm="group"), path, transfer="encoder", strict=True, allow_unsafe=True)
+        load_pretrained(UNet3D(width=TINY, norm="group"), path, transfer="encoder", strict=True)
     # The printed table counts the running statistics per block instead of listing all 24.
     rows = [cells for cells in zip(*(column.cells for column in report.table().columns), strict=True)]
     unexpected = [cells for cells in rows if "unexpected" in cells[0]]
@@ -238,6 +243,79 @@ def test_thesis_pretext_and_finetune_files(tmp_path: Path, randomise: Randomise,
     assert outputs_equal(rebuilt, seg, x)
 
 
+@pytest.mark.parametrize("kind", ["cluster_patch", "cluster"])
+def test_thesis_pretext_files_with_their_options_load_without_the_flag(
+    tmp_path: Path, randomise: Randomise, options: Options, kind: str
+) -> None:
+    """Thesis pretext runs save ``{'opt': Namespace, 'state_dict', 'optimizer', 'epoch'}`` (spec §5.4b)."""
+    if kind == "cluster_patch":
+        source: nn.Module = randomise(PatchClusterNet(k=50, width=TINY))
+        target: nn.Module = PatchClusterNet(k=50, width=TINY)
+    else:
+        source = randomise(UNet3D(out_channels=10, width=TINY, skip_connections=False, pretrain_heads=True))
+        target = UNet3D(out_channels=10, width=TINY, skip_connections=False, pretrain_heads=True)
+    opt = options(["--model", kind, "--n", "brats", "--k", "50", "--lr", "2e-3", "--tensorboard"])
+    path = tmp_path / f"{kind}_brats_pretask.pt"
+    torch.save({"opt": opt, "state_dict": source.state_dict(), "optimizer": sgd_state(source), "epoch": 100}, path)
+
+    raw = read_checkpoint(path)
+    assert raw.family == "thesis-pretext" and raw.meta["epoch"] == 100
+    assert raw.meta["args"]["model"] == kind and raw.meta["args"]["tensorboard"] is True
+    report = load_pretrained(target, path, transfer="all", strict=True)
+    assert not report.problems
+    assert all(torch.equal(target.state_dict()[key], value) for key, value in source.state_dict().items())
+    encoder = UNet3D(in_channels=4, width=TINY, norm="group")  # the finetuning network, as --weights loads it
+    transferred = load_pretrained(encoder, path, transfer="encoder")
+    assert len(transferred.adapted) == 1 and not transferred.shape_mismatched and not transferred.missing
+
+
+def test_namespace_contents_are_checked_like_everything_else(tmp_path: Path) -> None:
+    """Only the container is allowed: a Path or a NumPy scalar inside it is still refused by name."""
+    state = UNet3D(width=TINY, norm="group").state_dict()
+    for name, value, refused in (
+        ("path", Path("/runs"), "pathlib.PosixPath" if os.name == "posix" else "pathlib.WindowsPath"),
+        ("numpy", np.float64(0.83), "multiarray.scalar"),
+    ):
+        opt = argparse.Namespace(lr=1e-3, extra=value)
+        torch.save({"opt": opt, "state_dict": state, "optimizer": {}, "epoch": 1}, tmp_path / f"{name}.pt")
+        with pytest.raises(CheckpointError, match=rf"holds pickled Python objects \([\w.]*{refused}\)"):
+            read_checkpoint(tmp_path / f"{name}.pt")
+        assert read_checkpoint(tmp_path / f"{name}.pt", allow_unsafe=True).meta["args"]["lr"] == 1e-3
+
+
+@pytest.mark.parametrize("where", ["top level", "inside the options"])
+def test_code_running_pickle_is_refused_by_name_and_never_run(
+    tmp_path: Path, code_running_object: tuple[object, Path], where: str
+) -> None:
+    payload, marker = code_running_object
+    state = UNet3D(width=TINY, norm="group").state_dict()
+    if where == "top level":
+        content = {"state_dict": state, "epoch": 1, "hook": payload}
+    else:
+        content = {"opt": argparse.Namespace(lr=1e-3, hook=payload), "state_dict": state, "optimizer": {}, "epoch": 1}
+    path = tmp_path / "innocent.pt"
+    torch.save(content, path)
+    for load in (read_checkpoint, lambda p: load_pretrained(UNet3D(width=TINY, norm="group"), p)):
+        with pytest.raises(CheckpointError) as info:
+            load(path)
+        message = str(info.value)
+        assert "\n" not in message and message.startswith(f"{path}: holds pickled Python objects")
+        assert f"({os.system.__module__}.system)" in message and "--allow-unsafe-pickle" in message
+    assert not marker.exists()
+
+
+def test_the_allowlist_does_not_leak_into_the_process(tmp_path: Path, randomise: Randomise, options: Options) -> None:
+    path = tmp_path / "pcrlv2.pt"
+    _save_pcrlv2(path, randomise(pcrlv2_net()), options)
+    read_checkpoint(path)
+    with pytest.raises(pickle.UnpicklingError, match=r"argparse\.Namespace"):
+        torch.load(path, weights_only=True)  # plain torch outside radiossl: Namespace not allowed
+    with torch.serialization.safe_globals([argparse.Namespace]):  # a user who allowed it on their own
+        read_checkpoint(path)
+        assert argparse.Namespace in torch.serialization.get_safe_globals()
+        assert torch.load(path, weights_only=True)["epoch"] == 240
+
+
 def test_radiossl_checkpoint_and_encoder_export(tmp_path: Path, randomise: Randomise, volume: torch.Tensor) -> None:
     source = randomise(UNet3D(width=TINY, skip_connections=False, pretrain_heads=True))
     path = tmp_path / "checkpoint_final.pt"
@@ -280,11 +358,9 @@ def test_radiossl_checkpoint_and_encoder_export(tmp_path: Path, randomise: Rando
         assert all(torch.equal(a, b) for a, b in zip(target.encode(volume), source.encode(volume), strict=True))
 
 
-def test_export_from_pcrlv2_and_genesis(tmp_path: Path, randomise: Randomise) -> None:
-    _save_pcrlv2(tmp_path / "pcrl.pt", randomise(pcrlv2_net()))
-    with pytest.raises(CheckpointError, match="allow_unsafe"):
-        export_encoder(tmp_path / "pcrl.pt", tmp_path / "e.pt")
-    export_encoder(tmp_path / "pcrl.pt", tmp_path / "e.pt", allow_unsafe=True)
+def test_export_from_pcrlv2_and_genesis(tmp_path: Path, randomise: Randomise, options: Options) -> None:
+    _save_pcrlv2(tmp_path / "pcrl.pt", randomise(pcrlv2_net()), options)
+    export_encoder(tmp_path / "pcrl.pt", tmp_path / "e.pt")
     assert read_checkpoint(tmp_path / "e.pt").meta["source"]["family"] == "pcrlv2"
 
     gen = randomise(genesis_net())
