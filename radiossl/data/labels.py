@@ -78,7 +78,7 @@ def value_counts(array: np.ndarray) -> dict[float, int]:
     if flat.dtype.kind in "iub":
         low, high = int(flat.min()), int(flat.max())
         if high - low < BINCOUNT_RANGE:
-            counts = np.bincount((flat.astype(np.int64) - low), minlength=high - low + 1)
+            counts = np.bincount(flat.astype(np.int64) - low, minlength=high - low + 1)
             return {low + int(i): int(counts[i]) for i in np.flatnonzero(counts)}
     values, counts = np.unique(flat, return_counts=True)
     return {v.item(): int(n) for v, n in zip(values, counts, strict=True)}

@@ -136,7 +136,7 @@ def check_unique(cases: Iterable[Case], root: Path) -> list[Case]:
             continue
         where = " and ".join(str(_first_file(copy)) for copy in copies)
         problem = (
-            f"case {case_id}: the same case id appears {len(copies)} times ({where}); every copy is skipped — "
+            f"case {case_id}: the same case id appears {len(copies)} times ({where}); every copy is skipped; "
             "rename or remove all but one"
         )
         unique.append(replace(copies[0], problems=(*copies[0].problems, problem)))
