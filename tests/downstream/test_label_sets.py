@@ -183,3 +183,28 @@ def test_cli_finetune_and_evaluate_leave_out_bad_labels_and_duplicate_ids(brats_
     with (out / "metrics.csv").open() as handle:
         scored = {row["case"] for row in csv.DictReader(handle)}
     assert scored == set(ids) - {bad, duplicated}
+
+
+def test_finetune_without_loadable_validation_or_training_cases(brats_root: Path, tmp_path: Path) -> None:
+    from radiossl.downstream.config import load_task_config
+    from radiossl.downstream.finetune import FinetuneTask
+    from radiossl.errors import DataError
+
+    root = Path(shutil.copytree(brats_root, tmp_path / "raw"))
+    ids = sorted(p.name for p in root.glob("*/*"))
+    add_label_values(case_folder(root, ids[0]) / f"{ids[0]}_seg.nii.gz", [7])
+    splits = tmp_path / "splits.json"
+
+    def datasets(train: list[str], val: list[str]) -> FinetuneTask:
+        splits.write_text(json.dumps({"train": train, "val": val, "test": [ids[5]]}))
+        flags = {"data": {"root": str(root), "ratio": 1.0}, "task": {"splits": str(splits)}}
+        runner = FinetuneTask(load_task_config("finetune", "brats", flags=flags))
+        _, val_set = runner.build_datasets()
+        assert val_set is None and runner.monitor is None  # no usable validation case: train without it
+        return runner
+
+    runner = datasets(ids[1:3], [ids[0]])
+    assert runner.left_out[0]["case"] == ids[0] and runner.left_out[0]["split"] == "val"
+    assert runner.train_cache is not None and runner.train_cache.case_ids == ids[1:3]
+    with pytest.raises(DataError, match=r"none of the 1 training case\(s\) could be loaded"):
+        datasets([ids[0]], [])
