@@ -2,7 +2,8 @@
 
 Flags map onto config fields (``--data`` -> ``data.root``, ``--ratio`` -> ``data.ratio``, ...).
 Precedence: class defaults < task defaults < ``--config FILE`` < ``--set a.b=v`` < flags.
-Torch is imported only when the command runs.
+Exit code 1 when some cases could not be loaded: training ran on the others, and the left-out cases
+are listed (and in ``<run>/splits.json``). Torch is imported only when the command runs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from radiossl.commands.common import (
+    EXIT_FAILURES,
     AllowUnsafePickleOption,
     AmpOption,
     BatchSizeOption,
@@ -147,3 +149,13 @@ def register(app: typer.Typer) -> None:
             out_console.print(f"best checkpoint: {result.best_checkpoint} (val_dice {best})")
             if result.stopped_early:
                 out_console.print("stopped early: validation Dice stopped improving (validation.patience)")
+            if result.left_out:
+                splits_json = result.run_dir / "splits.json"
+                out_console.print(
+                    f"[red]{len(result.left_out)} case(s) left out[/] (trained without them; listed in {splits_json}):"
+                )
+                for case in result.left_out:  # unwrapped and without markup: paths stay intact
+                    line = f"  {case['split']} {case['case']}: {case['error']}"
+                    out_console.print(line, markup=False, soft_wrap=True)
+        if result.left_out:
+            raise typer.Exit(EXIT_FAILURES)

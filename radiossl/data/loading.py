@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from radiossl.data.datasets.base import Case
+from radiossl.data.labels import LabelSet, check_label_values
 from radiossl.data.normalise import IntensityConfig, IntensityMap, fit_intensity
 from radiossl.data.resample import Mode, resample_array, scaled_affine
 from radiossl.errors import DataError, ImageReadError
@@ -70,14 +71,21 @@ class RawCase:
     label: Volume | None
 
 
-def read_case(case: Case) -> RawCase:
+def read_case(case: Case, labels: LabelSet | None = None) -> RawCase:
     """Read every file of ``case`` once and check that all shapes and geometries (affines) agree.
+
+    With ``labels``, the label file must hold only those values (the check shared by preprocessing,
+    finetuning and evaluation).
 
     Raises:
         ImageReadError: a file is missing, unreadable, or contains NaN voxels; a label has values that
             are not whole numbers or do not fit int16.
-        DataError: channels or label differ in shape or affine (the message names the files).
+        LabelValueError: the label holds values outside ``labels`` (names the file and the values).
+        DataError: the case has problems found when it was listed (e.g. a duplicate case id), or
+            channels or label differ in shape or affine (the message names the files).
     """
+    if case.problems:
+        raise DataError("; ".join(case.problems))
     images = {channel: read_image(path) for channel, path in case.images.items()}
     if not images:
         raise DataError(f"case {case.case_id}: no image channels")
@@ -97,6 +105,8 @@ def read_case(case: Case) -> RawCase:
                 f"case {case.case_id}: label shape {label.shape} differs from image shape {first.shape} ({label.path})"
             )
         _check_geometry(case, "label", label, first_channel, first)
+        if labels is not None:
+            check_label_values(case.case_id, label, labels)
     return RawCase(images, label)
 
 
@@ -135,13 +145,15 @@ def load_case_arrays(
     spacing: Sequence[float] | None,
     intensity: IntensityConfig | Mapping[str, IntensityConfig],
     zoom: Sequence[float] | None = None,
+    labels: LabelSet | None = None,
 ) -> CaseArrays:
     """Read, resample (to ``spacing`` mm, None = keep) and normalise a case.
 
     ``intensity`` is one config for all channels or a mapping channel -> config. ``zoom`` scales the
     output grid further per axis (e.g. ``(0.75, 0.75, 1)``, the thesis' in-plane zoom for LiTS/LUNA).
+    ``labels`` is passed on to :func:`read_case` (the allowed label values).
     """
-    raw = read_case(case)
+    raw = read_case(case, labels)
     return arrays_from_raw(case, raw, spacing=spacing, intensity=intensity, zoom=zoom)
 
 

@@ -3,7 +3,9 @@
 * :class:`CaseCache` loads each case once (image float32 ``(C, X, Y, Z)``, label int16
   ``(X, Y, Z)``), keeps it in memory, and remembers where each region's foreground voxels are.
   Fill it in the main process (:meth:`CaseCache.preload`) before the DataLoader starts its workers,
-  so that forked workers share the arrays instead of loading them again.
+  so that forked workers share the arrays instead of loading them again. A case that cannot be
+  used (unreadable file, label values outside the task's label set, duplicate case id, ...) is
+  left out by :meth:`CaseCache.preload` and listed in :attr:`CaseCache.left_out` with its error.
 * :class:`PatchDataset` cuts ``crop_size`` patches: with probability ``foreground_fraction`` centred
   on a foreground voxel of a region chosen uniformly among the regions present in the case (so that
   small regions such as enhancing tumour are seen), otherwise anywhere. Volumes smaller than the
@@ -29,6 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from radiossl.errors import DataError, RadiosslError
 from radiossl.utils.seeding import rng_for
 
 if TYPE_CHECKING:
@@ -56,6 +59,14 @@ class CachedCase:
     channel_min: np.ndarray
 
 
+@dataclass(frozen=True)
+class LeftOutCase:
+    """A case :meth:`CaseCache.preload` could not load, and why."""
+
+    case_id: str
+    error: str
+
+
 class CaseCache:
     """Cases of one split loaded once through the task (see the module docstring).
 
@@ -72,6 +83,7 @@ class CaseCache:
         self.seed = seed
         self.threads = max(1, threads)
         self._items: dict[int, CachedCase] = {}
+        self.left_out: list[LeftOutCase] = []
 
     def __len__(self) -> int:
         return len(self.cases)
@@ -82,8 +94,6 @@ class CaseCache:
         return [case.case_id for case in self.cases]
 
     def _load(self, index: int) -> CachedCase:
-        from radiossl.errors import DataError
-
         case = self.cases[index]
         arrays = self.task.load(case)
         if arrays.label is None:
@@ -110,18 +120,35 @@ class CaseCache:
             item = self._items[index] = self._load(index)
         return item
 
+    def _try_load(self, index: int) -> CachedCase | LeftOutCase:
+        try:
+            return self._load(index)
+        except RadiosslError as exc:
+            return LeftOutCase(self.cases[index].case_id, str(exc))
+
     def preload(self) -> None:
-        """Load every case now (in ``threads`` threads)."""
+        """Load every case now (in ``threads`` threads); leave out the cases that fail.
+
+        A case that raises a :class:`~radiossl.errors.RadiosslError` while loading is removed from
+        the cache (indices shift to the remaining cases) and appended to :attr:`left_out`.
+        """
         missing = [i for i in range(len(self.cases)) if i not in self._items]
         if not missing:
             return
         if self.threads == 1 or len(missing) == 1:
-            for index in missing:
-                self.get(index)
-            return
-        with ThreadPoolExecutor(max_workers=self.threads) as pool:
-            for index, item in zip(missing, pool.map(self._load, missing), strict=True):
+            loaded = [self._try_load(index) for index in missing]
+        else:
+            with ThreadPoolExecutor(max_workers=self.threads) as pool:
+                loaded = list(pool.map(self._try_load, missing))
+        for index, item in zip(missing, loaded, strict=True):
+            if isinstance(item, CachedCase):
                 self._items[index] = item
+            else:
+                self.left_out.append(item)
+        if len(self._items) < len(self.cases):
+            kept = sorted(self._items)
+            self.cases = [self.cases[i] for i in kept]
+            self._items = {new: self._items[old] for new, old in enumerate(kept)}
 
     def nbytes(self) -> int:
         """Memory held by the loaded arrays."""
@@ -200,8 +227,6 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         seed: int = 0,
     ) -> None:
         if len(cache) == 0:
-            from radiossl.errors import DataError
-
             raise DataError("no training cases (check the split and data.ratio)")
         self.cache = cache
         self.crop = tuple(int(c) for c in crop_size)

@@ -16,7 +16,9 @@ Two protocols (``protocol``):
 
 Outputs in ``out``: ``metrics.csv`` (one row per case and region: case, region, dice, hd95,
 gt_voxels, pred_voxels), ``summary.json`` (mean ± std per region and over regions, failures, the
-resolved config) and ``predictions/<case>.nii.gz``.
+resolved config) and ``predictions/<case>.nii.gz``. A case that cannot be used (an unreadable
+file, label values outside the task's label set, a case id found twice) is reported, listed under
+``failures`` and skipped; ``radiossl evaluate`` then exits with code 1.
 
 Task settings that were not set explicitly are taken from the checkpoint's finetune config
 (``task_from_checkpoint``), and the cases of the split from the run folder's ``splits.json`` when

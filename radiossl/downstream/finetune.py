@@ -9,7 +9,11 @@ validation Dice), resume, logging and ``--vis`` PNGs. What it adds:
   checkpoint (``weights`` + ``transfer``; the loader's report is printed and saved), with parts
   frozen per ``train`` (:mod:`radiossl.downstream.freezing`);
 * data: the task's split (validation disjoint from test), the nested, seeded ``data.ratio`` subset of
-  the training cases, cases cached in memory, random foreground-aware patches with augmentation;
+  the training cases, cases cached in memory, random foreground-aware patches with augmentation.
+  A case that cannot be used (unreadable, label values outside the task's label set, duplicate case
+  id) is printed, left out, and listed under ``left_out`` in ``splits.json`` and
+  :attr:`FinetuneResult.left_out`; training goes on with the other cases (``radiossl finetune``
+  then exits with code 1);
 * loss: soft Dice + BCE on logits in float32 (:mod:`radiossl.downstream.losses`);
 * validation every ``validation.every`` epochs: hard Dice (threshold 0.5) per region on whole
   validation volumes by sliding-window inference; ``val_dice`` (mean over cases and regions) selects
@@ -39,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from radiossl.downstream.datasets import CaseCache, CaseIndexDataset, PatchDataset
+from radiossl.downstream.datasets import CaseCache, CaseIndexDataset, LeftOutCase, PatchDataset
 from radiossl.downstream.freezing import FreezeReport, freeze, train_mode
 from radiossl.downstream.inference import predict_probabilities
 from radiossl.downstream.losses import DiceBCELoss
@@ -117,6 +121,7 @@ class FinetuneTask:
         self.train_ids: list[str] = []
         self.train_cache: CaseCache | None = None
         self.val_cache: CaseCache | None = None
+        self.left_out: list[dict[str, str]] = []
         self.best_val: float | None = None
         self.stale_validations = 0
         self.stop_requested = False
@@ -195,18 +200,35 @@ class FinetuneTask:
         if not self.train_ids:
             raise DataError(f"{cfg.data.root}: no training cases in the split (ratio {cfg.data.ratio})")
         threads = max(1, cfg.runtime.workers)
+        self.left_out = []
         self.train_cache = CaseCache(self.task, [self._cases[c] for c in self.train_ids], cfg.runtime.seed, threads)
         self.train_cache.preload()
+        self._record_left_out(self.train_cache.left_out, "train")
+        if len(self.train_cache) == 0:
+            raise DataError(
+                f"{cfg.data.root}: none of the {len(self.train_ids)} training case(s) could be loaded "
+                f"(first: {self.train_cache.left_out[0].error})"
+            )
         train_set = PatchDataset(self.train_cache, cfg.data.crop_size, cfg.sampling, cfg.augment, cfg.runtime.seed)
         val_ids = list(splits.val)[: cfg.validation.max_cases] if cfg.validation.max_cases else list(splits.val)
-        if not val_ids:
-            self.monitor = None
+        if val_ids:
+            self.val_cache = CaseCache(self.task, [self._cases[c] for c in val_ids], cfg.runtime.seed, threads)
+            self.val_cache.preload()
+            self._record_left_out(self.val_cache.left_out, "val")
+            if len(self.val_cache):
+                return train_set, CaseIndexDataset(self.val_cache)
+            self.val_cache = None
+        self.monitor = None
+        if is_main_process():
+            _print("no validation cases: the best checkpoint follows the training loss")
+        return train_set, None
+
+    def _record_left_out(self, cases: list[LeftOutCase], split: str) -> None:
+        """Remember (and print, on rank 0) the cases of ``split`` that could not be loaded."""
+        for case in cases:
+            self.left_out.append({"case": case.case_id, "split": split, "error": case.error})
             if is_main_process():
-                _print("no validation cases: the best checkpoint follows the training loss")
-            return train_set, None
-        self.val_cache = CaseCache(self.task, [self._cases[c] for c in val_ids], cfg.runtime.seed, threads)
-        self.val_cache.preload()
-        return train_set, CaseIndexDataset(self.val_cache)
+                _print(f"left out {split} case {case.case_id}: {case.error}")
 
     # ------------------------------------------------------------------------------------- steps
 
@@ -359,6 +381,8 @@ class FinetuneResult:
     splits: dict[str, Any] = field(default_factory=dict)
     load_report: dict[str, Any] | None = None
     stopped_early: bool = False
+    left_out: list[dict[str, str]] = field(default_factory=list)
+    """Cases that could not be loaded (``case``, ``split``, ``error``); training used the others."""
 
 
 def finetune(
@@ -369,7 +393,8 @@ def finetune(
     ``resume`` and ``extend_epochs`` work as for :func:`radiossl.pretrain`.
 
     Writes the engine's run folder plus ``splits.json`` (the cases used: training subset, validation,
-    test) and, when weights were loaded, ``load_report.json``.
+    test, and ``left_out``: the cases that could not be loaded, with their errors) and, when weights
+    were loaded, ``load_report.json``.
     """
     from radiossl.engine.trainer import run_training
     from radiossl.utils.atomic import write_json
@@ -392,6 +417,7 @@ def finetune(
         "train_subset": runner.train_ids,
         "ratio": config.data.ratio,
         "seed": config.runtime.seed,
+        "left_out": runner.left_out,
     }
     load_report = runner.load_report.to_dict() if runner.load_report is not None else None
     if is_main_process():
@@ -408,4 +434,5 @@ def finetune(
         splits=split_info,
         load_report=load_report,
         stopped_early=runner.stop_requested,
+        left_out=runner.left_out,
     )

@@ -17,6 +17,7 @@ from radiossl.data.datasets.luna16 import LUNA16
 from radiossl.data.datasets.nnunet import NnUNetRaw
 from radiossl.data.split_lists import read_list
 from radiossl.errors import DataError, PluginError
+from radiossl.io import strip_image_extension
 
 
 @pytest.mark.parametrize(
@@ -122,11 +123,24 @@ def test_lits_flat_download_layout_and_both_segmentation_extensions(
     assert adapter.check(tmp_path) == ["case volume-31: no label file"]
 
 
-def test_lits_duplicate_case_ids_are_an_error(phantom_copy: Callable[[str], Path]) -> None:
+def test_lits_duplicate_case_id_is_one_case_with_a_problem(phantom_copy: Callable[[str], Path]) -> None:
+    from radiossl.data.loading import read_case
+
     root = phantom_copy("lits")
-    shutil.copy(next((root / "train" / "ct").iterdir()), root / "val" / "ct")
-    with pytest.raises(DataError, match="appears twice"):
-        LiTS17().list_cases(root)
+    volume = next((root / "train" / "ct").iterdir())
+    shutil.copy(volume, root / "val" / "ct")
+    adapter = LiTS17()
+    cases = adapter.list_cases(root)  # listing no longer stops the whole run
+    assert len(cases) == len({c.case_id for c in cases})
+    duplicate = next(c for c in cases if c.problems)
+    assert duplicate.case_id == strip_image_extension(volume)
+    problem = duplicate.problems[0]
+    assert "appears 2 times" in problem
+    assert str(root / "train" / "ct" / volume.name) in problem and str(root / "val" / "ct" / volume.name) in problem
+    assert problem in adapter.check(root)
+    assert [c.case_id for c in cases if not c.problems] == [c.case_id for c in cases if c is not duplicate]
+    with pytest.raises(DataError, match="appears 2 times"):
+        read_case(duplicate)
 
 
 def test_luna_reports_a_missing_raw_file(phantom_copy: Callable[[str], Path]) -> None:

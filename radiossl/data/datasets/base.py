@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
+from radiossl.data.labels import LabelSet
 from radiossl.data.splits import Splits
 from radiossl.errors import DataError, PluginError
 
@@ -27,12 +28,17 @@ GROUP = "radiossl.datasets"
 
 @dataclass(frozen=True)
 class Case:
-    """One patient/scan: its image file per channel (model channel order), label file, and group."""
+    """One patient/scan: its image file per channel (model channel order), label file, and group.
+
+    ``problems`` are found while listing (e.g. the same case id in two folders): such a case is
+    reported with them and never read.
+    """
 
     case_id: str
     images: dict[str, Path]
     label: Path | None
     group: str | None = None
+    problems: tuple[str, ...] = ()
 
     @property
     def files(self) -> list[Path]:
@@ -72,13 +78,17 @@ class DatasetAdapter(ABC):
     def default_splits(self, root: Path, cases: list[Case]) -> Splits:
         """The dataset's standard train/val/test split of ``cases`` (by case id)."""
 
+    def label_set(self, root: Path) -> LabelSet:
+        """The voxel values a label file may hold: by default those of :meth:`label_values`."""
+        return LabelSet(frozenset(self.label_values(root).values()), f"{self.name} labels")
+
     def channel_modalities(self, root: Path) -> dict[str, str]:
         """Channel name -> ``"ct"`` or ``"mri"`` (decides the default intensity normalisation)."""
         return {channel: self.modality for channel in self.channel_names(root)}
 
     def case_problems(self, case: Case) -> list[str]:
-        """Problems that prevent reading ``case`` (missing channel files), one line each."""
-        problems = []
+        """Problems that prevent reading ``case`` (listing problems, missing channel files), one line each."""
+        problems = list(case.problems)
         for channel, path in case.images.items():
             if not path.is_file():
                 problems.append(f"case {case.case_id}: missing {channel} (expected {path})")
@@ -109,15 +119,33 @@ def require_dir(root: Path, what: str) -> Path:
 
 
 def check_unique(cases: Iterable[Case], root: Path) -> list[Case]:
-    """Sort cases by id; DataError if two cases share an id."""
-    by_id: dict[str, Case] = {}
+    """Sort cases by id; an id found more than once becomes one case with a problem naming every copy.
+
+    That case (holding the first copy's files) is reported and skipped wherever cases are read
+    (preprocessing, finetuning, evaluation) while the other cases are used: which copy is meant
+    cannot be guessed. ``root`` is not needed by the check; it stays for callers that pass it.
+    """
+    by_id: dict[str, list[Case]] = {}
     for case in cases:
-        if case.case_id in by_id:
-            first = next(iter(by_id[case.case_id].images.values()))
-            second = next(iter(case.images.values()))
-            raise DataError(f"{root}: case id {case.case_id!r} appears twice ({first.parent} and {second.parent})")
-        by_id[case.case_id] = case
-    return [by_id[key] for key in sorted(by_id)]
+        by_id.setdefault(case.case_id, []).append(case)
+    unique = []
+    for case_id in sorted(by_id):
+        copies = by_id[case_id]
+        if len(copies) == 1:
+            unique.append(copies[0])
+            continue
+        where = " and ".join(str(_first_file(copy)) for copy in copies)
+        problem = (
+            f"case {case_id}: the same case id appears {len(copies)} times ({where}); every copy is skipped; "
+            "rename or remove all but one"
+        )
+        unique.append(replace(copies[0], problems=(*copies[0].problems, problem)))
+    return unique
+
+
+def _first_file(case: Case) -> Path | None:
+    """The first image file of ``case`` (its label when it has no image), for messages."""
+    return next(iter(case.files), None)
 
 
 def get_adapter(name: str) -> DatasetAdapter:

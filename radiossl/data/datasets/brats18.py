@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from radiossl.data.datasets.base import Case, DatasetAdapter, check_unique, require_dir
+from radiossl.data.labels import LabelSet
 from radiossl.data.split_lists import read_list
 from radiossl.data.splits import UNUSED, Splits, proportional_split
 from radiossl.errors import DataError
@@ -43,6 +44,10 @@ class BraTS18(DatasetAdapter):
 
     def label_values(self, root: Path) -> dict[str, int]:
         return {"background": 0, "necrosis": 1, "edema": 2, "enhancing": 4}
+
+    def label_set(self, root: Path) -> LabelSet:
+        hint = "BraTS 2023 and later label enhancing tumour 3 instead of 4"
+        return LabelSet(frozenset(self.label_values(root).values()), "BraTS-2018 labels", hints={3: hint})
 
     def _patient_dirs(self, root: Path) -> list[tuple[Path, str | None]]:
         graded = [root / grade for grade in GRADES if (root / grade).is_dir()]

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from radiossl.data.datasets.base import Case, DatasetAdapter, check_unique, require_dir
+from radiossl.data.labels import LabelSet
 from radiossl.data.splits import Splits, proportional_split
 from radiossl.errors import DataError
 from radiossl.io.formats import image_extension
@@ -97,6 +98,23 @@ class NnUNetRaw(DatasetAdapter):
             elif isinstance(value, str) and str(key).lstrip("-").isdigit():  # v1: "value" -> name
                 values[value] = int(key)
         return dict(sorted(values.items(), key=lambda kv: kv[1]))
+
+    def label_set(self, root: Path) -> LabelSet:
+        """Every value ``dataset.json`` ``labels`` names: plain values, members of region lists, ``ignore``."""
+        labels = self.dataset_json(root).get("labels", {})
+        path = self.dataset_root(root) / "dataset.json"
+        if not isinstance(labels, dict):
+            raise DataError(f"{path}: 'labels' must be a mapping")
+        values: set[int] = set()
+        for key, value in labels.items():
+            if isinstance(value, str) and str(key).lstrip("-").isdigit():  # v1: "value" -> name
+                values.add(int(key))
+                continue
+            members = value if isinstance(value, list) else [value]
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in members):
+                raise DataError(f"{path}: label {key!r} must be an integer or a list of integers, got {value!r}")
+            values.update(members)
+        return LabelSet(frozenset(values | {0}), f"labels of {path}")
 
     def _file_ending(self, root: Path) -> str | None:
         ending = self.dataset_json(root).get("file_ending")

@@ -135,7 +135,10 @@ class PreprocessConfig(Section):
         default=None,
         description="Only preprocess cases of these splits (train, val, test, unused); None = all.",
     )
-    check_labels: bool = Field(default=True, description="Read label files to check their shape.")
+    check_labels: bool = Field(
+        default=True,
+        description="Read label files to check their shape, geometry and values (the dataset's label set).",
+    )
     pcrlv2: PCRLv2Options = Field(default_factory=lambda: PCRLv2Options())
     genesis: GenesisOptions = Field(default_factory=lambda: GenesisOptions())
     workers: int = Field(default=1, ge=0, description="Worker processes (<= 1: in this process).")

@@ -6,7 +6,9 @@
    ``cases/<group_id>.csv`` exists (resume).
 3. Process each remaining case in a worker process (or in this process for ``workers <= 1``): read
    every file once, resample, normalise, sample all groups, write ``arrays/*.npy`` and then the
-   fragment, all atomically. A bad case is recorded with its reason; the others go on.
+   fragment, all atomically. A bad case is recorded with its reason; the others go on. Bad cases
+   include unreadable files, labels that differ in shape or geometry or (``check_labels``) hold
+   values outside the adapter's label set, and case ids found more than once (every copy).
 4. Merge all fragments into ``manifest.csv`` and all statuses into ``preprocess.json``, under a folder
    lock, so that the last shard to finish leaves the complete folder.
 
@@ -25,7 +27,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ import torch
 
 from radiossl import __version__
 from radiossl.data.datasets.base import Case, DatasetAdapter, get_adapter
+from radiossl.data.labels import LabelSet
 from radiossl.data.loading import RawCase, arrays_from_raw, read_case
 from radiossl.data.normalise import default_threshold
 from radiossl.data.preprocess.boxes import pad_to
@@ -101,6 +104,8 @@ class CaseJob:
     split: str
     groups: tuple[tuple[str, tuple[str, ...]], ...]
     problems: tuple[str, ...] = ()
+    labels: LabelSet | None = None
+    """The allowed label values (``check_labels``); None = the label is not checked."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -137,8 +142,8 @@ def process_case(job: CaseJob) -> dict[str, Any]:
 
 def _process(job: CaseJob, status: dict[str, Any]) -> int:
     plan, case = job.plan, job.case
-    raw = read_case(case if plan.check_labels else Case(case.case_id, case.images, None, case.group))
-    # The label was read only to check its shape; pretext samples do not use it.
+    raw = read_case(case if plan.check_labels else replace(case, label=None), job.labels)
+    # The label was read only to check its shape and values; pretext samples do not use it.
     arrays = arrays_from_raw(
         case, RawCase(raw.images, None), spacing=plan.spacing, intensity=plan.intensity, zoom=plan.zoom
     )
@@ -319,6 +324,7 @@ def preprocess(
     ]
     mine = [c for i, c in enumerate(selected) if shard is None or i % shard[1] == shard[0]]
     result = PreprocessResult(out=out, total_cases=len(mine), shard=shard)
+    labels = _label_check(adapter, root) if config.check_labels else None
     jobs = []
     for case in mine:
         todo = tuple(g for g in plan.groups(case.case_id) if not (out / "cases" / f"{g[0]}.csv").is_file())
@@ -333,6 +339,7 @@ def preprocess(
                 assignment.get(case.case_id, "unused"),
                 todo,
                 tuple(adapter.case_problems(case)),
+                labels,
             )
         )
     if not merge_only:
@@ -346,6 +353,12 @@ def preprocess(
     result.manifest_rows = merge(out, header, cases, plan, splits)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _label_check(adapter: DatasetAdapter, root: Path) -> LabelSet:
+    """The adapter's label set, with the advice that preprocessing can skip the label check."""
+    advice = "pretext samples do not use labels: --set check_labels=false skips the label checks"
+    return replace(adapter.label_set(root), advice=advice)
 
 
 def _run_jobs(

@@ -9,6 +9,9 @@ the ``radiossl.tasks`` entry-point group. It names
   (BraTS' whole tumour = labels {1, 2, 4}), plus the label value painted back when a prediction
   is turned into a label map. Regions may overlap; painting runs in region order, so a later
   region overwrites an earlier one (nnU-Net's ``regions_class_order`` convention),
+* its **label set**: the voxel values its label files may hold (:meth:`SegmentationTask.label_set`;
+  by default the dataset adapter's). A case whose label holds another value is reported (file and
+  values) and left out by finetuning and evaluation,
 * its own config section (``task`` in a finetune/evaluate config; ``name`` is the discriminator)
   and defaults for the shared sections (learning rate, crop size, ...).
 
@@ -41,6 +44,7 @@ from radiossl.errors import ConfigError, DataError, PluginError
 
 if TYPE_CHECKING:
     from radiossl.data.datasets import Case, DatasetAdapter
+    from radiossl.data.labels import LabelSet
     from radiossl.data.loading import CaseArrays, RawCase
     from radiossl.data.splits import Splits
 
@@ -195,18 +199,30 @@ class SegmentationTask(ABC):
         from radiossl.data.loading import load_case_arrays
 
         return load_case_arrays(
-            case, spacing=self.settings.spacing, intensity=self.intensity(), zoom=self.settings.zoom
+            case,
+            spacing=self.settings.spacing,
+            intensity=self.intensity(),
+            zoom=self.settings.zoom,
+            labels=self.label_set(),
         )
 
     def load_with_raw(self, case: Case) -> tuple[RawCase, CaseArrays]:
         """The case as read from disk (original grid, for metrics and predictions) and as loaded."""
         from radiossl.data.loading import arrays_from_raw, read_case
 
-        raw = read_case(case)
+        raw = read_case(case, self.label_set())
         arrays = arrays_from_raw(
             case, raw, spacing=self.settings.spacing, intensity=self.intensity(), zoom=self.settings.zoom
         )
         return raw, arrays
+
+    def label_set(self) -> LabelSet:
+        """The voxel values this task's label files may hold (checked whenever a case is loaded).
+
+        Default: the dataset adapter's label set (:meth:`DatasetAdapter.label_set`). Tasks that give
+        label values their own meaning (BraTS' ``et_label``) override it.
+        """
+        return self.adapter().label_set(self.require_root())
 
     def intensity(self) -> IntensityConfig:
         """The normalisation in use: the configured one, or the dataset's default for its modality."""
@@ -246,13 +262,14 @@ class SegmentationTask(ABC):
         return out
 
     def describe(self) -> dict[str, Any]:
-        """Regions and channels, for summaries."""
+        """Regions, channels and allowed label values, for summaries."""
         info: dict[str, Any] = {
             "task": self.name,
             "regions": [{"name": r.name, "labels": list(r.labels), "paint": r.paint} for r in self.regions()],
         }
         if self.root is not None:
             info["channels"] = list(self.channel_names())
+            info["label_values"] = sorted(self.label_set().values)
         return info
 
 

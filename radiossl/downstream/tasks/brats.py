@@ -7,12 +7,16 @@ Channels (model order): T1, T2, FLAIR, T1ce. Regions (the BraTS challenge defini
 * ``ET`` enhancing tumour = ``et_label``.
 
 ``et_label`` is 4 up to BraTS 2021 and 3 from BraTS 2023 on. Label maps are rebuilt from predicted
-regions as WT \\ TC → 2 (oedema), TC \\ ET → 1 (necrosis), ET → ``et_label``.
+regions as WT \\ TC → 2 (oedema), TC \\ ET → 1 (necrosis), ET → ``et_label``. The label set is
+{0, 1, 2, ``et_label``}: with the default 4, a case holding 3 is reported (the message suggests
+``task.et_label=3``) and left out, never read as background.
 
 Example:
     >>> task = BraTSTask(BraTSConfig(et_label=3))
     >>> [(r.name, r.labels, r.paint) for r in task.regions()]
     [('WT', (1, 2, 3), 2), ('TC', (1, 3), 1), ('ET', (3,), 3)]
+    >>> task.label_set().describe()
+    '{0, 1, 2, 3}'
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from radiossl.data.labels import LabelSet
 from radiossl.data.normalise import IntensityConfig
 from radiossl.downstream.tasks.base import Region, SegmentationTask, TaskConfig
 
@@ -65,3 +70,14 @@ class BraTSTask(SegmentationTask):
             Region("TC", (NECROSIS, et), NECROSIS),
             Region("ET", (et,), et),
         ]
+
+    def label_set(self) -> LabelSet:
+        """{0, 1, 2, ``et_label``}; the message for the other enhancing-tumour value names the option."""
+        et = self.settings.et_label  # type: ignore[attr-defined]
+        hints = {
+            3: "BraTS 2023 and later label enhancing tumour 3: for such data set task.et_label=3 "
+            "(--set task.et_label=3)",
+            4: "BraTS up to 2021 labels enhancing tumour 4: for such data set task.et_label=4 (--set task.et_label=4)",
+        }
+        hints.pop(et, None)
+        return LabelSet(frozenset({0, NECROSIS, OEDEMA, et}), f"BraTS labels with task.et_label={et}", hints=hints)

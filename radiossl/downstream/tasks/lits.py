@@ -1,6 +1,7 @@
 """LiTS liver segmentation: 1 CT channel in, liver (including tumour) and optionally tumour out.
 
-Regions: ``liver`` = labels {1, 2} (the thesis merges tumour into liver, spec §2.7.2) and, with
+Label set: {0, 1, 2} (background, liver, tumour); a case holding another value is reported and
+left out. Regions: ``liver`` = labels {1, 2} (the thesis merges tumour into liver, spec §2.7.2) and, with
 ``tumour: true``, a second channel ``tumour`` = label 2. Label maps are rebuilt as liver → 1, then
 tumour → 2.
 
@@ -16,6 +17,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from radiossl.config import deep_merge
+from radiossl.data.labels import LabelSet
 from radiossl.data.normalise import IntensityConfig
 from radiossl.downstream.tasks.base import Region, SegmentationTask, TaskConfig
 
@@ -61,3 +63,7 @@ class LiTSTask(SegmentationTask):
         if self.settings.tumour:  # type: ignore[attr-defined]
             regions.append(Region("tumour", (TUMOUR,), TUMOUR))
         return regions
+
+    def label_set(self) -> LabelSet:
+        """{0, 1, 2}: background, liver, tumour (whatever the dataset adapter)."""
+        return LabelSet(frozenset({0, LIVER, TUMOUR}), "LiTS labels")
