@@ -6,6 +6,9 @@ heart, aorta and trachea in the mediastinum, liver and spleen under the diaphrag
 nodules (3-30 mm spheres with lobulated edges; most solid, some ground-glass). Some scans are
 padded with -2048 outside the circular reconstruction field, as many LUNA scans are.
 
+The default shape is a whole chest (:data:`DEFAULT_SHAPE`, voxel sizes from :func:`case_spacing`):
+ModelsGenesis cubes (64 x 64 x 32 voxels, 100 voxels in from each side, mostly lung) must fit in it.
+
 Layout written by :func:`write_case`: ``<out>/subset<K>/<seriesuid>.mhd`` + ``.raw`` (cases go to
 subset0..subset9 round robin), and :func:`annotation_rows` gives the rows of LUNA's
 ``annotations.csv`` (``seriesuid,coordX,coordY,coordZ,diameter_mm``; world coordinates in LPS mm,
