@@ -49,7 +49,8 @@ def register(app: typer.Typer) -> None:
         shard: str = typer.Option(
             None,
             "--shard",
-            help="I/N: only cases with index % N == I (e.g. a SLURM array task); run all shards into the same --out.",
+            help="I/N, counted from 1 (1/4 ... 4/4): only cases with index % N == I - 1; 'slurm': the shard "
+            "of this Slurm array task (--array=0-3 or 1-4 both give 1/4 ... 4/4). Run all shards into the same --out.",
             show_default=False,
         ),
         multichannel: bool = typer.Option(
@@ -68,7 +69,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Cut training samples from a raw dataset: resample, normalise, sample crops, write a folder.
 
-        Resumable: a rerun skips finished volumes. Shardable: --shard I/N. Parallel: --workers N.
+        Resumable: a rerun skips finished volumes. Shardable: --shard I/N (1/N ... N/N) or --shard slurm.
+        Parallel: --workers N.
         Deterministic for a seed, whatever the workers or shards.
 
         Bad volumes are reported and skipped; exit code 1 if any failed, 2 for usage errors.
@@ -82,6 +84,14 @@ def register(app: typer.Typer) -> None:
         """
         from radiossl.config import load_config_file_into
         from radiossl.data.preprocess import PreprocessConfig, preprocess
+        from radiossl.errors import ConfigError
+        from radiossl.utils.sharding import ShardError, check_shard
+
+        if shard is not None:
+            try:
+                check_shard(shard)
+            except ShardError as exc:
+                raise ConfigError(f"--shard {exc}") from None
 
         given = {
             "dataset": dataset,
@@ -132,7 +142,7 @@ def _report(result: Any, settings: Any) -> None:
     summary = Table(title=f"preprocess {settings.dataset}/{settings.view}", show_header=False)
     summary.add_column("field", style="bold")
     summary.add_column("value")
-    shard = f" (shard {result.shard[0]}/{result.shard[1]})" if result.shard else ""
+    shard = f" (shard {result.shard})" if result.shard else ""
     summary.add_row("folder", str(result.out))
     summary.add_row("cases", f"{result.total_cases}{shard}")
     summary.add_row("already done", str(result.skipped))

@@ -90,13 +90,52 @@ def test_union_of_shards_is_the_whole_run(
     small_config: Callable[..., PreprocessConfig], brats_run: Path, phantom_root: Callable[[str], Path], tmp_path: Path
 ) -> None:
     out = tmp_path / "proc"
-    first = preprocess(small_config(phantom_root("brats"), out, shard="0/2"))
+    first = preprocess(small_config(phantom_root("brats"), out, shard="1/2"))  # shards count from 1
     assert (first.total_cases, first.ok) == (2, 2)
     assert json.loads((out / "preprocess.json").read_text())["counts"]["pending"] == 1
-    second = preprocess(small_config(phantom_root("brats"), out, shard="1/2"))
+    done = {row["case_id"] for row in _manifest(out)}
+    assert done == {"Brats18_PHANTOM_000_1", "Brats18_PHANTOM_002_1"}  # positions 0 and 2: index % 2 == 0
+    second = preprocess(small_config(phantom_root("brats"), out, shard="2/2"))
     assert (second.total_cases, second.ok) == (1, 1)
     _same_output(brats_run, out)
     assert json.loads((out / "preprocess.json").read_text())["counts"]["ok"] == 3
+
+
+def test_slurm_array_tasks_are_the_shards(
+    small_config: Callable[..., PreprocessConfig],
+    brats_run: Path,
+    phantom_root: Callable[[str], Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = tmp_path / "proc"
+    for task in ("0", "1"):  # sbatch --array=0-1
+        for name, value in (("ID", task), ("MIN", "0"), ("MAX", "1"), ("COUNT", "2"), ("STEP", "1")):
+            monkeypatch.setenv(f"SLURM_ARRAY_TASK_{name}", value)
+        result = preprocess(small_config(phantom_root("brats"), out, shard="slurm"))
+        assert str(result.shard) == f"{int(task) + 1}/2"
+    _same_output(brats_run, out)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0/2", "--shard 0/2: shards count from 1; use 1/2 or 2/2"),
+        ("3/2", "--shard 3/2: there are only 2 shards; use 1/2 or 2/2"),
+        ("2", "expected I/N"),
+        ("slurm", "SLURM_ARRAY_TASK_ID"),
+    ],
+)
+def test_cli_refuses_shards_that_do_not_exist(
+    phantom_root: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, message: str
+) -> None:
+    for name in ("ID", "MIN", "MAX", "COUNT", "STEP"):
+        monkeypatch.delenv(f"SLURM_ARRAY_TASK_{name}", raising=False)
+    args = ["preprocess", "--dataset", "brats18", "--data", str(phantom_root("brats")), "--out", str(tmp_path / "p")]
+    result = CliRunner().invoke(app, [*args, "--shard", value])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert not (tmp_path / "p" / "manifest.csv").exists()
 
 
 def test_resume_redoes_only_the_interrupted_case(
@@ -124,8 +163,10 @@ def test_other_settings_are_refused(
     (tmp_path / "junk.txt").write_text("x")
     with pytest.raises(ConfigError, match="not empty"):
         preprocess(small_config(phantom_root("brats"), tmp_path))
-    with pytest.raises(ValidationError, match="i/n"):
+    with pytest.raises(ValidationError, match="I/N"):
         small_config(phantom_root("brats"), tmp_path / "x", shard="2")
+    with pytest.raises(ValidationError, match="shards count from 1"):
+        small_config(phantom_root("brats"), tmp_path / "x", shard="0/3")
 
 
 def test_resume_from_other_raw_data_or_another_split_is_refused(

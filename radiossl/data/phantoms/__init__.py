@@ -26,10 +26,12 @@ from pathlib import Path
 from radiossl.errors import ConfigError
 
 KINDS = ("brats", "lits", "luna", "nnunet")
+# Every default passes the default rules of every preprocessing view (tests/data/test_phantom_views.py);
+# LUNA's is a whole chest, so that ModelsGenesis' lung cubes fit in its lungs.
 DEFAULT_SHAPES: dict[str, tuple[int, int, int]] = {
     "brats": (64, 64, 48),
-    "lits": (64, 64, 32),
-    "luna": (64, 64, 48),
+    "lits": (128, 128, 32),
+    "luna": (384, 384, 96),
     "nnunet": (48, 48, 40),
 }
 MIN_SIZE = 16
@@ -63,12 +65,12 @@ def synthesize(
 ) -> SynthResult:
     """Write ``cases`` phantom cases of ``kind`` (brats, lits, luna, nnunet) into ``out``.
 
-    ``shape`` is the volume size in voxels (default: small, see :data:`DEFAULT_SHAPES`; use
-    ``(240, 240, 155)`` for real-size BraTS). ``preview`` also writes ``<out>/preview.png``. An
-    existing non-empty ``out`` is refused unless ``overwrite`` (files with the same names are replaced).
-    For nnunet, ``cases`` is the number of training cases; a quarter as many (at least one) held-out
-    cases are added. For lits, volumes 28-47 are the validation split, or the last volume when none
-    of them exists (see :func:`radiossl.data.phantoms.lits.split_of`).
+    ``shape`` is the volume size in voxels (default: see :data:`DEFAULT_SHAPES`: small, except LUNA's
+    whole chest of 384 x 384 x 96; use ``(240, 240, 155)`` for real-size BraTS). ``preview`` also
+    writes ``<out>/preview.png``. An existing non-empty ``out`` is refused unless ``overwrite`` (files
+    with the same names are replaced). For nnunet, ``cases`` is the number of training cases; a quarter
+    as many (at least one) held-out cases are added. For lits, volumes 28-47 are the validation split,
+    or the last volume when none of them exists (see :func:`radiossl.data.phantoms.lits.split_of`).
     """
     size = _check(kind, cases, shape, seed)
     root = Path(out)

@@ -6,6 +6,9 @@ heart, aorta and trachea in the mediastinum, liver and spleen under the diaphrag
 nodules (3-30 mm spheres with lobulated edges; most solid, some ground-glass). Some scans are
 padded with -2048 outside the circular reconstruction field, as many LUNA scans are.
 
+The default shape is a whole chest (:data:`DEFAULT_SHAPE`, voxel sizes from :func:`case_spacing`):
+ModelsGenesis cubes (64 x 64 x 32 voxels, 100 voxels in from each side, mostly lung) must fit in it.
+
 Layout written by :func:`write_case`: ``<out>/subset<K>/<seriesuid>.mhd`` + ``.raw`` (cases go to
 subset0..subset9 round robin), and :func:`annotation_rows` gives the rows of LUNA's
 ``annotations.csv`` (``seriesuid,coordX,coordY,coordZ,diameter_mm``; world coordinates in LPS mm,
@@ -46,7 +49,14 @@ from radiossl.data.phantoms.shapes import (
     tube_network,
 )
 
-DEFAULT_SHAPE = (64, 64, 48)
+# A whole chest at LUNA-like voxel sizes: 384 columns of 0.78-0.98 mm (a 30-38 cm field of view, so
+# the ModelsGenesis view's 100-voxel border still leaves the lungs reachable) and 96 slices of 2.5 mm.
+DEFAULT_SHAPE = (384, 384, 96)
+FIELD_OF_VIEW_MM = (300.0, 380.0)
+IN_PLANE_MM = (0.55, 0.98)
+SMALL_IN_PLANE_MM = (0.55, 0.85)
+COVERAGE_MM = (200.0, 400.0)
+SLICE_MM = (0.625, 1.0, 1.25, 2.5)
 UID_ROOT = "1.3.6.1.4.1.14519.5.2.1.6279.6001"
 LUNG_WINDOW = (-1200.0, 400.0)
 PADDING_HU = -2048
@@ -81,10 +91,21 @@ def series_uid(rng: np.random.Generator, index: int) -> str:
     return f"{UID_ROOT}.{int(rng.integers(1, 10))}{digits}{index:06d}"
 
 
-def case_spacing(rng: np.random.Generator) -> tuple[float, float, float]:
-    """Per-case voxel size: in-plane 0.55-0.85 mm, slices 0.625-2.5 mm (both vary in LUNA16)."""
-    in_plane = round(float(rng.uniform(0.55, 0.85)), 3)
-    return in_plane, in_plane, float(rng.choice([0.625, 1.0, 1.25, 2.5]))
+def case_spacing(rng: np.random.Generator, shape: Sequence[int]) -> tuple[float, float, float]:
+    """Per-case voxel size, as varied as in LUNA16, and chosen so that ``shape`` covers a whole chest.
+
+    In-plane: within LUNA's 0.55-0.98 mm, such that the field of view is 300-380 mm; slices: one of
+    LUNA's thicknesses that gives a cranio-caudal coverage of 200-400 mm. When ``shape`` is too small
+    for that (test-sized phantoms), any LUNA-like spacing (in-plane 0.55-0.85 mm, any thickness).
+    """
+    columns = max(int(shape[0]), int(shape[1]))
+    low = max(IN_PLANE_MM[0], FIELD_OF_VIEW_MM[0] / columns)
+    high = min(IN_PLANE_MM[1], FIELD_OF_VIEW_MM[1] / columns)
+    if low > high:
+        low, high = SMALL_IN_PLANE_MM
+    in_plane = round(float(rng.uniform(low, high)), 3)
+    covering = [t for t in SLICE_MM if COVERAGE_MM[0] <= t * int(shape[2]) <= COVERAGE_MM[1]]
+    return in_plane, in_plane, float(rng.choice(covering or SLICE_MM))
 
 
 def make_chest(
@@ -219,7 +240,7 @@ def write_case(
 
     rng = case_rng(seed, "luna", index)
     uid = series_uid(rng, index)
-    spacing = case_spacing(rng)
+    spacing = case_spacing(rng, shape)
     count = int(rng.integers(1, 4)) if index == 0 or rng.random() < 0.75 else 0
     ct, nodules, mask = make_chest(rng, shape, spacing, count)
     centre = (rng.uniform(-20.0, 20.0), rng.uniform(150.0, 200.0), rng.uniform(-250.0, -100.0))

@@ -91,22 +91,25 @@ def ellipsoid(
 
 
 def superellipse_xy(grid: Grid, centre: Vec3, radii: Vec3, power: float = 2.5) -> np.ndarray:
-    """Level function of an axial (x-y) superellipse extruded along z: a boxy body cross-section."""
+    """Level function of an axial (x-y) superellipse extruded along z: a boxy body cross-section.
+
+    Shape ``(X, Y, 1)``: the same in every slice, it broadcasts against the grid (and costs one slice).
+    """
     x, y, _ = grid.axes()
     ax = np.abs((x - np.float32(centre[0])) / np.float32(radii[0]))
     ay = np.abs((y - np.float32(centre[1])) / np.float32(radii[1]))
     level = (ax**power + ay**power) ** (1.0 / power)
-    return np.broadcast_to(level, grid.shape).astype(np.float32)
+    return level.astype(np.float32)
 
 
 def cylinder_z(grid: Grid, centre_xy: Vec3, radii_xy: Vec3) -> np.ndarray:
-    """Level function of an elliptic cylinder along z (broadcast to the grid shape)."""
+    """Level function of an elliptic cylinder along z, of shape ``(X, Y, 1)`` (broadcasts to the grid)."""
     x, y, _ = grid.axes()
     level = np.sqrt(
         ((x - np.float32(centre_xy[0])) / np.float32(radii_xy[0])) ** 2
         + ((y - np.float32(centre_xy[1])) / np.float32(radii_xy[1])) ** 2
     )
-    return np.broadcast_to(level, grid.shape).astype(np.float32)
+    return level.astype(np.float32)
 
 
 def soft(level: np.ndarray, threshold: float | np.ndarray = 1.0, width: float = 0.05) -> np.ndarray:

@@ -32,9 +32,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from radiossl.config import Section
 from radiossl.data.normalise import IntensityConfig, default_intensity
+from radiossl.utils.sharding import ShardError, check_shard
 
 ViewName = Literal["cluster", "pcrlv2", "genesis"]
 VIEWS: tuple[str, ...] = ("cluster", "pcrlv2", "genesis")
@@ -142,14 +144,20 @@ class PreprocessConfig(Section):
     pcrlv2: PCRLv2Options = Field(default_factory=lambda: PCRLv2Options())
     genesis: GenesisOptions = Field(default_factory=lambda: GenesisOptions())
     workers: int = Field(default=1, ge=0, description="Worker processes (<= 1: in this process).")
-    shard: str | None = Field(default=None, description="'i/n': process the cases with index % n == i.")
+    shard: str | None = Field(
+        default=None,
+        description="'I/N' (1 <= I <= N): process the cases with index % N == I - 1; 'slurm': this Slurm array task's.",
+    )
     progress: bool = Field(default=True, description="Show a progress bar.")
 
     @field_validator("shard")
     @classmethod
     def _check_shard(cls, value: str | None) -> str | None:
         if value is not None:
-            parse_shard(value)
+            try:
+                check_shard(value)
+            except ShardError as exc:
+                raise PydanticCustomError("shard", str(exc)) from None
         return value
 
     @model_validator(mode="after")
@@ -163,17 +171,6 @@ class PreprocessConfig(Section):
 EXECUTION_FIELDS: frozenset[str] = frozenset(
     {"data", "out", "workers", "shard", "progress", "include_splits", "check_labels"}
 )
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"1/4"`` -> ``(1, 4)``; ValueError unless ``0 <= i < n``."""
-    index, sep, count = text.partition("/")
-    if not sep or not index.strip().isdigit() or not count.strip().isdigit():
-        raise ValueError(f"shard must look like i/n (e.g. 0/4), got {text!r}")
-    i, n = int(index), int(count)
-    if n < 1 or not 0 <= i < n:
-        raise ValueError(f"shard {text!r}: need 0 <= i < n")
-    return i, n
 
 
 @dataclass(frozen=True)

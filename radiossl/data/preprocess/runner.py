@@ -2,8 +2,8 @@
 
 1. List the dataset's cases (sorted by id), fix the split (``splits.json``) and resolve the plan;
    a folder made with other settings is refused.
-2. Keep the cases of this shard (``index % n == i``), and skip every group whose fragment
-   ``cases/<group_id>.csv`` exists (resume).
+2. Keep the cases of this shard (``--shard I/N``, counted from 1: ``index % N == I - 1``), and skip
+   every group whose fragment ``cases/<group_id>.csv`` exists (resume).
 3. Process each remaining case in a worker process (or in this process for ``workers <= 1``): read
    every file once, resample, normalise, sample all groups, write ``arrays/*.npy`` and then the
    fragment, all atomically. A bad case is recorded with its reason; the others go on. Bad cases
@@ -45,7 +45,6 @@ from radiossl.data.preprocess.config import (
     EXECUTION_FIELDS,
     Plan,
     PreprocessConfig,
-    parse_shard,
     resolve_plan,
 )
 from radiossl.data.preprocess.genesis_cubes import GenesisSettings, sample_cubes
@@ -61,6 +60,7 @@ from radiossl.data.processed import (
 from radiossl.data.splits import Splits, load_splits, save_splits
 from radiossl.errors import ConfigError, DataError, RadiosslError
 from radiossl.utils.atomic import atomic_save_npy, atomic_write_text, write_json
+from radiossl.utils.sharding import Shard, ShardError, parse_shard
 
 ProgressCallback = Callable[[str, bool], None]
 
@@ -85,7 +85,7 @@ class PreprocessResult:
     total_cases: int = 0
     failures: list[CaseFailure] = field(default_factory=list)
     seconds: float = 0.0
-    shard: tuple[int, int] | None = None
+    shard: Shard | None = None
     manifest_rows: int = 0
 
     @property
@@ -307,7 +307,10 @@ def preprocess(
     root, out = Path(config.data).resolve(), Path(config.out)
     if not root.is_dir():
         raise ConfigError(f"{root}: raw dataset folder not found")
-    shard = parse_shard(config.shard) if config.shard else None
+    try:
+        shard = parse_shard(config.shard) if config.shard else None
+    except ShardError as exc:
+        raise ConfigError(f"--shard {exc}") from None
     adapter = get_adapter(config.dataset)
     cases = adapter.list_cases(root)
     channels = adapter.channel_names(root)
@@ -322,7 +325,7 @@ def preprocess(
         for c in cases
         if config.include_splits is None or assignment.get(c.case_id, "unused") in config.include_splits
     ]
-    mine = [c for i, c in enumerate(selected) if shard is None or i % shard[1] == shard[0]]
+    mine = selected if shard is None else shard.select(selected)
     result = PreprocessResult(out=out, total_cases=len(mine), shard=shard)
     labels = _label_check(adapter, root) if config.check_labels else None
     jobs = []
