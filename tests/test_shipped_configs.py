@@ -115,3 +115,15 @@ def test_config_cat_prints_the_shipped_file(tmp_path: Path) -> None:
     copy = tmp_path / "mine.yaml"
     copy.write_text(result.stdout)
     assert read_config_file(copy) == read_config_file(NAME)
+
+
+def test_config_validate_names_the_three_kinds_it_knows(tmp_path: Path) -> None:
+    neither = tmp_path / "neither.yaml"
+    neither.write_text("optim:\n  epochs: 3\n")
+    result = runner.invoke(app, ["config", "validate", str(neither)])
+    assert result.exit_code == 2
+    assert "a `dataset` field (preprocess)" in result.output
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("dataset: brats18\npairz: 3\n")
+    result = runner.invoke(app, ["config", "validate", str(typo)])
+    assert result.exit_code == 2 and "pairz: unknown field" in result.output

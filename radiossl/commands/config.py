@@ -146,8 +146,8 @@ def register(app: typer.Typer) -> None:
             if not names:
                 families = sorted({name.split("/", 1)[0] for name in shipped_configs()})
                 raise ConfigError(f"no shipped config under {folder!r}; the shipped families are {', '.join(families)}")
-        for name in names:
-            typer.echo(name)
+        # One write: `radiossl config list | head` then ends cleanly instead of on a broken pipe.
+        typer.echo("\n".join(names))
 
     @config_app.command("cat")
     @handle_errors
