@@ -17,7 +17,7 @@ import json
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal, TypeVar
 
 import tomllib
@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from radiossl.errors import ConfigError
+from radiossl.shipped_configs import config_not_found_message, find_shipped_config
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -131,16 +132,31 @@ class ExampleRunConfig(RunConfig):
 # Reading files and overrides
 
 
+def read_config_text(path: str | Path) -> tuple[str, str]:
+    """The text and lower-case suffix of a config given as a file path or as a shipped config's name.
+
+    An existing file always wins; otherwise ``path`` is looked up among the configs shipped with
+    radiossl (``thesis/pretrain/patch-cluster-k50-brats18``, with or without ``.yaml``).
+    """
+    file = Path(path)
+    if file.is_file():
+        return file.read_text(encoding="utf-8"), file.suffix.lower()
+    shipped = find_shipped_config(str(path))
+    if shipped is None:
+        raise ConfigError(config_not_found_message(str(path)))
+    return shipped.read_text(encoding="utf-8"), PurePosixPath(shipped.name).suffix.lower()
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) config file into a dict."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    text = path.read_text(encoding="utf-8")
+    """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) config into a dict.
+
+    ``path`` is a file or, when no such file exists, the name of a shipped config (see :func:`read_config_text`).
+    """
+    text, suffix = read_config_text(path)
     try:
-        if path.suffix.lower() == ".toml":
+        if suffix == ".toml":
             data: Any = tomllib.loads(text)
-        elif path.suffix.lower() in {".yaml", ".yml", ".json"}:
+        elif suffix in {".yaml", ".yml", ".json"}:
             data = yaml.safe_load(text)
         else:
             raise ConfigError(f"{path}: unknown config format (use .yaml, .yml or .toml)")

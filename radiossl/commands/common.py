@@ -19,7 +19,14 @@ EXIT_FAILURES = 1
 EXIT_USAGE = 2
 
 ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="Config file (YAML or TOML).", show_default=False)
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Config file (YAML or TOML), or the name of a config shipped with radiossl "
+        "(`radiossl config list`); an existing file wins over a name.",
+        show_default=False,
+    ),
 ]
 SetOption = Annotated[
     list[str] | None,

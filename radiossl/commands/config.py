@@ -1,4 +1,4 @@
-"""``radiossl config show|schema|validate``."""
+"""``radiossl config show|schema|validate|list|cat``."""
 
 from __future__ import annotations
 
@@ -94,10 +94,14 @@ def register(app: typer.Typer) -> None:
     @config_app.command("validate")
     @handle_errors
     def validate(
-        file: Path = typer.Argument(..., help="Config file to check."),
+        file: Path = typer.Argument(
+            ...,
+            metavar="FILE_OR_NAME",
+            help="Config file to check, or a shipped config's name (an existing file wins).",
+        ),
         stage: str = stage_option,
     ) -> None:
-        """Check a config file: exit 0 if valid, 2 with one line per problem otherwise."""
+        """Check a pretrain, finetune/evaluate or preprocess config: exit 0 if valid, 2 with one line per problem."""
         from radiossl.config import read_config_file
 
         data = read_config_file(file)
@@ -111,6 +115,47 @@ def register(app: typer.Typer) -> None:
 
             config = load_task_config(stage=stage, file=file)  # type: ignore[arg-type]
             what = f"{stage} config for task {config.task.name!r}"
+        elif "dataset" in data:
+            from radiossl.config import load_config_file_into
+            from radiossl.data.preprocess.config import PreprocessConfig
+
+            config = load_config_file_into(PreprocessConfig, file)
+            what = f"preprocess config for dataset {config.dataset!r} ({config.view} view)"
         else:
-            raise ConfigError(f"{file}: needs a `method` section (pretraining) or a `task` section (downstream)")
-        console().print(f"[green]valid[/]: {file} is a {what}")
+            raise ConfigError(
+                f"{file}: needs a `method` section (pretraining), a `task` section (downstream) "
+                "or a `dataset` field (preprocess)"
+            )
+        source = str(file) if file.is_file() else f"{file} (shipped config)"
+        console().print(f"[green]valid[/]: {source} is a {what}")
+
+    @config_app.command("list")
+    @handle_errors
+    def list_configs(
+        folder: str | None = typer.Argument(
+            None, help="Only the configs under this folder, e.g. thesis or thesis/pretrain.", show_default=False
+        ),
+    ) -> None:
+        """Print the names of the configs shipped with radiossl, one per line (use them as --config NAME)."""
+        from radiossl.shipped_configs import shipped_configs
+
+        names = list(shipped_configs())
+        if folder is not None:
+            prefix = folder.strip().replace("\\", "/").strip("/") + "/"
+            names = [name for name in names if name.startswith(prefix)]
+            if not names:
+                families = sorted({name.split("/", 1)[0] for name in shipped_configs()})
+                raise ConfigError(f"no shipped config under {folder!r}; the shipped families are {', '.join(families)}")
+        # One write: `radiossl config list | head` then ends cleanly instead of on a broken pipe.
+        typer.echo("\n".join(names))
+
+    @config_app.command("cat")
+    @handle_errors
+    def cat(
+        file: Path = typer.Argument(..., metavar="FILE_OR_NAME", help="Shipped config's name (or a config file)."),
+    ) -> None:
+        """Print a config exactly as shipped, e.g. to start your own: radiossl config cat NAME > mine.yaml."""
+        from radiossl.config import read_config_text
+
+        text, _ = read_config_text(file)
+        typer.echo(text, nl=not text.endswith("\n"))
