@@ -14,18 +14,23 @@ Example:
 from __future__ import annotations
 
 import json
+import sys
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, TypeVar
 
-import tomllib
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from radiossl.errors import ConfigError
 from radiossl.shipped_configs import config_not_found_message, find_shipped_config
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10 has no tomllib; tomli is the same parser as a package
+    import tomli as tomllib
 
 T = TypeVar("T", bound=BaseModel)
 
