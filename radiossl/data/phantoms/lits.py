@@ -44,6 +44,8 @@ from radiossl.data.phantoms.shapes import (
 )
 
 DEFAULT_SHAPE = (64, 64, 32)
+LABEL_NAMES: dict[int, str] = {1: "liver", 2: "tumour"}
+"""Label values, for the preview legend."""
 VAL_RANGE = range(28, 48)  # volumes 28-47 are the validation set of the thesis
 WINDOW = (-160.0, 240.0)  # abdominal soft-tissue window for the preview
 

@@ -47,6 +47,8 @@ from radiossl.data.phantoms.shapes import (
 )
 
 DEFAULT_SHAPE = (64, 64, 48)
+LABEL_NAMES: dict[int, str] = {1: "nodule"}
+"""Values of the nodule mask drawn in the preview."""
 UID_ROOT = "1.3.6.1.4.1.14519.5.2.1.6279.6001"
 LUNG_WINDOW = (-1200.0, 400.0)
 PADDING_HU = -2048
