@@ -112,25 +112,28 @@ def save_montage(
     title: str = "",
     label_names: Mapping[int, str] | None = None,
 ) -> Path:
-    """Render rows of tiles (at most :data:`MAX_ROWS`) into one PNG at ``path`` (written atomically).
+    """Render :func:`montage_figure` into one PNG at ``path`` (written atomically)."""
+    return save_figure(path, montage_figure(rows, title=title, label_names=label_names))
+
+
+def montage_figure(
+    rows: Sequence[tuple[str, Sequence[Tile]]],
+    *,
+    title: str = "",
+    label_names: Mapping[int, str] | None = None,
+) -> Figure:
+    """A row per case (at most :data:`MAX_ROWS`), a panel per tile, a legend of the label colours.
 
     The legend lists the values of ``label_names`` (value -> name) and any other value found in the
     overlays (as ``label V``).
     """
     shown = list(rows)[:MAX_ROWS]
-    values = sorted(
-        {int(v) for _, tiles in shown for tile in tiles if tile.label is not None for v in np.unique(tile.label)}
-    )
-    names = {**{v: f"label {v}" for v in values if v}, **(label_names or {})}
-    colours = label_colours(list(names) + values)
+    found = {int(v) for _, tiles in shown for tile in tiles if tile.label is not None for v in np.unique(tile.label)}
+    names = {**{v: f"label {v}" for v in sorted(found) if v}, **(label_names or {})}
+    colours = label_colours([*names, *found])
     legend = [LegendEntry(f"{value} {name}", colours[value]) for value, name in sorted(names.items()) if value > 0]
-    figure = Figure(
-        title,
-        [Row(name, [_panel(tile, colours) for tile in tiles]) for name, tiles in shown],
-        legend,
-        legend_title="labels",
-    )
-    return save_figure(path, figure)
+    panels = [Row(name, [_panel(tile, colours) for tile in tiles]) for name, tiles in shown]
+    return Figure(title, panels, legend, legend_title="labels")
 
 
 def _panel(tile: Tile, colours: Mapping[int, tuple[int, int, int]]) -> Panel:
