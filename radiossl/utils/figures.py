@@ -47,6 +47,8 @@ MIN_PANEL = 192
 """Panels are enlarged (integer factor, nearest neighbour) until their short side is at least this."""
 MAX_PANEL = 640
 """Panels whose long side is larger than this are shrunk (by an integer factor)."""
+MIN_WIDTH = 240
+"""Narrowest canvas (without margins), so that a legend has room beside a single small panel."""
 
 BACKGROUND: Colour = (24, 24, 28)
 TEXT: Colour = (235, 235, 235)
@@ -364,7 +366,7 @@ def layout(figure: Figure) -> FigureLayout:
     text_h = _line_height(TEXT_SIZE)
     title_w, title_h = _text_size(figure.title, TITLE_SIZE)
     grid_w = max(sum(w for _, w in row) + GAP * (len(row) - 1) for row in scaled)
-    width = max(grid_w, title_w, 240) + 2 * MARGIN
+    width = max(grid_w, title_w, MIN_WIDTH) + 2 * MARGIN
 
     out = FigureLayout(width=width, height=0, title_box=(MARGIN, MARGIN, MARGIN + title_w, MARGIN + title_h))
     y = MARGIN + (_line_height(TITLE_SIZE) if figure.title else 0) + GAP

@@ -47,7 +47,12 @@ def task(brats_root: Path) -> FinetuneTask:
 def test_segmentation_picture_of_a_32_cube_crop(task: FinetuneTask, monkeypatch: pytest.MonkeyPatch) -> None:
     drawn: list[Figure] = []
     render = figures.render
-    monkeypatch.setattr(figures, "render", lambda figure: drawn.append(figure) or render(figure))
+
+    def capture(figure: Figure) -> np.ndarray:
+        drawn.append(figure)
+        return render(figure)
+
+    monkeypatch.setattr(figures, "render", capture)
     context = StepContext(4, 60, 0, torch.device("cpu"), extra={"train_set": _Cases()})
     model = task.build_model().eval()
     with torch.no_grad():

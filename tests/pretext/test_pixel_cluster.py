@@ -180,7 +180,12 @@ def test_the_clusters_picture_is_titled_upscaled_and_has_a_legend_of_k_colours(m
 
     drawn: list[Figure] = []
     render = figures.render
-    monkeypatch.setattr(figures, "render", lambda figure: drawn.append(figure) or render(figure))
+
+    def capture(figure: Figure) -> np.ndarray:
+        drawn.append(figure)
+        return render(figure)
+
+    monkeypatch.setattr(figures, "render", capture)
     m = method()
     net = build(m)
     batch = make_batch()._replace(index=torch.tensor([3, 5]))

@@ -70,8 +70,9 @@ def test_the_title_is_drawn_in_a_band_above_the_panels() -> None:
     grid_h = MIN_PANEL
     grid_w = 2 * MIN_PANEL + figures.GAP
     assert image.shape[0] > grid_h + 40 and image.shape[1] >= grid_w
-    title_bottom = where.title_box[3]
-    assert title_bottom <= where.row_label_boxes[0][1] < where.panel_title_boxes[0][0][1] < where.panel_boxes[0][0][1]
+    row_label = where.row_label_boxes[0]
+    assert row_label is not None
+    assert where.title_box[3] <= row_label[1] < where.panel_title_boxes[0][0][1] < where.panel_boxes[0][0][1]
     band = _crop(where.title_box, image)
     assert (band != np.array(BACKGROUND, np.uint8)).any(axis=2).sum() > 50  # text pixels in the title band
     titles = _crop(where.panel_title_boxes[0][1], image)
