@@ -34,7 +34,7 @@ import torch
 
 from radiossl.clustering.config import FeatureConfig, KMeansConfig
 from radiossl.clustering.faiss_kmeans import CentroidAssigner, faiss_module, fit_kmeans
-from radiossl.clustering.montage import save_montage
+from radiossl.clustering.montage import pair_captions, save_montage
 from radiossl.clustering.sampling import (
     SAMPLE_STREAM,
     FeatureTransform,
@@ -377,7 +377,10 @@ def _fit_montage(
         ids = assign_pairs(pipeline, pairs, device, transform, assigner)
         crops.extend([pairs[0, 0], pairs[0, 1]])
         labels.extend([ids[0, 0], ids[0, 1]])
-    return save_montage(path, crops, labels, centroids.shape[0])
+    k = centroids.shape[0]
+    names, row_labels = pair_captions(chosen)
+    title = f"k-means fit {path.stem} | k={k} | middle axial slices"
+    return save_montage(path, crops, labels, k, title=title, names=names, row_labels=row_labels)
 
 
 def _version() -> str:

@@ -1,61 +1,44 @@
-"""PNG montage of crops and their cluster maps (a crop pair per row; per crop: image, clusters, overlay).
+"""PNG montage of crops and their cluster maps: per crop the image, its clusters and their overlay.
 
-Each tile is the middle axial slice (``[:, :, D // 2]``) of the first channel, shown with the first
-array axis (X) left to right and the second (Y) bottom to top, as an axial radiological view of the
-RAS-ordered arrays. Cluster ids have fixed colours, so montages of one set of centroids compare.
+Each crop shows its middle axial slice (``[:, :, D // 2]``) of the first channel, with the first
+array axis (X) left to right and the second (Y) bottom to top, as an axial view of the RAS-ordered
+arrays. Crops are laid out ``per_row`` to a row (a crop pair per row by default), under a title and
+above a legend of the cluster colours. Cluster ids have the fixed colours of
+:func:`radiossl.utils.figures.palette` (the same as in the ``--vis`` pictures of training runs), so
+montages of one set of centroids compare.
 
 Example:
     >>> import numpy as np, tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "m.png"
     >>> crop = np.random.rand(1, 16, 16, 4).astype(np.float32)
     >>> labels = (crop[0] > 0.5).astype(np.uint8)
-    >>> save_montage(path, [crop], [labels], k=2).exists()
+    >>> save_montage(path, [crop], [labels], k=2, title="k-means demo").exists()
     True
 """
 
 from __future__ import annotations
 
-import colorsys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from radiossl.utils.atomic import atomic_write_path
-
-BASE_COLOURS: tuple[tuple[int, int, int], ...] = (
-    (230, 25, 75),
-    (60, 180, 75),
-    (255, 225, 25),
-    (0, 130, 200),
-    (245, 130, 48),
-    (145, 30, 180),
-    (70, 240, 240),
-    (240, 50, 230),
-    (210, 245, 60),
-    (250, 190, 212),
-    (0, 128, 128),
-    (220, 190, 255),
-    (170, 110, 40),
-    (255, 250, 200),
-    (128, 0, 0),
-    (170, 255, 195),
-    (128, 128, 0),
-    (255, 215, 180),
-    (0, 0, 128),
-    (128, 128, 128),
+from radiossl.utils.figures import (
+    Figure,
+    Panel,
+    Row,
+    blend,
+    cluster_legend,
+    colorize_labels,
+    palette,
+    render,
+    save_png,
+    to_rgb_uint8,
 )
-MIN_TILE = 128
 
-
-def palette(k: int) -> np.ndarray:
-    """``k x 3`` uint8 colours: 20 distinct base colours, then golden-ratio hues."""
-    colours = list(BASE_COLOURS[:k])
-    for i in range(len(colours), k):
-        hue = (i * 0.618033988749895) % 1.0
-        r, g, b = colorsys.hsv_to_rgb(hue, 0.55 + 0.45 * ((i // 7) % 2), 0.95 - 0.35 * ((i // 3) % 2))
-        colours.append((int(r * 255), int(g * 255), int(b * 255)))
-    return np.asarray(colours, dtype=np.uint8).reshape(k, 3)
+if TYPE_CHECKING:
+    from radiossl.data.processed import SampleRecord
 
 
 def _axial(volume: np.ndarray) -> np.ndarray:
@@ -63,65 +46,91 @@ def _axial(volume: np.ndarray) -> np.ndarray:
     return np.flipud(volume[:, :, volume.shape[2] // 2].T)
 
 
-def _upscale(tile: np.ndarray, factor: int) -> np.ndarray:
-    return tile.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else tile
+def _crop_panels(crop: np.ndarray, label: np.ndarray, k: int, name: str, alpha: float) -> list[Panel]:
+    """Image | clusters | overlay of one crop."""
+    grey = to_rgb_uint8(_axial(np.asarray(crop, dtype=np.float32)[0]))
+    ids = np.clip(_axial(np.asarray(label)).astype(np.int64), 0, k - 1)
+    clusters = colorize_labels(ids, k)
+    overlay = blend(grey, clusters, np.ones(ids.shape, dtype=bool), alpha)
+    return [Panel(name, grey), Panel("clusters", clusters, exact=True), Panel("overlay", overlay)]
 
 
-def _crop_tiles(crop: np.ndarray, label: np.ndarray, colours: np.ndarray, alpha: float) -> np.ndarray:
-    """Image | clusters | overlay for one crop, upscaled to at least ``MIN_TILE`` pixels."""
-    image = _axial(np.asarray(crop, dtype=np.float32)[0])
-    lo, hi = float(image.min()), float(image.max())
-    grey = ((image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)) * 255.0
-    grey_rgb = np.repeat(grey[..., None], 3, axis=2)
-    ids = np.clip(_axial(np.asarray(label)).astype(np.int64), 0, len(colours) - 1)
-    coloured = colours[ids].astype(np.float32)
-    overlay = (1 - alpha) * grey_rgb + alpha * coloured
-    factor = max(1, -(-MIN_TILE // max(image.shape)))
-    tiles = [_upscale(t, factor) for t in (grey_rgb, coloured, overlay)]
-    gap = np.full((tiles[0].shape[0], 2, 3), 255.0, dtype=np.float32)
-    return np.concatenate([tiles[0], gap, tiles[1], gap, tiles[2]], axis=1)
+def montage_figure(
+    crops: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    k: int,
+    *,
+    title: str = "",
+    names: Sequence[str] | None = None,
+    row_labels: Sequence[str] | None = None,
+    alpha: float = 0.45,
+    per_row: int = 2,
+) -> Figure:
+    """The montage as a :class:`~radiossl.utils.figures.Figure`.
 
-
-def _pad_to(tile: np.ndarray, height: int, width: int) -> np.ndarray:
-    return np.pad(tile, ((0, height - tile.shape[0]), (0, width - tile.shape[1]), (0, 0)), constant_values=255.0)
+    ``names`` title each crop's image panel (default ``crop 1``, ``crop 2``, ...); ``row_labels`` label
+    the rows of ``per_row`` crops (e.g. the case of a crop pair).
+    """
+    if len(crops) != len(labels) or not crops:
+        raise ValueError("montage needs as many label maps as crops (and at least one)")
+    if names is not None and len(names) != len(crops):
+        raise ValueError(f"montage got {len(names)} crop names for {len(crops)} crops")
+    if per_row < 1:
+        raise ValueError(f"montage needs per_row >= 1, got {per_row}")
+    k = max(k, 1)
+    names = list(names) if names is not None else [f"crop {i + 1}" for i in range(len(crops))]
+    rows = []
+    for row, start in enumerate(range(0, len(crops), per_row)):
+        panels = [
+            panel
+            for i in range(start, min(start + per_row, len(crops)))
+            for panel in _crop_panels(crops[i], labels[i], k, names[i], alpha)
+        ]
+        label = row_labels[row] if row_labels is not None and row < len(row_labels) else ""
+        rows.append(Row(label, panels))
+    return Figure(title, rows, cluster_legend(k), legend_title="clusters")
 
 
 def montage_array(
     crops: Sequence[np.ndarray],
     labels: Sequence[np.ndarray],
     k: int,
+    *,
+    title: str = "",
+    names: Sequence[str] | None = None,
+    row_labels: Sequence[str] | None = None,
     alpha: float = 0.45,
     per_row: int = 2,
 ) -> np.ndarray:
-    """RGB uint8 image: ``per_row`` crops per row (a crop pair), each as image, cluster map, overlay."""
-    if len(crops) != len(labels) or not crops:
-        raise ValueError("montage needs as many label maps as crops (and at least one)")
-    colours = palette(max(k, 1))
-    tiles = [_crop_tiles(c, lab, colours, alpha) for c, lab in zip(crops, labels, strict=True)]
-    height = max(t.shape[0] for t in tiles)
-    width = max(t.shape[1] for t in tiles)
-    tiles = [_pad_to(t, height, width) for t in tiles]
-    blank = np.full((height, width, 3), 255.0, dtype=np.float32)
-    rows = []
-    for start in range(0, len(tiles), per_row):
-        group = tiles[start : start + per_row]
-        group += [blank] * (per_row - len(group))
-        cells: list[np.ndarray] = []
-        for tile in group:
-            cells.extend([tile, np.full((height, 12, 3), 255.0, dtype=np.float32)])
-        rows.append(np.concatenate(cells[:-1], axis=1))
-        rows.append(np.full((6, rows[-1].shape[1], 3), 255.0, dtype=np.float32))
-    return np.clip(np.concatenate(rows[:-1], axis=0), 0, 255).astype(np.uint8)
+    """:func:`montage_figure` rendered as an RGB uint8 image."""
+    figure = montage_figure(
+        crops, labels, k, title=title, names=names, row_labels=row_labels, alpha=alpha, per_row=per_row
+    )
+    return render(figure)
 
 
-def save_montage(path: str | Path, crops: Sequence[np.ndarray], labels: Sequence[np.ndarray], k: int) -> Path:
+def save_montage(
+    path: str | Path,
+    crops: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    k: int,
+    *,
+    title: str = "",
+    names: Sequence[str] | None = None,
+    row_labels: Sequence[str] | None = None,
+) -> Path:
     """Write :func:`montage_array` as a PNG (atomically) and return its path.
 
     ``crops`` are ``(C, H, W, D)`` arrays, ``labels`` the matching ``(H, W, D)`` cluster ids.
     """
-    from PIL import Image
+    return save_png(path, montage_array(crops, labels, k, title=title, names=names, row_labels=row_labels))
 
-    path = Path(path)
-    with atomic_write_path(path) as tmp:
-        Image.fromarray(montage_array(crops, labels, k)).save(tmp, format="PNG")
-    return path
+
+def pair_captions(records: Sequence[SampleRecord]) -> tuple[list[str], list[str]]:
+    """Crop names (``view 1``, ``view 2`` per pair) and row labels (case, pair) for a montage of crop pairs."""
+    names = [name for _ in records for name in ("view 1", "view 2")]
+    row_labels = [f"case {record.case_id}, pair {record.index}" for record in records]
+    return names, row_labels
+
+
+__all__ = ["montage_array", "montage_figure", "pair_captions", "palette", "save_montage"]

@@ -44,7 +44,7 @@ from radiossl.clustering.fit import (
     run_parallel,
     select_runtime_device,
 )
-from radiossl.clustering.montage import save_montage
+from radiossl.clustering.montage import pair_captions, save_montage
 from radiossl.clustering.sampling import PAIR_VIEWS, FeatureTransform, select_records
 from radiossl.config import deep_merge
 from radiossl.errors import ConfigError, DataError, RadiosslError
@@ -310,9 +310,13 @@ def _all_target_files(ds: ProcessedDataset, tag: str, done: dict[str, str]) -> d
 
 def _predict_montage(ds: ProcessedDataset, records: Sequence[SampleRecord], tag: str, dtype: np.dtype, k: int) -> Path:
     crops, labels = [], []
-    for record in records[:MONTAGE_PAIRS]:
+    shown = list(records[:MONTAGE_PAIRS])
+    for record in shown:
         pair = ds.load_pair(record)
         targets = np.load(ds.root / target_file_for(record.file, tag), mmap_mode="r")[record.index]
         crops.extend([pair[0], pair[1]])
         labels.extend([np.asarray(targets[0]), np.asarray(targets[1])])
-    return save_montage(ds.root / "kmeans" / f"predict_{tag}.png", crops, labels, k)
+    names, row_labels = pair_captions(shown)
+    title = f"k-means predict {tag} | k={k} | middle axial slices"
+    path = ds.root / "kmeans" / f"predict_{tag}.png"
+    return save_montage(path, crops, labels, k, title=title, names=names, row_labels=row_labels)

@@ -97,6 +97,10 @@ class _ViewDataset(Dataset[S], Generic[S]):
     def __len__(self) -> int:
         return len(self.records)
 
+    def case_id(self, index: int) -> str:
+        """The case that item ``index`` was cut from (the ``index`` field of a batch holds these)."""
+        return self.records[index].case_id
+
     def _finish(self, sample: S, index: int) -> S:
         if self.transform is None:
             return sample

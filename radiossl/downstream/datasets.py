@@ -10,8 +10,9 @@
   on a foreground voxel of a region chosen uniformly among the regions present in the case (so that
   small regions such as enhancing tumour are seen), otherwise anywhere. Volumes smaller than the
   patch are padded with each channel's minimum (label 0). Then random flips per axis and a light
-  per-channel intensity scale/shift (and optional noise). Item = ``(image, target)`` with image
-  float32 ``(C, *crop)`` and target uint8 region masks ``(R, *crop)``.
+  per-channel intensity scale/shift (and optional noise). Item = :class:`Patch`
+  ``(image, target, index)`` with image float32 ``(C, *crop)``, target uint8 region masks
+  ``(R, *crop)`` and the patch index (:meth:`PatchDataset.case_id` names its case).
 * :class:`CaseIndexDataset` yields case indices; validation runs sliding-window inference on the
   cached whole volumes in the task, so no volume of varying size goes through a collate function.
 
@@ -25,7 +26,7 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
@@ -215,7 +216,15 @@ def augment_patch(
     return image, target
 
 
-class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+class Patch(NamedTuple):
+    """A training patch: image ``(C, X, Y, Z)``, region targets ``(R, X, Y, Z)`` and the patch index."""
+
+    image: torch.Tensor
+    target: torch.Tensor
+    index: torch.Tensor  # type: ignore[assignment]  # the field name shadows tuple.index, as in the view datasets
+
+
+class PatchDataset(Dataset[Patch]):
     """Random training patches from a :class:`CaseCache` (see the module docstring)."""
 
     def __init__(
@@ -258,9 +267,15 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         target = self.cache.task.region_targets(label)
         return augment_patch(image, target, self.augment, rng)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def case_id(self, index: int) -> str:
+        """The case patch ``index`` is cut from."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"patch index {index} out of range for {len(self)} patches")
+        return self.cache.cases[index % len(self.cache)].case_id
+
+    def __getitem__(self, index: int) -> Patch:
         image, target = self.sample(index)
-        return torch.from_numpy(image), torch.from_numpy(target)
+        return Patch(torch.from_numpy(image), torch.from_numpy(target), torch.tensor(index, dtype=torch.int64))
 
 
 class CaseIndexDataset(Dataset[torch.Tensor]):

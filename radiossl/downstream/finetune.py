@@ -50,7 +50,7 @@ from radiossl.downstream.losses import DiceBCELoss
 from radiossl.downstream.metrics import dice
 from radiossl.downstream.tasks.base import SegmentationTask, get_task_class
 from radiossl.engine.protocol import StepContext, StepOutput
-from radiossl.errors import CheckpointError, ConfigError, DataError
+from radiossl.errors import CheckpointError, ConfigError, DataError, RadiosslError
 
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader, Dataset
@@ -233,7 +233,7 @@ class FinetuneTask:
     # ------------------------------------------------------------------------------------- steps
 
     def training_step(self, model: nn.Module, batch: Any, context: StepContext) -> StepOutput:
-        image, target = batch
+        image, target = batch[0], batch[1]  # a Patch (image, target, index) or a plain pair
         logits = model(image)
         terms = self.loss_fn.terms(logits, target)
         return StepOutput(loss=terms.loss, metrics={"dice_loss": terms.dice, "bce": terms.bce})
@@ -328,18 +328,66 @@ class FinetuneTask:
     # ----------------------------------------------------------------------------------- output
 
     def visualise(self, model: nn.Module, batch: Any, context: StepContext) -> dict[str, np.ndarray]:
-        """Middle axial slice of the first training patches: input, ground truth, prediction."""
-        from radiossl.engine.visualise import tile_images, to_rgb_uint8
+        """``segmentation``: a row per training patch (the first :data:`VIS_SAMPLES` of the batch).
 
-        image, target = batch
-        image, target = image[:VIS_SAMPLES], target[:VIS_SAMPLES]
+        Panels: the first input channel, ground truth, prediction (regions painted in channel order,
+        so nested regions show the innermost) and the prediction over the input; a legend names the
+        regions. The axial slice shown is the one with most ground-truth foreground (the middle
+        slice of a patch without any).
+        """
+        from radiossl.engine.visualise import batch_case
+        from radiossl.utils.figures import (
+            Figure,
+            Panel,
+            Row,
+            blend,
+            colour_values,
+            figure_title,
+            label_colours,
+            most_foreground_slice,
+            paint_regions,
+            region_legend,
+            render,
+            to_rgb_uint8,
+        )
+
+        image, target = batch[0][:VIS_SAMPLES], batch[1][:VIS_SAMPLES]
         probs = torch.sigmoid(model(image).float())
-        rows = []
+        names = self.task.region_names()
+        colours = label_colours(range(1, len(names) + 1))
+        channel = self._first_channel_name()
+        rows, cases = [], []
         for i in range(image.shape[0]):
-            z = image.shape[-1] // 2
+            truth = (target[i] > 0.5).cpu().numpy()
+            z = most_foreground_slice(truth.any(axis=0))
             grey = to_rgb_uint8(image[i, 0, :, :, z])
-            rows.append([grey, overlay(grey, target[i, :, :, :, z] > 0.5), overlay(grey, probs[i, :, :, :, z] > 0.5)])
-        return {"segmentation": tile_images(rows)}
+            truth_map = paint_regions(truth[:, :, :, z])
+            predicted_map = paint_regions((probs[i, :, :, :, z] > 0.5).cpu().numpy())
+            predicted = colour_values(predicted_map, colours)
+            case = batch_case(batch, context, i)
+            if case is not None and case not in cases:
+                cases.append(case)
+            panels = [
+                Panel(f"input {channel} (z={z})", grey),
+                Panel("ground truth", colour_values(truth_map, colours), exact=True),
+                Panel("prediction", predicted, exact=True),
+                Panel("prediction over input", blend(grey, predicted, predicted_map > 0)),
+            ]
+            rows.append(Row(f"patch {i + 1}" + (f" of case {case}" if case else ""), panels))
+        title = figure_title(
+            f"{self.name} segmentation",
+            case=", ".join(cases) or None,
+            epoch=context.epoch + 1,
+            total_epochs=context.total_epochs,
+        )
+        return {"segmentation": render(Figure(title, rows, region_legend(names), legend_title="regions"))}
+
+    def _first_channel_name(self) -> str:
+        """Name of input channel 0 for picture titles (``channel 0`` where the dataset cannot say)."""
+        try:
+            return self.task.channel_names()[0]
+        except (RadiosslError, OSError, IndexError):
+            return "channel 0"
 
     def run_name_parts(self) -> list[str]:
         cfg = self.config
@@ -347,19 +395,6 @@ class FinetuneTask:
             "scratch" if cfg.weights is None or cfg.transfer == "none" else f"{cfg.transfer}-{Path(cfg.weights).stem}"
         )
         return [source, f"r{round(100 * cfg.data.ratio)}", f"train-{cfg.train}"]
-
-
-def overlay(grey: np.ndarray, masks: Any, alpha: float = 0.5) -> np.ndarray:
-    """Blend region colours over an RGB slice; later regions are drawn over earlier ones."""
-    from radiossl.engine.visualise import palette
-
-    array = masks.detach().cpu().numpy() if hasattr(masks, "detach") else np.asarray(masks)
-    out = grey.astype(np.float32).copy()
-    colours = palette(array.shape[0] + 1)[1:].astype(np.float32)
-    for r in range(array.shape[0]):
-        inside = array[r].astype(bool)
-        out[inside] = (1 - alpha) * out[inside] + alpha * colours[r]
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def _print(message: str) -> None:

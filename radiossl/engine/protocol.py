@@ -19,6 +19,10 @@ Call order per run::
         metrics = task.validate(model, val_loader, context)  # every rank, its own share; {} if nothing to do
         images = task.visualise(model, batch, context)      # rank 0, when --vis
 
+``visualise`` gets the first training batch of the epoch; ``context.extra["train_set"]`` is then the
+training dataset, so a picture can name the case of a sample (see
+:func:`radiossl.engine.visualise.batch_case`).
+
 ``before_optimizer_step(model, context)`` is optional (not part of :class:`TrainingTask`): when a task
 defines it, the engine calls it with the unwrapped model after the gradients of an accumulation group
 are complete (and all-reduced under DDP) and before clipping and the optimiser step. Setting a

@@ -61,9 +61,9 @@ from radiossl.engine.optim import build_optimizer, build_scheduler, current_lr
 from radiossl.engine.precision import autocast_context, make_grad_scaler
 from radiossl.engine.protocol import StepContext, StepOutput, TrainingTask
 from radiossl.engine.run_dir import resolve_run_dir, run_prefix
-from radiossl.engine.visualise import save_png
 from radiossl.errors import CheckpointError, ConfigError, DataError, RadiosslError, TrainingError
 from radiossl.utils.atomic import atomic_write_text
+from radiossl.utils.figures import as_rgb_uint8, save_png
 from radiossl.utils.seeding import rng_for, seed_everything
 
 _RESERVED = frozenset({"type", "epoch", "step", "lr", "loss", "time", "epoch_time"})
@@ -367,7 +367,7 @@ class _Trainer:
                     and vis_batch is not None
                     and ((epoch + 1) % cfg.logging.vis_every == 0 or epoch + 1 == total)
                 ):
-                    self._visualise(model, vis_batch, epoch)
+                    self._visualise(model, vis_batch, epoch, train_set)
                 record["time"] = round(self.log.elapsed(), 3)
                 improved = self._update_best(record, val_metrics, epoch)
                 stop_reason = self._patience_stop(val_metrics, epoch)
@@ -617,16 +617,18 @@ class _Trainer:
         samples = len(loader.sampler) if loader is not None else 0  # type: ignore[arg-type]  # samplers are sized
         return reduce_validation(metrics, samples, error, self.info, f"in validation after epoch {context.epoch + 1}")
 
-    def _visualise(self, model: nn.Module, batch: Any, epoch: int) -> None:
+    def _visualise(self, model: nn.Module, batch: Any, epoch: int, train_set: Any) -> None:
         model.eval()
-        context = self._context(epoch, {"phase": "visualise"})
+        context = self._context(epoch, {"phase": "visualise", "train_set": train_set})
         with torch.no_grad(), autocast_context(self.device, self.config.runtime.amp):
             images = self.task.visualise(model, move_to_device(batch, self.device), context)
         if not images:
             return
-        for name, image in images.items():
-            save_png(self.run_dir / "vis" / f"{name}_e{epoch + 1:04d}.png", image)
-        self.log.log_images(images, epoch + 1)
+        # One uint8 HWC array per picture: the PNG and the TensorBoard image are the same pixels.
+        pictures = {name: as_rgb_uint8(image) for name, image in images.items()}
+        for name, picture in pictures.items():
+            save_png(self.run_dir / "vis" / f"{name}_e{epoch + 1:04d}.png", picture)
+        self.log.log_images(pictures, epoch + 1)
 
     def _update_best(self, record: dict[str, Any], val_metrics: dict[str, float], epoch: int) -> bool:
         monitor = self.task.monitor

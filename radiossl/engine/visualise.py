@@ -1,7 +1,13 @@
-"""Small image helpers for ``--vis``: grey slices, coloured label maps, tiling, PNG writing.
+"""Image helpers for ``--vis``, for tasks that build their own pictures.
 
-Tasks build their visualisations with these (``task.visualise`` returns named ``H x W x 3`` uint8
-images); the engine writes them to ``<run>/vis/<name>_e<epoch>.png`` and to TensorBoard.
+Tasks return named ``H x W x 3`` uint8 images from ``task.visualise``; the engine writes each to
+``<run>/vis/<name>_e<epoch>.png`` and sends the very same array to TensorBoard. :func:`vis_title`
+and :func:`batch_case` name what a picture shows (the case of a training sample, the epoch); they
+read the training set the engine passes as ``context.extra["train_set"]``. The drawing code lives
+in :mod:`radiossl.utils.figures` (titled, upscaled panels with a legend: build a
+:class:`~radiossl.utils.figures.Figure` and :func:`~radiossl.utils.figures.render` it); this module
+re-exports it under the names plugins have used, and keeps :func:`tile_images`, a bare grid without
+text.
 
 Example:
     >>> import numpy as np
@@ -13,107 +19,80 @@ Example:
 
 from __future__ import annotations
 
-import colorsys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from radiossl.utils.atomic import atomic_write_path
-
-# Twelve hand-picked, clearly distinct colours first; further labels get golden-ratio hues.
-_BASE_PALETTE: tuple[tuple[int, int, int], ...] = (
-    (31, 119, 232),
-    (255, 127, 14),
-    (44, 190, 44),
-    (220, 30, 40),
-    (150, 90, 210),
-    (140, 86, 60),
-    (235, 100, 200),
-    (128, 128, 128),
-    (200, 200, 20),
-    (20, 200, 220),
-    (0, 90, 50),
-    (120, 0, 70),
+from radiossl.engine.protocol import StepContext
+from radiossl.utils.figures import (
+    Figure,
+    LegendEntry,
+    Panel,
+    Row,
+    as_rgb_uint8,
+    blend,
+    cluster_legend,
+    colorize_labels,
+    figure_title,
+    palette,
+    region_legend,
+    render,
+    save_png,
+    to_rgb_uint8,
 )
 
 
-def palette(k: int) -> np.ndarray:
-    """``k`` distinct RGB colours (uint8, ``k x 3``); the same ``k`` always gives the same colours."""
-    colours = list(_BASE_PALETTE[:k])
-    index = 0
-    while len(colours) < k:
-        hue = (index * 0.618033988749895) % 1.0
-        saturation = 0.55 + 0.4 * ((index // 3) % 2)
-        value = 0.95 - 0.3 * ((index // 2) % 2)
-        r, g, b = colorsys.hsv_to_rgb(hue, saturation, value)
-        colours.append((round(r * 255), round(g * 255), round(b * 255)))
-        index += 1
-    return np.asarray(colours, dtype=np.uint8).reshape(k, 3)
+def batch_case(batch: Any, context: StepContext, sample: int = 0) -> str | None:
+    """Case id of ``sample`` of a training batch, or None where it cannot be known.
+
+    Needs dataset indices in the batch (``batch.index``, as the view datasets and finetuning patches
+    carry them) and a training set with ``case_id(index)`` in ``context.extra["train_set"]``.
+    """
+    indices: Any = getattr(batch, "index", None)
+    dataset: Any = context.extra.get("train_set")
+    if not hasattr(indices, "reshape") or not callable(getattr(dataset, "case_id", None)):
+        return None
+    flat = indices.reshape(-1)
+    if not 0 <= sample < len(flat):
+        return None
+    try:
+        return str(dataset.case_id(int(flat[sample])))
+    except (IndexError, KeyError):
+        return None
 
 
-def _as_numpy(image: Any) -> np.ndarray:
-    if hasattr(image, "detach"):  # torch tensors, without importing torch here
-        image = image.detach().float().cpu().numpy()
-    return np.asarray(image)
+def vis_title(subject: str, batch: Any, context: StepContext, sample: int = 0) -> str:
+    """``"subject | case ID | epoch E/N"`` for a picture of ``sample`` (epochs counted from 1, as in file names)."""
+    return figure_title(
+        subject, case=batch_case(batch, context, sample), epoch=context.epoch + 1, total_epochs=context.total_epochs
+    )
 
 
-def to_rgb_uint8(slice2d: Any) -> np.ndarray:
-    """A 2-D array (numpy or torch) min-max scaled to grey ``H x W x 3`` uint8 (constant input -> black)."""
-    array = _as_numpy(slice2d).astype(np.float64)
-    if array.ndim != 2:
-        raise ValueError(f"to_rgb_uint8 expects a 2-D slice, got shape {array.shape}")
-    finite = np.isfinite(array)
-    array = np.where(finite, array, 0.0)
-    low, high = (float(array[finite].min()), float(array[finite].max())) if finite.any() else (0.0, 0.0)
-    if high > low:
-        scaled = (array - low) / (high - low) * 255.0
-    else:
-        scaled = np.zeros_like(array)
-    grey = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-    return np.repeat(grey[:, :, None], 3, axis=2)
-
-
-def colorize_labels(labels2d: Any, k: int) -> np.ndarray:
-    """Colour a 2-D integer label map with :func:`palette` ``(k)``; labels outside ``[0, k)`` are black."""
-    labels = _as_numpy(labels2d)
-    if labels.ndim != 2:
-        raise ValueError(f"colorize_labels expects a 2-D label map, got shape {labels.shape}")
-    if k < 1:
-        raise ValueError(f"colorize_labels needs k >= 1, got {k}")
-    labels = labels.astype(np.int64)
-    colours = palette(k)
-    out = np.zeros((*labels.shape, 3), dtype=np.uint8)
-    valid = (labels >= 0) & (labels < k)
-    out[valid] = colours[labels[valid]]
-    return out
-
-
-def _as_rgb(image: Any) -> np.ndarray:
-    array = _as_numpy(image)
-    if array.ndim == 2:
-        array = np.repeat(array[:, :, None], 3, axis=2)
-    if array.ndim != 3 or array.shape[2] != 3:
-        raise ValueError(f"expected an H x W x 3 image, got shape {array.shape}")
-    if array.dtype != np.uint8:
-        array = np.clip(array, 0, 255).astype(np.uint8)
-    return array
+def restoration_picture(title: str, corrupted: Any, target: Any, restored: Any, z: int) -> np.ndarray:
+    """Three titled grey panels of ``[H, W, D]`` volumes at slice ``z``: corrupted input, target, restoration."""
+    panels = [
+        Panel(f"corrupted input (z={z})", to_rgb_uint8(corrupted[:, :, z])),
+        Panel("target", to_rgb_uint8(target[:, :, z])),
+        Panel("restoration", to_rgb_uint8(restored[:, :, z])),
+    ]
+    return render(Figure(title, [Row("", panels)]))
 
 
 def tile_images(images: Sequence[Any] | Sequence[Sequence[Any]], pad: int = 2, ncols: int | None = None) -> np.ndarray:
-    """Tile images into one ``H x W x 3`` uint8 image with white ``pad``-pixel gaps.
+    """Tile images into one ``H x W x 3`` uint8 image with white ``pad``-pixel gaps (no titles, no scaling).
 
     ``images`` is either a flat sequence (one row, or rows of ``ncols``) or a sequence of rows.
-    Images of different sizes are top-left aligned in cells of the largest size.
+    Images of different sizes are top-left aligned in cells of the largest size. For pictures people
+    look at, prefer a :class:`Figure`.
     """
     if len(images) == 0:
         raise ValueError("tile_images needs at least one image")
     nested = isinstance(images[0], (list, tuple))
     if nested:
-        rows = [[_as_rgb(img) for img in row] for row in images]  # type: ignore[union-attr]
+        rows = [[as_rgb_uint8(img) for img in row] for row in images]  # type: ignore[union-attr]
     else:
-        flat = [_as_rgb(img) for img in images]
+        flat = [as_rgb_uint8(img) for img in images]
         per_row = ncols or len(flat)
         rows = [flat[i : i + per_row] for i in range(0, len(flat), per_row)]
     rows = [row for row in rows if row]
@@ -130,12 +109,23 @@ def tile_images(images: Sequence[Any] | Sequence[Sequence[Any]], pad: int = 2, n
     return canvas
 
 
-def save_png(path: str | Path, image: Any) -> Path:
-    """Write an ``H x W x 3`` (or ``H x W``) uint8 image as PNG, atomically."""
-    from PIL import Image
-
-    path = Path(path)
-    array = _as_rgb(image)
-    with atomic_write_path(path) as tmp, open(tmp, "wb") as handle:
-        Image.fromarray(np.ascontiguousarray(array)).save(handle, format="PNG")
-    return path
+__all__ = [
+    "Figure",
+    "LegendEntry",
+    "Panel",
+    "Row",
+    "as_rgb_uint8",
+    "batch_case",
+    "blend",
+    "cluster_legend",
+    "colorize_labels",
+    "figure_title",
+    "palette",
+    "region_legend",
+    "render",
+    "restoration_picture",
+    "save_png",
+    "tile_images",
+    "to_rgb_uint8",
+    "vis_title",
+]

@@ -230,12 +230,15 @@ class ModelsGenesis(PretextMethod):
         return {"val_mse": total / max(count, 1)}
 
     def visualise(self, model: nn.Module, batch: Any, context: StepContext) -> dict[str, np.ndarray]:
-        """Middle axial slice of sample 0: corrupted input, target and restoration."""
-        from radiossl.engine.visualise import tile_images, to_rgb_uint8
+        """``genesis_restoration``: middle axial slice of cube 0: corrupted input, target, restoration.
+
+        Cubes carry no dataset index, so the title names the epoch but not the case.
+        """
+        from radiossl.engine.visualise import restoration_picture, vis_title
 
         cubes = _cubes(batch)[:1]
         inputs, target = self.corrupt_batch(cubes, self._generator("vis", context.epoch, 0, 0, cubes.device))
         restored = torch.sigmoid(unwrap_model(model)(inputs).float())
         z = cubes.shape[-1] // 2
-        panels = [to_rgb_uint8(t[0, 0, :, :, z]) for t in (inputs, target, restored)]
-        return {"genesis_restoration": tile_images(panels)}
+        title = vis_title(f"{self.name} restoration", batch, context)
+        return {"genesis_restoration": restoration_picture(title, inputs[0, 0], target[0, 0], restored[0, 0], z)}

@@ -45,6 +45,7 @@ from torch import nn
 from radiossl.config import MethodConfig
 from radiossl.engine.device import move_to_device
 from radiossl.engine.protocol import StepContext, StepOutput
+from radiossl.engine.visualise import vis_title
 from radiossl.errors import ConfigError
 from radiossl.losses.legacy_ce import legacy_swav
 from radiossl.losses.sinkhorn import scrambled_reshape, sinkhorn_knopp
@@ -120,29 +121,42 @@ def pair_datasets(config: PretrainConfig, targets: str | None = None) -> tuple[D
     return train, val
 
 
-def middle_slice_images(
+def cluster_picture(
     inputs: tuple[torch.Tensor, torch.Tensor],
     preds: tuple[torch.Tensor, torch.Tensor],
     targets: tuple[torch.Tensor, torch.Tensor],
     k: int,
+    title: str,
 ) -> np.ndarray:
-    """One grid image: rows input / predicted / target clusters, columns view 1 / view 2 (sample 0).
+    """The ``clusters`` picture of one crop pair: a row per view, the middle slice ``z = D // 2``.
 
-    ``inputs`` are ``[C, H, W, D]`` crops (channel 0 is shown); ``preds``/``targets`` are integer
-    cluster maps ``[h, w, d]`` at full or patch resolution, nearest-upsampled to ``H x W``.
+    Panels: input (channel 0), target clusters, predicted clusters, and the prediction over the
+    input; a legend of the ``k`` cluster colours. ``inputs`` are ``[C, H, W, D]`` crops;
+    ``preds``/``targets`` are integer cluster maps ``[h, w, d]`` at full or patch resolution,
+    repeated (nearest neighbour) up to ``H x W``.
     """
-    from radiossl.engine.visualise import colorize_labels, tile_images, to_rgb_uint8
+    from radiossl.utils.figures import Figure, Panel, Row, blend, cluster_legend, colorize_labels, render, to_rgb_uint8
 
     height, width, depth = inputs[0].shape[1:]
-    rows: list[list[np.ndarray]] = [[], [], []]
+    z = depth // 2
+
+    def cluster_slice(labels: torch.Tensor) -> np.ndarray:
+        h, w, d = labels.shape
+        plane = labels[:, :, z * d // depth].detach().cpu().numpy()
+        return colorize_labels(np.repeat(np.repeat(plane, height // h, axis=0), width // w, axis=1), k)
+
+    rows = []
     for view in range(2):
-        rows[0].append(to_rgb_uint8(inputs[view][0, :, :, depth // 2]))
-        for row, labels in ((1, preds[view]), (2, targets[view])):
-            h, w, d = labels.shape
-            plane = labels[:, :, (depth // 2) * d // depth].detach().cpu().numpy()
-            plane = np.repeat(np.repeat(plane, height // h, axis=0), width // w, axis=1)
-            rows[row].append(colorize_labels(plane, k))
-    return tile_images(rows, pad=2)
+        grey = to_rgb_uint8(inputs[view][0, :, :, z])
+        target, predicted = cluster_slice(targets[view]), cluster_slice(preds[view])
+        panels = [
+            Panel(f"input (z={z})", grey),
+            Panel("target clusters", target, exact=True),
+            Panel("predicted clusters", predicted, exact=True),
+            Panel("prediction over input", blend(grey, predicted, np.ones(grey.shape[:2], bool))),
+        ]
+        rows.append(Row(f"view {view + 1}", panels))
+    return render(Figure(title, rows, cluster_legend(k), legend_title="clusters"))
 
 
 @dataclass
@@ -329,7 +343,7 @@ class PatchCluster(PretextMethod):
         return {f"val_{key}": value / batches for key, value in sums.items()} if batches else {}
 
     def visualise(self, model: nn.Module, batch: Any, context: StepContext) -> dict[str, np.ndarray]:
-        """``clusters``: middle slice of sample 0 — inputs, predicted and target clusters of both views."""
+        """``clusters``: middle slice of both views of sample 0 (see :func:`cluster_picture`)."""
         device = next(model.parameters()).device
         batch = move_to_device(batch, device)
         was_training = model.training
@@ -341,4 +355,5 @@ class PatchCluster(PretextMethod):
             model.train(was_training)
         preds = (out.student[0][0].argmax(0), out.student[1][0].argmax(0))
         targets = (out.targets[0][0].argmax(0), out.targets[1][0].argmax(0))
-        return {"clusters": middle_slice_images((batch.view1[0], batch.view2[0]), preds, targets, self.settings.k)}
+        title = vis_title(f"{self.name} clusters", batch, context)
+        return {"clusters": cluster_picture((batch.view1[0], batch.view2[0]), preds, targets, self.settings.k, title)}

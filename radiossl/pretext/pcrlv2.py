@@ -293,16 +293,16 @@ class PCRLv2(PretextMethod):
         return StepOutput(loss=loss, metrics=metrics)
 
     def visualise(self, model: nn.Module, batch: Any, context: StepContext) -> dict[str, np.ndarray]:
-        """Middle axial slice of sample 0: augmented input, target and restoration of global view 1."""
-        from radiossl.engine.visualise import tile_images, to_rgb_uint8
+        """``pcrlv2_restoration``: middle axial slice of global view 1 of sample 0: input, target, restoration."""
+        from radiossl.engine.visualise import restoration_picture, vis_title
 
         rng = self._rng(context, "vis")
         input1, _, _, target1 = self.augment(batch, generator_for(rng, _batch_device(batch)))
         net = unwrap_model(model)
         out = torch.sigmoid(net.forward_pretrain(input1[:1])[0].float())  # type: ignore[operator]
         z = input1.shape[-1] // 2
-        panels = [to_rgb_uint8(t[0, 0, :, :, z]) for t in (input1[:1], target1[:1], out)]
-        return {"pcrlv2_restoration": tile_images(panels)}
+        title = vis_title(f"{self.name} restoration", batch, context)
+        return {"pcrlv2_restoration": restoration_picture(title, input1[0, 0], target1[0, 0], out[0, 0], z)}
 
 
 def _batch_device(batch: Any) -> torch.device:

@@ -42,13 +42,14 @@ from torch import nn
 from radiossl.config import MethodConfig
 from radiossl.engine.device import move_to_device
 from radiossl.engine.protocol import StepContext, StepOutput
+from radiossl.engine.visualise import vis_title
 from radiossl.errors import ConfigError, DataError
 from radiossl.losses.legacy_ce import legacy_ce, legacy_swav
 from radiossl.models.unet3d import UNet3D
 from radiossl.ops.roi_align import roi_align_overlap
 from radiossl.pretext.base import PretextMethod, PretrainConfig
 from radiossl.pretext.cluster_metrics import usage_metrics
-from radiossl.pretext.patch_cluster import middle_slice_images, pair_datasets
+from radiossl.pretext.patch_cluster import cluster_picture, pair_datasets
 
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader, Dataset
@@ -263,7 +264,7 @@ class PixelCluster(PretextMethod):
         return {f"val_{key}": value / batches for key, value in sums.items()} if batches else {}
 
     def visualise(self, model: nn.Module, batch: Any, context: StepContext) -> dict[str, np.ndarray]:
-        """``clusters``: middle slice of sample 0 — inputs, predicted and target clusters of both views."""
+        """``clusters``: middle slice of both views of sample 0 (see :func:`cluster_picture`)."""
         if batch.target1.numel() == 0:
             return {}
         device = next(model.parameters()).device
@@ -282,4 +283,5 @@ class PixelCluster(PretextMethod):
             )
         preds = (logits[0][0].argmax(0), logits[1][0].argmax(0))
         targets = (batch.target1[0], batch.target2[0])
-        return {"clusters": middle_slice_images((batch.view1[0], batch.view2[0]), preds, targets, self.settings.k)}
+        title = vis_title(f"{self.name} clusters", batch, context)
+        return {"clusters": cluster_picture((batch.view1[0], batch.view2[0]), preds, targets, self.settings.k, title)}

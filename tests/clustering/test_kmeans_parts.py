@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from radiossl.clustering.faiss_kmeans import CentroidAssigner, fit_kmeans, inertia
-from radiossl.clustering.montage import montage_array, palette, save_montage
+from radiossl.clustering.montage import montage_array, montage_figure, palette, save_montage
 from radiossl.clustering.sampling import FeatureTransform, sample_voxels, voxels_per_crop
 from radiossl.errors import DataError
 
@@ -91,3 +91,30 @@ def test_montage(tmp_path: Path) -> None:
         assert png.size == (image.shape[1], image.shape[0])
     with pytest.raises(ValueError, match="as many label maps"):
         montage_array(crops, labels[:2], k=4)
+
+
+def test_montage_is_titled_names_its_crops_and_has_a_legend_of_the_clusters() -> None:
+    from radiossl.utils.figures import MIN_PANEL, layout
+
+    crops = [np.random.rand(1, 32, 32, 16).astype(np.float32) for _ in range(4)]
+    labels = [(c[0] * 5).astype(np.uint8) for c in crops]
+    names = ["view 1", "view 2"] * 2
+    figure = montage_figure(crops, labels, k=5, title="k-means fit k5", names=names, row_labels=["case a", "case b"])
+    assert figure.title == "k-means fit k5"
+    assert [row.label for row in figure.rows] == ["case a", "case b"]
+    assert [p.title for p in figure.rows[0].panels] == [
+        "view 1",
+        "clusters",
+        "overlay",
+        "view 2",
+        "clusters",
+        "overlay",
+    ]
+    assert [entry.name for entry, _ in layout(figure).legend_entries] == ["0", "1", "2", "3", "4"]
+    image = montage_array(crops, labels, k=5, names=names)
+    assert image.shape[0] > 2 * MIN_PANEL and image.shape[1] >= 6 * MIN_PANEL  # 32-voxel slices at 6x
+    where = layout(montage_figure(crops, labels, k=5, names=names))
+    left, top, right, bottom = where.panel_boxes[0][1]
+    assert {tuple(c) for c in image[top:bottom, left:right].reshape(-1, 3)} <= {tuple(c) for c in palette(5)}
+    with pytest.raises(ValueError, match="crop names"):
+        montage_figure(crops, labels, k=5, names=["one"])

@@ -15,6 +15,7 @@ from radiossl.errors import ConfigError
 from radiossl.models import UNet3D, build_model
 from radiossl.pretext.base import load_pretrain_config
 from radiossl.pretext.pcrlv2 import PCRLv2, PCRLv2Net, deep_supervision_weight, symmetric_cosine
+from radiossl.utils.figures import MIN_PANEL
 
 GLOBAL = (32, 32, 16)
 
@@ -146,7 +147,9 @@ def test_visualise_returns_an_rgb_panel() -> None:
     with torch.no_grad():
         images = method.visualise(model, _batch(2), _context())
     (image,) = images.values()
-    assert image.dtype.name == "uint8" and image.shape[2] == 3 and image.shape[0] == GLOBAL[0]
+    assert image.dtype.name == "uint8" and image.shape[2] == 3
+    # three titled panels, each enlarged to at least MIN_PANEL pixels, under a title band
+    assert image.shape[0] > MIN_PANEL + 2 * 12 and image.shape[1] >= 3 * MIN_PANEL
 
 
 def test_end_to_end_pretraining(tmp_path: Path) -> None:

@@ -169,6 +169,52 @@ def test_visualise_and_validate() -> None:
     assert all(np.isfinite(v) for v in metrics.values())
 
 
+class _Cases:
+    def case_id(self, index: int) -> str:
+        return f"case-{index}"
+
+
+def test_the_clusters_picture_is_titled_upscaled_and_has_a_legend_of_k_colours(monkeypatch: pytest.MonkeyPatch) -> None:
+    from radiossl.utils import figures
+    from radiossl.utils.figures import MIN_PANEL, Figure, layout, palette
+
+    drawn: list[Figure] = []
+    render = figures.render
+
+    def capture(figure: Figure) -> np.ndarray:
+        drawn.append(figure)
+        return render(figure)
+
+    monkeypatch.setattr(figures, "render", capture)
+    m = method()
+    net = build(m)
+    batch = make_batch()._replace(index=torch.tensor([3, 5]))
+    vis_context = StepContext(
+        epoch=2, total_epochs=6, step=0, device=torch.device("cpu"), extra={"train_set": _Cases()}
+    )
+    image = m.visualise(net, batch, vis_context)["clusters"]
+
+    (figure,) = drawn
+    assert figure.title == "pixel-cluster clusters | case case-3 | epoch 3/6"
+    assert [row.label for row in figure.rows] == ["view 1", "view 2"]
+    z = CROP[2] // 2
+    assert [p.title for p in figure.rows[0].panels] == [
+        f"input (z={z})",
+        "target clusters",
+        "predicted clusters",
+        "prediction over input",
+    ]
+    assert [entry.name for entry in figure.legend] == [str(i) for i in range(K)]
+    where = layout(figure)
+    allowed = {tuple(c) for c in palette(K)}
+    for r in range(2):
+        for p in (1, 2):  # target and predicted clusters keep exact palette colours
+            left, top, right, bottom = where.panel_boxes[r][p]
+            assert min(right - left, bottom - top) >= MIN_PANEL
+            assert {tuple(c) for c in image[top:bottom, left:right].reshape(-1, 3)} <= allowed
+    assert image.shape[0] > 2 * MIN_PANEL and image.shape[1] >= 4 * MIN_PANEL
+
+
 # ------------------------------------------------------------------------------------------------
 # targets in a preprocessed folder, and end to end
 

@@ -90,10 +90,12 @@ def synthesize(
         write_json(root / nnunet.DATASET_NAME / "dataset.json", nnunet.dataset_json(cases))
     preview_path = None
     if preview:
-        from radiossl.data.phantoms.preview import save_montage
+        from radiossl.data.phantoms.preview import MAX_ROWS, save_montage
 
         rows = [(f"{r.case_id}  [{r.group}]", r.tiles) for r in records]
-        preview_path = save_montage(rows, root / "preview.png")
+        shown = f"first {MAX_ROWS} of {len(rows)} cases" if len(rows) > MAX_ROWS else f"{len(rows)} cases"
+        title = f"{kind} phantoms | {shown} | {'x'.join(str(s) for s in size)} voxels | seed {seed}"
+        preview_path = save_montage(rows, root / "preview.png", title=title, label_names=_label_names(kind))
     return SynthResult(
         kind=kind,
         out=root,
@@ -137,6 +139,13 @@ def _generate(kind: str, root: Path, cases: int, shape: tuple[int, int, int], se
 
     total = cases + nnunet.test_cases(cases)
     return [nnunet.write_case(root, i, seed, cases, shape, preview) for i in range(total)]
+
+
+def _label_names(kind: str) -> dict[int, str]:
+    """The label values of ``kind`` and their names (for the preview legend)."""
+    from radiossl.data.phantoms import brats, lits, luna, nnunet
+
+    return {"brats": brats, "lits": lits, "luna": luna, "nnunet": nnunet}[kind].LABEL_NAMES
 
 
 def _write_luna_annotations(path: Path, rows: list[dict[str, str | float]]) -> None:

@@ -36,6 +36,8 @@ Grade = Literal["HGG", "LGG"]
 CONTRASTS = ("flair", "t1", "t1ce", "t2")
 SPACING = (1.0, 1.0, 1.0)
 DEFAULT_SHAPE = (64, 64, 48)
+LABEL_NAMES: dict[int, str] = {1: "necrosis", 2: "oedema", 4: "enhancing"}
+"""BraTS label values, for the preview legend."""
 
 # Relative signal per tissue, in the order of CONTRASTS (flair, t1, t1ce, t2).
 TISSUE: dict[str, tuple[float, float, float, float]] = {

@@ -46,6 +46,8 @@ from radiossl.data.phantoms.shapes import (
 # 128 columns (77-115 mm at 0.6-0.9 mm): after resampling to 1 mm and the cluster view's 0.75 in-plane
 # zoom the slab is still about as wide as the default 64 x 64 crop, so crops are not mostly padding.
 DEFAULT_SHAPE = (128, 128, 32)
+LABEL_NAMES: dict[int, str] = {1: "liver", 2: "tumour"}
+"""Label values, for the preview legend."""
 VAL_RANGE = range(28, 48)  # volumes 28-47 are the validation set of the thesis
 WINDOW = (-160.0, 240.0)  # abdominal soft-tissue window for the preview
 

@@ -57,6 +57,8 @@ IN_PLANE_MM = (0.55, 0.98)
 SMALL_IN_PLANE_MM = (0.55, 0.85)
 COVERAGE_MM = (200.0, 400.0)
 SLICE_MM = (0.625, 1.0, 1.25, 2.5)
+LABEL_NAMES: dict[int, str] = {1: "nodule"}
+"""Values of the nodule mask drawn in the preview."""
 UID_ROOT = "1.3.6.1.4.1.14519.5.2.1.6279.6001"
 LUNG_WINDOW = (-1200.0, 400.0)
 PADDING_HU = -2048

@@ -32,6 +32,8 @@ DEFAULT_SHAPE = (48, 48, 40)
 SPACING = (1.0, 1.0, 1.0)
 CHANNELS = {"0": "FLAIR", "1": "T1ce"}
 LABELS = {"background": 0, "edema": 1, "tumor": 2}
+LABEL_NAMES: dict[int, str] = {value: name for name, value in LABELS.items() if value}
+"""Label values, for the preview legend."""
 FILE_ENDING = ".nii.gz"
 
 

@@ -2,42 +2,45 @@
 
 Slices are cut from the arrays *as stored on disk* and reoriented with their affine, so the
 montage also shows that the written geometry is right: anterior is up in axial views, superior is
-up in coronal views, and the patient's right is on the viewer's left.
+up in coronal views, and the patient's right is on the viewer's left. A row per case, a title per
+slice, and a legend of the label colours (label value ``v`` has colour
+:func:`radiossl.utils.figures.label_colours` ``[v]``); drawn by :mod:`radiossl.utils.figures`.
 
 Example:
     >>> import numpy as np, tempfile, pathlib
     >>> vol = np.random.default_rng(0).random((24, 24, 12)).astype(np.float32)
     >>> seg = (vol > 0.9).astype(np.uint8)
     >>> tiles = [slice_tile("axial", vol, np.diag([-1.0, -1.0, 2.0, 1.0]), seg, title="demo")]
-    >>> out = save_montage([("case 0", tiles)], pathlib.Path(tempfile.mkdtemp()) / "preview.png")
+    >>> out = save_montage([("case 0", tiles)], pathlib.Path(tempfile.mkdtemp()) / "preview.png", label_names={1: "x"})
     >>> out.name
     'preview.png'
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from PIL import Image as PILImage
+from radiossl.utils.figures import (
+    Figure,
+    LegendEntry,
+    Panel,
+    Row,
+    blend,
+    colour_values,
+    label_colours,
+    save_figure,
+    to_rgb_uint8,
+)
 
 View = Literal["axial", "coronal", "sagittal"]
 
-TILE_HEIGHT = 176
-HEADER = 18
-PAD = 4
 MAX_ROWS = 8
-LABEL_COLOURS: dict[int, tuple[int, int, int]] = {
-    1: (235, 60, 60),
-    2: (60, 210, 80),
-    3: (70, 130, 255),
-    4: (255, 220, 40),
-}
+OVERLAY_ALPHA = 0.45
 
 
 @dataclass(frozen=True)
@@ -102,66 +105,49 @@ def _best_slice(label: np.ndarray | None, axis: int, n: int) -> int:
     return int(np.argmax(np.count_nonzero(label == label.max(), axis=others)))
 
 
-def save_montage(rows: Sequence[tuple[str, Sequence[Tile]]], path: Path) -> Path:
-    """Render rows of tiles (at most :data:`MAX_ROWS`) into one PNG at ``path`` (written atomically)."""
-    from PIL import Image, ImageDraw
-
-    from radiossl.utils.atomic import atomic_write_path
-
-    rendered = [(name, [_render(tile) for tile in tiles]) for name, tiles in list(rows)[:MAX_ROWS]]
-    width = max(sum(t.width for t in tiles) + PAD * (len(tiles) + 1) for _, tiles in rendered)
-    height = len(rendered) * (TILE_HEIGHT + HEADER + PAD) + PAD
-    canvas = Image.new("RGB", (max(width, 200), height), (24, 24, 28))
-    draw = ImageDraw.Draw(canvas)
-    font = _font()
-    y = PAD
-    for (name, tiles_in), (_, tiles) in zip(list(rows)[:MAX_ROWS], rendered, strict=True):
-        x = PAD
-        draw.text((x, y + 2), name, fill=(230, 230, 230), font=font)
-        for tile, img in zip(tiles_in, tiles, strict=True):
-            canvas.paste(img, (x, y + HEADER))
-            draw.text((x + 3, y + HEADER + 2), tile.title, fill=(255, 255, 160), font=font)
-            x += img.width + PAD
-        y += TILE_HEIGHT + HEADER + PAD
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write_path(path) as tmp:
-        canvas.save(tmp, format="PNG")
-    return path
+def save_montage(
+    rows: Sequence[tuple[str, Sequence[Tile]]],
+    path: Path,
+    *,
+    title: str = "",
+    label_names: Mapping[int, str] | None = None,
+) -> Path:
+    """Render :func:`montage_figure` into one PNG at ``path`` (written atomically)."""
+    return save_figure(path, montage_figure(rows, title=title, label_names=label_names))
 
 
-def _render(tile: Tile) -> PILImage.Image:
-    from PIL import Image
+def montage_figure(
+    rows: Sequence[tuple[str, Sequence[Tile]]],
+    *,
+    title: str = "",
+    label_names: Mapping[int, str] | None = None,
+) -> Figure:
+    """A row per case (at most :data:`MAX_ROWS`), a panel per tile, a legend of the label colours.
 
-    grey = _to_uint8(tile.image, tile.window)
-    rgb = np.repeat(grey[..., None], 3, axis=2).astype(np.float32)
+    The legend lists the values of ``label_names`` (value -> name) and any other value found in the
+    overlays (as ``label V``).
+    """
+    shown = list(rows)[:MAX_ROWS]
+    found = {int(v) for _, tiles in shown for tile in tiles if tile.label is not None for v in np.unique(tile.label)}
+    names = {**{v: f"label {v}" for v in sorted(found) if v}, **(label_names or {})}
+    colours = label_colours([*names, *found])
+    legend = [LegendEntry(f"{value} {name}", colours[value]) for value, name in sorted(names.items()) if value > 0]
+    panels = [Row(name, [_panel(tile, colours) for tile in tiles]) for name, tiles in shown]
+    return Figure(title, panels, legend, legend_title="labels")
+
+
+def _panel(tile: Tile, colours: Mapping[int, tuple[int, int, int]]) -> Panel:
+    grey = to_rgb_uint8(tile.image, _window(tile.image, tile.window))
     if tile.label is not None:
-        for value in np.unique(tile.label):
-            if value == 0:
-                continue
-            colour = np.asarray(LABEL_COLOURS.get(int(value), (200, 80, 255)), np.float32)
-            mask = tile.label == value
-            rgb[mask] = 0.55 * rgb[mask] + 0.45 * colour
-    img = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
-    rows, cols = tile.image.shape
-    out_width = max(8, round(TILE_HEIGHT * cols / (rows * tile.pixel_aspect)))
-    return img.resize((out_width, TILE_HEIGHT), Image.Resampling.BILINEAR)
+        grey = blend(grey, colour_values(tile.label, colours), tile.label != 0, OVERLAY_ALPHA)
+    return Panel(tile.title, grey, pixel_aspect=tile.pixel_aspect)
 
 
-def _to_uint8(image: np.ndarray, window: tuple[float, float] | None) -> np.ndarray:
-    if window is None:
-        values = image[image != 0] if np.any(image != 0) else image
-        lo, hi = (float(v) for v in np.percentile(values, [0.5, 99.5]))
-        lo = min(lo, 0.0) if float(image.min()) >= 0 else lo
-    else:
-        lo, hi = window
-    scaled = (image.astype(np.float32) - lo) / max(hi - lo, 1e-6)
-    return (np.clip(scaled, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def _font() -> Any:
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=12)
-    except TypeError:  # Pillow without FreeType support for sized default fonts
-        return ImageFont.load_default()
+def _window(image: np.ndarray, window: tuple[float, float] | None) -> tuple[float, float]:
+    """``window``, or a robust one: the 0.5-99.5 percentiles of the non-zero voxels (from 0 for non-negative images)."""
+    if window is not None:
+        return window
+    values = image[image != 0] if np.any(image != 0) else image
+    lo, hi = (float(v) for v in np.percentile(values, [0.5, 99.5]))
+    lo = min(lo, 0.0) if float(image.min()) >= 0 else lo
+    return lo, max(hi, lo + 1e-6)

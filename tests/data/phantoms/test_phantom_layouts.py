@@ -164,6 +164,27 @@ def test_preview_png(tmp_path: Path) -> None:
     assert red.any()  # the liver overlay is drawn
 
 
+def test_preview_figure_has_a_legend_of_the_label_names_and_nearest_upscaled_tiles() -> None:
+    from radiossl.data.phantoms.lits import LABEL_NAMES
+    from radiossl.data.phantoms.preview import Tile, montage_figure
+    from radiossl.utils.figures import MIN_PANEL, label_colours, layout, scale_panel
+
+    label = np.zeros((32, 24), np.uint8)
+    label[4:20, 4:12] = 1
+    label[8:10, 6:8] = 2
+    label[0, 0] = 7  # a value without a name still gets a legend entry
+    tile = Tile("ct+seg", np.random.default_rng(0).normal(0, 50, (32, 24)).astype(np.float32), label, (-160.0, 240.0))
+    figure = montage_figure([("case 1", [tile])], title="lits phantoms", label_names=LABEL_NAMES)
+    assert figure.title == "lits phantoms" and figure.rows[0].label == "case 1"
+    assert [entry.name for entry in figure.legend] == ["1 liver", "2 tumour", "7 label 7"]
+    assert [entry.colour for entry in figure.legend] == [label_colours([1, 2, 7])[v] for v in (1, 2, 7)]
+    panel = figure.rows[0].panels[0]
+    enlarged = scale_panel(panel)
+    assert enlarged.shape[:2] == (256, 192) and min(enlarged.shape[:2]) >= MIN_PANEL  # 24 columns at 8x
+    assert (enlarged[::8, ::8] == panel.image).all()  # nearest neighbour: every pixel is an 8 x 8 block
+    assert len(layout(figure).legend_entries) == 3
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
