@@ -382,3 +382,17 @@ def test_dataparallel_target_is_unwrapped(randomise: Randomise) -> None:
     target = UNet3D(width=TINY, norm="group")
     load_pretrained(nn.DataParallel(target), source.state_dict(), transfer="all", strict=True)
     assert torch.equal(target.out_tr.final_conv.weight, source.out_tr.final_conv.weight)
+
+
+def test_match_report_has_one_row_per_block_with_the_batchnorm_statistics_counted(randomise: Randomise) -> None:
+    """A BatchNorm U-Net into a GroupNorm one: 8 rows, not one per running statistic."""
+    source = randomise(UNet3D(width=TINY, norm="batch"))
+    report = load_pretrained(UNet3D(width=TINY, norm="group"), source.state_dict(), transfer="all", strict=False)
+    statistics = [key for key in source.state_dict() if key.rsplit(".", 1)[-1] in ("running_mean", "running_var")]
+    assert len(report.unexpected) == len(statistics) * 3 // 2 == 42  # with num_batches_tracked
+    table = report.as_table()
+    assert [row[0] for row in table.rows] == [*ENCODER_BLOCKS, "up_tr256", "up_tr128", "up_tr64", "out_tr"]
+    assert sum(int(row[4]) for row in table.rows) == len(report.unexpected)  # all of them BN statistics
+    assert all(row[3] == "0" and row[2] == "0" and row[5] == "0" for row in table.rows)
+    assert len(table.lines()) == 3 + 8  # title, header, rule, one line per block
+    assert len(report.as_table(verbose=True).rows) == len(source.state_dict())
