@@ -109,7 +109,14 @@ class LoggingConfig(Section):
     vis_every: int = Field(1, ge=1, description="Epochs between visualisations.")
     log_every: int = Field(10, ge=1, description="Steps between metric lines in metrics.jsonl.")
     checkpoint_every: int = Field(1, ge=1, description="Epochs between checkpoint_latest.pt writes.")
-    progress: bool = Field(True, description="Show a progress bar.")
+    progress: bool = Field(
+        True, description="Live progress on a terminal (off: plain epoch lines at a bounded rate, as in pipes)."
+    )
+    verbose: bool = Field(
+        False,
+        description="Console: every epoch's full metric line and every tensor of a weights-loading report "
+        "(train.log and metrics.jsonl always have everything).",
+    )
 
 
 class MethodConfig(Section):

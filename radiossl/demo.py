@@ -31,7 +31,9 @@ from typing import Any
 from pydantic import Field
 
 from radiossl.config import Section
+from radiossl.engine.progress import ProgressReporter, current_reporter, reporting_to
 from radiossl.errors import RadiosslError
+from radiossl.utils.text_table import TextTable
 
 REGIONS = ("WT", "TC", "ET")
 
@@ -80,19 +82,26 @@ class DemoResult:
     seconds: float = 0.0
 
 
-def run_demo(config: DemoConfig | None = None, console: Any = None) -> DemoResult:
-    """Run the demo pipeline; see the module docstring."""
-    from rich.console import Console
+def run_demo(config: DemoConfig | None = None, reporter: ProgressReporter | None = None) -> DemoResult:
+    """Run the demo pipeline; see the module docstring.
 
+    Each step opens a section of ``reporter`` (default: the current reporter, see
+    :mod:`radiossl.engine.progress`), and the training stages report their progress through it too.
+    """
     config = config or DemoConfig()
-    console = console or Console(highlight=False)
+    reporter = reporter or current_reporter()
+    with reporting_to(reporter):
+        return _run_steps(config, reporter)
+
+
+def _run_steps(config: DemoConfig, reporter: ProgressReporter) -> DemoResult:
     start = time.perf_counter()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     artefacts: dict[str, Path] = {}
 
     def step(title: str) -> None:
-        console.rule(f"[bold]{title}[/] [dim]({time.perf_counter() - start:.0f} s)[/]")
+        reporter.section(f"{title} ({time.perf_counter() - start:.0f} s)")
 
     step("1/6 phantom BraTS data")
     raw = _synthesize(config, out / "data" / "BraTS18", artefacts)
@@ -113,7 +122,7 @@ def run_demo(config: DemoConfig | None = None, console: Any = None) -> DemoResul
         step(f"6/6 evaluate {label}")
         runs.append(_evaluate(config, raw, finetune_dir, out / "evaluation" / label, label))
     result = DemoResult(config=config, runs=runs, artefacts=artefacts, seconds=time.perf_counter() - start)
-    _print_result(result, console)
+    _print_result(result, reporter)
     return result
 
 
@@ -270,30 +279,22 @@ def _evaluate(config: DemoConfig, raw: Path, finetune_dir: Path, out: Path, labe
     )
 
 
-def _print_result(result: DemoResult, console: Any) -> None:
-    from rich.table import Table
-
+def _print_result(result: DemoResult, reporter: ProgressReporter) -> None:
     regions = list(result.runs[0].dice) if result.runs else list(REGIONS)
-    table = Table(
-        title=f"Dice on held-out phantom cases (ratio {result.config.ratio:g}, "
-        f"width {result.config.width:g}, {result.config.finetune_epochs} finetuning epochs)"
-    )
-    table.add_column("initialisation")
-    for name in regions:
-        table.add_column(name, justify="right")
-    table.add_column("mean", justify="right")
+    rows = []
     for run in result.runs:
         values = [run.dice[name] for name in regions]
-        table.add_row(run.label, *(f"{v:.3f}" for v in values), f"{sum(values) / len(values):.3f}")
-    console.print(table)
-    where = Table(title="Artefacts", show_header=False, expand=True)
-    where.add_column("what", no_wrap=True)
-    where.add_column("where", overflow="fold", ratio=1)
-    for name, path in result.artefacts.items():
-        where.add_row(name, str(path))
+        rows.append((run.label, *(f"{v:.3f}" for v in values), f"{sum(values) / len(values):.3f}"))
+    title = (
+        f"Dice on held-out phantom cases (ratio {result.config.ratio:g}, "
+        f"width {result.config.width:g}, {result.config.finetune_epochs} finetuning epochs)"
+    )
+    columns = ("initialisation", *regions, "mean")
+    reporter.table(TextTable(title, columns, rows, right=tuple(range(1, len(columns)))))
+    where = [(name, str(path)) for name, path in result.artefacts.items()]
     for run in result.runs:
-        where.add_row(f"finetune run ({run.label})", str(run.finetune_dir))
-        where.add_row(f"metrics.csv ({run.label})", str(run.evaluate_dir / "metrics.csv"))
-        where.add_row(f"predictions ({run.label})", str(run.evaluate_dir / "predictions"))
-    console.print(where)
-    console.print(f"demo finished in {result.seconds / 60:.1f} min")
+        where.append((f"finetune run ({run.label})", str(run.finetune_dir)))
+        where.append((f"metrics.csv ({run.label})", str(run.evaluate_dir / "metrics.csv")))
+        where.append((f"predictions ({run.label})", str(run.evaluate_dir / "predictions")))
+    reporter.table(TextTable("Artefacts", ("what", "where"), where))
+    reporter.message(f"demo finished in {result.seconds / 60:.1f} min")

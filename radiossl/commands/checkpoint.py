@@ -2,7 +2,8 @@
 
 ``radiossl checkpoint inspect PATH`` prints the recognised layout (radiossl, ModelsGenesis, PCRLv2,
 thesis runs, bare state dicts), the top-level entries, metadata (model spec, epoch, optimizer,
-training arguments), tensor and element counts and a table of key prefixes.
+training arguments), tensor and element counts and a table per block (top-level key prefix: tensors,
+elements, BatchNorm running statistics); ``--verbose`` adds every tensor with its shape and dtype.
 ``radiossl checkpoint export-encoder PATH --out FILE`` writes the encoder as a radiossl file.
 
 Files are read with PyTorch's safe (weights-only) unpickler, which radiossl lets build the
@@ -30,8 +31,6 @@ UNSAFE_HELP = (
     "Runs code: trusted files only."
 )
 
-_BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
-
 
 def register(app: typer.Typer) -> None:
     """Add the ``checkpoint`` command group to ``app``."""
@@ -42,12 +41,15 @@ def register(app: typer.Typer) -> None:
         path: Annotated[Path, typer.Argument(help="Checkpoint file (.pt/.pth/.tar).")],
         allow_unsafe_pickle: Annotated[bool, typer.Option("--allow-unsafe-pickle", help=UNSAFE_HELP)] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+        verbose: Annotated[
+            bool, typer.Option("--verbose", help="Also list every tensor (name, shape, dtype), not only the blocks.")
+        ] = False,
     ) -> None:
-        """Show a checkpoint's layout, metadata, counts and key prefixes."""
+        """Show a checkpoint's layout, metadata, counts and a table per block (every tensor with --verbose)."""
         from radiossl.models.loading import read_checkpoint
 
         raw = _run(lambda: read_checkpoint(path, allow_unsafe=allow_unsafe_pickle))
-        info = describe(raw)
+        info = describe(raw, verbose=verbose)
         if as_json:
             typer.echo(json.dumps(info, indent=2, default=str))
         else:
@@ -82,25 +84,26 @@ def _run(func: Callable[[], T]) -> T:
         raise typer.Exit(code=2) from err
 
 
-def describe(raw: RawCheckpoint) -> dict[str, Any]:
-    """JSON-compatible description of a checkpoint (what ``inspect`` prints)."""
+def describe(raw: RawCheckpoint, verbose: bool = False) -> dict[str, Any]:
+    """JSON-compatible description of a checkpoint (what ``inspect`` prints); ``verbose`` lists every tensor."""
     from radiossl.models.checkpoint_formats import WRAPPER_PREFIXES
-    from radiossl.models.loading import clean_state_dict, spec_of
+    from radiossl.models.loading import clean_state_dict, is_running_statistic, spec_of
 
     state = clean_state_dict(raw.state_dict)
     prefixes: dict[str, dict[str, int]] = {}
     buffers = 0
     for key, tensor in state.items():
-        row = prefixes.setdefault(key.split(".", 1)[0], {"tensors": 0, "elements": 0})
+        row = prefixes.setdefault(key.split(".", 1)[0], {"tensors": 0, "elements": 0, "running_statistics": 0})
         row["tensors"] += 1
         row["elements"] += tensor.numel()
-        if key.endswith(_BUFFER_SUFFIXES):
+        if is_running_statistic(key):
+            row["running_statistics"] += 1
             buffers += tensor.numel()
     wrapped = sorted({p for p in WRAPPER_PREFIXES for k in raw.state_dict if k.startswith(p)})
     meta = dict(raw.meta)
     stored_spec = meta.pop("model_spec", None)
     spec = spec_of(raw)
-    return {
+    info: dict[str, Any] = {
         "path": raw.source,
         "family": raw.family,
         "architecture": meta.pop("architecture", "unknown"),
@@ -114,10 +117,17 @@ def describe(raw: RawCheckpoint) -> dict[str, Any]:
         "prefixes": prefixes,
         "meta": meta,
     }
+    if verbose:
+        info["keys"] = [
+            {"key": key, "shape": list(tensor.shape), "dtype": str(tensor.dtype).removeprefix("torch.")}
+            for key, tensor in state.items()
+        ]
+    return info
 
 
 def _print_description(info: dict[str, Any]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
@@ -146,10 +156,19 @@ def _print_description(info: dict[str, Any]) -> None:
         else:
             shown = str(value) if isinstance(value, (str, int, float)) else json.dumps(value, default=str)
         line(f"{labels.get(key, key)}: {shown}")
-    table = Table(title="key prefixes", title_justify="left")
-    table.add_column("prefix")
+    table = Table(title="blocks (top-level key prefixes)", title_justify="left")
+    table.add_column("block")
     table.add_column("tensors", justify="right")
     table.add_column("elements", justify="right")
+    table.add_column("BN stats", justify="right")
     for prefix, row in info["prefixes"].items():
-        table.add_row(prefix, str(row["tensors"]), f"{row['elements']:,}")
+        table.add_row(escape(prefix), str(row["tensors"]), f"{row['elements']:,}", str(row["running_statistics"]))
     console.print(table)
+    if "keys" in info:
+        keys = Table(title="tensors", title_justify="left")
+        keys.add_column("tensor")
+        keys.add_column("shape")
+        keys.add_column("dtype")
+        for entry in info["keys"]:
+            keys.add_row(escape(entry["key"]), str(entry["shape"]), entry["dtype"])
+        console.print(keys)

@@ -69,6 +69,15 @@ ExtendEpochsOption = Annotated[
         show_default=False,
     ),
 ]
+VerboseOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--verbose/--no-verbose",
+        help="Console: every epoch's full metric line and every tensor of the --weights report "
+        "(default: headline metrics and a report per block; train.log and metrics.jsonl have everything).",
+        show_default=False,
+    ),
+]
 AllowUnsafePickleOption = Annotated[
     bool | None,
     typer.Option(

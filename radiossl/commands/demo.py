@@ -30,6 +30,7 @@ def register(app: typer.Typer) -> None:
         (see `--set`, e.g. --set shape=[240,240,155] --set width=1.0).
         """
         from radiossl.commands.common import flags_dict
+        from radiossl.commands.progress import console_progress
         from radiossl.config import load_config_file_into
         from radiossl.demo import DemoConfig, run_demo
 
@@ -46,4 +47,5 @@ def register(app: typer.Typer) -> None:
             }
         ).get("root", {})
         settings = load_config_file_into(DemoConfig, config, overrides or [], flags=flags)
-        run_demo(settings)
+        with console_progress():
+            run_demo(settings)

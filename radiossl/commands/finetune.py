@@ -29,6 +29,7 @@ from radiossl.commands.common import (
     SeedOption,
     SetOption,
     TaskOption,
+    VerboseOption,
     WidthOption,
     WorkersOption,
     console,
@@ -61,6 +62,7 @@ def finetune_flags(
     amp: str | None = None,
     vis: bool | None = None,
     allow_unsafe_pickle: bool | None = None,
+    verbose: bool | None = None,
 ) -> dict[str, Any]:
     """The nested config dict of the explicit command-line flags (absent flags are left out)."""
     flags = flags_dict(
@@ -68,7 +70,7 @@ def finetune_flags(
         optim={"epochs": epochs, "batch_size": batch_size, "lr": lr},
         runtime={"seed": seed, "device": device, "amp": amp},
         model={"width": width},
-        logging={"vis": vis},
+        logging={"vis": vis, "verbose": verbose},
     )
     top = {
         "out": out,
@@ -117,8 +119,10 @@ def register(app: typer.Typer) -> None:
         seed: SeedOption = None,
         device: DeviceOption = None,
         workers: WorkersOption = None,
+        verbose: VerboseOption = None,
     ) -> None:
         """Finetune a 3D U-Net on a segmentation task (help text: COMMAND_HELP)."""
+        from radiossl.commands.progress import console_progress
         from radiossl.downstream.config import load_task_config
         from radiossl.downstream.finetune import finetune
 
@@ -139,16 +143,13 @@ def register(app: typer.Typer) -> None:
             amp,
             vis,
             allow_unsafe_pickle,
+            verbose,
         )
         cfg = load_task_config("finetune", task, config, tuple(overrides or ()), flags)
-        result = finetune(cfg, resume=resume, extend_epochs=extend_epochs)
+        with console_progress():  # rank 0 ends with a table of the run, its checkpoints and folder
+            result = finetune(cfg, resume=resume, extend_epochs=extend_epochs)
         if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
             out_console = console()
-            best = "n/a" if result.best_metric is None else f"{result.best_metric:.4f}"
-            out_console.print(f"run folder: {result.run_dir}")
-            out_console.print(f"best checkpoint: {result.best_checkpoint} (val_dice {best})")
-            if result.stopped_early:
-                out_console.print("stopped early: validation Dice stopped improving (validation.patience)")
             if result.left_out:
                 splits_json = result.run_dir / "splits.json"
                 out_console.print(

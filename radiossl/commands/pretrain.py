@@ -7,7 +7,6 @@ Torch is imported only when the command runs.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,9 +23,9 @@ from radiossl.commands.common import (
     ResumeOption,
     SeedOption,
     SetOption,
+    VerboseOption,
     WidthOption,
     WorkersOption,
-    console,
     flags_dict,
     handle_errors,
 )
@@ -51,6 +50,7 @@ def pretrain_flags(
     amp: str | None = None,
     width: float | None = None,
     tensorboard: bool | None = None,
+    verbose: bool | None = None,
 ) -> dict[str, Any]:
     """The nested config dict of the explicit command-line flags (absent flags are left out)."""
     flags = flags_dict(
@@ -58,7 +58,7 @@ def pretrain_flags(
         optim={"epochs": epochs, "batch_size": batch_size, "lr": lr},
         runtime={"seed": seed, "device": device, "amp": amp},
         model={"width": width},
-        logging={"vis": vis, "tensorboard": tensorboard},
+        logging={"vis": vis, "tensorboard": tensorboard, "verbose": verbose},
     )
     if out is not None:
         flags["out"] = out
@@ -92,13 +92,16 @@ def register(app: typer.Typer) -> None:
         tensorboard: Annotated[
             bool | None, typer.Option("--tensorboard/--no-tensorboard", help="Also log to TensorBoard.")
         ] = None,
+        verbose: VerboseOption = None,
     ) -> None:
         """Pretrain a 3D U-Net encoder with a self-supervised method (help text: COMMAND_HELP)."""
+        from radiossl.commands.progress import console_progress
         from radiossl.engine.pretrain import pretrain
         from radiossl.pretext.base import load_pretrain_config
 
-        flags = pretrain_flags(data, out, epochs, batch_size, lr, vis, seed, device, workers, amp, width, tensorboard)
+        flags = pretrain_flags(
+            data, out, epochs, batch_size, lr, vis, seed, device, workers, amp, width, tensorboard, verbose
+        )
         cfg = load_pretrain_config(method, config, tuple(overrides or ()), flags)
-        result = pretrain(cfg, resume=resume, extend_epochs=extend_epochs)
-        if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
-            console().print(f"final checkpoint: {result.final_checkpoint}")
+        with console_progress():  # rank 0 ends with a table of the run, its checkpoints and folder
+            pretrain(cfg, resume=resume, extend_epochs=extend_epochs)

@@ -6,7 +6,7 @@ validation Dice), resume, logging and ``--vis`` PNGs. What it adds:
 
 * the network: ``UNet3D(in_channels = task channels, out_channels = task regions, width,
   skip_connections, norm)`` started from scratch, a radiossl pretext checkpoint or a foreign
-  checkpoint (``weights`` + ``transfer``; the loader's report is printed and saved), with parts
+  checkpoint (``weights`` + ``transfer``; the loader's report is shown per block and saved), with parts
   frozen per ``train`` (:mod:`radiossl.downstream.freezing`);
 * data: the task's split (validation disjoint from test), the nested, seeded ``data.ratio`` subset of
   the training cases, cases cached in memory, random foreground-aware patches with augmentation.
@@ -49,6 +49,7 @@ from radiossl.downstream.inference import predict_probabilities
 from radiossl.downstream.losses import DiceBCELoss
 from radiossl.downstream.metrics import dice
 from radiossl.downstream.tasks.base import SegmentationTask, get_task_class
+from radiossl.engine.progress import current_reporter
 from radiossl.engine.protocol import StepContext, StepOutput
 from radiossl.errors import CheckpointError, ConfigError, DataError, RadiosslError
 
@@ -109,6 +110,7 @@ class FinetuneTask:
         self.task = task
         self.name = task.name
         self.monitor: tuple[str, Literal["min", "max"]] | None = ("val_dice", "max")
+        self.headline_metrics: tuple[str, ...] = ("loss", "val_dice", "lr")
         self.loss_fn = DiceBCELoss(
             config.loss.dice_weight,
             config.loss.bce_weight,
@@ -169,9 +171,7 @@ class FinetuneTask:
                 f"{cfg.weights}: no tensor fits this network (transfer={cfg.transfer}); {report.summary()}"
             )
         if is_main_process():
-            from rich.console import Console
-
-            Console(highlight=False).print(report.table())
+            current_reporter().table(report.as_table(verbose=cfg.logging.verbose))
         return report
 
     def model_spec(self, model: nn.Module) -> dict[str, Any]:
@@ -398,9 +398,7 @@ class FinetuneTask:
 
 
 def _print(message: str) -> None:
-    from rich.console import Console
-
-    Console(highlight=False, soft_wrap=True).print(message)
+    current_reporter().message(message)  # the run's console channel (and its train.log)
 
 
 @dataclass

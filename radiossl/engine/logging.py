@@ -1,14 +1,21 @@
-"""Training output: a rich progress bar, ``metrics.jsonl``, optional TensorBoard, a closing summary.
+"""Training output: ``metrics.jsonl``, ``train.log``, optional TensorBoard, and the console reporter.
 
 ``metrics.jsonl`` is always written (rank 0): one JSON object per line, either a step line
 (``"type": "step"``, every ``logging.log_every`` optimiser steps) or an epoch line (``"type": "epoch"``),
 each with ``epoch`` (1-based), ``step`` (optimiser steps so far), ``lr``, ``loss``, the task's metrics
 and ``time`` (seconds since the run started). Read it with e.g. ``pandas.read_json(path, lines=True)``.
 
+``train.log`` (rank 0) is the human-readable log of the run: every message, every epoch's full
+metric line and the end-of-run table, with time stamps; it is appended to when a run resumes.
+
+The console shows much less: :class:`RunLogger` forwards the run's progress to a
+:class:`~radiossl.engine.progress.ProgressReporter` (a live bar on a terminal, bounded plain lines
+elsewhere) that shows the task's headline metrics only.
+
 Example:
     >>> import tempfile, pathlib, json
     >>> run = pathlib.Path(tempfile.mkdtemp())
-    >>> log = RunLogger(run, enabled=True, progress=False)
+    >>> log = RunLogger(run, enabled=True, reporter=NullReporter())
     >>> log.log_line({"type": "step", "epoch": 1, "step": 10, "lr": 0.1, "loss": 0.5})
     >>> log.close()
     >>> json.loads((run / "metrics.jsonl").read_text())["loss"]
@@ -24,22 +31,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
+from radiossl.engine.progress import (
+    NullReporter,
+    ProgressReporter,
+    RunPlan,
+    RunSummary,
+    current_reporter,
+    format_number,
+    summary_lines,
+    summary_table,
 )
-from rich.table import Table
-
 from radiossl.errors import ConfigError
 from radiossl.utils.atomic import atomic_write_text
+from radiossl.utils.text_table import TextTable
 
 METRICS_FILE = "metrics.jsonl"
+LOG_FILE = "train.log"
+
+_NOT_SHOWN = ("type", "time", "step")
 
 
 def _json_value(value: Any) -> Any:
@@ -48,32 +57,38 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def format_number(value: Any) -> str:
-    """Short human form of a metric value."""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+def epoch_line(record: Mapping[str, Any]) -> str:
+    """Every measured value of an epoch record on one line (``epoch 3  lr 0.01  loss 0.25  ...``).
+
+    NaN means "not measured this epoch" (e.g. no validation): kept in ``metrics.jsonl``, left out here.
+    """
+    shown = {k: v for k, v in record.items() if k not in _NOT_SHOWN and not (isinstance(v, float) and math.isnan(v))}
+    return "  ".join(f"{k} {format_number(v)}" for k, v in shown.items())
 
 
 class RunLogger:
-    """Progress display and metric sinks of one training process (all no-ops unless ``enabled``)."""
+    """The sinks of one training process; all no-ops unless ``enabled`` (rank 0).
+
+    It is itself a :class:`~radiossl.engine.progress.ProgressReporter`: what it is told goes to the
+    console reporter (``reporter``, default :func:`~radiossl.engine.progress.current_reporter`) and
+    to ``train.log``. With ``verbose`` the console also gets every epoch's full metric line.
+    """
 
     def __init__(
         self,
         run_dir: Path,
         enabled: bool,
-        progress: bool = True,
         tensorboard: bool = False,
-        console: Console | None = None,
+        reporter: ProgressReporter | None = None,
+        verbose: bool = False,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.enabled = enabled
-        self.console = console or Console(highlight=False)
+        self.verbose = verbose
+        self.reporter: ProgressReporter = (reporter or current_reporter()) if enabled else NullReporter()
         self.start = time.perf_counter()
         self._writer: Any = None
-        self._progress: Progress | None = None
-        self._epoch_task: TaskID | None = None
-        self._step_task: TaskID | None = None
+        self._run_open = False
         if not enabled:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -86,22 +101,14 @@ class RunLogger:
                     "(pip install 'radiossl[tensorboard]')"
                 ) from exc
             self._writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
-        if progress:
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[info]}"),
-                console=self.console,
-                transient=False,
-            )
 
     @property
     def metrics_path(self) -> Path:
         return self.run_dir / METRICS_FILE
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / LOG_FILE
 
     def elapsed(self) -> float:
         """Seconds since this logger was created."""
@@ -146,73 +153,70 @@ class RunLogger:
             for name, image in images.items():
                 self._writer.add_image(f"vis/{name}", image, epoch, dataformats="HWC")
 
-    # ------------------------------------------------------------------------------------- console
+    def _log_text(self, *lines: str) -> None:
+        """Append time-stamped lines to ``train.log``."""
+        if not self.enabled or not lines:
+            return
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with open(self.log_path, "a", encoding="utf-8") as handle:
+            handle.writelines(f"{stamp}  {line}\n" for line in lines)
 
-    def info(self, message: str) -> None:
-        """Print a line (rank 0 only)."""
+    # ------------------------------------------------------------------------- the reporter role
+
+    def message(self, text: str) -> None:
+        """A line for the console and ``train.log`` (rank 0 only)."""
         if self.enabled:
-            self.console.print(message)
+            self.reporter.message(text)
+            self._log_text(text)
 
-    def start_progress(self, total_epochs: int, done_epochs: int) -> None:
-        if self._progress is None:
-            return
-        self._progress.start()
-        self._epoch_task = self._progress.add_task("epochs", total=total_epochs, completed=done_epochs, info="")
+    def section(self, title: str) -> None:
+        if self.enabled:
+            self.reporter.section(title)
+            self._log_text(f"== {title} ==")
 
-    def start_epoch(self, epoch: int, steps: int) -> None:
-        """Reset the per-epoch bar (``epoch`` is 1-based)."""
-        if self._progress is None:
-            return
-        if self._step_task is not None:
-            self._progress.remove_task(self._step_task)
-        self._step_task = self._progress.add_task(f"epoch {epoch}", total=steps, info="")
+    def table(self, table: TextTable) -> None:
+        if self.enabled:
+            self.reporter.table(table)
+            self._log_text(*table.lines())
 
-    def advance_step(self, loss: float, lr: float) -> None:
-        if self._progress is not None and self._step_task is not None:
-            self._progress.update(self._step_task, advance=1, info=f"loss {loss:.4g}  lr {lr:.3g}")
-
-    def end_epoch(self, record: Mapping[str, Any]) -> None:
-        """Advance the run bar and print the epoch's summary line."""
+    def start_run(self, plan: RunPlan) -> None:
         if not self.enabled:
             return
-        shown = {
-            k: v
-            for k, v in record.items()
-            if k not in ("type", "time", "step") and not (isinstance(v, float) and math.isnan(v))
-        }  # NaN means "not measured this epoch" (e.g. no validation): kept in metrics.jsonl, not printed
-        text = "  ".join(f"{k} {format_number(v)}" for k, v in shown.items())
-        if self._progress is not None and self._epoch_task is not None:
-            self._progress.update(self._epoch_task, advance=1, info=f"loss {format_number(record.get('loss'))}")
-        self.console.print(text)
+        self._run_open = True
+        self.reporter.start_run(plan)
+        self._log_text(f"{plan.label}: {plan.done_epochs}/{plan.total_epochs} epochs done, run folder {plan.run_dir}")
+
+    def start_epoch(self, epoch: int, steps: int) -> None:
+        """A new epoch (``epoch`` is 1-based) of ``steps`` batches."""
+        self.reporter.start_epoch(epoch, steps)
+
+    def advance_step(self, loss: float, lr: float) -> None:
+        self.reporter.advance_step(loss, lr)
+
+    def end_epoch(self, record: Mapping[str, Any], validated: bool = False) -> None:
+        """The epoch's record: its full line goes to ``train.log`` (and the console when verbose)."""
+        if not self.enabled:
+            return
+        line = epoch_line(record)
+        self._log_text(line)
+        if self.verbose:
+            self.reporter.message(line)
+        self.reporter.end_epoch(record, validated)
+
+    def end_run(self, summary: RunSummary | None) -> None:
+        """Close the progress display; with a summary, show and log the end-of-run table."""
+        if not self.enabled or not self._run_open:
+            return
+        self._run_open = False
+        self.reporter.end_run(summary)
+        if summary is not None:
+            table = summary_table(summary)
+            self._log_text(*(table.lines() if table is not None else []), *summary_lines(summary))
 
     def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+        """Stop the display if the run ended without a summary, and flush TensorBoard."""
+        self.end_run(None)
         if self._writer is not None:
             self._writer.flush()
             self._writer.close()
             self._writer = None
-
-    def summary(
-        self,
-        history: list[dict[str, Any]],
-        run_dir: Path,
-        best: Path | None,
-        best_metric: Any,
-        columns: list[str] | None = None,
-    ) -> None:
-        """A closing table of the last epochs (``columns``, default all) and where the checkpoints are."""
-        if not self.enabled or not history:
-            return
-        available = [k for k in history[-1] if k not in ("type", "step", "time")]
-        keys = [k for k in columns if k in available] if columns else available
-        table = Table(title=f"training finished in {self.elapsed():.1f} s", show_lines=False)
-        for key in keys:
-            table.add_column(key, justify="right")
-        for record in history[-5:]:
-            table.add_row(*(format_number(record.get(k, "")) for k in keys))
-        self.console.print(table)
-        self.console.print(f"run folder: {run_dir}")
-        if best is not None:
-            self.console.print(f"best checkpoint: {best} (metric {format_number(best_metric)})")

@@ -29,6 +29,11 @@ are complete (and all-reduced under DDP) and before clipping and the optimiser s
 parameter's ``.grad`` to ``None`` there makes the optimiser skip it entirely: no update, no momentum,
 no weight decay.
 
+``headline_metrics`` is optional too: a task may name the 3–4 metrics the console shows during and
+after training (keys of the ``metrics.jsonl`` epoch lines, e.g. ``("loss", "val_dice", "lr")``);
+:func:`headline_metrics` gives the default, the loss, the monitored validation metric (else
+``val_loss``) and the learning rate. Every metric still goes to ``metrics.jsonl`` and TensorBoard.
+
 ``validate`` gets the unwrapped model and, under DDP, the rank's share of the validation set (no
 sample twice); it returns means over that share, which the engine weights by the share's size, so
 the logged metrics are the means over the whole validation set.
@@ -38,6 +43,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+from radiossl.errors import TrainingError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -111,3 +118,27 @@ class TrainingTask(Protocol):
     def model_spec(self, model: nn.Module) -> dict[str, Any]: ...
 
     def run_name_parts(self) -> list[str]: ...
+
+
+def headline_metrics(task: Any) -> tuple[str, ...]:
+    """The metrics the console shows for ``task``: its ``headline_metrics``, else a default.
+
+    The default is ``loss``, the monitored validation metric (``task.monitor``, else ``val_loss``)
+    and ``lr``; metrics a run does not produce are simply not shown.
+
+    Example:
+        >>> class Task:
+        ...     monitor = ("val_dice", "max")
+        >>> headline_metrics(Task())
+        ('loss', 'val_dice', 'lr')
+    """
+    declared = getattr(task, "headline_metrics", None)
+    if declared:
+        if isinstance(declared, str) or not all(isinstance(name, str) for name in declared):
+            raise TrainingError(
+                f"{type(task).__name__}.headline_metrics must be a tuple of metric names, got {declared!r}"
+            )
+        return tuple(declared)
+    monitor = getattr(task, "monitor", None)
+    validation = monitor[0] if monitor else "val_loss"
+    return ("loss", validation, "lr")

@@ -59,7 +59,8 @@ from radiossl.engine.distributed import (
 from radiossl.engine.logging import RunLogger
 from radiossl.engine.optim import build_optimizer, build_scheduler, current_lr
 from radiossl.engine.precision import autocast_context, make_grad_scaler
-from radiossl.engine.protocol import StepContext, StepOutput, TrainingTask
+from radiossl.engine.progress import RunPlan, RunSummary, reporting_to
+from radiossl.engine.protocol import StepContext, StepOutput, TrainingTask, headline_metrics
 from radiossl.engine.run_dir import resolve_run_dir, run_prefix
 from radiossl.errors import CheckpointError, ConfigError, DataError, RadiosslError, TrainingError
 from radiossl.utils.atomic import atomic_write_text
@@ -232,11 +233,11 @@ class _Trainer:
         changed = sorted(k for k in now_optim if k in saved_optim and saved_optim[k] != now_optim[k])
         if changed:
             self._apply_changed_optim(optimizer, scheduler, saved_optim, changed)
-            self.log.info(
-                f"[yellow]note:[/] resuming with changed optim settings ({', '.join(changed)}); "
+            self.log.message(
+                f"note: resuming with changed optim settings ({', '.join(changed)}); "
                 "the schedule follows the current config"
             )
-        self.log.info(f"resumed from {path} (epoch {self.start_epoch}, step {self.global_step})")
+        self.log.message(f"resumed from {path} (epoch {self.start_epoch}, step {self.global_step})")
 
     def _apply_changed_optim(self, optimizer: Any, scheduler: Any, saved: dict[str, Any], changed: list[str]) -> None:
         """Make the restored optimiser and schedule use the current config's lr, momentum and weight decay.
@@ -296,12 +297,13 @@ class _Trainer:
                 error = exc
         raise_if_any_failed(error, info, f"while writing {folder / 'config.yaml'}")
         self.log = RunLogger(
-            folder, enabled=info.is_main, progress=cfg.logging.progress, tensorboard=cfg.logging.tensorboard
+            folder, enabled=info.is_main, tensorboard=cfg.logging.tensorboard, verbose=cfg.logging.verbose
         )
         if extended is not None:
-            self.log.info(f"extending the run from {extended} to {cfg.optim.epochs} epochs (--extend-epochs)")
+            self.log.message(f"extending the run from {extended} to {cfg.optim.epochs} epochs (--extend-epochs)")
         try:
-            return self._train(resume_from)
+            with reporting_to(self.log):  # the task's own messages reach the console and train.log too
+                return self._train(resume_from)
         finally:
             self.log.close()
 
@@ -318,7 +320,7 @@ class _Trainer:
             model.to(device)
             model, note = sync_batchnorm(model, device, info, cfg.runtime.sync_batchnorm)
             if note:
-                self.log.info(note)
+                self.log.message(note)
             if info.distributed:
                 # Different augmentation/dropout streams per rank; the model above was initialised identically.
                 torch.manual_seed(epoch_seed(cfg.runtime.seed, -1, info.rank))
@@ -348,8 +350,12 @@ class _Trainer:
         # An early-stopped run is complete: resuming it must not train past the stop.
         end = self.start_epoch if self.stopped_early else total
         if self.start_epoch >= end:
-            self.log.info(f"run already complete ({self.start_epoch}/{total} epochs); nothing to train")
-        self.log.start_progress(total, min(self.start_epoch, total))
+            self.log.message(f"run already complete ({self.start_epoch}/{total} epochs); nothing to train")
+        headline = headline_metrics(task)
+        label = f"{task.kind} {task.name}"
+        self.log.start_run(
+            RunPlan(label, self.run_dir, total, min(self.start_epoch, total), headline, live=cfg.logging.progress)
+        )
         epochs_done = self.start_epoch if self.stopped_early else max(self.start_epoch, total)
         for epoch in range(self.start_epoch, end):
             record, vis_batch = self._train_epoch(
@@ -373,7 +379,8 @@ class _Trainer:
                 stop_reason = self._patience_stop(val_metrics, epoch)
                 self.history.append(record)
                 self.log.log_line(record)
-                self.log.end_epoch(record)
+                validated = any(math.isfinite(value) for value in val_metrics.values())
+                self.log.end_epoch(record, validated)
             except Exception as exc:
                 error = exc
             raise_if_any_failed(error, info, f"after epoch {epoch + 1}")
@@ -395,7 +402,7 @@ class _Trainer:
                         error = exc
                 raise_if_any_failed(error, info, f"while writing checkpoints after epoch {epoch + 1}")
             if self.stopped_early:
-                self.log.info(f"stopping early after epoch {epoch + 1}/{total} ({stop_reason})")
+                self.log.message(f"stopping early after epoch {epoch + 1}/{total} ({stop_reason})")
                 epochs_done = epoch + 1
                 break
         final_payload = self._payload(model, optimizer, scheduler, scaler, epochs_done)
@@ -407,10 +414,19 @@ class _Trainer:
                 error = exc
         raise_if_any_failed(error, info, f"while writing {ckpt.FINAL}")
         best = self.run_dir / ckpt.BEST
-        self.log.close()
-        monitored = [self.task.monitor[0]] if self.task.monitor else []
-        columns = ["epoch", "lr", "loss", "val_loss", *monitored, "epoch_time"]
-        self.log.summary(self.history, self.run_dir, best if best.is_file() else None, self.best_metric, columns)
+        self.log.end_run(
+            RunSummary(
+                label=label,
+                run_dir=self.run_dir,
+                history=self.history,
+                headline=headline,
+                monitor=self.task.monitor or ("loss", "min"),
+                best_checkpoint=best if best.is_file() else None,
+                final_checkpoint=final,
+                best_metric=self.best_metric,
+                seconds=self.log.elapsed(),
+            )
+        )
         return TrainResult(
             run_dir=self.run_dir,
             final_checkpoint=final,

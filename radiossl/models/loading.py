@@ -32,7 +32,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import nn
@@ -47,9 +47,7 @@ from radiossl.models.checkpoint_formats import (
     to_primitive,
 )
 from radiossl.models.factory import build_model, model_classes, unwrap_model
-
-if TYPE_CHECKING:
-    from rich.table import Table
+from radiossl.utils.text_table import TextTable
 
 DEFAULT_ENCODER_PREFIXES: tuple[str, ...] = ("down_tr",)
 DEFAULT_STEM_KEY = "down_tr64.ops.0.conv1.weight"
@@ -147,40 +145,115 @@ class LoadReport:
             "skipped": list(self.skipped),
         }
 
-    def table(self) -> Table:
-        """A rich table: matched tensors counted per module, every other tensor on its own row."""
-        from rich.table import Table
+    def blocks(self) -> list[BlockCounts]:
+        """The report counted per top-level module (``down_tr64`` ... ``out_tr``), in report order."""
+        counts: dict[str, BlockCounts] = {}
 
-        table = Table(title=self.summary(), title_justify="left")
-        table.add_column("status")
-        table.add_column("tensor")
-        table.add_column("checkpoint shape")
-        table.add_column("model shape / note")
-        per_module: dict[str, int] = {}
+        def block(key: str) -> BlockCounts:
+            name = key.split(".", 1)[0]
+            return counts.setdefault(name, BlockCounts(name))
+
         for key in self.matched:
-            per_module[key.split(".", 1)[0]] = per_module.get(key.split(".", 1)[0], 0) + 1
-        for module, count in per_module.items():
-            table.add_row("[green]matched[/]", f"{module}.* ({count})", "", "")
-        for a in self.adapted:
-            table.add_row("[cyan]adapted[/]", a.key, str(list(a.checkpoint_shape)), f"{list(a.model_shape)}: {a.how}")
-        for m in self.shape_mismatched:
-            table.add_row("[red]shape[/]", m.key, str(list(m.checkpoint_shape)), str(list(m.model_shape)))
+            block(key).loaded += 1
+        for adapted in self.adapted:
+            row = block(adapted.key)
+            row.loaded += 1
+            row.note(f"adapted {adapted.key} ({adapted.how})", priority=3)
+        for mismatch in self.shape_mismatched:
+            row = block(mismatch.key)
+            row.shape_mismatched += 1
+            row.note(
+                f"shape {mismatch.key}: {list(mismatch.checkpoint_shape)} vs model {list(mismatch.model_shape)}",
+                priority=0,
+            )
         for key in self.missing:
-            table.add_row("[yellow]missing[/]", key, "", "kept initial value")
-        statistics = [key for key in self.unexpected if key.rsplit(".", 1)[-1] in _RUNNING_STATISTICS]
+            row = block(key)
+            if is_running_statistic(key):
+                row.running_statistics += 1
+                row.note("BN running statistics missing: kept initial values", priority=4)
+            else:
+                row.missing += 1
+                row.note(f"missing {key}: kept its initial value", priority=1)
         for key in self.unexpected:
-            if key not in statistics:
-                table.add_row("[magenta]unexpected[/]", key, "", "no such tensor in the model")
-        statistics_per_module: dict[str, int] = {}
-        for key in statistics:
-            module = key.split(".", 1)[0]
-            statistics_per_module[module] = statistics_per_module.get(module, 0) + 1
-        for module, count in statistics_per_module.items():
-            note = "BatchNorm running statistics; the model's norm layers keep none"
-            table.add_row("[magenta]unexpected[/]", f"{module}.*running* ({count})", "", note)
-        if self.skipped:
-            table.add_row("[dim]skipped[/]", f"{len(self.skipped)} tensors", "", f"outside transfer={self.transfer}")
-        return table
+            row = block(key)
+            if is_running_statistic(key):
+                row.running_statistics += 1
+                row.note("BN running statistics: the model's norm layers keep none", priority=4)
+            else:
+                row.unexpected += 1
+                row.note(f"unexpected {key}: no such tensor in the model", priority=2)
+        for key in self.skipped:
+            row = block(key)
+            row.skipped += 1
+            row.note(f"outside transfer={self.transfer}", priority=5)
+        return list(counts.values())
+
+    def as_table(self, verbose: bool = False) -> TextTable:
+        """The report as a table: one row per block, or with ``verbose`` one row per tensor.
+
+        Per block: tensors loaded (adapted ones included), missing, unexpected, BatchNorm running
+        statistics not loaded (counted apart from missing/unexpected: they are expected when a
+        BatchNorm checkpoint meets a GroupNorm/InstanceNorm model), shape mismatches, tensors
+        outside the transfer, and the first issue as an example.
+        """
+        if not verbose:
+            columns = ("block", "loaded", "missing", "unexpected", "BN stats", "shape", "skipped", "first issue")
+            rows = [
+                (
+                    row.block,
+                    str(row.loaded),
+                    str(row.missing),
+                    str(row.unexpected),
+                    str(row.running_statistics),
+                    str(row.shape_mismatched),
+                    str(row.skipped),
+                    row.first_issue,
+                )
+                for row in self.blocks()
+            ]
+            return TextTable(self.summary(), columns, rows, right=tuple(range(1, 7)))
+        rows_v: list[tuple[str, str, str, str]] = [(_MATCHED, key, "", "") for key in self.matched]
+        rows_v += [
+            (_ADAPTED, a.key, str(list(a.checkpoint_shape)), f"{list(a.model_shape)}: {a.how}") for a in self.adapted
+        ]
+        rows_v += [
+            (_SHAPE, m.key, str(list(m.checkpoint_shape)), str(list(m.model_shape))) for m in self.shape_mismatched
+        ]
+        rows_v += [(_MISSING, key, "", "kept initial value") for key in self.missing]
+        rows_v += [
+            (_UNEXPECTED, key, "", "BatchNorm running statistic" if is_running_statistic(key) else "not in the model")
+            for key in self.unexpected
+        ]
+        rows_v += [("skipped", key, "", f"outside transfer={self.transfer}") for key in self.skipped]
+        return TextTable(self.summary(), ("status", "tensor", "checkpoint shape", "model shape / note"), rows_v)
+
+
+_MATCHED, _ADAPTED, _SHAPE, _MISSING, _UNEXPECTED = "matched", "adapted", "shape", "missing", "unexpected"
+
+
+@dataclass
+class BlockCounts:
+    """What :func:`load_pretrained` did with the tensors of one top-level module."""
+
+    block: str
+    loaded: int = 0
+    missing: int = 0
+    unexpected: int = 0
+    running_statistics: int = 0  # BatchNorm running statistics not loaded (missing or unexpected)
+    shape_mismatched: int = 0
+    skipped: int = 0
+    first_issue: str = ""
+    _issue_priority: int = field(default=99, repr=False)
+
+    def note(self, text: str, priority: int) -> None:
+        """Keep ``text`` as the example when nothing more important (lower ``priority``) was noted."""
+        if priority < self._issue_priority:
+            self.first_issue, self._issue_priority = text, priority
+
+
+def is_running_statistic(key: str) -> bool:
+    """Whether ``key`` names a BatchNorm running statistic (running_mean, running_var, num_batches_tracked)."""
+    return key.rsplit(".", 1)[-1] in _RUNNING_STATISTICS
 
 
 _RUNNING_STATISTICS = frozenset({"running_mean", "running_var", "num_batches_tracked"})

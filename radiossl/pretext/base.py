@@ -8,6 +8,9 @@ A pretext method is a class with
 * ``views`` — which preprocessed views it trains on (``"cluster"``, ``"pcrlv2"``, ``"genesis"``),
   checked against the ``preprocess.json`` of the data folder;
 * ``default_settings()`` — defaults for the shared sections (e.g. the published learning rate);
+* ``headline_metrics`` (optional) — the 3–4 metrics the console shows during and after training,
+  e.g. ``("loss", "val_loss", "pred_clusters_used", "lr")``; everything else goes to
+  ``metrics.jsonl`` and TensorBoard only;
 * the :class:`radiossl.engine.protocol.TrainingTask` methods: ``build_model``, ``build_datasets``,
   ``training_step`` (required) and ``after_optimizer_step``, ``validate``, ``visualise`` (optional).
 
@@ -76,6 +79,8 @@ class PretextMethod(ABC):
     summary: ClassVar[str] = ""
     kind: str = "pretrain"
     monitor: tuple[str, Literal["min", "max"]] | None = None
+    headline_metrics: ClassVar[tuple[str, ...] | None] = None
+    """The 3–4 metrics the console shows; ``None``: loss, the monitored metric (else val_loss) and lr."""
 
     def __init__(self, config: PretrainConfig) -> None:
         if not isinstance(config.method, self.config_class):

@@ -180,6 +180,7 @@ class PatchCluster(PretextMethod):
     name = "patch-cluster"
     config_class = PatchClusterConfig
     views = "cluster"
+    headline_metrics = ("loss", "val_loss", "pred_clusters_used", "lr")
     summary: ClassVar[str] = "Patch-level clustering (SwAV-style prototypes on 8³ patches, thesis cluster_patch)"
     ddp_find_unused_parameters: ClassVar[bool] = False
     """Every parameter (encoder, projection, prototypes) gets a gradient in every step."""

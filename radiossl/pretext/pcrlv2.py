@@ -178,6 +178,7 @@ class PCRLv2(PretextMethod):
     name = "pcrlv2"
     config_class = PCRLv2Config
     views = "pcrlv2"
+    headline_metrics = ("loss", "restoration", "global", "lr")
     summary = "PCRLv2: multi-scale restoration + siamese global/local feature comparison (non-skip U-Net)"
     ddp_find_unused_parameters = True
     """Only one deep-supervision head (a random level) gets a gradient per step."""

@@ -141,6 +141,7 @@ class PixelCluster(PretextMethod):
     name = "pixel-cluster"
     config_class = PixelClusterConfig
     views = "cluster"
+    headline_metrics = ("loss", "val_loss", "pred_clusters_used", "lr")
     summary: ClassVar[str] = "Pixel-level clustering (U-Net predicts K-means cluster maps, thesis cluster)"
     ddp_find_unused_parameters: ClassVar[bool] = False
     """The U-Net is built without the unused PCRLv2 heads, so every parameter gets a gradient."""

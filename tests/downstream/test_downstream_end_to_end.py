@@ -253,3 +253,37 @@ def test_nnunet_task_from_dataset_json(nnunet_root: Path, tmp_path: Path) -> Non
         )
     )
     assert [r["region"] for r in evaluation.rows] == ["edema", "tumor"] * 2
+
+
+def test_cli_finetune_console_shows_headline_metrics_and_the_load_report_per_block(
+    brats_root: Path, tmp_path: Path
+) -> None:
+    """Piped output: plain lines, the match report one row per block (every tensor with --verbose)."""
+    source = UNet3D(in_channels=1, out_channels=1, width=0.125, norm="batch", skip_connections=False)
+    weights = tmp_path / "pretext.pt"
+    torch.save({"format_version": 1, "model": source.state_dict(), "model_spec": model_spec(source)}, weights)
+    base = ["finetune", "--task", "brats", "--data", str(brats_root), "--weights", str(weights), "--epochs", "2"]
+    base += ["--width", "0.125", "--batch-size", "2", "--device", "cpu", "--workers", "0"]
+    base += ["--set", "data.crop_size=[16,16,16]", "--set", "sliding_window.roi=[32,32,24]"]
+    blocks = ("down_tr64", "down_tr128", "down_tr256", "down_tr512", "up_tr256", "up_tr128", "up_tr64", "out_tr")
+    result = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "quiet")], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "\x1b" not in out
+    rows = [line.split()[0] for line in out.splitlines() if line.split() and line.split()[0] in blocks]
+    assert rows == list(blocks)  # one row per block: the BatchNorm statistics are counted, not listed
+    assert "running_mean" not in out and "BN stats" in out
+    epoch_lines = [line for line in out.splitlines() if line.startswith("finetune brats epoch ")]
+    assert len(epoch_lines) == 2 and "val_dice" in epoch_lines[-1] and "loss" in epoch_lines[-1]
+    assert "dice_loss" not in out and "bce" not in out and "val_dice_wt" not in out  # metrics.jsonl only
+    assert "finetune brats: 2 epochs, finished in" in out and "best checkpoint_best.pt (val_dice" in out
+    run = next((tmp_path / "quiet").iterdir())
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {"dice_loss", "bce", "val_dice_wt"} <= set(last)
+    assert "dice_loss" in (run / "train.log").read_text() and "BN stats" in (run / "train.log").read_text()
+    verbose = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "verbose"), "--verbose"], terminal_width=200)
+    assert verbose.exit_code == 0, verbose.output
+    report = json.loads((next((tmp_path / "verbose").iterdir()) / "load_report.json").read_text())
+    for key in report["matched"] + report["unexpected"] + report["skipped"]:
+        assert key in verbose.output
+    assert verbose.output.count("down_tr64.ops.0.bn1.running_mean") == 1 and "dice_loss" in verbose.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -128,3 +129,25 @@ def test_export_encoder_command(app: typer.Typer, pcrlv2_file: Path, tmp_path: P
 def test_missing_file_is_a_one_line_error(app: typer.Typer, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["checkpoint", "inspect", str(tmp_path / "nope.pt")])
     assert result.exit_code == 2 and "nope.pt: file not found" in result.output
+
+
+def test_inspect_summarises_per_block_and_lists_every_tensor_with_verbose(app: typer.Typer, tmp_path: Path) -> None:
+    model = UNet3D(width=TINY, norm="batch")
+    path = tmp_path / "unet_bn.pt"
+    torch.save(model.state_dict(), path)
+    blocks = ("down_tr64", "down_tr128", "down_tr256", "down_tr512", "up_tr256", "up_tr128", "up_tr64", "out_tr")
+    runner = CliRunner()
+    result = runner.invoke(app, ["checkpoint", "inspect", str(path)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    rows = [line.strip("│ ").split() for line in result.output.splitlines() if line.startswith("│")]
+    assert [row[0] for row in rows] == list(blocks)  # one row per block, not one per tensor
+    counts = {row[0]: row[-1] for row in rows}  # BatchNorm running statistics, counted per block
+    assert counts["down_tr64"] == "6" and counts["out_tr"] == "0"
+    assert "running_mean" not in result.output
+    verbose = runner.invoke(app, ["checkpoint", "inspect", str(path), "--verbose"], terminal_width=200)
+    assert verbose.exit_code == 0, verbose.output
+    for key in model.state_dict():
+        assert f"{key} " in verbose.output, key
+    assert re.search(r"down_tr64\.ops\.0\.conv1\.weight\s+│ \[8, 1, 3, 3, 3\]\s+│ float32", verbose.output)
+    info = json.loads(runner.invoke(app, ["checkpoint", "inspect", str(path), "--json", "--verbose"]).output)
+    assert len(info["keys"]) == len(model.state_dict()) and info["prefixes"]["down_tr64"]["running_statistics"] == 6

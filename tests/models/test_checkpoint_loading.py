@@ -28,6 +28,7 @@ from radiossl.models.checkpoint_formats import FORMAT_VERSION, infer_model_spec
 from radiossl.models.loading import LoadReport, RawCheckpoint, adapt_input_channels
 
 TINY = 0.125
+ENCODER_BLOCKS = ("down_tr64", "down_tr128", "down_tr256", "down_tr512")
 Randomise = Callable[..., nn.Module]
 Options = Callable[..., argparse.Namespace]
 
@@ -147,12 +148,13 @@ def test_pcrlv2_encoder_into_groupnorm_skip_model(tmp_path: Path, randomise: Ran
     assert torch.equal(target.up_tr256.ops[0].conv1.weight, decoder_before)
     with pytest.raises(CheckpointError, match="strictly"):
         load_pretrained(UNet3D(width=TINY, norm="group"), path, transfer="encoder", strict=True)
-    # The printed table counts the running statistics per block instead of listing all 24.
-    rows = [cells for cells in zip(*(column.cells for column in report.table().columns), strict=True)]
-    unexpected = [cells for cells in rows if "unexpected" in cells[0]]
-    assert [cells[1] for cells in unexpected] == [f"{b}.*running* (6)" for b in ("down_tr64", "down_tr128")] + [
-        f"{b}.*running* (6)" for b in ("down_tr256", "down_tr512")
-    ]
+    # The printed table has one row per block and counts the running statistics instead of listing all 24.
+    table = report.as_table()
+    assert [row[0] for row in table.rows] == [*ENCODER_BLOCKS, "up_tr256", "up_tr128", "up_tr64", "out_tr"]
+    for row in table.rows[:4]:  # block, loaded, missing, unexpected, BN stats, shape, skipped
+        assert row[1:7] == ("8", "0", "0", "6", "0", "0") and "running statistics" in row[7]
+    assert [row[6] for row in table.rows[4:]] == ["37", "37", "37", "2"]
+    assert all(row[7] == "outside transfer=encoder" for row in table.rows[4:])
 
 
 def test_all_transfer_reports_and_skips_shape_mismatches(randomise: Randomise) -> None:
@@ -425,8 +427,6 @@ def test_infer_model_spec() -> None:
 
 
 def test_report_rendering(randomise: Randomise) -> None:
-    from rich.console import Console
-
     source = randomise(pcrlv2_net())
     report = load_pretrained(
         UNet3D(in_channels=2, out_channels=2, width=TINY, norm="group"),
@@ -437,12 +437,18 @@ def test_report_rendering(randomise: Randomise) -> None:
     line = report.summary()
     assert line.startswith(f"loaded {report.loaded} tensors (all) from w.pt [pcrlv2]")
     assert "1 adapted" in line and "shape-mismatched" in line
-    console = Console(record=True, width=200)
-    console.print(report.table())
-    text = console.export_text()
-    assert "down_tr64.ops.0.conv1.weight" in text and "adapted" in text and "up_tr64.ops.0.conv1.weight" in text
-    assert "up_tr64.*running* (15)" in text  # BN buffers the GN model cannot take: counted per block
+    blocks = {row[0]: row for row in report.as_table().rows}
+    assert list(blocks) == [*ENCODER_BLOCKS, "up_tr256", "up_tr128", "up_tr64", "out_tr"]
+    assert blocks["down_tr64"][7].startswith("adapted down_tr64.ops.0.conv1.weight")
+    # up_tr64: 15 BN buffers the GN model cannot take, counted apart; the first offending key as the example
+    assert blocks["up_tr64"][4:6] == ("15", "1") and "shape up_tr64.ops.0.conv1.weight" in blocks["up_tr64"][7]
+    text = "\n".join(report.as_table().lines())
     assert "running_mean" not in text and len(report.unexpected) > 15
+    # --verbose: every tensor on its own row, the running statistics included.
+    every = report.as_table(verbose=True)
+    assert len(every.rows) == sum(len(part) for part in report.to_dict().values() if isinstance(part, list))
+    assert {row[1] for row in every.rows} >= set(report.unexpected) | set(report.matched)
+    assert ("shape", "up_tr64.ops.0.conv1.weight", "[8, 16, 3, 3, 3]", "[8, 24, 3, 3, 3]") in every.rows
     data = report.to_dict()
     assert data["adapted"][0]["model_shape"] == (8, 2, 3, 3, 3) and data["family"] == "pcrlv2"
 
@@ -452,3 +458,17 @@ def test_dataparallel_target_is_unwrapped(randomise: Randomise) -> None:
     target = UNet3D(width=TINY, norm="group")
     load_pretrained(nn.DataParallel(target), source.state_dict(), transfer="all", strict=True)
     assert torch.equal(target.out_tr.final_conv.weight, source.out_tr.final_conv.weight)
+
+
+def test_match_report_has_one_row_per_block_with_the_batchnorm_statistics_counted(randomise: Randomise) -> None:
+    """A BatchNorm U-Net into a GroupNorm one: 8 rows, not one per running statistic."""
+    source = randomise(UNet3D(width=TINY, norm="batch"))
+    report = load_pretrained(UNet3D(width=TINY, norm="group"), source.state_dict(), transfer="all", strict=False)
+    statistics = [key for key in source.state_dict() if key.rsplit(".", 1)[-1] in ("running_mean", "running_var")]
+    assert len(report.unexpected) == len(statistics) * 3 // 2 == 42  # with num_batches_tracked
+    table = report.as_table()
+    assert [row[0] for row in table.rows] == [*ENCODER_BLOCKS, "up_tr256", "up_tr128", "up_tr64", "out_tr"]
+    assert sum(int(row[4]) for row in table.rows) == len(report.unexpected)  # all of them BN statistics
+    assert all(row[3] == "0" and row[2] == "0" and row[5] == "0" for row in table.rows)
+    assert len(table.lines()) == 3 + 8  # title, header, rule, one line per block
+    assert len(report.as_table(verbose=True).rows) == len(source.state_dict())
