@@ -6,7 +6,6 @@ import json
 import shutil
 import sys
 import tracemalloc
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +139,7 @@ def test_missing_or_unreadable_json(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"pretrain_data.json: not found \(an nnssl collection needs"):
         NnSSL().list_cases(tmp_path)
     (tmp_path / "pretrain_data.json").write_text("{not json")
-    with pytest.raises(DataError, match="pretrain_data.json: cannot read"):
+    with pytest.raises(DataError, match=r"pretrain_data\.json: cannot read"):
         NnSSL().list_cases(tmp_path)
 
 
@@ -202,9 +201,7 @@ class StreamOnly(NnSSL):
         raise AssertionError("preprocess listed every case at once")
 
 
-def test_shards_preprocess_from_the_stream_and_the_merge_lists_every_failure(
-    collection: Path, tmp_path: Path
-) -> None:
+def test_shards_preprocess_from_the_stream_and_the_merge_lists_every_failure(collection: Path, tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     shutil.copytree(collection, raw)
     cases = NnSSL().list_cases(raw)
