@@ -155,7 +155,7 @@ class PreprocessConfig(Section):
         default=None,
         description="'I/N' (1 <= I <= N): process the cases with index % N == I - 1; 'slurm': this Slurm array task's.",
     )
-    progress: bool = Field(default=True, description="Show a progress bar.")
+    progress: bool = Field(default=True, description="Report progress lines (cases done, failures, ETA).")
 
     @field_validator("shard")
     @classmethod
