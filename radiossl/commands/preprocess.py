@@ -28,7 +28,8 @@ def register(app: typer.Typer) -> None:
             None,
             "--dataset",
             "-d",
-            help="Dataset adapter: brats18, lits17, luna16, nnunet (or a plugin).",
+            help="Dataset adapter: brats18, lits17, luna16, nnunet, nnssl (a pretrain_data.json collection) "
+            "or a plugin.",
             show_default=False,
         ),
         data: Path = typer.Option(None, "--data", help="Raw dataset folder.", show_default=False),
@@ -60,7 +61,10 @@ def register(app: typer.Typer) -> None:
             show_default=False,
         ),
         merge_only: bool = typer.Option(
-            False, "--merge-only", help="Only rebuild manifest.csv and preprocess.json from finished cases."
+            False,
+            "--merge-only",
+            help="Only rebuild manifest.csv and preprocess.json from finished cases, and list the failed cases "
+            "of every shard (exit code 1 if there are any).",
         ),
         workers: WorkersOption = None,
         config: ConfigOption = None,
@@ -82,6 +86,7 @@ def register(app: typer.Typer) -> None:
 
         A flat LiTS download is first laid out with: radiossl lits-layout DOWNLOAD --out data/lits
         """
+        from radiossl.commands.progress import console_progress
         from radiossl.config import load_config_file_into
         from radiossl.data.preprocess import PreprocessConfig, preprocess
         from radiossl.errors import ConfigError
@@ -106,9 +111,10 @@ def register(app: typer.Typer) -> None:
         }
         flags = {key: value for key, value in given.items() if value is not None}
         settings = load_config_file_into(PreprocessConfig, config, overrides or [], flags=flags)
-        result = preprocess(settings, merge_only=merge_only, console=console())
-        _report(result, settings)
-        if result.failed:
+        with console_progress(console()):
+            result = preprocess(settings, merge_only=merge_only)
+        _report(result, settings, merge_only)
+        if result.failed or (merge_only and result.merged is not None and result.merged.failures):
             raise typer.Exit(EXIT_FAILURES)
 
     @app.command("lits-layout")
@@ -135,26 +141,55 @@ def register(app: typer.Typer) -> None:
             console().print(f"[yellow]no segmentation for[/] {', '.join(result.missing_segmentations)}")
 
 
-def _report(result: Any, settings: Any) -> None:
+def _report(result: Any, settings: Any, merge_only: bool = False) -> None:
     from rich.table import Table
 
     out = console()
+    merged = result.merged
     summary = Table(title=f"preprocess {settings.dataset}/{settings.view}", show_header=False)
     summary.add_column("field", style="bold")
     summary.add_column("value")
-    shard = f" (shard {result.shard})" if result.shard else ""
     summary.add_row("folder", str(result.out))
+    if merge_only and merged is not None:
+        counts = merged.counts
+        summary.add_row(
+            "cases", f"{counts['cases']}: {counts['ok']} ok, {counts['failed']} failed, {counts['pending']} pending"
+        )
+        summary.add_row("manifest rows", str(result.manifest_rows))
+        out.print(summary)
+        _print_failures(merged.failures, "failed cases (all shards)")
+        return
+    shard = f" (shard {result.shard})" if result.shard else ""
     summary.add_row("cases", f"{result.total_cases}{shard}")
     summary.add_row("already done", str(result.skipped))
     summary.add_row("processed", f"{result.ok} ok, {result.failed} failed")
     summary.add_row("samples written", str(result.samples))
     summary.add_row("manifest rows", str(result.manifest_rows))
+    if result.shard and merged is not None:
+        counts = merged.counts
+        summary.add_row("whole folder", f"{counts['ok']} ok, {counts['failed']} failed, {counts['pending']} pending")
     summary.add_row("time", f"{result.seconds:.1f} s")
     out.print(summary)
-    if result.failures:
-        failures = Table(title="failed cases", title_style="bold red")
-        failures.add_column("case")
-        failures.add_column("reason", overflow="fold")
-        for failure in result.failures:
-            failures.add_row(failure.case_id, failure.reason)
-        out.print(failures)
+    _print_failures(result.failures, "failed cases")
+    if result.shard and merged is not None and len(merged.failures) > len(result.failures):
+        out.print(
+            f"{len(merged.failures)} case(s) failed in all shards together: "
+            "radiossl preprocess --merge-only lists them (and preprocess.json under 'failures')"
+        )
+
+
+def _print_failures(failures: Any, title: str) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    if not failures:
+        return
+    table = Table(title=title, title_style="bold red")
+    table.add_column("case")
+    if any(f.shard for f in failures):
+        table.add_column("shard")
+    table.add_column("reason", overflow="fold")
+    for failure in failures:
+        shard = [failure.shard or "-"] if any(f.shard for f in failures) else []
+        table.add_row(escape(failure.case_id), *shard, escape(failure.reason))
+    console().print(table)

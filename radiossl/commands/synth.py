@@ -17,6 +17,7 @@ class PhantomKind(str, Enum):
     lits = "lits"
     luna = "luna"
     nnunet = "nnunet"
+    nnssl = "nnssl"
 
 
 def register(app: typer.Typer) -> None:
@@ -25,9 +26,13 @@ def register(app: typer.Typer) -> None:
     @app.command("synth")
     @handle_errors
     def synth(
-        kind: PhantomKind = typer.Argument(..., help="Layout to write: brats, lits, luna or nnunet."),
+        kind: PhantomKind = typer.Argument(
+            ..., help="Layout to write: brats, lits, luna, nnunet or nnssl (a pretrain_data.json collection)."
+        ),
         out: Path = typer.Option(..., "--out", "-o", help="Folder to create (must be new or empty)."),
-        cases: int = typer.Option(4, "--cases", "-n", min=1, help="Number of cases (nnunet: training cases)."),
+        cases: int = typer.Option(
+            4, "--cases", "-n", min=1, help="Number of cases (nnunet: training cases; nnssl: images)."
+        ),
         seed: int = typer.Option(1, "--seed", min=0, help="Random seed; the same seed gives identical files."),
         shape: tuple[int, int, int] | None = typer.Option(
             None,
@@ -38,9 +43,15 @@ def register(app: typer.Typer) -> None:
         preview: bool = typer.Option(False, "--preview", help="Also save <out>/preview.png (mid slices)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Allow writing into a non-empty folder."),
     ) -> None:
-        """Write synthetic BraTS-, LiTS-, LUNA16- or nnU-Net-style volumes to try radiossl without data.
+        """Write synthetic BraTS-, LiTS-, LUNA16-, nnU-Net- or nnssl-style volumes to try radiossl without data.
+
+        nnssl writes an OpenMind-like pretraining collection: T1w/T2w head MRI of subjects in two
+        datasets, one or two sessions each, with anatomy masks, listed in <out>/pretrain_data.json.
 
         Example: radiossl synth brats --out data/brats --cases 8 --preview
+
+        Example: radiossl synth nnssl --out data/collection --cases 12
+        then:    radiossl preprocess --dataset nnssl --data data/collection --out data/collection_proc
         """
         from rich.table import Table
 

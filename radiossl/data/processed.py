@@ -32,10 +32,10 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -135,13 +135,25 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 def rows_to_csv(rows: list[dict[str, str]], target_tags: list[str] | tuple[str, ...] = ()) -> str:
     """CSV text with the manifest columns (plus ``target_<tag>`` columns) and a header row."""
-    columns = [*MANIFEST_COLUMNS, *(TARGET_PREFIX + tag for tag in target_tags)]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
+    write_row = manifest_writer(buffer, target_tags)
     for row in rows:
-        writer.writerow({c: row.get(c, "") for c in columns})
+        write_row(row)
     return buffer.getvalue()
+
+
+def manifest_writer(
+    handle: TextIO, target_tags: list[str] | tuple[str, ...] = ()
+) -> Callable[[Mapping[str, str]], None]:
+    """Write the manifest header to ``handle`` and return a function writing one row (for streamed merges)."""
+    columns = [*MANIFEST_COLUMNS, *(TARGET_PREFIX + tag for tag in target_tags)]
+    writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+
+    def write_row(row: Mapping[str, str]) -> None:
+        writer.writerow({c: row.get(c, "") for c in columns})
+
+    return write_row
 
 
 @contextlib.contextmanager

@@ -16,8 +16,9 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -69,7 +70,11 @@ class Shard:
 
     def select(self, items: Iterable[T]) -> list[T]:
         """The items of this shard, in their order."""
-        return [item for position, item in enumerate(items) if self.takes(position)]
+        return list(self.pick(items))
+
+    def pick(self, items: Iterable[T]) -> Iterator[T]:
+        """The items of this shard, one at a time: ``items`` may be a stream (nothing is held)."""
+        return itertools.islice(items, self.index - 1, None, self.count)
 
 
 def check_shard(text: str) -> None:

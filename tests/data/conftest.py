@@ -16,8 +16,20 @@ SHAPES: dict[str, tuple[int, int, int]] = {
     "lits": (48, 48, 32),
     "luna": (48, 48, 32),
     "nnunet": (40, 40, 32),
+    "nnssl": (40, 40, 32),
 }
-DATASETS = {"brats": "brats18", "lits": "lits17", "luna": "luna16", "nnunet": "nnunet"}
+DATASETS = {"brats": "brats18", "lits": "lits17", "luna": "luna16", "nnunet": "nnunet", "nnssl": "nnssl"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nnssl_adapter_registered() -> None:
+    """Make ``nnssl`` available when the installed entry points predate it (an editable install made
+    before the adapter was added to pyproject.toml; tests/data/test_nnssl.py checks the declaration)."""
+    from radiossl import registry
+    from radiossl.data.datasets.nnssl import NnSSL
+
+    if "nnssl" not in registry.names("radiossl.datasets"):
+        registry.register("radiossl.datasets", "nnssl", NnSSL)
 
 
 @pytest.fixture(scope="session")

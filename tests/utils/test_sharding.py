@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
+
 import pytest
 
 from radiossl.utils.sharding import Shard, ShardError, check_shard, parse_shard
@@ -81,3 +84,17 @@ def test_slurm_without_a_usable_array_is_refused(env: dict[str, str], message: s
     with pytest.raises(ShardError, match=message):
         parse_shard("slurm", env)
     check_shard("slurm")  # the syntax is fine; the environment is read only when the run starts
+
+
+def test_pick_takes_a_shard_of_a_stream_lazily() -> None:
+    drawn: list[int] = []
+
+    def stream() -> Iterator[int]:
+        for item in itertools.count():  # endless: a shard of it can only be taken lazily
+            drawn.append(item)
+            yield item
+
+    picked = Shard(2, 3).pick(stream())
+    assert list(itertools.islice(picked, 3)) == [1, 4, 7]
+    assert drawn == list(range(8))  # nothing read ahead of the last item taken
+    assert Shard(2, 3).select(range(10)) == list(Shard(2, 3).pick(iter(range(10))))

@@ -13,15 +13,16 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from radiossl.data.labels import LabelSet
 from radiossl.data.splits import Splits
-from radiossl.errors import DataError, PluginError
+from radiossl.errors import ConfigError, DataError, PluginError
 
 GROUP = "radiossl.datasets"
 
@@ -77,6 +78,24 @@ class DatasetAdapter(ABC):
     @abstractmethod
     def default_splits(self, root: Path, cases: list[Case]) -> Splits:
         """The dataset's standard train/val/test split of ``cases`` (by case id)."""
+
+    def iter_cases(self, root: Path) -> Iterator[Case]:
+        """The cases of :meth:`list_cases`, one at a time, in a fixed order.
+
+        Preprocessing walks this iterator (twice: once for the case ids, once to process them), so an
+        adapter of a collection too large to list at once overrides it to yield cases without building
+        them all first; it must give the same cases in the same order on every call, and read no image
+        file while listing. The default walks :meth:`list_cases`.
+        """
+        yield from self.list_cases(root)
+
+    def default_splits_of(self, root: Path) -> Splits:
+        """The standard split of every case under ``root`` (what preprocessing uses without a split file).
+
+        The default is :meth:`default_splits` of :meth:`list_cases`; a streaming adapter overrides it
+        to compute the split from :meth:`iter_cases` without holding every :class:`Case`.
+        """
+        return self.default_splits(root, self.list_cases(root))
 
     def label_set(self, root: Path) -> LabelSet:
         """The voxel values a label file may hold: by default those of :meth:`label_values`."""
@@ -148,12 +167,36 @@ def _first_file(case: Case) -> Path | None:
     return next(iter(case.files), None)
 
 
-def get_adapter(name: str) -> DatasetAdapter:
-    """The dataset adapter registered as ``name`` (an instance), e.g. ``get_adapter("brats18")``."""
+def get_adapter(name: str, options: Mapping[str, Any] | None = None) -> DatasetAdapter:
+    """The dataset adapter registered as ``name`` (an instance), e.g. ``get_adapter("brats18")``.
+
+    ``options`` are keyword arguments of the adapter class (preprocessing's ``dataset_options``, e.g.
+    ``{"image_root": "/data"}`` for ``nnssl``); an option the adapter does not take is a ConfigError
+    naming the options it does take.
+    """
     from radiossl import registry
 
     obj = registry.get(GROUP, name)
-    adapter = obj() if isinstance(obj, type) else obj
+    given = dict(options or {})
+    if given and not isinstance(obj, type):
+        raise ConfigError(f"dataset {name!r} takes no dataset_options (got {', '.join(sorted(given))})")
+    if isinstance(obj, type):
+        _check_options(name, obj, given)
+        adapter = obj(**given)
+    else:
+        adapter = obj
     if not isinstance(adapter, DatasetAdapter):
         raise PluginError(f"dataset plugin {name!r} is {type(adapter).__name__}, not a DatasetAdapter")
     return adapter
+
+
+def _check_options(name: str, cls: type, given: Mapping[str, Any]) -> None:
+    """ConfigError when ``given`` holds a keyword that ``cls`` does not take."""
+    parameters = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    accepted = [n for n, p in parameters.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    unknown = sorted(set(given) - set(accepted))
+    if unknown:
+        takes = f"it takes {', '.join(accepted)}" if accepted else "it takes none"
+        raise ConfigError(f"dataset {name!r}: unknown dataset_options {', '.join(unknown)} ({takes})")

@@ -1,5 +1,6 @@
-"""Synthetic data sets ("phantoms") in the exact on-disk layouts of BraTS 2018, LiTS 2017, LUNA16 and
-nnU-Net v2, so that every radiossl command can be tried and tested without downloading anything.
+"""Synthetic data sets ("phantoms") in the exact on-disk layouts of BraTS 2018, LiTS 2017, LUNA16,
+nnU-Net v2 and nnssl pretraining collections (``pretrain_data.json``), so that every radiossl command
+can be tried and tested without downloading anything.
 
 Each case is generated from its own random stream (seed, kind, case index), so a case is the same
 whatever the number of cases, and the same seed always gives identical files.
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from radiossl.errors import ConfigError
 
-KINDS = ("brats", "lits", "luna", "nnunet")
+KINDS = ("brats", "lits", "luna", "nnunet", "nnssl")
 # Every default passes the default rules of every preprocessing view (tests/data/test_phantom_views.py);
 # LUNA's is a whole chest, so that ModelsGenesis' lung cubes fit in its lungs.
 DEFAULT_SHAPES: dict[str, tuple[int, int, int]] = {
@@ -33,6 +34,7 @@ DEFAULT_SHAPES: dict[str, tuple[int, int, int]] = {
     "lits": (128, 128, 32),
     "luna": (384, 384, 96),
     "nnunet": (48, 48, 40),
+    "nnssl": (48, 48, 40),
 }
 MIN_SIZE = 16
 MAX_SIZE = 1024
@@ -63,14 +65,16 @@ def synthesize(
     preview: bool = False,
     overwrite: bool = False,
 ) -> SynthResult:
-    """Write ``cases`` phantom cases of ``kind`` (brats, lits, luna, nnunet) into ``out``.
+    """Write ``cases`` phantom cases of ``kind`` (brats, lits, luna, nnunet, nnssl) into ``out``.
 
     ``shape`` is the volume size in voxels (default: see :data:`DEFAULT_SHAPES`: small, except LUNA's
     whole chest of 384 x 384 x 96; use ``(240, 240, 155)`` for real-size BraTS). ``preview`` also
     writes ``<out>/preview.png``. An existing non-empty ``out`` is refused unless ``overwrite`` (files
     with the same names are replaced). For nnunet, ``cases`` is the number of training cases; a quarter
-    as many (at least one) held-out cases are added. For lits, volumes 28-47 are the validation split,
-    or the last volume when none of them exists (see :func:`radiossl.data.phantoms.lits.split_of`).
+    as many (at least one) held-out cases are added. For nnssl, a case is one image of the collection
+    (with its anatomy mask), and ``pretrain_data.json`` lists them all. For lits, volumes 28-47 are the
+    validation split, or the last volume when none of them exists (see
+    :func:`radiossl.data.phantoms.lits.split_of`).
     """
     size = _check(kind, cases, shape, seed)
     root = Path(out)
@@ -88,6 +92,12 @@ def synthesize(
         from radiossl.utils.atomic import write_json
 
         write_json(root / nnunet.DATASET_NAME / "dataset.json", nnunet.dataset_json(cases))
+    elif kind == "nnssl":
+        from radiossl.data.datasets.nnssl import PRETRAIN_JSON
+        from radiossl.data.phantoms import nnssl
+        from radiossl.utils.atomic import write_json
+
+        write_json(root / PRETRAIN_JSON, nnssl.pretrain_json(nnssl.identities(cases)))
     preview_path = None
     if preview:
         from radiossl.data.phantoms.preview import MAX_ROWS, save_montage
@@ -135,6 +145,10 @@ def _generate(kind: str, root: Path, cases: int, shape: tuple[int, int, int], se
         from radiossl.data.phantoms import luna
 
         return [luna.write_case(root, i, seed, shape, preview) for i in range(cases)]
+    if kind == "nnssl":
+        from radiossl.data.phantoms import nnssl
+
+        return [nnssl.write_case(root, i, seed, shape, preview) for i in range(cases)]
     from radiossl.data.phantoms import nnunet
 
     total = cases + nnunet.test_cases(cases)
@@ -143,9 +157,9 @@ def _generate(kind: str, root: Path, cases: int, shape: tuple[int, int, int], se
 
 def _label_names(kind: str) -> dict[int, str]:
     """The label values of ``kind`` and their names (for the preview legend)."""
-    from radiossl.data.phantoms import brats, lits, luna, nnunet
+    from radiossl.data.phantoms import brats, lits, luna, nnssl, nnunet
 
-    return {"brats": brats, "lits": lits, "luna": luna, "nnunet": nnunet}[kind].LABEL_NAMES
+    return {"brats": brats, "lits": lits, "luna": luna, "nnunet": nnunet, "nnssl": nnssl}[kind].LABEL_NAMES
 
 
 def _write_luna_annotations(path: Path, rows: list[dict[str, str | float]]) -> None:

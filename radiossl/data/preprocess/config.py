@@ -95,7 +95,14 @@ class GenesisOptions(Section):
 class PreprocessConfig(Section):
     """Everything ``radiossl preprocess`` does (see the module docstring for the view defaults)."""
 
-    dataset: str = Field(default="brats18", description="Dataset adapter: brats18, lits17, luna16, nnunet or a plugin.")
+    dataset: str = Field(
+        default="brats18", description="Dataset adapter: brats18, lits17, luna16, nnunet, nnssl or a plugin."
+    )
+    dataset_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword options of the dataset adapter, e.g. nnssl: image_root (folder of relative image "
+        "paths), modality (auto, mri or ct).",
+    )
     data: Path | None = Field(default=None, description="Raw dataset folder.")
     out: Path | None = Field(default=None, description="Output (preprocessed) folder.")
     view: ViewName = Field(
@@ -148,7 +155,7 @@ class PreprocessConfig(Section):
         default=None,
         description="'I/N' (1 <= I <= N): process the cases with index % N == I - 1; 'slurm': this Slurm array task's.",
     )
-    progress: bool = Field(default=True, description="Show a progress bar.")
+    progress: bool = Field(default=True, description="Report progress lines (cases done, failures, ETA).")
 
     @field_validator("shard")
     @classmethod

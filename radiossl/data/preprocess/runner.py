@@ -1,16 +1,22 @@
 """Orchestration of ``radiossl preprocess``: parallel, shardable, resumable, failure-tolerant.
 
-1. List the dataset's cases (sorted by id), fix the split (``splits.json``) and resolve the plan;
-   a folder made with other settings is refused.
-2. Keep the cases of this shard (``--shard I/N``, counted from 1: ``index % N == I - 1``), and skip
-   every group whose fragment ``cases/<group_id>.csv`` exists (resume).
+1. Fix the split (``splits.json``) and resolve the plan; a folder made with other settings is refused.
+   One pass over the adapter's case stream (:meth:`~radiossl.data.datasets.base.DatasetAdapter.iter_cases`)
+   keeps only the case ids, in order.
+2. Walk the case stream again, keeping the cases of this shard (``--shard I/N``, counted from 1:
+   position ``% N == I - 1`` in the stream) and skipping every group whose fragment
+   ``cases/<group_id>.csv`` exists (resume). Jobs are made one at a time as workers free up, so a
+   collection of any size is never held as cases or jobs: per case the run keeps its id and split.
 3. Process each remaining case in a worker process (or in this process for ``workers <= 1``): read
    every file once, resample, normalise, sample all groups, write ``arrays/*.npy`` and then the
-   fragment, all atomically. A bad case is recorded with its reason; the others go on. Bad cases
-   include unreadable files, labels that differ in shape or geometry or (``check_labels``) hold
-   values outside the adapter's label set, and case ids found more than once (every copy).
-4. Merge all fragments into ``manifest.csv`` and all statuses into ``preprocess.json``, under a folder
-   lock, so that the last shard to finish leaves the complete folder.
+   fragment, all atomically. A bad case is recorded with its reason (and this run's shard); the
+   others go on. Bad cases include unreadable files, labels that differ in shape or geometry or
+   (``check_labels``) hold values outside the adapter's label set, and case ids found more than once
+   (every copy). A worker that dies fails the cases it held; a fresh pool takes the rest. Progress
+   (cases done, failures, ETA) goes to the current progress reporter at a bounded rate.
+4. Merge all fragments into ``manifest.csv`` (streamed, fragment by fragment) and all statuses into
+   ``preprocess.json``, which lists every failed case of every shard with its reason, under a
+   folder lock, so that the last shard to finish leaves the complete folder.
 
 Example (``raw`` is a BraTS-layout folder; see ``docs/data.md`` for a full walk-through)::
 
@@ -22,11 +28,12 @@ Example (``raw`` is a BraTS-layout folder; see ``docs/data.md`` for a full walk-
 from __future__ import annotations
 
 import concurrent.futures as cf
+import itertools
 import json
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -49,17 +56,19 @@ from radiossl.data.preprocess.config import (
 )
 from radiossl.data.preprocess.genesis_cubes import GenesisSettings, sample_cubes
 from radiossl.data.preprocess.pcrlv2_views import LocalSettings, sample_pcrlv2
+from radiossl.data.preprocess.progress import CaseProgress
 from radiossl.data.processed import (
     FORMAT,
     FORMAT_VERSION,
     folder_lock,
+    manifest_writer,
     read_rows,
     rows_to_csv,
     target_files,
 )
-from radiossl.data.splits import Splits, load_splits, save_splits
+from radiossl.data.splits import UNUSED, Splits, load_splits, save_splits
 from radiossl.errors import ConfigError, DataError, RadiosslError
-from radiossl.utils.atomic import atomic_save_npy, atomic_write_text, write_json
+from radiossl.utils.atomic import atomic_save_npy, atomic_write_path, atomic_write_text, write_json
 from radiossl.utils.sharding import Shard, ShardError, parse_shard
 
 ProgressCallback = Callable[[str, bool], None]
@@ -67,10 +76,20 @@ ProgressCallback = Callable[[str, bool], None]
 
 @dataclass(frozen=True)
 class CaseFailure:
-    """A case that could not be preprocessed, and why."""
+    """A case that could not be preprocessed, and why (``shard``: the shard that tried it, if sharded)."""
 
     case_id: str
     reason: str
+    shard: str | None = None
+
+
+@dataclass
+class MergeSummary:
+    """What the merged folder holds: manifest rows, case counts, and every failed case of every shard."""
+
+    rows: int
+    counts: dict[str, int]
+    failures: list[CaseFailure]
 
 
 @dataclass
@@ -87,6 +106,8 @@ class PreprocessResult:
     seconds: float = 0.0
     shard: Shard | None = None
     manifest_rows: int = 0
+    merged: MergeSummary | None = None
+    """The whole folder after the merge: counts and failures of every shard, not only this run's."""
 
     @property
     def success(self) -> bool:
@@ -106,6 +127,8 @@ class CaseJob:
     problems: tuple[str, ...] = ()
     labels: LabelSet | None = None
     """The allowed label values (``check_labels``); None = the label is not checked."""
+    shard: str | None = None
+    """The shard of this run (``"2/4"``), recorded in the case's status; None when not sharded."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -123,6 +146,7 @@ def process_case(job: CaseJob) -> dict[str, Any]:
         "groups": [g for g, _ in job.plan.groups(job.case.case_id)],
         "samples": 0,
         "sources": source_info(job.case),
+        "shard": job.shard,
     }
     try:
         if job.problems:
@@ -289,13 +313,13 @@ def preprocess(
     *,
     merge_only: bool = False,
     progress: ProgressCallback | None = None,
-    console: Any = None,
 ) -> PreprocessResult:
     """Preprocess a raw dataset into ``config.out`` (see the module docstring).
 
-    ``progress(case_id, ok)`` is called after each case; otherwise a rich progress bar is shown when
-    ``config.progress`` is true. ``merge_only`` only rebuilds ``manifest.csv`` and ``preprocess.json``
-    from the fragments that exist (after sharded runs).
+    ``progress(case_id, ok)`` is called after each case; otherwise, when ``config.progress`` is true,
+    progress lines (cases done, failures, ETA) go to the current progress reporter. ``merge_only``
+    only rebuilds ``manifest.csv`` and ``preprocess.json`` from the fragments and statuses that exist
+    (after sharded runs); ``result.merged`` then lists the failures of every shard.
 
     Raises:
         ConfigError: missing ``data``/``out``, bad shard, or ``out`` made with other settings.
@@ -305,57 +329,76 @@ def preprocess(
     if config.data is None or config.out is None:
         raise ConfigError("preprocess needs both data (raw dataset folder) and out (output folder)")
     root, out = Path(config.data).resolve(), Path(config.out)
-    if not root.is_dir():
+    if not root.exists():
         raise ConfigError(f"{root}: raw dataset folder not found")
     try:
         shard = parse_shard(config.shard) if config.shard else None
     except ShardError as exc:
         raise ConfigError(f"--shard {exc}") from None
-    adapter = get_adapter(config.dataset)
-    cases = adapter.list_cases(root)
+    adapter = get_adapter(config.dataset, config.dataset_options)
     channels = adapter.channel_names(root)
     plan = resolve_plan(config, channels, adapter.channel_modalities(root))
-    splits = load_splits(config.splits_file) if config.splits_file else adapter.default_splits(root, cases)
+    splits = load_splits(config.splits_file) if config.splits_file else adapter.default_splits_of(root)
     header = _header(config, adapter, root, plan, splits)
     _prepare_folder(out, header, splits, clean_temporaries=shard is None and not merge_only)
 
     assignment = splits.assignment()
-    selected = [
-        c
-        for c in cases
-        if config.include_splits is None or assignment.get(c.case_id, "unused") in config.include_splits
-    ]
-    mine = selected if shard is None else shard.select(selected)
-    result = PreprocessResult(out=out, total_cases=len(mine), shard=shard)
-    labels = _label_check(adapter, root) if config.check_labels else None
-    jobs = []
-    for case in mine:
-        todo = tuple(g for g in plan.groups(case.case_id) if not (out / "cases" / f"{g[0]}.csv").is_file())
-        if not todo:
-            result.skipped += 1
-            continue
-        jobs.append(
-            CaseJob(
-                case,
-                plan,
-                out,
-                assignment.get(case.case_id, "unused"),
-                todo,
-                tuple(adapter.case_problems(case)),
-                labels,
-            )
-        )
+    case_ids = [case.case_id for case in adapter.iter_cases(root)]  # the only per-case list kept
+
+    def wanted(case_id: str) -> bool:
+        return config.include_splits is None or assignment.get(case_id, UNUSED) in config.include_splits
+
+    selected = sum(1 for case_id in case_ids if wanted(case_id))
+    result = PreprocessResult(out=out, total_cases=_shard_size(selected, shard), shard=shard)
     if not merge_only:
-        for status in _run_jobs(jobs, config, progress, console):
-            if status["status"] == "ok":
+        labels = _label_check(adapter, root) if config.check_labels else None
+        cases: Iterator[Case] = (case for case in adapter.iter_cases(root) if wanted(case.case_id))
+        mine = cases if shard is None else shard.pick(cases)
+        label = f"preprocess {config.dataset}/{plan.view}" + (f" shard {shard}" if shard is not None else "")
+        tracker = CaseProgress(label, result.total_cases, write=None if config.progress else _silent)
+        if progress is None:
+            tracker.start()
+
+        def jobs() -> Iterator[CaseJob]:
+            for case in mine:
+                todo = tuple(g for g in plan.groups(case.case_id) if not (out / "cases" / f"{g[0]}.csv").is_file())
+                if not todo:
+                    result.skipped += 1
+                    tracker.skip()
+                    continue
+                split = assignment.get(case.case_id, UNUSED)
+                problems = tuple(adapter.case_problems(case))
+                yield CaseJob(case, plan, out, split, todo, problems, labels, str(shard) if shard else None)
+
+        for status in _run_jobs(jobs(), config):
+            ok = status["status"] == "ok"
+            if ok:
                 result.ok += 1
                 result.samples += int(status["samples"])
             else:
                 result.failed += 1
-                result.failures.append(CaseFailure(status["case_id"], str(status["error"])))
-    result.manifest_rows = merge(out, header, cases, plan, splits)
+                result.failures.append(CaseFailure(status["case_id"], str(status["error"]), status.get("shard")))
+            if progress is not None:
+                progress(status["case_id"], ok)
+            else:
+                tracker.advance(ok)
+        if progress is None:
+            tracker.finish()
+    result.merged = merge(out, header, case_ids, plan, splits)
+    result.manifest_rows = result.merged.rows
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _silent(line: str) -> None:
+    """Progress lines of a run with ``progress`` off go nowhere."""
+
+
+def _shard_size(count: int, shard: Shard | None) -> int:
+    """How many of ``count`` positions shard ``shard`` takes (all when not sharded)."""
+    if shard is None:
+        return count
+    return len(range(shard.index - 1, count, shard.count))
 
 
 def _label_check(adapter: DatasetAdapter, root: Path) -> LabelSet:
@@ -364,64 +407,69 @@ def _label_check(adapter: DatasetAdapter, root: Path) -> LabelSet:
     return replace(adapter.label_set(root), advice=advice)
 
 
-def _run_jobs(
-    jobs: Sequence[CaseJob], config: PreprocessConfig, progress: ProgressCallback | None, console: Any
-) -> list[dict[str, Any]]:
-    bar = None
-    if progress is None and config.progress and jobs:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+IN_FLIGHT_PER_WORKER = 2
+"""Jobs handed to the worker pool per worker at a time: enough to keep workers busy, few enough to
+keep memory bounded however many cases there are."""
 
-        bar = Progress(
-            TextColumn("[bold]preprocess[/]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            TextColumn("{task.description}"),
-            console=console,
-            transient=False,
-        )
-    statuses: list[dict[str, Any]] = []
-    task = bar.add_task("", total=len(jobs)) if bar is not None else None
 
-    def done(status: dict[str, Any]) -> None:
-        statuses.append(status)
-        if progress is not None:
-            progress(status["case_id"], status["status"] == "ok")
-        if bar is not None and task is not None:
-            bar.update(task, advance=1, description=status["case_id"])
+def _run_jobs(jobs: Iterable[CaseJob], config: PreprocessConfig) -> Iterator[dict[str, Any]]:
+    """The status of every job, as each finishes (in this process, or in a pool of worker processes)."""
+    queue = iter(jobs)
+    head = list(itertools.islice(queue, 2))
+    if config.workers <= 1 or len(head) <= 1:
+        for job in itertools.chain(head, queue):
+            yield process_case(job)
+        return
+    yield from _run_in_pool(itertools.chain(head, queue), config.workers)
 
-    if bar is not None:
-        bar.start()
+
+def _run_in_pool(jobs: Iterator[CaseJob], workers: int) -> Iterator[dict[str, Any]]:
+    """Run ``jobs`` in ``workers`` processes, at most ``IN_FLIGHT_PER_WORKER * workers`` at a time.
+
+    A worker that dies (killed, e.g. out of memory) breaks the pool: the cases in flight are reported
+    as failed, and a fresh pool takes the remaining cases.
+    """
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")  # safe with torch and threads on every OS
+    limit = IN_FLIGHT_PER_WORKER * workers
+
+    def new_pool() -> cf.ProcessPoolExecutor:
+        return cf.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,))
+
+    pool = new_pool()
+    pending: dict[cf.Future[dict[str, Any]], CaseJob] = {}
+    waiting: CaseJob | None = None  # a job that a broken pool refused, for the next pool
     try:
-        if config.workers <= 1 or len(jobs) <= 1:
-            for job in jobs:
-                done(process_case(job))
-        else:
-            threads = max(1, (os.cpu_count() or 1) // config.workers)
-            context = multiprocessing.get_context("spawn")  # safe with torch and threads on every OS
-            with cf.ProcessPoolExecutor(
-                config.workers, mp_context=context, initializer=_init_worker, initargs=(threads,)
-            ) as pool:
-                futures = {pool.submit(process_case, job): job for job in jobs}
+        while True:
+            broken = False
+            while len(pending) < limit and not broken:
+                job = waiting if waiting is not None else next(jobs, None)
+                if job is None:
+                    break
                 try:
-                    for future in cf.as_completed(futures):
-                        done(_future_status(future, futures[future]))
-                except KeyboardInterrupt:
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    raise
+                    pending[pool.submit(process_case, job)] = job
+                    waiting = None
+                except cf.process.BrokenProcessPool:
+                    waiting, broken = job, True
+            if not pending and not broken:
+                return
+            if not broken:
+                done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    broken = broken or isinstance(future.exception(), cf.process.BrokenProcessPool)
+                    yield _future_status(future, pending.pop(future))
+            if broken:  # every job still in flight died with the pool
+                cf.wait(pending)
+                for future, job in list(pending.items()):
+                    yield _future_status(future, job)
+                pending.clear()
+                pool.shutdown(wait=True, cancel_futures=True)
+                pool = new_pool()
+    except (KeyboardInterrupt, GeneratorExit):
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
     finally:
-        if bar is not None:
-            bar.stop()
-    return statuses
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _future_status(future: cf.Future[dict[str, Any]], job: CaseJob) -> dict[str, Any]:
@@ -439,6 +487,7 @@ def _future_status(future: cf.Future[dict[str, Any]], job: CaseJob) -> dict[str,
         "groups": [g for g, _ in job.plan.groups(job.case.case_id)],
         "samples": 0,
         "sources": source_info(job.case),
+        "shard": job.shard,
     }
     write_json(job.out / "status" / f"{job.case.case_id}.json", status)
     return status
@@ -536,43 +585,52 @@ def _differences(existing: dict[str, Any], header: dict[str, Any]) -> list[str]:
     return out
 
 
-def merge(out: Path, header: dict[str, Any], cases: Sequence[Case], plan: Plan, splits: Splits) -> int:
-    """Rebuild ``manifest.csv`` and ``preprocess.json`` from fragments and statuses; returns the row count."""
+def merge(out: Path, header: dict[str, Any], case_ids: Sequence[str], plan: Plan, splits: Splits) -> MergeSummary:
+    """Rebuild ``manifest.csv`` and ``preprocess.json`` from fragments and statuses.
+
+    ``case_ids`` are every case of the dataset. The manifest is written fragment by fragment (rows
+    sorted by case, group and index), so its size in memory is one fragment; ``preprocess.json`` holds
+    one entry per case and, under ``failures``, every failed case of every shard with its reason.
+    """
     assignment = splits.assignment()
     with folder_lock(out):
-        rows: list[dict[str, str]] = []
-        for fragment in sorted((out / "cases").glob("*.csv")):
-            if not fragment.name.startswith(".tmp-"):
-                rows.extend(read_rows(fragment))
-        for row in rows:
-            row["split"] = assignment.get(row["case_id"], "unused")
-        rows.sort(key=lambda r: (r["case_id"], r["group_id"], int(r["index"])))
         targets = target_files(out)
-        for tag, files in targets.items():
-            for row in rows:
-                row[f"target_{tag}"] = files.get(row["file"], "")
-        atomic_write_text(out / "manifest.csv", rows_to_csv(rows, sorted(targets)))
         done_groups = {p.stem for p in (out / "cases").glob("*.csv") if not p.name.startswith(".tmp-")}
         per_case: dict[str, int] = {}
-        for row in rows:
-            per_case[row["case_id"]] = per_case.get(row["case_id"], 0) + 1
+        order = sorted(dict.fromkeys(case_ids))
+        with atomic_write_path(out / "manifest.csv") as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
+            write_row = manifest_writer(handle, sorted(targets))
+            for case_id in order:
+                for group_id in sorted(g for g, _ in plan.groups(case_id) if g in done_groups):
+                    rows = read_rows(out / "cases" / f"{group_id}.csv")
+                    rows.sort(key=lambda r: int(r["index"]))
+                    for row in rows:
+                        row["split"] = assignment.get(row["case_id"], UNUSED)
+                        for tag, files in targets.items():
+                            row[f"target_{tag}"] = files.get(row["file"], "")
+                        write_row(row)
+                        per_case[row["case_id"]] = per_case.get(row["case_id"], 0) + 1
         case_status: dict[str, Any] = {}
-        counts = {"cases": len(cases), "ok": 0, "failed": 0, "pending": 0, "samples": len(rows)}
-        for case in cases:
-            entry = _read_status(out / "status" / f"{case.case_id}.json")
-            complete = all(g in done_groups for g, _ in plan.groups(case.case_id))
+        failures: list[CaseFailure] = []
+        counts = {"cases": len(order), "ok": 0, "failed": 0, "pending": 0, "samples": sum(per_case.values())}
+        for case_id in order:
+            entry = _read_status(out / "status" / f"{case_id}.json")
+            complete = all(g in done_groups for g, _ in plan.groups(case_id))
             state = "ok" if complete else ("failed" if entry.get("status") == "failed" else "pending")
             counts[state] += 1
-            case_status[case.case_id] = {
+            case_status[case_id] = {
                 **entry,
                 "status": state,
-                "split": assignment.get(case.case_id, "unused"),
-                "samples": per_case.get(case.case_id, 0),
+                "split": assignment.get(case_id, UNUSED),
+                "samples": per_case.get(case_id, 0),
             }
-            if state != "failed":
-                case_status[case.case_id]["error"] = None
-        write_json(out / "preprocess.json", {**header, "counts": counts, "cases": case_status})
-    return len(rows)
+            if state == "failed":
+                failures.append(CaseFailure(case_id, str(entry.get("error")), entry.get("shard")))
+            else:
+                case_status[case_id]["error"] = None
+        failed = [{"case_id": f.case_id, "reason": f.reason, "shard": f.shard} for f in failures]
+        write_json(out / "preprocess.json", {**header, "counts": counts, "failures": failed, "cases": case_status})
+    return MergeSummary(counts["samples"], counts, failures)
 
 
 def _read_status(path: Path) -> dict[str, Any]:
