@@ -54,7 +54,7 @@ from radiossl.clustering.sampling import (
 from radiossl.errors import ConfigError, DataError
 from radiossl.features.base import FeaturePipeline, build_pipeline
 from radiossl.utils.atomic import atomic_save_npy, write_json
-from radiossl.utils.fragments import Fragments, describe_missing, merge_advice, share
+from radiossl.utils.fragments import Fragments, describe_missing, fingerprint, merge_advice, share
 from radiossl.utils.seeding import rng_for
 from radiossl.utils.sharding import Shard
 
@@ -471,11 +471,6 @@ def _fitted_before(config: KMeansConfig, inputs: _FitInputs, out: Path) -> KMean
         total_groups=len(inputs.groups),
         seconds=float(results["total_seconds"]),
     )
-
-
-def fingerprint(identity: dict[str, Any]) -> str:
-    """SHA-256 of a JSON description (keys sorted)."""
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def _fit_and_write(

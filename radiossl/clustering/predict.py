@@ -22,7 +22,6 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -51,7 +50,7 @@ from radiossl.clustering.sampling import PAIR_VIEWS, FeatureTransform, select_re
 from radiossl.config import deep_merge
 from radiossl.errors import ConfigError, DataError, RadiosslError
 from radiossl.utils.atomic import atomic_save_npy, write_json
-from radiossl.utils.fragments import describe_missing, merge_advice, share
+from radiossl.utils.fragments import describe_missing, file_sha256, merge_advice, share
 from radiossl.utils.sharding import Shard
 
 if TYPE_CHECKING:
@@ -147,14 +146,6 @@ def resolve_features(config_features: FeatureConfig | None, meta: dict[str, Any]
     return FeatureConfig.model_validate(base)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _existing_target_ok(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> bool:
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -229,7 +220,7 @@ def kmeans_predict(
     dtype = target_dtype(k)
     assigner = CentroidAssigner(centroids)
     fingerprint = {
-        "centroids_sha256": _sha256(centroids_path),
+        "centroids_sha256": file_sha256(centroids_path),
         "features": features.model_dump(mode="json", exclude={"batch_size", "slice_batch"}),
         "transform": transform.to_json(),
     }

@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -62,6 +63,20 @@ def describe_missing(missing: Sequence[str], total: int, noun: str) -> str:
 def merge_advice(command: str) -> str:
     """What to do about items without a fragment: run their shards, then merge."""
     return f"run the shards that are missing (the same command with --shard I/N), then `{command} --merge-only`"
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes (to record which weights or centroids the fragments came from)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fingerprint(identity: Mapping[str, Any]) -> str:
+    """SHA-256 of a JSON description (keys sorted): a short name for what a merge was made from."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
