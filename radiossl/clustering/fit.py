@@ -5,6 +5,12 @@ a seeded sample of voxels from *every* crop, optionally z-score the channels, an
 once on the whole sample. This fixes the thesis script, which re-ran K-means on each batch and kept
 the centroids of the last batch only (2,560 points for K = 10).
 
+Sharded (``--shard I/N``), each process computes the sample rows of its share of the sample groups
+(pair-array files) and writes them to ``<stem>.sample/<group_id>.npy``; the last shard to finish (or
+``--merge-only``) loads them in the unsharded order and fits. Which voxels are drawn depends only on
+the seed, the sample id and the crop, so the sample, and the centroids, do not depend on the shards;
+memory is bounded by the sample (``sampling.max_points``), not by the dataset.
+
 Outputs (default ``<PROC>/kmeans/k<K>_<extractor>_<upsampler>``):
 
 * ``.npy``  float32 ``K x d`` centroids (in the transformed feature space, see ``transform``);
@@ -22,6 +28,9 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import datetime as dt
+import hashlib
+import json
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -45,19 +54,22 @@ from radiossl.clustering.sampling import (
 from radiossl.errors import ConfigError, DataError
 from radiossl.features.base import FeaturePipeline, build_pipeline
 from radiossl.utils.atomic import atomic_save_npy, write_json
+from radiossl.utils.fragments import Fragments, describe_missing, fingerprint, merge_advice, share
 from radiossl.utils.seeding import rng_for
+from radiossl.utils.sharding import Shard
 
 if TYPE_CHECKING:
     from radiossl.data.processed import ProcessedDataset, SampleRecord
 
 T = TypeVar("T")
 METADATA_FORMAT = "radiossl-kmeans"
+SAMPLE_FORMAT = "radiossl-kmeans-sample"
 MONTAGE_PAIRS = 4
 
 
 @dataclass
 class KMeansFitResult:
-    """What :func:`kmeans_fit` wrote and found."""
+    """What :func:`kmeans_fit` wrote and found (``fitted`` false: a shard that only wrote its sample)."""
 
     centroids: Path
     metadata: Path
@@ -66,11 +78,18 @@ class KMeansFitResult:
     feature_dim: int
     n_points: int
     n_crops: int
-    inertia: float
-    cluster_sizes: list[int]
+    inertia: float = math.nan
+    cluster_sizes: list[int] = field(default_factory=list)
     objective: list[float] = field(default_factory=list)
     used_gpu: bool = False
     seconds: float = 0.0
+    fitted: bool = True
+    shard: Shard | None = None
+    sampled_groups: int = 0
+    """Sample groups whose fragment this (sharded) run computed."""
+    total_groups: int = 0
+    missing_groups: list[str] = field(default_factory=list)
+    """Sample groups without a fragment yet (a shard that did not fit)."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -195,17 +214,93 @@ def select_runtime_device(name: str) -> torch.device:
 # Fit
 
 
+@dataclass
+class _FitInputs:
+    """What every path of the fit needs: the crops, the feature pipeline and the sample's layout."""
+
+    ds: ProcessedDataset
+    records: list[SampleRecord]
+    groups: dict[str, list[SampleRecord]]
+    """The records of each sample group (a pair-array file), in the order of the sample's rows."""
+    in_channels: int
+    crop_shape: tuple[int, ...]
+    device: torch.device
+    pipeline: FeaturePipeline
+    dim: int
+    per_crop: int
+    identity: dict[str, Any]
+    """What the sample is: the same for any shard count, recorded beside the sample fragments."""
+
+    def rows(self, group: str) -> int:
+        """Rows of ``group`` in the sample (two crops per pair, ``per_crop`` voxels each)."""
+        return 2 * len(self.groups[group]) * self.per_crop
+
+
 def kmeans_fit(
-    config: KMeansConfig, *, dataset: ProcessedDataset | None = None, console: Any = None
+    config: KMeansConfig,
+    *,
+    dataset: ProcessedDataset | None = None,
+    console: Any = None,
+    shard: Shard | None = None,
+    merge_only: bool = False,
 ) -> KMeansFitResult:
     """Fit K-means centroids on a seeded voxel sample of the whole dataset (see the module docstring).
 
+    Unsharded, the sample is computed in memory and fitted. With ``shard`` this process computes the
+    sample rows of its share of the sample groups and writes them as fragments to
+    ``<centroids stem>.sample/<group_id>.npy`` (a rerun skips groups that have one); the shard that
+    finds every group's fragment written (the last to finish) fits. ``merge_only`` computes nothing
+    and fits on the fragments, which must all exist. Which voxels are drawn does not depend on the
+    shard, so the centroids equal those of the unsharded fit.
+
     Raises:
-        ConfigError: no folder, unknown plugin, missing weights, bad options.
-        DataError: unreadable folder or arrays, no crop pairs, too few points for K.
+        ConfigError: no folder, unknown plugin, missing weights, bad options, sample fragments of
+            other settings.
+        DataError: unreadable folder or arrays, no crop pairs, too few points for K, ``merge_only``
+            with groups not sampled yet.
     """
     start = time.perf_counter()
     faiss_module()
+    inputs = _prepare(config, dataset)
+    out = centroids_path(config, inputs.ds)
+    if shard is None and not merge_only:
+        return _fit_and_write(config, inputs, _sample_in_memory(config, inputs, console), out, start)
+    fragments = sample_fragments(out)
+    fragments.claim(
+        inputs.identity,
+        advice=f"delete {fragments.folder} to sample again, or choose another --out",
+    )
+    computed = [] if merge_only else _sample_share(config, inputs, fragments, shard, console)
+    with fragments.lock():  # one fit at a time; a shard that waited here finds the fit done
+        missing = fragments.missing(inputs.groups)
+        if missing:
+            where = describe_missing(missing, len(inputs.groups), "sample groups")
+            if merge_only:
+                raise DataError(f"{fragments.folder}: {where}; {merge_advice('radiossl kmeans fit')}")
+            return _partial_result(config, inputs, out, shard, computed, missing, start)
+        previous = None if merge_only else _fitted_before(config, inputs, out)
+        if previous is not None:
+            return previous
+        sample = _load_sample(inputs, fragments)
+        result = _fit_and_write(config, inputs, sample, out, start)
+    result.shard, result.sampled_groups = shard, len(computed)
+    return result
+
+
+def centroids_path(config: KMeansConfig, ds: ProcessedDataset) -> Path:
+    """The centroids file: ``config.out`` (``.npy`` added when missing), else under ``<PROC>/kmeans/``."""
+    stem = default_stem(config.kmeans.k, config.features.extractor, config.features.upsampler)
+    out = Path(config.out) if config.out is not None else ds.root / "kmeans" / f"{stem}.npy"
+    return out if out.suffix == ".npy" else out.with_name(out.name + ".npy")
+
+
+def sample_fragments(centroids: Path) -> Fragments:
+    """The per-group sample fragments of a sharded fit: ``<stem>.sample/<group_id>.npy`` + ``sample.json``."""
+    folder = centroids.with_suffix(".sample")
+    return Fragments(folder, ".npy", folder / "sample.json")
+
+
+def _prepare(config: KMeansConfig, dataset: ProcessedDataset | None) -> _FitInputs:
     ds = dataset if dataset is not None else open_dataset(config.data.root)
     records = select_records(ds, config.data)
     first = ds.load_pair(records[0])
@@ -213,44 +308,178 @@ def kmeans_fit(
     device = select_runtime_device(config.runtime.device)
     pipeline = build_feature_pipeline(config.features, in_channels, device)
     dim = pipeline.feature_dim(in_channels)
-    seed = config.runtime.seed
     smp = config.sampling
-    n_crops = 2 * len(records)
-    per_crop = voxels_per_crop(smp.voxels_per_crop, smp.max_points, n_crops, int(np.prod(crop_shape)))
-    sample = np.empty((n_crops * per_crop, dim), dtype=np.float32)
-    position = {r.sample_id: i for i, r in enumerate(records)}
-    batch_size = config.features.batch_size
-    batches = [records[i : i + batch_size] for i in range(0, len(records), batch_size)]
+    per_crop = voxels_per_crop(smp.voxels_per_crop, smp.max_points, 2 * len(records), int(np.prod(crop_shape)))
+    groups: dict[str, list[SampleRecord]] = {}
+    for record in records:  # manifest order keeps a group's records together
+        groups.setdefault(record.group_id, []).append(record)
+    ids = "\n".join(r.sample_id for r in records).encode("utf-8")
+    identity = {
+        "format": SAMPLE_FORMAT,
+        "data": str(ds.root.resolve()),
+        "samples": len(records),
+        "samples_sha256": hashlib.sha256(ids).hexdigest(),
+        "groups": len(groups),
+        "features": config.features.model_dump(mode="json", exclude={"batch_size", "slice_batch"}),
+        "in_channels": in_channels,
+        "crop_shape": list(crop_shape),
+        "feature_dim": dim,
+        "sampling": smp.model_dump(mode="json"),
+        "voxels_per_crop_used": per_crop,
+        "seed": config.runtime.seed,
+    }
+    return _FitInputs(ds, records, groups, in_channels, crop_shape, device, pipeline, dim, per_crop, identity)
 
-    with progress_bar(config.progress, "kmeans fit: features", len(records), console) as advance:
 
-        def work(batch: list[SampleRecord]) -> None:
-            pairs = pair_batch(ds, batch)
-            if pairs.shape[2:] != (in_channels, *crop_shape):
-                raise DataError(
-                    f"{ds.root}: sample {batch[0].sample_id} has shape {pairs.shape[2:]}, "
-                    f"expected {(in_channels, *crop_shape)} like the first sample"
+def _sample_group(config: KMeansConfig, inputs: _FitInputs, group: str, into: np.ndarray, advance: Any) -> None:
+    """Write the sample rows of ``group`` (its crops in record order, ``per_crop`` rows each) into ``into``."""
+    records, ds, smp = inputs.groups[group], inputs.ds, config.sampling
+    per_crop, batch_size = inputs.per_crop, config.features.batch_size
+    for start in range(0, len(records), batch_size):
+        batch = records[start : start + batch_size]
+        pairs = pair_batch(ds, batch)
+        if pairs.shape[2:] != (inputs.in_channels, *inputs.crop_shape):
+            raise DataError(
+                f"{ds.root}: sample {batch[0].sample_id} has shape {pairs.shape[2:]}, "
+                f"expected {(inputs.in_channels, *inputs.crop_shape)} like the first sample"
+            )
+        features = pair_features(inputs.pipeline, pairs, inputs.device)
+        for j, record in enumerate(batch):
+            for crop in (0, 1):
+                rng = rng_for(config.runtime.seed, SAMPLE_STREAM, record.sample_id, crop)
+                idx = sample_voxels(
+                    pairs[j, crop],
+                    per_crop,
+                    rng,
+                    smp.foreground,
+                    smp.foreground_threshold,
+                    smp.foreground_fraction,
                 )
-            features = pair_features(pipeline, pairs, device)
-            for j, record in enumerate(batch):
-                for crop in (0, 1):
-                    rng = rng_for(seed, SAMPLE_STREAM, record.sample_id, crop)
-                    idx = sample_voxels(
-                        pairs[j, crop],
-                        per_crop,
-                        rng,
-                        smp.foreground,
-                        smp.foreground_threshold,
-                        smp.foreground_fraction,
-                    )
-                    rows = voxel_rows(features[2 * j + crop])[torch.from_numpy(idx).to(device)]
-                    row = (2 * position[record.sample_id] + crop) * per_crop
-                    sample[row : row + per_crop] = rows.float().cpu().numpy()
-            advance(len(batch))
+                rows = voxel_rows(features[2 * j + crop])[torch.from_numpy(idx).to(inputs.device)]
+                row = (2 * (start + j) + crop) * per_crop
+                into[row : row + per_crop] = rows.float().cpu().numpy()
+        advance(len(batch))
 
-        run_parallel(work, batches, config.runtime.workers)
 
-    km = config.kmeans
+def _sample_in_memory(config: KMeansConfig, inputs: _FitInputs, console: Any) -> np.ndarray:
+    """The whole sample, computed in this process (unsharded fit)."""
+    sample = np.empty((sum(inputs.rows(g) for g in inputs.groups), inputs.dim), dtype=np.float32)
+    offsets, row = {}, 0
+    for group in inputs.groups:
+        offsets[group], row = row, row + inputs.rows(group)
+
+    with progress_bar(config.progress, "kmeans fit: features", len(inputs.records), console) as advance:
+
+        def work(group: str) -> None:
+            _sample_group(config, inputs, group, sample[offsets[group] : offsets[group] + inputs.rows(group)], advance)
+
+        run_parallel(work, list(inputs.groups), config.runtime.workers)
+    return sample
+
+
+def _sample_share(
+    config: KMeansConfig, inputs: _FitInputs, fragments: Fragments, shard: Shard | None, console: Any
+) -> list[str]:
+    """Write the sample fragment of every group of this shard that has none; returns those groups."""
+    todo = fragments.missing(share(list(inputs.groups), shard))
+    total = sum(len(inputs.groups[g]) for g in todo)
+    label = f"kmeans fit: features (shard {shard})" if shard else "kmeans fit: features"
+    with progress_bar(config.progress and bool(todo), label, total, console) as advance:
+
+        def work(group: str) -> None:
+            rows = np.empty((inputs.rows(group), inputs.dim), dtype=np.float32)  # one group at a time per worker
+            _sample_group(config, inputs, group, rows, advance)
+            fragments.save_npy(group, rows)
+
+        run_parallel(work, todo, config.runtime.workers)
+    return todo
+
+
+def _load_sample(inputs: _FitInputs, fragments: Fragments) -> np.ndarray:
+    """The whole sample from the fragments, in the unsharded row order (memory: the sample, once)."""
+    sample = np.empty((sum(inputs.rows(g) for g in inputs.groups), inputs.dim), dtype=np.float32)
+    row = 0
+    for group in inputs.groups:
+        part = fragments.load_npy(group)
+        expected = (inputs.rows(group), inputs.dim)
+        if part.shape != expected or part.dtype != np.float32:
+            raise DataError(
+                f"{fragments.path(group)}: sample fragment of shape {part.shape} ({part.dtype}), expected "
+                f"{expected} float32; delete it and rerun its shard"
+            )
+        sample[row : row + expected[0]] = part
+        row += expected[0]
+    return sample
+
+
+def _partial_result(
+    config: KMeansConfig,
+    inputs: _FitInputs,
+    out: Path,
+    shard: Shard | None,
+    computed: list[str],
+    missing: list[str],
+    start: float,
+) -> KMeansFitResult:
+    """The result of a shard that sampled its groups while others are still missing (nothing fitted)."""
+    return KMeansFitResult(
+        centroids=out,
+        metadata=metadata_path(out),
+        montage=None,
+        k=config.kmeans.k,
+        feature_dim=inputs.dim,
+        n_points=sum(inputs.rows(g) for g in inputs.groups),
+        n_crops=2 * len(inputs.records),
+        fitted=False,
+        shard=shard,
+        sampled_groups=len(computed),
+        total_groups=len(inputs.groups),
+        missing_groups=missing,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _fitted_before(config: KMeansConfig, inputs: _FitInputs, out: Path) -> KMeansFitResult | None:
+    """The result written by another shard that fitted this sample with these settings, if any."""
+    meta_file = metadata_path(out)
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    same = (
+        isinstance(meta, dict)
+        and meta.get("sample_fingerprint") == fingerprint(inputs.identity)
+        and meta.get("config") == config.model_dump(mode="json")
+        and out.is_file()
+    )
+    if not same:
+        return None
+    results = meta["results"]
+    montage = out.with_suffix(".png") if meta.get("montage") else None
+    return KMeansFitResult(
+        centroids=out,
+        metadata=meta_file,
+        montage=montage,
+        k=int(meta["k"]),
+        feature_dim=int(meta["feature_dim"]),
+        n_points=int(meta["sampling"]["points"]),
+        n_crops=int(meta["data"]["crops"]),
+        inertia=float(results["inertia"]),
+        cluster_sizes=[int(v) for v in results["cluster_sizes"]],
+        objective=[float(v) for v in results["objective"]],
+        used_gpu=bool(meta["kmeans"]["gpu_used"]),
+        total_groups=len(inputs.groups),
+        seconds=float(results["total_seconds"]),
+    )
+
+
+def _fit_and_write(
+    config: KMeansConfig, inputs: _FitInputs, sample: np.ndarray, out: Path, start: float
+) -> KMeansFitResult:
+    """Transform and fit ``sample`` (consumed), write the centroids, their JSON and the montage."""
+    ds, records, pipeline, dim, seed = inputs.ds, inputs.records, inputs.pipeline, inputs.dim, config.runtime.seed
+    in_channels, smp, km = inputs.in_channels, config.sampling, config.kmeans
+    n_crops = 2 * len(records)
     standardize = {"on": True, "off": False}.get(km.standardize, pipeline.extractor.standardize_default)
     weights = pipeline.extractor.channel_weights(in_channels) if km.channel_weights else None
     transform = FeatureTransform.fit(sample, standardize, km.spherical, weights)
@@ -268,14 +497,10 @@ def kmeans_fit(
         km.verbose,
     )
 
-    stem = default_stem(km.k, config.features.extractor, config.features.upsampler)
-    out = Path(config.out) if config.out is not None else ds.root / "kmeans" / f"{stem}.npy"
-    if out.suffix != ".npy":
-        out = out.with_name(out.name + ".npy")
     atomic_save_npy(out, fit.centroids)
     montage = None
     if config.montage:
-        montage = _fit_montage(out.with_suffix(".png"), ds, records, pipeline, device, transform, fit.centroids)
+        montage = _fit_montage(out.with_suffix(".png"), ds, records, pipeline, inputs.device, transform, fit.centroids)
     seconds = time.perf_counter() - start
     meta = {
         "format": METADATA_FORMAT,
@@ -291,7 +516,7 @@ def kmeans_fit(
             **config.features.model_dump(mode="json"),
             "resolved": pipeline.describe(),
             "in_channels": in_channels,
-            "crop_shape": list(crop_shape),
+            "crop_shape": list(inputs.crop_shape),
         },
         "data": {
             "root": str(ds.root),
@@ -302,9 +527,10 @@ def kmeans_fit(
         },
         "sampling": {
             **smp.model_dump(mode="json"),
-            "voxels_per_crop_used": per_crop,
+            "voxels_per_crop_used": inputs.per_crop,
             "points": int(sample.shape[0]),
         },
+        "sample_fingerprint": fingerprint(inputs.identity),
         "kmeans": {
             **km.model_dump(mode="json"),
             "seed": seed,
@@ -339,6 +565,7 @@ def kmeans_fit(
         cluster_sizes=[int(v) for v in fit.sizes],
         objective=fit.objective,
         used_gpu=fit.used_gpu,
+        total_groups=len(inputs.groups),
         seconds=seconds,
     )
 

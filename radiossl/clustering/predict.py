@@ -8,8 +8,10 @@ For each pair-array file ``arrays/<group_id>.npy`` (N pairs) the cluster ids of 
 to ``arrays/<group_id>.targets-<tag>.npy``, uint8 (uint16 when K > 255) of shape ``(N, 2, H, W, D)``,
 atomically. Groups whose target file already exists are skipped (resume), so an interrupted run is
 continued by running the same command again. Groups run in parallel on ``runtime.workers`` threads.
-At the end the targets are registered in the manifest (``target_<tag>`` column) and
-``targets/<tag>.json``; a montage is written to ``<PROC>/kmeans/predict_<tag>.png``.
+Shard ``I/N`` predicts only its share of the groups (:mod:`radiossl.utils.fragments`). Once every
+group of the whole run has its target file, the targets are registered in the manifest
+(``target_<tag>`` column) and ``targets/<tag>.json`` — by the shard that finds them all (the last
+to finish), or by ``merge_only`` — and a montage is written to ``<PROC>/kmeans/predict_<tag>.png``.
 
 Example:
     >>> # from radiossl.clustering import KMeansPredictConfig, kmeans_predict
@@ -20,7 +22,6 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -49,6 +50,8 @@ from radiossl.clustering.sampling import PAIR_VIEWS, FeatureTransform, select_re
 from radiossl.config import deep_merge
 from radiossl.errors import ConfigError, DataError, RadiosslError
 from radiossl.utils.atomic import atomic_save_npy, write_json
+from radiossl.utils.fragments import describe_missing, file_sha256, merge_advice, share
+from radiossl.utils.sharding import Shard
 
 if TYPE_CHECKING:
     from radiossl.data.processed import ProcessedDataset, SampleRecord
@@ -64,6 +67,9 @@ class KMeansPredictResult:
     skipped: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
     registered: bool = False
+    shard: Shard | None = None
+    missing: list[str] = field(default_factory=list)
+    """Array files of the whole run without targets yet (a shard that did not register)."""
     cluster_counts: list[int] = field(default_factory=list)
     montage: Path | None = None
     seconds: float = 0.0
@@ -140,14 +146,6 @@ def resolve_features(config_features: FeatureConfig | None, meta: dict[str, Any]
     return FeatureConfig.model_validate(base)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _existing_target_ok(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> bool:
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -170,15 +168,24 @@ def _check_marker(marker: Path, fingerprint: dict[str, Any], overwrite: bool, ta
 
 
 def kmeans_predict(
-    config: KMeansPredictConfig, *, dataset: ProcessedDataset | None = None, console: Any = None
+    config: KMeansPredictConfig,
+    *,
+    dataset: ProcessedDataset | None = None,
+    console: Any = None,
+    shard: Shard | None = None,
+    merge_only: bool = False,
 ) -> KMeansPredictResult:
     """Write and register cluster-id targets for every crop (see the module docstring).
 
     Per-group failures are collected in the result (nothing is registered then; rerun to resume).
+    With ``shard`` only that share of the groups is predicted; the targets are registered by the
+    shard that finds every group's target file written (the last to finish). ``merge_only`` predicts
+    nothing and registers the targets, which must all exist.
 
     Raises:
         ConfigError: no centroids, unknown plugins, missing weights, dimension mismatch.
-        DataError: unreadable folder, centroids or metadata; no crop pairs.
+        DataError: unreadable folder, centroids or metadata; no crop pairs; ``merge_only`` with groups
+            that have no targets yet.
     """
     start = time.perf_counter()
     faiss_module()
@@ -197,8 +204,10 @@ def kmeans_predict(
     for record in ds.records(split=None):
         if record.file in by_file and record.view in PAIR_VIEWS:
             by_file[record.file].append(record)
+    mine = [] if merge_only else share(wanted_files, shard)
     first = ds.load_pair(chosen[0])
     in_channels, spatial = int(first.shape[1]), tuple(int(s) for s in first.shape[2:])
+    shapes = {file: (max(r.index for r in by_file[file]) + 1, 2, *spatial) for file in wanted_files}
     device = select_runtime_device(config.runtime.device)
     pipeline = build_feature_pipeline(features, in_channels, device)
     if pipeline.feature_dim(in_channels) != dim:
@@ -211,7 +220,7 @@ def kmeans_predict(
     dtype = target_dtype(k)
     assigner = CentroidAssigner(centroids)
     fingerprint = {
-        "centroids_sha256": _sha256(centroids_path),
+        "centroids_sha256": file_sha256(centroids_path),
         "features": features.model_dump(mode="json", exclude={"batch_size", "slice_batch"}),
         "transform": transform.to_json(),
     }
@@ -219,18 +228,18 @@ def kmeans_predict(
     _check_marker(marker, fingerprint, config.overwrite, tag)
     write_json(marker, {"tag": tag, "centroids": str(centroids_path), "fingerprint": fingerprint})
 
-    result = KMeansPredictResult(tag=tag, target_files={})
+    result = KMeansPredictResult(tag=tag, target_files={}, shard=shard)
     counts = np.zeros(k, dtype=np.int64)
     batch_size = features.batch_size
-    total = sum(len(v) for v in by_file.values())
+    total = sum(len(by_file[file]) for file in mine)
 
-    with progress_bar(config.progress, f"kmeans predict ({tag})", total, console) as advance:
+    label = f"kmeans predict ({tag}, shard {shard})" if shard else f"kmeans predict ({tag})"
+    with progress_bar(config.progress and bool(mine), label, total, console) as advance:
 
         def work(file: str) -> tuple[str, str, np.ndarray | None, str | None]:
             records = sorted(by_file[file], key=lambda r: r.index)
             target = target_file_for(file, tag)
-            n = max(r.index for r in records) + 1
-            shape = (n, 2, *spatial)
+            shape = shapes[file]
             if not config.overwrite and _existing_target_ok(ds.root / target, shape, dtype):
                 advance(len(records))
                 return file, "skipped", None, None
@@ -254,7 +263,7 @@ def kmeans_predict(
                 return file, "failed", None, str(exc)
             return file, "written", local, None
 
-        outcomes = run_parallel(work, wanted_files, config.runtime.workers)
+        outcomes = run_parallel(work, mine, config.runtime.workers)
 
     for file, status, local, error in outcomes:
         if status == "failed":
@@ -265,7 +274,16 @@ def kmeans_predict(
         if local is not None:
             counts += local
     result.cluster_counts = [int(v) for v in counts]
-    if result.success:
+    if result.success:  # the merge: register once every group of the whole run has its targets
+        result.missing = [
+            file
+            for file in wanted_files
+            if not _existing_target_ok(ds.root / target_file_for(file, tag), shapes[file], dtype)
+        ]
+        if result.missing and merge_only:
+            where = describe_missing(result.missing, len(wanted_files), "groups")
+            raise DataError(f"{ds.root}: targets {tag!r}: {where}; {merge_advice('radiossl kmeans predict')}")
+    if result.success and not result.missing:
         files = _all_target_files(ds, tag, result.target_files)
         ds.register_targets(
             tag,

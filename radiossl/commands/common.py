@@ -6,11 +6,14 @@ import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from radiossl.errors import ConfigError, PluginError, RadiosslError
+
+if TYPE_CHECKING:
+    from radiossl.utils.sharding import Shard
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -85,6 +88,35 @@ AllowUnsafePickleOption = Annotated[
         help="Load weights files holding any pickled object; argparse.Namespace needs no flag (trusted files only).",
     ),
 ]
+
+
+def shard_option(items: str) -> Any:
+    """The ``--shard`` option of a stage that splits its ``items`` (e.g. "cases") across processes."""
+    return typer.Option(
+        None,
+        "--shard",
+        help=f"I/N, counted from 1 (1/4 ... 4/4): only the {items} at positions p with p % N == I - 1; "
+        "'slurm': the shard of this Slurm array task (--array=0-3 or 1-4 both give 1/4 ... 4/4). "
+        "Run all shards into the same output: each writes its own part, the last to finish merges.",
+        show_default=False,
+    )
+
+
+def merge_only_option(merged: str) -> Any:
+    """The ``--merge-only`` option: join what the shards wrote into ``merged`` (e.g. "manifest.csv")."""
+    return typer.Option(False, "--merge-only", help=f"Compute nothing; only join the shards' parts into {merged}.")
+
+
+def parse_shard_option(text: str | None) -> Shard | None:
+    """The shard named by ``--shard`` (None when not given); ConfigError (exit 2) when it names no shard."""
+    from radiossl.utils.sharding import ShardError, parse_shard
+
+    if text is None:
+        return None
+    try:
+        return parse_shard(text)
+    except ShardError as exc:
+        raise ConfigError(f"--shard {exc}") from None
 
 
 def flags_dict(**sections: dict[str, Any]) -> dict[str, Any]:

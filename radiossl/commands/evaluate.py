@@ -27,6 +27,9 @@ from radiossl.commands.common import (
     console,
     flags_dict,
     handle_errors,
+    merge_only_option,
+    parse_shard_option,
+    shard_option,
 )
 
 COMMAND_HELP = (
@@ -34,7 +37,10 @@ COMMAND_HELP = (
     "--protocol full (default): sliding-window inference on whole volumes, threshold 0.5. "
     "--protocol thesis-crops: the thesis' single centre crop with soft Dice "
     "(only to compare with its numbers). "
-    "Writes metrics.csv, summary.json and, with --save-predictions, predictions/<case>.nii.gz into --out."
+    "Writes metrics.csv, summary.json and, with --save-predictions, predictions/<case>.nii.gz into --out.\n\n"
+    "Resumable: a rerun skips the cases that have a result (cases/<case>.json). "
+    "Shardable: --shard I/N evaluates a share of the cases into the same --out; the last shard to finish, "
+    "or --merge-only, writes metrics.csv and summary.json."
 )
 
 
@@ -102,11 +108,14 @@ def register(app: typer.Typer) -> None:
         seed: SeedOption = None,
         device: DeviceOption = None,
         workers: WorkersOption = None,
+        shard: str | None = shard_option("cases of the split"),
+        merge_only: bool = merge_only_option("metrics.csv and summary.json"),
     ) -> None:
         """Evaluate a finetuned checkpoint (help text: COMMAND_HELP)."""
         from radiossl.downstream.config import load_task_config
         from radiossl.downstream.evaluate import evaluate
 
+        chosen = parse_shard_option(shard)
         flags = evaluate_flags(
             data,
             weights,
@@ -123,9 +132,17 @@ def register(app: typer.Typer) -> None:
         )
         cfg = load_task_config("evaluate", task, config, tuple(overrides or ()), flags)
         out_console = console()
-        result = evaluate(cfg, log=out_console.print)
-        out_console.print(result.table())
-        out_console.print(f"metrics: {result.metrics_csv}\nsummary: {result.summary_json}")
+        result = evaluate(cfg, log=out_console.print, shard=chosen, merge_only=merge_only)
+        if result.complete:
+            out_console.print(result.table())
+            out_console.print(f"metrics: {result.metrics_csv}\nsummary: {result.summary_json}")
+        else:
+            out_console.print(
+                f"shard {result.shard}: {result.evaluated} case(s) evaluated into {result.out_dir}; "
+                f"{len(result.missing)} case(s) of other shards missing, so no summary yet "
+                "(the last shard to finish writes it, or run the same command with --merge-only)"
+            )
         if result.failures:
-            out_console.print(f"[red]{len(result.failures)} case(s) failed[/] (listed in {result.summary_json})")
+            where = result.summary_json if result.complete else result.out_dir / "cases"
+            out_console.print(f"[red]{len(result.failures)} case(s) failed[/] (listed in {where})")
             raise typer.Exit(EXIT_FAILURES)

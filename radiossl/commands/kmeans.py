@@ -17,6 +17,9 @@ from radiossl.commands.common import (
     console,
     flags_dict,
     handle_errors,
+    merge_only_option,
+    parse_shard_option,
+    shard_option,
 )
 
 ExtractorOption = typer.Option(
@@ -87,6 +90,8 @@ def register(app: typer.Typer) -> None:
         gpu: bool = typer.Option(
             None, "--gpu/--no-gpu", help="faiss-gpu for the fit (falls back to CPU).", show_default=False
         ),
+        shard: str = shard_option("sample groups (pair-array files)"),
+        merge_only: bool = merge_only_option("one sample and fit the centroids"),
         config: ConfigOption = None,
         overrides: SetOption = None,
         seed: SeedOption = None,
@@ -99,11 +104,16 @@ def register(app: typer.Typer) -> None:
         PNG montage. Other settings are config fields, e.g. --set sampling.foreground=true
         --set kmeans.niter=50 --set features.upsampler_options.radius=3.
 
+        Shardable: with --shard I/N each process computes the features of its share of the sample and
+        writes it beside the centroids (<stem>.sample/); the last shard to finish, or --merge-only, fits.
+        The centroids are those of the unsharded fit.
+
         Example: radiossl kmeans fit --data data/brats_proc --k 10
         """
         from radiossl.clustering.config import KMeansConfig, load_kmeans_config
         from radiossl.clustering.fit import kmeans_fit
 
+        chosen = parse_shard_option(shard)
         flags = flags_dict(
             data={"root": data},
             features=_feature_flags(extractor, upsampler, weights, upsampler_weights),
@@ -114,7 +124,7 @@ def register(app: typer.Typer) -> None:
         if out is not None:
             flags["out"] = out
         settings = load_kmeans_config(KMeansConfig, config, overrides or [], flags)
-        result = kmeans_fit(settings, console=console())
+        result = kmeans_fit(settings, console=console(), shard=chosen, merge_only=merge_only)
         _fit_report(result)
 
     @kmeans_app.command("predict")
@@ -133,6 +143,8 @@ def register(app: typer.Typer) -> None:
         ),
         split: str = typer.Option(None, "--split", help="Only this split (default: every split).", show_default=False),
         overwrite: bool = typer.Option(False, "--overwrite", help="Recompute existing target files."),
+        shard: str = shard_option("groups (pair-array files)"),
+        merge_only: bool = merge_only_option("the manifest column and targets/<tag>.json"),
         config: ConfigOption = None,
         overrides: SetOption = None,
         seed: SeedOption = None,
@@ -143,12 +155,15 @@ def register(app: typer.Typer) -> None:
 
         The extractor, upsampler and their options default to those recorded with the centroids.
         Resumable: a rerun skips groups whose target file exists. Exit code 1 if any group failed.
+        Shardable: --shard I/N predicts a share of the groups; the last shard to finish, or --merge-only,
+        registers the targets.
 
         Example: radiossl kmeans predict --data proc --centroids proc/kmeans/k10_filterbank_bilinear.npy
         """
         from radiossl.clustering.config import KMeansPredictConfig, load_kmeans_config
         from radiossl.clustering.predict import kmeans_predict
 
+        chosen = parse_shard_option(shard)
         feature_flags = {
             key: value
             for key, value in _feature_flags(extractor, upsampler, weights, upsampler_weights).items()
@@ -166,7 +181,7 @@ def register(app: typer.Typer) -> None:
         if overwrite:
             flags["overwrite"] = True
         settings = load_kmeans_config(KMeansPredictConfig, config, overrides or [], flags)
-        result = kmeans_predict(settings, console=console())
+        result = kmeans_predict(settings, console=console(), shard=chosen, merge_only=merge_only)
         _predict_report(result)
         if not result.success:
             raise typer.Exit(EXIT_FAILURES)
@@ -178,6 +193,14 @@ def _fit_report(result: Any) -> None:
     table = Table(title=f"radiossl kmeans fit (K = {result.k})", show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
+    if result.shard is not None:
+        table.add_row("shard", f"{result.shard}: sampled {result.sampled_groups} of {result.total_groups} groups")
+    if not result.fitted:
+        table.add_row("fit", f"not yet: {len(result.missing_groups)} groups of other shards missing")
+        table.add_row("then", "the last shard to finish fits (or run the same command with --merge-only)")
+        table.add_row("time", f"{result.seconds:.1f} s")
+        console().print(table)
+        return
     table.add_row("centroids", str(result.centroids))
     table.add_row("metadata", str(result.metadata))
     table.add_row("montage", str(result.montage) if result.montage else "-")
@@ -198,7 +221,18 @@ def _predict_report(result: Any) -> None:
     table.add_row("groups written", str(len(result.written)))
     table.add_row("groups skipped (existing)", str(len(result.skipped)))
     table.add_row("groups failed", str(len(result.failures)))
-    table.add_row("registered", "yes" if result.registered else "no (rerun to finish)")
+    if result.shard is not None:
+        table.add_row("shard", str(result.shard))
+    if result.registered:
+        table.add_row("registered", "yes")
+    elif result.missing:
+        table.add_row(
+            "registered",
+            f"not yet: {len(result.missing)} groups of other shards missing (the last "
+            "shard to finish registers, or --merge-only)",
+        )
+    else:
+        table.add_row("registered", "no (rerun to finish)")
     if result.cluster_counts:
         table.add_row("voxels per cluster (written)", ", ".join(str(c) for c in result.cluster_counts))
     table.add_row("montage", str(result.montage) if result.montage else "-")

@@ -15,6 +15,9 @@ from radiossl.commands.common import (
     WorkersOption,
     console,
     handle_errors,
+    merge_only_option,
+    parse_shard_option,
+    shard_option,
 )
 
 
@@ -47,24 +50,16 @@ def register(app: typer.Typer) -> None:
         pairs: int = typer.Option(
             None, "--pairs", min=1, help="Samples per volume (default 16; genesis 32).", show_default=False
         ),
-        shard: str = typer.Option(
-            None,
-            "--shard",
-            help="I/N, counted from 1 (1/4 ... 4/4): only cases with index % N == I - 1; 'slurm': the shard "
-            "of this Slurm array task (--array=0-3 or 1-4 both give 1/4 ... 4/4). Run all shards into the same --out.",
-            show_default=False,
-        ),
+        shard: str = shard_option("cases (sorted by id)"),
         multichannel: bool = typer.Option(
             None,
             "--multichannel/--per-channel",
             help="BraTS/nnU-Net: one C-channel sample per case, or one sample per modality (default, thesis).",
             show_default=False,
         ),
-        merge_only: bool = typer.Option(
-            False,
-            "--merge-only",
-            help="Only rebuild manifest.csv and preprocess.json from finished cases, and list the failed cases "
-            "of every shard (exit code 1 if there are any).",
+        merge_only: bool = merge_only_option(
+            "manifest.csv and preprocess.json (finished cases only), and list the failed cases of every shard "
+            "(exit code 1 if there are any)"
         ),
         workers: WorkersOption = None,
         config: ConfigOption = None,
@@ -89,14 +84,8 @@ def register(app: typer.Typer) -> None:
         from radiossl.commands.progress import console_progress
         from radiossl.config import load_config_file_into
         from radiossl.data.preprocess import PreprocessConfig, preprocess
-        from radiossl.errors import ConfigError
-        from radiossl.utils.sharding import ShardError, check_shard
 
-        if shard is not None:
-            try:
-                check_shard(shard)
-            except ShardError as exc:
-                raise ConfigError(f"--shard {exc}") from None
+        parse_shard_option(shard)  # a value that names no shard: exit 2 before any work
 
         given = {
             "dataset": dataset,

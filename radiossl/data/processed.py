@@ -27,12 +27,11 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -41,6 +40,7 @@ import numpy as np
 
 from radiossl.errors import DataError
 from radiossl.utils.atomic import atomic_write_text, write_json
+from radiossl.utils.locking import folder_lock
 
 FORMAT = "radiossl-preprocessed"
 FORMAT_VERSION = 1
@@ -154,23 +154,6 @@ def manifest_writer(
         writer.writerow({c: row.get(c, "") for c in columns})
 
     return write_row
-
-
-@contextlib.contextmanager
-def folder_lock(root: Path) -> Iterator[None]:
-    """Exclusive lock on ``root/.lock`` (serialises manifest rewrites of concurrent shards)."""
-    root.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; shards should then merge with --merge-only
-        yield
-        return
-    with open(root / ".lock", "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 class ProcessedDataset:

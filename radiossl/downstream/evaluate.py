@@ -20,6 +20,15 @@ resolved config) and ``predictions/<case>.nii.gz``. A case that cannot be used (
 file, label values outside the task's label set, a case id found twice) is reported, listed under
 ``failures`` and skipped; ``radiossl evaluate`` then exits with code 1.
 
+Every case's result is written first as a fragment ``cases/<case>.json`` (rows, or the failure, and
+the thesis loss); ``metrics.csv`` and ``summary.json`` are joined from the fragments of all cases of
+the split. A rerun skips the cases with a result (failed ones are tried again); ``evaluate.json``
+records the weights (SHA-256), the settings and the case list the fragments belong to, and an
+unsharded run with other ones starts afresh. With ``shard`` (``--shard I/N``) a process evaluates
+its share of the cases into the same ``out``; the shard that finds every case done (the last to
+finish) writes ``metrics.csv`` and ``summary.json``, and ``merge_only`` writes them alone. A shard
+with cases still missing writes no summary.
+
 Task settings that were not set explicitly are taken from the checkpoint's finetune config
 (``task_from_checkpoint``), and the cases of the split from the run folder's ``splits.json`` when
 there is one, so evaluation uses the preprocessing and split the model was trained with.
@@ -44,6 +53,9 @@ from radiossl.downstream.losses import DiceBCELoss
 from radiossl.downstream.metrics import EmptyPolicy, mean_std, score_regions, soft_dice
 from radiossl.downstream.tasks.base import SegmentationTask, get_task_class
 from radiossl.errors import CheckpointError, ConfigError, DataError, RadiosslError
+from radiossl.utils.atomic import atomic_write_text, write_json
+from radiossl.utils.fragments import Fragments, describe_missing, file_sha256, merge_advice, share
+from radiossl.utils.sharding import Shard
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -51,8 +63,19 @@ if TYPE_CHECKING:
 
     from radiossl.data.datasets import Case
     from radiossl.downstream.config import EvaluateConfig
+    from radiossl.models.loading import RawCheckpoint
 
 CSV_COLUMNS = ("case", "region", "dice", "hd95", "gt_voxels", "pred_voxels")
+RECORD_FORMAT = "radiossl-evaluation"
+EXECUTION_FIELDS: dict[str, Any] = {
+    "out": True,
+    "weights": True,  # the file's SHA-256 stands for it: the same weights may lie at other paths on other machines
+    "allow_unsafe_pickle": True,
+    "data": {"workers"},
+    "runtime": {"device", "workers"},
+    "sliding_window": {"sw_batch_size"},
+}
+"""Settings that do not change an evaluation's results: its shards may differ in them."""
 
 
 @dataclass
@@ -64,8 +87,19 @@ class EvaluateResult:
     summary_json: Path
     rows: list[dict[str, Any]]
     summary: dict[str, Any]
+    """The whole evaluation's summary; empty for a shard that found cases missing."""
     predictions: list[Path] = field(default_factory=list)
     failures: list[dict[str, str]] = field(default_factory=list)
+    shard: Shard | None = None
+    evaluated: int = 0
+    """Cases this run evaluated (the others of its share had a result already)."""
+    missing: list[str] = field(default_factory=list)
+    """Cases of the split without a result yet (metrics.csv and summary.json were not written)."""
+
+    @property
+    def complete(self) -> bool:
+        """Whether every case has a result and the summary was written."""
+        return not self.missing
 
     def table(self) -> Table:
         """A rich table: mean ± std of Dice and HD95 per region."""
@@ -167,17 +201,26 @@ def _case_ids(task: SegmentationTask, cases: list[Case], config: EvaluateConfig,
     return list(getattr(splits, config.split))
 
 
-def evaluate(config: EvaluateConfig, log: Callable[[str], None] | None = None) -> EvaluateResult:
+def evaluate(
+    config: EvaluateConfig,
+    log: Callable[[str], None] | None = None,
+    *,
+    shard: Shard | None = None,
+    merge_only: bool = False,
+) -> EvaluateResult:
     """Evaluate ``config.weights`` on the ``config.split`` cases of ``config.data.root``.
 
     Args:
         config: the resolved evaluate config (see :func:`radiossl.downstream.config.load_task_config`).
         log: called with one line per case (progress); None = silent.
+        shard: evaluate only this share of the cases (``--shard I/N``); None = all of them.
+        merge_only: evaluate nothing; write ``metrics.csv`` and ``summary.json`` from the fragments.
+
+    Raises:
+        ConfigError: no weights or dataset, bad settings, or shards of another evaluation in ``out``.
+        DataError: no cases, unreadable files; ``merge_only`` with cases that have no result yet.
     """
-    from radiossl.engine.device import select_device
-    from radiossl.engine.precision import amp_dtype
-    from radiossl.models.loading import model_from_checkpoint, read_checkpoint
-    from radiossl.utils.atomic import atomic_write_text, write_json
+    from radiossl.models.loading import read_checkpoint
 
     say = log or (lambda _message: None)
     if config.weights is None:
@@ -191,13 +234,6 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] | None = None) -
     saved: dict[str, Any] = stored if isinstance(stored, dict) else {}
     task_settings = _resolve_task(config, saved)
     task = get_task_class(task_settings.name)(task_settings, config.data.root)
-    model, _ = model_from_checkpoint(raw_ckpt)
-    _check_model(model, task, config.weights)
-    roi = _roi(config, saved)
-    device = select_device(config.runtime.device)
-    model.to(device).eval()
-    autocast = amp_dtype(config.runtime.amp) if device.type != "cpu" or config.runtime.amp == "bf16" else None
-
     cases = task.list_cases()
     by_id = {case.case_id: case for case in cases}
     ids = _case_ids(task, cases, config, saved)
@@ -206,35 +242,111 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] | None = None) -
     if not ids:
         raise DataError(f"{config.data.root}: the {config.split} split has no cases")
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    fragments = case_fragments(out)
+    fragments.claim(
+        _identity(config, ids),
+        advice="use another --out, or run without --shard to replace them",
+        replace=shard is None and not merge_only,
+    )
+    todo = [] if merge_only else [by_id[c] for c in share(ids, shard) if not _has_result(fragments, c)]
+    predictions, failures = (
+        _evaluate_cases(config, raw_ckpt, saved, task, todo, fragments, shard, say) if todo else ([], [])
+    )
+    metrics_csv, summary_json = out / "metrics.csv", out / "summary.json"
+    result = EvaluateResult(out, metrics_csv, summary_json, [], {}, predictions, failures, shard, len(todo))
+    with fragments.lock():  # the merge: every case of the split, in the split's order
+        result.missing = fragments.missing(ids)
+        if result.missing:
+            if merge_only:
+                where = describe_missing(result.missing, len(ids), "cases")
+                raise DataError(f"{out}: {where}; {merge_advice('radiossl evaluate')}")
+            return result  # a shard's part: no summary that would claim to be whole
+        result.failures = []
+        losses: list[float] = []
+        for case_id in ids:
+            fragment = fragments.read_json(case_id)
+            if fragment.get("status") == "ok":
+                result.rows.extend(fragment["rows"])
+                if fragment.get("loss") is not None:
+                    losses.append(float(fragment["loss"]))
+            else:
+                result.failures.append({"case": case_id, "error": str(fragment.get("error"))})
+        result.summary = _summary(result.rows, task.region_names(), config, task, result.failures, losses)
+        atomic_write_text(metrics_csv, _csv_text(result.rows, config.hd_percentile))
+        write_json(summary_json, result.summary)
+    return result
+
+
+def _evaluate_cases(
+    config: EvaluateConfig,
+    raw_ckpt: RawCheckpoint,
+    saved: dict[str, Any],
+    task: SegmentationTask,
+    cases: list[Case],
+    fragments: Fragments,
+    shard: Shard | None,
+    say: Callable[[str], None],
+) -> tuple[list[Path], list[dict[str, str]]]:
+    """Evaluate ``cases``, writing each one's fragment; returns the predictions written and the failures."""
+    from radiossl.engine.device import select_device
+    from radiossl.engine.precision import amp_dtype
+    from radiossl.models.loading import model_from_checkpoint
+
+    assert config.weights is not None
+    model, _ = model_from_checkpoint(raw_ckpt)
+    _check_model(model, task, config.weights)
+    roi = _roi(config, saved)
+    device = select_device(config.runtime.device)
+    model.to(device).eval()
+    autocast = amp_dtype(config.runtime.amp) if device.type != "cpu" or config.runtime.amp == "bf16" else None
     policy = EmptyPolicy(config.empty_policy.both_empty, config.empty_policy.one_empty_hd)
-    names = task.region_names()
-    rows: list[dict[str, Any]] = []
+    out = Path(config.out)
     predictions: list[Path] = []
     failures: list[dict[str, str]] = []
-    losses: list[float] = []
-    for number, case_id in enumerate(ids, start=1):
-        case = by_id[case_id]
+    for number, case in enumerate(cases, start=1):
+        where = f"[{number}/{len(cases)}" + (f" of shard {shard}]" if shard else "]")
+        loss: float | None = None
         try:
             if config.protocol == "full":
                 case_rows, written = _evaluate_full(model, task, case, config, roi, policy, device, autocast, out)
                 predictions.extend(written)
             else:
                 case_rows, loss = _evaluate_crop(model, task, case, roi, device)
-                losses.append(loss)
         except RadiosslError as exc:
-            failures.append({"case": case_id, "error": str(exc)})
-            say(f"[{number}/{len(ids)}] {case_id}: [red]failed[/]: {exc}")
+            failures.append({"case": case.case_id, "error": str(exc)})
+            fragments.write_json(case.case_id, {"case": case.case_id, "status": "failed", "error": str(exc)})
+            say(f"{where} {case.case_id}: [red]failed[/]: {exc}")
             continue
-        rows.extend(case_rows)
+        fragments.write_json(case.case_id, {"case": case.case_id, "status": "ok", "rows": case_rows, "loss": loss})
         scores = ", ".join(f"{row['region']} {row['dice']:.3f}" for row in case_rows)
-        say(f"[{number}/{len(ids)}] {case_id}: {scores or 'no label'}")
+        say(f"{where} {case.case_id}: {scores or 'no label'}")
+    return predictions, failures
 
-    summary = _summary(rows, names, config, task, failures, losses)
-    metrics_csv, summary_json = out / "metrics.csv", out / "summary.json"
-    atomic_write_text(metrics_csv, _csv_text(rows, config.hd_percentile))
-    write_json(summary_json, summary)
-    return EvaluateResult(out, metrics_csv, summary_json, rows, summary, predictions, failures)
+
+def case_fragments(out: Path) -> Fragments:
+    """The per-case results of an evaluation: ``out/cases/<case>.json``, described by ``out/evaluate.json``."""
+    return Fragments(out / "cases", ".json", out / "evaluate.json")
+
+
+def _identity(config: EvaluateConfig, ids: list[str]) -> dict[str, Any]:
+    """What the per-case results are results of: the weights' bytes, the settings and the cases."""
+    assert config.weights is not None
+    return {
+        "format": RECORD_FORMAT,
+        "weights_sha256": file_sha256(Path(config.weights)),
+        "cases": ids,
+        "config": config.model_dump(mode="json", exclude=EXECUTION_FIELDS),
+    }
+
+
+def _has_result(fragments: Fragments, case_id: str) -> bool:
+    """Whether ``case_id`` was evaluated (a failed case has no result: it is tried again)."""
+    if not fragments.has(case_id):
+        return False
+    try:
+        return bool(fragments.read_json(case_id).get("status") == "ok")
+    except DataError:
+        return False  # an unreadable fragment is redone
 
 
 def _check_model(model: nn.Module, task: SegmentationTask, weights: Path) -> None:
