@@ -62,10 +62,11 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-# Sibling helpers (phantom_data), then this checkout's radiossl, installed or not: the processes the
+# Sibling helpers (machine, phantom_data), then this checkout's radiossl, installed or not: the processes the
 # checks launch get the same order (Context.child_env), so every part checks the same code.
 sys.path[:0] = [str(HERE), str(REPO)]
 
+from machine import cpu_name  # noqa: E402
 from phantom_data import PhantomSpec, phantom_pretrain_folder  # noqa: E402
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
@@ -299,15 +300,6 @@ def _synchronize(device: Any) -> None:
 
 # --------------------------------------------------------------------------------------------------
 # device, matmul-peak
-
-
-def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what :mod:`platform` knows)."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def check_device(ctx: Context) -> tuple[str, dict[str, Any]]:
