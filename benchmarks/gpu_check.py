@@ -1,7 +1,7 @@
 """GPU readiness check: every CUDA path of radiossl in one short run, and pretraining throughput.
 
-Run it through ``benchmarks/gpu_check.sh`` on a GPU machine (about 5 minutes on one H200; the target is
-under 10). Each check prints one line, ``PASS|FAIL|SKIP name: detail (seconds)``, and all results
+Run it through ``benchmarks/gpu_check.sh`` on a GPU machine (sized to finish in under 10 minutes on
+one GPU; not yet timed on one). Each check prints one line, ``PASS|FAIL|SKIP name: detail (seconds)``, and all results
 (with every measured number) go to a JSON file: ``--json PATH``, else ``$OUT/gpu_check.json`` when
 ``OUT`` is set, else ``./gpu_check.json``. The exit code is 1 when a check failed, 2 for usage errors,
 0 otherwise. A check whose Python module is missing (faiss-gpu, say) is a SKIP that names the module.
@@ -62,11 +62,11 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-# Sibling helpers (machine, phantom_data), then this checkout's radiossl, installed or not: the processes the
+# Sibling helpers (host_info, phantom_data), then this checkout's radiossl, installed or not: the processes the
 # checks launch get the same order (Context.child_env), so every part checks the same code.
 sys.path[:0] = [str(HERE), str(REPO)]
 
-from machine import cpu_name  # noqa: E402
+from host_info import cpu_name  # noqa: E402
 from phantom_data import PhantomSpec, phantom_pretrain_folder  # noqa: E402
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
@@ -145,7 +145,7 @@ class Settings:
     GPU_CHECK_MATMUL_SIZE    side of the square matmuls of the peak         8192         128
     GPU_CHECK_MATMUL_REPEATS matmuls per timing (best of 3 timings)         20           2
     GPU_CHECK_WIDTH          network width of the throughput check          1.0          0.125
-    GPU_CHECK_CROP           crop size X,Y,Z of the throughput check        64,64,32     32,32,16
+    GPU_CHECK_CROP           crop size X,Y,Z of the throughput check        64,64,32     16,16,16
     GPU_CHECK_BATCH          crop pairs per step of the throughput check    16           2
     GPU_CHECK_STEPS          timed steps per precision                      20           1
     GPU_CHECK_WARMUP         untimed steps first                            5            1
@@ -187,7 +187,7 @@ class Settings:
             matmul_size=_env_int(env, "GPU_CHECK_MATMUL_SIZE", 128 if quick else 8192, minimum=16),
             matmul_repeats=_env_int(env, "GPU_CHECK_MATMUL_REPEATS", 2 if quick else 20),
             width=_env_float(env, "GPU_CHECK_WIDTH", 0.125 if quick else 1.0),
-            crop=_env_crop(env, "GPU_CHECK_CROP", (32, 32, 16) if quick else (64, 64, 32)),
+            crop=_env_crop(env, "GPU_CHECK_CROP", (16, 16, 16) if quick else (64, 64, 32)),
             batch=_env_int(env, "GPU_CHECK_BATCH", 2 if quick else 16),
             steps=_env_int(env, "GPU_CHECK_STEPS", 1 if quick else 20),
             warmup=_env_int(env, "GPU_CHECK_WARMUP", 1 if quick else 5, minimum=0),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# GPU readiness check for radiossl: every CUDA path in one short run (about 5 minutes on one H200,
-# under 10), plus pretraining throughput as a fraction of the matmul peak measured in the same run.
+# GPU readiness check for radiossl: every CUDA path in one short run (sized for under 10 minutes on
+# one GPU), plus pretraining throughput as a fraction of the matmul peak measured in the same run.
 #
 # Usage (from anywhere; nothing is installed, nothing is downloaded):
 #   benchmarks/gpu_check.sh                      # every check on the GPUs of this machine

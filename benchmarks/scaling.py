@@ -40,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(HERE), str(REPO)]  # sibling helpers, then this checkout's radiossl (as the runs get it)
 
-from machine import cpu_name, load_average  # noqa: E402
+from host_info import cpu_name, load_average  # noqa: E402
 from phantom_data import PhantomSpec, phantom_pretrain_folder  # noqa: E402
 
 
@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=float, default=0.125)
     parser.add_argument("--crop", type=int, nargs=3, default=[32, 32, 16])
     parser.add_argument("--cases", type=int, default=6, help="Phantom BraTS cases (4 of 6 train).")
+    parser.add_argument("--shape", type=int, nargs=3, default=[64, 64, 48], help="Phantom volume size.")
     parser.add_argument("--pairs", type=int, default=4, help="Crop pairs per modality and case.")
     parser.add_argument("--threads", type=int, default=1, help="Threads per process (OMP_NUM_THREADS).")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -169,7 +170,10 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="radiossl-scaling-"))
     spec = PhantomSpec(
-        cases=args.cases, shape=(64, 64, 48), crop=(args.crop[0], args.crop[1], args.crop[2]), pairs=args.pairs
+        cases=args.cases,
+        shape=(args.shape[0], args.shape[1], args.shape[2]),
+        crop=(args.crop[0], args.crop[1], args.crop[2]),
+        pairs=args.pairs,
     )
     proc = phantom_pretrain_folder(workdir / "data", spec)
     load_before = load_average()
