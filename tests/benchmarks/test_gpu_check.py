@@ -131,9 +131,14 @@ def test_full_size_throughput_uses_the_published_patch_cluster_crop_and_batch(gp
 
 
 def test_backbones_are_every_model_name_choice_once_the_config_has_one(
-    gpu_check: ModuleType, monkeypatch: pytest.MonkeyPatch
+    gpu_check: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     assert gpu_check.backbone_names() == (["unet3d"], False)
+    asked = gpu_check.Settings.from_env(True, {"GPU_CHECK_BACKBONES": "resenc-m"})
+    ((name, check),) = [(n, c) for n, c in gpu_check.all_checks(asked) if n.startswith("throughput")]
+    skipped = gpu_check.run_check(name, check, gpu_check.Context("cpu", asked, tmp_path))
+    assert (name, skipped.status) == ("throughput-resenc-m", "SKIP")  # never unet3d under another name
+    assert "no model.name setting" in skipped.detail
 
     class WithNames(BaseModel):
         name: Literal["unet3d", "resenc-m", "resenc-l"] = "unet3d"
