@@ -76,6 +76,7 @@ def test_a_global_batch_that_does_not_split_is_a_usage_error(tmp_path: Path) -> 
 
 
 @pytest.mark.ddp
+@pytest.mark.slow  # two torchrun launches and a phantom folder: 18-54 s measured on the shared 2-core machine
 def test_one_and_two_processes_train_the_same_samples(tmp_path: Path) -> None:
     report = tmp_path / "scaling.json"
     command = [sys.executable, str(SCRIPT), "--repeats", "1", "--epochs", "2", "--global-batch", "2"]
