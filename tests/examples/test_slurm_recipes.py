@@ -22,9 +22,7 @@ ARRAY_SCRIPTS = ["preprocess_array.sbatch", "kmeans_predict_array.sbatch", "swee
 # Commands the scripts may use before radiossl has them: they must say so in their header.
 PLANNED_COMMANDS = {"sweep": "radiossl sweep (shared/reference/cli.md), not written yet"}
 # Options being added in parallel to existing commands; checked as soon as the command lists them.
-PENDING_OPTIONS: dict[tuple[str, ...], dict[str, str]] = {
-    ("kmeans", "predict"): {"--shard": "kmeans predict --shard (issue 17, sharded stages)"}
-}
+PENDING_OPTIONS: dict[tuple[str, ...], dict[str, str]] = {}
 
 runner = CliRunner()
 
