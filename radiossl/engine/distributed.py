@@ -31,8 +31,15 @@ When any rank failed, every rank learns which one and why (one ``all_gather_obje
 only on that path): the failing rank re-raises its own exception, the others raise a
 :class:`~radiossl.errors.TrainingError` such as ``rank 1 failed at epoch 3 (batch 7): DataError: ...``.
 A failure *inside* a collective's region (e.g. out of memory during ``backward``, while DDP all-reduces
-gradients) cannot be reported in-band; the failing process exits, Gloo peers see the closed connection
-at once, and ``torchrun`` stops the remaining workers as soon as one exits with an error.
+gradients) cannot be reported in-band, and neither can a process that vanishes (killed, its machine
+lost): see below.
+
+**A lost rank stops the others within a bounded time, named.** Every collective here, and the
+backward pass, runs inside :func:`communicating`: when the process group reports a broken connection
+(the peer's process died: at once) or a timeout (the peer is silent: after ``runtime.dist_timeout_s``,
+:func:`init_distributed`'s ``timeout_s``), the rank raises a :class:`~radiossl.errors.TrainingError`
+such as ``lost contact with rank 1 (host node2) at epoch 3 (batch 7): ...`` (:func:`lost_contact_error`),
+and ``torchrun`` ends the job's remaining processes once one exits with an error.
 
 Example (single process: everything degrades to no-ops):
     >>> info = DistInfo()

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from radiossl.config import RunConfig
-from radiossl.engine.checkpoint import LATEST, checkpoint_in, newest_latest_checkpoint
+from radiossl.engine.checkpoint import FINAL, LATEST, checkpoint_in, newest_latest_checkpoint
 from radiossl.errors import ConfigError
 
 TIME_FORMAT = "%Y%m%d-%H%M%S"
@@ -124,8 +124,14 @@ def matching_run_dirs(out: Path, prefix: str) -> list[Path]:
 
 
 def job_run_dir(out: Path, prefix: str, run_id: str) -> Path | None:
-    """The folder under ``out`` with ``prefix`` that torchrun job ``run_id`` made earlier, if any (newest first)."""
+    """The unfinished folder under ``out`` with ``prefix`` that torchrun job ``run_id`` made earlier, if any.
+
+    A folder with ``checkpoint_final.pt`` is skipped: torchrun restarts only failed jobs, so a finished
+    run with this id belongs to an earlier job that reused the ``--rdzv_id``.
+    """
     for folder in reversed(matching_run_dirs(out, prefix)):
+        if (folder / FINAL).is_file():
+            continue
         try:
             recorded = json.loads((folder / JOB_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
