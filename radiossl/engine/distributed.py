@@ -57,6 +57,7 @@ import datetime
 import os
 import socket
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -85,6 +86,7 @@ class DistInfo:
     nodes: int = 1  # torchrun agents (machines) in the job: GROUP_WORLD_SIZE
     hosts: tuple[str, ...] = ()  # the host name of every rank, in rank order (known once the group exists)
     timeout_s: float = DEFAULT_TIMEOUT_S  # how long a collective waits for a silent peer
+    group_id: str = ""  # the same on every rank of one process group, new for every group
 
     @property
     def distributed(self) -> bool:
@@ -110,12 +112,25 @@ def env_dist_info() -> DistInfo:
     return DistInfo(world_size=max(world, 1), rank=rank, local_rank=local, nodes=max(nodes, 1))
 
 
-def restart_count() -> int:
-    """How many times ``torchrun`` restarted this job's workers (``TORCHELASTIC_RESTART_COUNT``; 0 otherwise)."""
+def shared_store_restart_note() -> str | None:
+    """A warning when torchrun may restart workers over its shared rendezvous store, else ``None``.
+
+    With ``--max-restarts`` > 0 and the store torchrun shares between its agents and the workers (the
+    default since torch 2.5), restarted workers can read their peers' addresses from the failed attempt
+    and fail to connect (``Gloo connectFullMesh failed ... Connection refused``; pytorch/pytorch#135712).
+    Launching torchrun with ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` gives every attempt a fresh store.
+    """
     try:
-        return max(int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")), 0)
+        restarts = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0"))
     except ValueError:
-        return 0
+        return None
+    if restarts < 1 or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    return (
+        f"note: torchrun may restart the workers (--max-restarts={restarts}) but shares its rendezvous store with "
+        "them, where a restart can find the failed attempt's addresses and not connect (pytorch/pytorch#135712); "
+        "launch torchrun with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in its environment"
+    )
 
 
 def init_distributed(device_type: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[DistInfo, bool]:
@@ -142,8 +157,11 @@ def init_distributed(device_type: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> 
     joined = DistInfo(
         dist.get_world_size(), dist.get_rank(), info.local_rank, nodes=info.nodes, timeout_s=float(timeout_s)
     )
-    hosts = tuple(str(host) for host in gather_objects(socket.gethostname(), joined, "while joining the job"))
-    return dataclasses.replace(joined, hosts=hosts), created
+    # one exchange: every rank's host name, and rank 0's random id of this group (the key prefix of
+    # the roll call, so that a store that outlives a restart never answers for an earlier group)
+    joined_by = gather_objects((socket.gethostname(), uuid.uuid4().hex), joined, "while joining the job")
+    hosts = tuple(str(host) for host, _ in joined_by)
+    return dataclasses.replace(joined, hosts=hosts, group_id=str(joined_by[0][1])), created
 
 
 def _import_dynamo_first() -> None:
@@ -438,7 +456,7 @@ def _default_store() -> Any:
 
 def _roll_call(store: Any, info: DistInfo) -> set[int] | None:
     """The ranks that report alive within :data:`ROLL_CALL_S` seconds (``None``: the store is unreachable)."""
-    prefix = f"radiossl/alive/{restart_count()}/"
+    prefix = f"radiossl/alive/{info.group_id}/"
     keys = [f"{prefix}{rank}" for rank in range(info.world_size)]
     deadline = time.monotonic() + ROLL_CALL_S
     try:

@@ -54,6 +54,7 @@ from radiossl.engine.distributed import (
     make_train_sampler,
     raise_if_any_failed,
     reduce_validation,
+    shared_store_restart_note,
     step_status,
     sync_batchnorm,
     wrap_ddp,
@@ -168,6 +169,9 @@ class _Trainer:
         self.resume_state: dict[str, Any] | None = None  # a checkpoint already read for --extend-epochs
         self.notes: list[str] = []  # messages decided before the run's log exists
         self.job_id = os.environ.get("TORCHELASTIC_RUN_ID", "") if info.distributed else ""
+        hazard = shared_store_restart_note() if info.distributed else None
+        if hazard:
+            self.notes.append(hazard)
         self.scale: BatchScale = batch_scale(config.optim, info.world_size, info.nodes)
         self.steps_per_epoch = 0
 

@@ -108,10 +108,11 @@ def test_sync_batchnorm_only_in_distributed_cuda_runs() -> None:
 
 def test_a_lost_rank_is_named_by_the_ranks_that_answer_the_roll_call(monkeypatch: pytest.MonkeyPatch) -> None:
     store = torch.distributed.HashStore()
-    store.set("radiossl/alive/0/2", "alive")  # rank 2 answered; rank 1 never will
+    store.set("radiossl/alive/g1/2", "alive")  # rank 2 answered; rank 1 never will
+    store.set("radiossl/alive/g0/1", "alive")  # an earlier group's rank 1: does not count
     monkeypatch.setattr(distributed, "ROLL_CALL_S", 0.3)
     monkeypatch.setattr(distributed, "_default_store", lambda: store)
-    info = DistInfo(world_size=3, rank=0, hosts=("node-a", "node-b", "node-a"), timeout_s=60.0)
+    info = DistInfo(world_size=3, rank=0, hosts=("node-a", "node-b", "node-a"), timeout_s=60.0, group_id="g1")
     gloo = RuntimeError("[/x/third_party/gloo/transport/pair.cc:553] Connection closed by peer [10.0.0.2]:4. Y")
     assert distributed.is_communication_failure(gloo) and not distributed.is_communication_failure(ValueError("x"))
     error = distributed.lost_contact_error(gloo, info, "at epoch 2 (batch 0)")
@@ -119,7 +120,7 @@ def test_a_lost_rank_is_named_by_the_ranks_that_answer_the_roll_call(monkeypatch
     assert "runtime.dist_timeout_s=60 s" in str(error)
     assert str(error).endswith("[Connection closed by peer [10.0.0.2]:4]")
 
-    store.set("radiossl/alive/0/1", "alive")  # everyone answers: nobody is lost, a rank was too slow
+    store.set("radiossl/alive/g1/1", "alive")  # everyone answers: nobody is lost, a rank was too slow
     assert "although every rank is still running" in str(distributed.lost_contact_error(gloo, info, "here"))
 
     monkeypatch.setattr(distributed, "_default_store", lambda: None)  # the store is gone with its node
