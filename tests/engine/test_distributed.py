@@ -137,3 +137,15 @@ def test_communicating_turns_only_backend_errors_into_a_lost_contact_error(monke
         raise torch.distributed.DistNetworkError("Connection reset by peer")
     with pytest.raises(RuntimeError, match="CUDA out of memory"), distributed.communicating(two, "while testing"):
         raise RuntimeError("CUDA out of memory")
+
+
+def test_a_restartable_job_over_torchruns_shared_store_gets_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCHELASTIC_MAX_RESTARTS", "2")
+    monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "True")
+    note = distributed.shared_store_restart_note()
+    assert note is not None and "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1" in note and "--max-restarts=2" in note
+    monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "False")  # what that variable makes torchrun set
+    assert distributed.shared_store_restart_note() is None
+    monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "True")
+    monkeypatch.setenv("TORCHELASTIC_MAX_RESTARTS", "0")
+    assert distributed.shared_store_restart_note() is None
