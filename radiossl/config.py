@@ -81,6 +81,17 @@ class OptimConfig(Section):
     gamma: float = Field(0.5, gt=0.0, description="Decay factor (step schedule).")
     grad_clip: float | None = Field(None, gt=0.0, description="Clip the global gradient norm to this value.")
     accumulate: int = Field(1, ge=1, description="Gradient accumulation steps.")
+    lr_scaling: Literal["none", "linear", "sqrt"] = Field(
+        "none",
+        description="Scale optim.lr with the effective batch size (batch_size x processes x accumulate) "
+        "relative to reference_batch_size: linear (lr x ratio), sqrt (lr x sqrt(ratio)) or none.",
+    )
+    reference_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="The effective batch size optim.lr was tuned for (unset: optim.batch_size, i.e. one "
+        "process without accumulation).",
+    )
     patience: int | None = Field(
         None, ge=1, description="Stop after this many epochs without a better validation loss (off when unset)."
     )
@@ -94,6 +105,12 @@ class RuntimeConfig(Section):
     deterministic: bool = Field(False, description="Deterministic kernels; resumed runs match uninterrupted ones.")
     amp: Literal["none", "bf16", "fp16"] = Field("none", description="Autocast precision; losses stay float32.")
     workers: int = Field(2, ge=0, description="Worker processes for CPU-bound stages.")
+    dist_timeout_s: float = Field(
+        600.0,
+        gt=0.0,
+        description="Under torchrun: seconds a rank waits in a collective for a peer that went silent (a frozen "
+        "process, a lost machine or link) before every rank stops with an error naming it.",
+    )
     sync_batchnorm: bool = Field(
         False,
         description="Under torchrun on GPUs, normalise BatchNorm layers with statistics of the whole global "

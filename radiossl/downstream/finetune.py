@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -49,6 +48,7 @@ from radiossl.downstream.inference import predict_probabilities
 from radiossl.downstream.losses import DiceBCELoss
 from radiossl.downstream.metrics import dice
 from radiossl.downstream.tasks.base import SegmentationTask, get_task_class
+from radiossl.engine.distributed import env_dist_info
 from radiossl.engine.progress import current_reporter
 from radiossl.engine.protocol import StepContext, StepOutput
 from radiossl.errors import CheckpointError, ConfigError, DataError, RadiosslError
@@ -64,8 +64,8 @@ VIS_SAMPLES = 2
 
 
 def is_main_process() -> bool:
-    """True on rank 0 (or without torchrun)."""
-    return int(os.environ.get("RANK", "0")) == 0
+    """True on global rank 0 (or without torchrun); on several nodes every node has a LOCAL_RANK 0."""
+    return env_dist_info().is_main
 
 
 def metric_key(region: str) -> str:

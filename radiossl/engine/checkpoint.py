@@ -16,7 +16,8 @@ Layout (``format_version`` 1)::
      "model_spec": {"class", "kwargs"}, "optimizer": state_dict, "scheduler": state_dict,
      "grad_scaler": state_dict, "epoch": completed epochs, "global_step": optimiser steps,
      "rng": {"world_size": n, "states": [per-rank RNG state]}, "best_metric": float | None,
-     "history": [per-epoch dicts]}
+     "history": [per-epoch dicts], "scale": effective batch and learning rate (optim.BatchScale),
+     "steps_per_epoch": optimiser steps per epoch}
 
 Everything is a tensor or a primitive (numpy and Python RNG states are converted), so
 ``torch.load(path, weights_only=True)`` reads it. Files are written atomically.

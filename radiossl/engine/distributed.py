@@ -31,8 +31,15 @@ When any rank failed, every rank learns which one and why (one ``all_gather_obje
 only on that path): the failing rank re-raises its own exception, the others raise a
 :class:`~radiossl.errors.TrainingError` such as ``rank 1 failed at epoch 3 (batch 7): DataError: ...``.
 A failure *inside* a collective's region (e.g. out of memory during ``backward``, while DDP all-reduces
-gradients) cannot be reported in-band; the failing process exits, Gloo peers see the closed connection
-at once, and ``torchrun`` stops the remaining workers as soon as one exits with an error.
+gradients) cannot be reported in-band, and neither can a process that vanishes (killed, its machine
+lost): see below.
+
+**A lost rank stops the others within a bounded time, named.** Every collective here, and the
+backward pass, runs inside :func:`communicating`: when the process group reports a broken connection
+(the peer's process died: at once) or a timeout (the peer is silent: after ``runtime.dist_timeout_s``,
+:func:`init_distributed`'s ``timeout_s``), the rank raises a :class:`~radiossl.errors.TrainingError`
+such as ``lost contact with rank 1 (host node2) at epoch 3 (batch 7): ...`` (:func:`lost_contact_error`),
+and ``torchrun`` ends the job's remaining processes once one exits with an error.
 
 Example (single process: everything degrades to no-ops):
     >>> info = DistInfo()
@@ -45,8 +52,12 @@ Example (single process: everything degrades to no-ops):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import os
+import socket
+import time
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -55,7 +66,14 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from radiossl.config import RuntimeConfig
 from radiossl.errors import ConfigError, TrainingError
+
+DEFAULT_TIMEOUT_S = float(RuntimeConfig.model_fields["dist_timeout_s"].default)
+"""``runtime.dist_timeout_s``: seconds a collective waits for a peer that went silent (torch's default: 1800)."""
+
+ROLL_CALL_S = 2.0
+"""After a lost connection: seconds the surviving ranks wait for each other to tell which rank is gone."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +83,10 @@ class DistInfo:
     world_size: int = 1
     rank: int = 0
     local_rank: int = 0
+    nodes: int = 1  # torchrun agents (machines) in the job: GROUP_WORLD_SIZE
+    hosts: tuple[str, ...] = ()  # the host name of every rank, in rank order (known once the group exists)
+    timeout_s: float = DEFAULT_TIMEOUT_S  # how long a collective waits for a silent peer
+    group_id: str = ""  # the same on every rank of one process group, new for every group
 
     @property
     def distributed(self) -> bool:
@@ -82,30 +104,64 @@ def env_dist_info() -> DistInfo:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         rank = int(os.environ.get("RANK", "0"))
         local = int(os.environ.get("LOCAL_RANK", str(rank)))
+        nodes = int(os.environ.get("GROUP_WORLD_SIZE", "1"))
     except ValueError as exc:
-        raise ConfigError(f"malformed torchrun environment (WORLD_SIZE/RANK/LOCAL_RANK): {exc}") from exc
-    return DistInfo(world_size=max(world, 1), rank=rank, local_rank=local)
+        raise ConfigError(
+            f"malformed torchrun environment (WORLD_SIZE/RANK/LOCAL_RANK/GROUP_WORLD_SIZE): {exc}"
+        ) from exc
+    return DistInfo(world_size=max(world, 1), rank=rank, local_rank=local, nodes=max(nodes, 1))
 
 
-def init_distributed(device_type: str, timeout_minutes: float = 30.0) -> tuple[DistInfo, bool]:
+def shared_store_restart_note() -> str | None:
+    """A warning when torchrun may restart workers over its shared rendezvous store, else ``None``.
+
+    With ``--max-restarts`` > 0 and the store torchrun shares between its agents and the workers (the
+    default since torch 2.5), restarted workers can read their peers' addresses from the failed attempt
+    and fail to connect (``Gloo connectFullMesh failed ... Connection refused``; pytorch/pytorch#135712).
+    Launching torchrun with ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` gives every attempt a fresh store.
+    """
+    try:
+        restarts = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0"))
+    except ValueError:
+        return None
+    if restarts < 1 or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    return (
+        f"note: torchrun may restart the workers (--max-restarts={restarts}) but shares its rendezvous store with "
+        "them, where a restart can find the failed attempt's addresses and not connect (pytorch/pytorch#135712); "
+        "launch torchrun with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in its environment"
+    )
+
+
+def init_distributed(device_type: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[DistInfo, bool]:
     """Join the process group described by the environment, if any.
 
+    ``timeout_s`` (``runtime.dist_timeout_s``) bounds how long any collective waits for a peer that
+    stopped answering without closing its connections (a frozen process, a lost network link).
     Returns the rank information and whether this call created the group (so the caller knows to
     destroy it). Idempotent: an existing group is reused.
     """
     info = env_dist_info()
     if not info.distributed:
         return info, False
-    if dist.is_initialized():
-        return DistInfo(dist.get_world_size(), dist.get_rank(), info.local_rank), False
-    if not dist.is_available():
-        raise ConfigError("WORLD_SIZE > 1 but this torch build has no torch.distributed support")
-    backend = "nccl" if device_type == "cuda" else "gloo"
-    _import_dynamo_first()
-    if backend == "nccl":
-        torch.cuda.set_device(info.local_rank % max(torch.cuda.device_count(), 1))
-    dist.init_process_group(backend=backend, init_method="env://", timeout=datetime.timedelta(minutes=timeout_minutes))
-    return DistInfo(dist.get_world_size(), dist.get_rank(), info.local_rank), True
+    created = False
+    if not dist.is_initialized():
+        if not dist.is_available():
+            raise ConfigError("WORLD_SIZE > 1 but this torch build has no torch.distributed support")
+        backend = "nccl" if device_type == "cuda" else "gloo"
+        _import_dynamo_first()
+        if backend == "nccl":
+            torch.cuda.set_device(info.local_rank % max(torch.cuda.device_count(), 1))
+        dist.init_process_group(backend=backend, init_method="env://", timeout=datetime.timedelta(seconds=timeout_s))
+        created = True
+    joined = DistInfo(
+        dist.get_world_size(), dist.get_rank(), info.local_rank, nodes=info.nodes, timeout_s=float(timeout_s)
+    )
+    # one exchange: every rank's host name, and rank 0's random id of this group (the key prefix of
+    # the roll call, so that a store that outlives a restart never answers for an earlier group)
+    joined_by = gather_objects((socket.gethostname(), uuid.uuid4().hex), joined, "while joining the job")
+    hosts = tuple(str(host) for host, _ in joined_by)
+    return dataclasses.replace(joined, hosts=hosts, group_id=str(joined_by[0][1])), created
 
 
 def _import_dynamo_first() -> None:
@@ -129,10 +185,11 @@ def destroy_distributed(created: bool) -> None:
         dist.destroy_process_group()
 
 
-def barrier(info: DistInfo) -> None:
+def barrier(info: DistInfo, where: str = "at a barrier") -> None:
     """Wait for every rank (no-op in a single process)."""
     if info.distributed and dist.is_initialized():
-        dist.barrier()
+        with communicating(info, where):
+            dist.barrier()
 
 
 def _reduction_device() -> torch.device:
@@ -141,24 +198,28 @@ def _reduction_device() -> torch.device:
     return torch.device("cpu")
 
 
-def all_reduce_mean(values: Mapping[str, float], info: DistInfo) -> dict[str, float]:
+def all_reduce_mean(
+    values: Mapping[str, float], info: DistInfo, where: str = "while averaging metrics"
+) -> dict[str, float]:
     """The mean of each named scalar over all ranks (every rank must pass the same keys, in any order)."""
     plain = {key: float(value) for key, value in values.items()}
     if not info.distributed or not plain or not dist.is_initialized():
         return plain
     keys = sorted(plain)
     tensor = torch.tensor([plain[k] for k in keys], dtype=torch.float64, device=_reduction_device())
-    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    with communicating(info, where):
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     tensor /= info.world_size
     return {key: float(v) for key, v in zip(keys, tensor.cpu().tolist(), strict=True)}
 
 
-def all_true(flag: bool, info: DistInfo) -> bool:
+def all_true(flag: bool, info: DistInfo, where: str = "in a collective") -> bool:
     """True only if ``flag`` is true on every rank."""
     if not info.distributed or not dist.is_initialized():
         return flag
     tensor = torch.tensor([0.0 if flag else 1.0], device=_reduction_device())
-    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    with communicating(info, where):
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return bool(tensor.item() == 0.0)
 
 
@@ -190,9 +251,10 @@ def raise_if_any_failed(error: BaseException | None, info: DistInfo, where: str)
             raise error
         return
     flag = torch.tensor([0.0 if error is None else 1.0], device=_reduction_device())
-    dist.all_reduce(flag, op=dist.ReduceOp.SUM)
+    with communicating(info, where):
+        dist.all_reduce(flag, op=dist.ReduceOp.SUM)
     if flag.item() > 0.0:
-        _raise_failure(error, gather_objects(_describe(error, where), info))
+        _raise_failure(error, gather_objects(_describe(error, where), info, where))
 
 
 def step_status(finite: bool, error: BaseException | None, info: DistInfo, where: str) -> bool:
@@ -208,10 +270,11 @@ def step_status(finite: bool, error: BaseException | None, info: DistInfo, where
         return finite
     status = [0.0 if finite else 1.0, 0.0 if error is None else 1.0]
     tensor = torch.tensor(status, dtype=torch.float64, device=_reduction_device())
-    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    with communicating(info, where):
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     nonfinite, failed = tensor.cpu().tolist()
     if failed > 0.0:
-        _raise_failure(error, gather_objects(_describe(error, where), info))
+        _raise_failure(error, gather_objects(_describe(error, where), info, where))
     return nonfinite == 0.0
 
 
@@ -257,38 +320,155 @@ def reduce_validation(
         if error is not None:
             raise error
         return plain
-    reports = gather_objects((_describe(error, where), plain, float(samples)), info)
+    reports = gather_objects((_describe(error, where), plain, float(samples)), info, where)
     messages: list[str | None] = [report[0] for report in reports]
     if any(message is not None for message in messages):
         _raise_failure(error, messages)
     return combine_weighted([(report[1], report[2]) for report in reports])
 
 
-def broadcast_buffers(model: nn.Module, info: DistInfo) -> None:
+def broadcast_buffers(model: nn.Module, info: DistInfo, where: str = "while sharing rank 0's buffers") -> None:
     """Give every rank rank 0's buffers (e.g. BatchNorm running statistics); see :func:`wrap_ddp`."""
     if not info.distributed or not dist.is_initialized():
         return
-    with torch.no_grad():
+    with torch.no_grad(), communicating(info, where):
         for buffer in model.buffers():
             dist.broadcast(buffer, src=0)
 
 
-def broadcast_object(obj: Any, info: DistInfo) -> Any:
+def broadcast_object(obj: Any, info: DistInfo, where: str = "while receiving rank 0's decision") -> Any:
     """Rank 0's ``obj`` on every rank (picklable objects; used for the run folder name)."""
     if not info.distributed or not dist.is_initialized():
         return obj
     box = [obj]
-    dist.broadcast_object_list(box, src=0)
+    with communicating(info, where):
+        dist.broadcast_object_list(box, src=0)
     return box[0]
 
 
-def gather_objects(obj: Any, info: DistInfo) -> list[Any]:
+def gather_objects(obj: Any, info: DistInfo, where: str = "while gathering from every rank") -> list[Any]:
     """Every rank's ``obj``, in rank order, on every rank."""
     if not info.distributed or not dist.is_initialized():
         return [obj]
     out: list[Any] = [None] * info.world_size
-    dist.all_gather_object(out, obj)
+    with communicating(info, where):
+        dist.all_gather_object(out, obj)
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# A rank that disappears (see the module docstring)
+
+_BACKEND_MARKERS = ("/gloo/", "Gloo", "NCCL", "ProcessGroup", "Connection closed by peer", "Connection reset")
+
+
+def is_communication_failure(exc: BaseException) -> bool:
+    """True for an error of the process group itself (a peer closed its connection or timed out).
+
+    torch raises ``DistError`` subclasses for most of them, but Gloo's transport errors (``Connection
+    closed by peer``, ``Timed out waiting ... for recv``) arrive as plain ``RuntimeError`` naming Gloo.
+    """
+    if isinstance(exc, dist.DistError):
+        return True
+    return isinstance(exc, RuntimeError) and any(marker in str(exc) for marker in _BACKEND_MARKERS)
+
+
+@contextlib.contextmanager
+def communicating(info: DistInfo, where: str) -> Iterator[None]:
+    """Inside the block, a broken connection to another rank becomes a :class:`TrainingError` naming it.
+
+    Wraps every collective (and the backward pass, where DDP all-reduces gradients): see
+    :func:`lost_contact_error`. Other exceptions pass unchanged.
+    """
+    try:
+        yield
+    except RuntimeError as exc:
+        if not info.distributed or not is_communication_failure(exc):
+            raise
+        raise lost_contact_error(exc, info, where) from exc
+
+
+def lost_contact_error(exc: BaseException, info: DistInfo, where: str) -> TrainingError:
+    """The error a rank raises when a collective failed because another rank vanished or went silent.
+
+    This rank first leaves the process group, which closes its connections, so that every other
+    surviving rank's pending collective fails at once too instead of waiting for the timeout. With
+    more than two ranks, the survivors then tell each other through the job's key-value store (the
+    torchrun rendezvous, which outlives the process group) that they are alive, for up to
+    :data:`ROLL_CALL_S` seconds: the ranks that did not answer are the lost ones. The message names
+    them and their hosts.
+    """
+    store = _default_store()
+    with contextlib.suppress(Exception):  # the group is broken; leaving it must not raise a second error
+        dist.destroy_process_group()
+    if info.world_size == 2:  # no need to ask: the other rank is the lost one (and torchrun may stop us soon)
+        answered: set[int] | None = {info.rank}
+    else:
+        answered = _roll_call(store, info) if store is not None else None
+    detail = _backend_detail(exc)
+    timeout = f"runtime.dist_timeout_s={info.timeout_s:g}"
+    if answered is None:
+        who = (
+            "another rank (which one could not be told: the job's store does not answer either, so the "
+            "machine that hosts it, normally the first node, is probably the one lost)"
+        )
+    else:
+        lost = [rank for rank in range(info.world_size) if rank not in answered]
+        if not lost:
+            return TrainingError(
+                f"a collective failed {where} although every rank is still running: a rank spent longer than "
+                f"{timeout} s away from the others (raise it for slow storage or long rank-0 work); "
+                f"every rank stopped [{detail}]"
+            )
+        who = ("rank " if len(lost) == 1 else "ranks ") + ", ".join(_rank_name(rank, info) for rank in lost)
+    return TrainingError(
+        f"lost contact with {who} {where}: stopped without reporting an error (killed, out of memory, "
+        f"machine or network lost) or no answer within {timeout} s; rank {info.rank} stopped too. "
+        f"Check the lost node's log, then rerun the same command with --resume auto [{detail}]"
+    )
+
+
+def _backend_detail(exc: BaseException) -> str:
+    """The gist of a backend error: its first sentence without Gloo's source location.
+
+    Example:
+        >>> _backend_detail(RuntimeError("[/x/gloo/pair.cc:553] Connection closed by peer [10.0.0.2]:41. Check..."))
+        'Connection closed by peer [10.0.0.2]:41'
+    """
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if text.startswith("[") and "] " in text:
+        text = text.split("] ", 1)[1]
+    return text.split(". ", 1)[0].rstrip(".")
+
+
+def _rank_name(rank: int, info: DistInfo) -> str:
+    host = info.hosts[rank] if rank < len(info.hosts) else None
+    return f"{rank} (host {host})" if host else str(rank)
+
+
+def _default_store() -> Any:
+    """The process group's key-value store (``None`` when there is none or torch hides it)."""
+    try:
+        return dist.distributed_c10d._get_default_store()
+    except (AttributeError, RuntimeError, ValueError):
+        return None
+
+
+def _roll_call(store: Any, info: DistInfo) -> set[int] | None:
+    """The ranks that report alive within :data:`ROLL_CALL_S` seconds (``None``: the store is unreachable)."""
+    prefix = f"radiossl/alive/{info.group_id}/"
+    keys = [f"{prefix}{rank}" for rank in range(info.world_size)]
+    deadline = time.monotonic() + ROLL_CALL_S
+    try:
+        store.set_timeout(datetime.timedelta(seconds=ROLL_CALL_S))
+        store.set(keys[info.rank], "alive")
+        while True:
+            answered = {rank for rank, key in enumerate(keys) if store.check([key])}
+            if len(answered) == info.world_size or time.monotonic() >= deadline:
+                return answered
+            time.sleep(0.1)
+    except (RuntimeError, ValueError):  # DistStoreError and friends: the store is gone too
+        return None
 
 
 def make_train_sampler(
@@ -395,6 +575,7 @@ def wrap_ddp(model: nn.Module, device: torch.device, info: DistInfo, find_unused
         return model
     broadcast_buffers(model, info)
     device_ids = [device.index if device.index is not None else info.local_rank] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(
-        model, device_ids=device_ids, find_unused_parameters=find_unused_parameters, broadcast_buffers=False
-    )
+    with communicating(info, "while setting up DistributedDataParallel"):
+        return nn.parallel.DistributedDataParallel(
+            model, device_ids=device_ids, find_unused_parameters=find_unused_parameters, broadcast_buffers=False
+        )

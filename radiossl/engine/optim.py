@@ -9,6 +9,12 @@ epoch and ran its whole last epoch at lr 0). All schedules accept a linear warm-
 * ``step``: ``lr * gamma ** (epoch // step_size)``;
 * ``constant``: ``lr``.
 
+:func:`batch_scale` states the run's effective batch size (``batch_size x processes x accumulate``)
+and the learning rate it trains with: ``optim.lr`` itself (``optim.lr_scaling: none``, the default,
+so published settings are used as written), or ``optim.lr`` scaled by ``effective /
+reference_batch_size`` (``linear``) or its square root (``sqrt``); the reference defaults to
+``optim.batch_size``, i.e. ``optim.lr`` was tuned on one process without accumulation.
+
 Example:
     >>> import torch
     >>> from radiossl.config import OptimConfig
@@ -24,12 +30,93 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from radiossl.config import OptimConfig
 from radiossl.errors import ConfigError, TrainingError
+
+
+@dataclass(frozen=True)
+class BatchScale:
+    """How many samples one optimiser step sees, and the learning rate that follows from it.
+
+    Example:
+        >>> from radiossl.config import OptimConfig
+        >>> scale = batch_scale(OptimConfig(lr=0.1, batch_size=4, accumulate=2, lr_scaling="linear"), world_size=4)
+        >>> scale.effective_batch_size, scale.lr
+        (32, 0.8)
+        >>> batch, lr = scale.describe().split("; ")
+        >>> batch
+        'effective batch 32 = 4 per process x 4 processes x 2 accumulation steps'
+        >>> lr
+        'lr 0.8 = 0.1 x 32/4 (lr_scaling linear)'
+    """
+
+    batch_size: int  # per process and micro-batch
+    world_size: int
+    accumulate: int
+    effective_batch_size: int
+    reference_batch_size: int
+    lr_scaling: str
+    base_lr: float  # optim.lr as configured
+    lr: float  # the learning rate training uses (the schedule's peak)
+    nodes: int = 1
+
+    def describe(self) -> str:
+        """One line for the run's header: the effective batch and the learning rate, with how they arise."""
+        processes = f"{self.world_size} process" + ("es" if self.world_size != 1 else "")
+        if self.nodes > 1:
+            processes += f" on {self.nodes} nodes"
+        steps = f"{self.accumulate} accumulation step" + ("s" if self.accumulate != 1 else "")
+        batch = f"effective batch {self.effective_batch_size} = {self.batch_size} per process x {processes} x {steps}"
+        ratio = f"{self.effective_batch_size}/{self.reference_batch_size}"
+        if self.lr_scaling == "linear":
+            rule = f"{self.base_lr:g} x {ratio}"
+        elif self.lr_scaling == "sqrt":
+            rule = f"{self.base_lr:g} x sqrt({ratio})"
+        else:
+            rule = "optim.lr"
+        return f"{batch}; lr {self.lr:g} = {rule} (lr_scaling {self.lr_scaling})"
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain numbers and strings (for checkpoints and ``config.yaml``)."""
+        return asdict(self)
+
+
+def batch_scale(optim: OptimConfig, world_size: int = 1, nodes: int = 1) -> BatchScale:
+    """The effective batch size of ``world_size`` processes and the learning rate ``optim.lr_scaling`` gives."""
+    world_size = max(int(world_size), 1)
+    effective = optim.batch_size * world_size * optim.accumulate
+    reference = optim.reference_batch_size or optim.batch_size
+    ratio = effective / reference
+    if optim.lr_scaling == "linear":
+        lr = optim.lr * ratio
+    elif optim.lr_scaling == "sqrt":
+        lr = optim.lr * math.sqrt(ratio)
+    elif optim.lr_scaling == "none":
+        lr = optim.lr
+    else:
+        raise ConfigError(f"optim.lr_scaling: unknown rule {optim.lr_scaling!r}; use none, linear or sqrt")
+    return BatchScale(
+        batch_size=optim.batch_size,
+        world_size=world_size,
+        accumulate=optim.accumulate,
+        effective_batch_size=effective,
+        reference_batch_size=reference,
+        lr_scaling=optim.lr_scaling,
+        base_lr=optim.lr,
+        lr=lr,
+        nodes=max(int(nodes), 1),
+    )
+
+
+def scaled_optim(optim: OptimConfig, scale: BatchScale) -> OptimConfig:
+    """``optim`` with ``lr`` replaced by the scaled one (``min_lr`` stays as configured: an absolute floor)."""
+    return optim if scale.lr == optim.lr else optim.model_copy(update={"lr": scale.lr})
 
 
 def trainable_parameters(model: nn.Module | Iterable[nn.Parameter]) -> list[nn.Parameter]:

@@ -14,6 +14,9 @@ config and compared with plain string operations; paths are never parsed with re
   ``--out`` with the same prefix whose ``checkpoint_latest.pt`` was written most recently; if there
   is none, start a new run.
 
+Under ``torchrun`` a run folder also names the job that made it (:data:`JOB_FILE`), so that workers
+torchrun restarts continue that folder (:func:`job_run_dir`; see :func:`radiossl.engine.trainer.run_training`).
+
 Example:
     >>> format_setting(0.002), format_setting(1.0), format_setting(16)
     ('0.002', '1.0', '16')
@@ -29,11 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from radiossl.config import RunConfig
-from radiossl.engine.checkpoint import LATEST, checkpoint_in, newest_latest_checkpoint
+from radiossl.engine.checkpoint import FINAL, LATEST, checkpoint_in, newest_latest_checkpoint
 from radiossl.errors import ConfigError
 
 TIME_FORMAT = "%Y%m%d-%H%M%S"
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-")
+JOB_FILE = "torchrun.json"
+"""``{"run_id": ...}``: the torchrun job (``TORCHELASTIC_RUN_ID``, i.e. ``--rdzv_id``) that made the run folder."""
 _RUN_MARKERS = ("checkpoint_latest.pt", "checkpoint_best.pt", "checkpoint_final.pt", "config.yaml")
 
 
@@ -116,6 +121,24 @@ def matching_run_dirs(out: Path, prefix: str) -> list[Path]:
         for child in out.iterdir()
         if child.is_dir() and child.name.startswith(head) and _is_stamp(child.name[len(head) :])
     )
+
+
+def job_run_dir(out: Path, prefix: str, run_id: str) -> Path | None:
+    """The unfinished folder under ``out`` with ``prefix`` that torchrun job ``run_id`` made earlier, if any.
+
+    A folder with ``checkpoint_final.pt`` is skipped: torchrun restarts only failed jobs, so a finished
+    run with this id belongs to an earlier job that reused the ``--rdzv_id``.
+    """
+    for folder in reversed(matching_run_dirs(out, prefix)):
+        if (folder / FINAL).is_file():
+            continue
+        try:
+            recorded = json.loads((folder / JOB_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(recorded, dict) and recorded.get("run_id") == run_id:
+            return folder
+    return None
 
 
 def is_run_dir(path: Path) -> bool:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import random
 import warnings
 from collections.abc import Mapping
@@ -44,6 +45,7 @@ from radiossl.engine.distributed import (
     all_reduce_mean,
     broadcast_buffers,
     broadcast_object,
+    communicating,
     destroy_distributed,
     env_dist_info,
     gather_objects,
@@ -52,18 +54,19 @@ from radiossl.engine.distributed import (
     make_train_sampler,
     raise_if_any_failed,
     reduce_validation,
+    shared_store_restart_note,
     step_status,
     sync_batchnorm,
     wrap_ddp,
 )
 from radiossl.engine.logging import RunLogger
-from radiossl.engine.optim import build_optimizer, build_scheduler, current_lr
+from radiossl.engine.optim import BatchScale, batch_scale, build_optimizer, build_scheduler, current_lr, scaled_optim
 from radiossl.engine.precision import autocast_context, make_grad_scaler
 from radiossl.engine.progress import RunPlan, RunSummary, reporting_to
 from radiossl.engine.protocol import StepContext, StepOutput, TrainingTask, headline_metrics
-from radiossl.engine.run_dir import resolve_run_dir, run_prefix
+from radiossl.engine.run_dir import JOB_FILE, job_run_dir, resolve_run_dir, run_prefix
 from radiossl.errors import CheckpointError, ConfigError, DataError, RadiosslError, TrainingError
-from radiossl.utils.atomic import atomic_write_text
+from radiossl.utils.atomic import atomic_write_text, write_json
 from radiossl.utils.figures import as_rgb_uint8, save_png
 from radiossl.utils.seeding import rng_for, seed_everything
 
@@ -126,15 +129,20 @@ def run_training(
         extend_epochs: with ``resume``, train this many epochs beyond the resumed run's planned total;
             the learning-rate schedule is rebuilt for the new total.
 
+    Under ``torchrun`` the run folder records the job's id (``torchrun.json``: ``--rdzv_id``, or the
+    id ``--standalone`` makes up). Workers that torchrun restarts (``--max-restarts``, or nodes joining
+    or leaving an elastic job) find that folder again and continue it from its last checkpoint, as
+    with ``resume="auto"`` (with ``resume`` unset or ``"auto"``; an explicit path still wins).
+
     Raises:
-        TrainingError: a non-finite loss, or a task that breaks the protocol.
+        TrainingError: a non-finite loss, a task that breaks the protocol, or a lost DDP rank.
         CheckpointError: the resume checkpoint is missing, corrupt or does not fit the model.
     """
     if not isinstance(task, TrainingTask):
         raise TrainingError(f"{type(task).__name__} does not implement radiossl.engine.protocol.TrainingTask")
     env = env_dist_info()
     device = select_device(config.runtime.device, env.local_rank if env.distributed else None)
-    info, created = init_distributed(device.type)
+    info, created = init_distributed(device.type, config.runtime.dist_timeout_s)
     try:
         return _Trainer(task, config, device, info).run(run_dir, resume, extend_epochs)
     finally:
@@ -159,6 +167,13 @@ class _Trainer:
         self.patience_best: float | None = None
         self.stale_epochs = 0
         self.resume_state: dict[str, Any] | None = None  # a checkpoint already read for --extend-epochs
+        self.notes: list[str] = []  # messages decided before the run's log exists
+        self.job_id = os.environ.get("TORCHELASTIC_RUN_ID", "") if info.distributed else ""
+        hazard = shared_store_restart_note() if info.distributed else None
+        if hazard:
+            self.notes.append(hazard)
+        self.scale: BatchScale = batch_scale(config.optim, info.world_size, info.nodes)
+        self.steps_per_epoch = 0
 
     # ----------------------------------------------------------------------------------- set-up
 
@@ -167,6 +182,10 @@ class _Trainer:
         answer: Any = None
         if self.info.is_main:
             try:
+                job = job_run_dir(self.config.out, prefix, self.job_id) if self.job_id and run_dir is None else None
+                if job is not None and (resume is None or str(resume) == "auto"):
+                    run_dir, resume = job, "auto"
+                    self.notes.append(f"torchrun restarted the workers of job {self.job_id}: continuing {job}")
                 folder, checkpoint, _ = resolve_run_dir(prefix, self.config.out, run_dir, resume)
                 answer = (str(folder), None if checkpoint is None else str(checkpoint))
             except RadiosslError as exc:
@@ -231,19 +250,37 @@ class _Trainer:
         saved_optim = (state.get("config") or {}).get("optim") or {}
         now_optim = json.loads(self.config.optim.model_dump_json())
         changed = sorted(k for k in now_optim if k in saved_optim and saved_optim[k] != now_optim[k])
+        saved_scale = state.get("scale") or {}
+        # checkpoints from before optim.lr_scaling trained with optim.lr itself
+        saved_lr = float(saved_scale.get("lr") or saved_optim.get("lr") or self.scale.lr)
+        from_lr = None if math.isclose(saved_lr, self.scale.lr, rel_tol=1e-12) else saved_lr
+        saved_steps = int(state.get("steps_per_epoch") or self.steps_per_epoch)
+        if saved_steps != self.steps_per_epoch:
+            # another number of processes: checkpoints are written at epoch ends, so the schedule
+            # continues where the completed epochs put it with the current steps per epoch
+            scheduler.last_epoch = self.start_epoch * self.steps_per_epoch
+        if changed or from_lr is not None or saved_steps != self.steps_per_epoch:
+            self._apply_changed_optim(optimizer, scheduler, changed, from_lr)
         if changed:
-            self._apply_changed_optim(optimizer, scheduler, saved_optim, changed)
             self.log.message(
                 f"note: resuming with changed optim settings ({', '.join(changed)}); "
                 "the schedule follows the current config"
             )
+        saved_batch = saved_scale.get("effective_batch_size")
+        if saved_batch is not None and int(saved_batch) != self.scale.effective_batch_size:
+            self.log.message(
+                f"note: the effective batch changed from {saved_batch} to {self.scale.effective_batch_size} "
+                f"({self.scale.world_size} processes now); lr {saved_lr:g} -> {self.scale.lr:g} "
+                f"(optim.lr_scaling {self.scale.lr_scaling}), {self.steps_per_epoch} steps per epoch"
+            )
         self.log.message(f"resumed from {path} (epoch {self.start_epoch}, step {self.global_step})")
 
-    def _apply_changed_optim(self, optimizer: Any, scheduler: Any, saved: dict[str, Any], changed: list[str]) -> None:
+    def _apply_changed_optim(self, optimizer: Any, scheduler: Any, changed: list[str], from_lr: float | None) -> None:
         """Make the restored optimiser and schedule use the current config's lr, momentum and weight decay.
 
         ``load_state_dict`` brings back the saved hyper-parameters (and the scheduler its saved base
-        learning rates); without this, a resumed run silently kept the old learning rate.
+        learning rates); without this, a resumed run silently kept the old learning rate. ``from_lr``
+        is the (scaled) learning rate the checkpoint trained with when it differs from the current one.
         """
         optim = self.config.optim
         for group in optimizer.param_groups:
@@ -251,11 +288,11 @@ class _Trainer:
                 group["weight_decay"] = optim.weight_decay
             if "momentum" in changed and "momentum" in group:
                 group["momentum"] = optim.momentum
-        if "lr" in changed and saved.get("lr"):
-            ratio = optim.lr / float(saved["lr"])
+        if from_lr is not None:
+            ratio = self.scale.lr / from_lr
             scheduler.base_lrs = [base * ratio for base in scheduler.base_lrs]
             for group in optimizer.param_groups:
-                group["initial_lr"] = group.get("initial_lr", float(saved["lr"])) * ratio
+                group["initial_lr"] = group.get("initial_lr", from_lr) * ratio
         factors = [fn(scheduler.last_epoch) for fn in scheduler.lr_lambdas]
         for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs, factors, strict=True):
             group["lr"] = base * factor
@@ -289,16 +326,21 @@ class _Trainer:
         extended = None if extend_epochs is None else self._extend(resume_from, extend_epochs)
         cfg = self.config
         error: Exception | None = None
+        self.scale = batch_scale(cfg.optim, info.world_size, info.nodes)  # --extend-epochs changed cfg
         if info.is_main:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(folder / "config.yaml", to_yaml(cfg))
+                atomic_write_text(folder / "config.yaml", to_yaml(cfg) + _scale_comment(self.scale))
+                if self.job_id:
+                    write_json(folder / JOB_FILE, {"run_id": self.job_id})
             except Exception as exc:
                 error = exc
         raise_if_any_failed(error, info, f"while writing {folder / 'config.yaml'}")
         self.log = RunLogger(
             folder, enabled=info.is_main, tensorboard=cfg.logging.tensorboard, verbose=cfg.logging.verbose
         )
+        for note in self.notes:
+            self.log.message(note)
         if extended is not None:
             self.log.message(f"extending the run from {extended} to {cfg.optim.epochs} epochs (--extend-epochs)")
         try:
@@ -335,9 +377,10 @@ class _Trainer:
             train_loader = self._loader(train_set, True, generator)
             val_loader = self._loader(val_set, False, val_generator) if val_set is not None else None
             accumulate = cfg.optim.accumulate
-            steps_per_epoch = math.ceil(len(train_loader) / accumulate)
-            optimizer = build_optimizer(model, cfg.optim)
-            scheduler = build_scheduler(optimizer, cfg.optim, steps_per_epoch)
+            self.steps_per_epoch = steps_per_epoch = math.ceil(len(train_loader) / accumulate)
+            optim = scaled_optim(cfg.optim, self.scale)
+            optimizer = build_optimizer(model, optim)
+            scheduler = build_scheduler(optimizer, optim, steps_per_epoch)
             scaler = make_grad_scaler(device, cfg.runtime.amp)
             if resume_from is not None:
                 self._restore(resume_from, model, optimizer, scheduler, scaler)
@@ -356,6 +399,7 @@ class _Trainer:
         self.log.start_run(
             RunPlan(label, self.run_dir, total, min(self.start_epoch, total), headline, live=cfg.logging.progress)
         )
+        self.log.message(self.scale.describe())  # what a run on 1 GPU and one on 16 compare first
         epochs_done = self.start_epoch if self.stopped_early else max(self.start_epoch, total)
         for epoch in range(self.start_epoch, end):
             record, vis_batch = self._train_epoch(
@@ -387,7 +431,7 @@ class _Trainer:
             # A task asks to stop (early stopping) by setting context.extra["stop"] in validate().
             if stop_reason is None and context.extra.get("stop", False):
                 stop_reason = f"requested by {task.name}"
-            stop_reason = broadcast_object(stop_reason, info)
+            stop_reason = broadcast_object(stop_reason, info, f"after epoch {epoch + 1}")
             self.stopped_early = stop_reason is not None
             write_latest = (epoch + 1) % cfg.logging.checkpoint_every == 0 or epoch + 1 == total or self.stopped_early
             if improved or write_latest:
@@ -512,7 +556,8 @@ class _Trainer:
                 except Exception as exc:
                     error = exc
                 loss = self._checked_loss(loss, error, where, epoch, index)
-                scaler.scale(loss / group_size).backward()
+                with communicating(info, f"at epoch {epoch + 1} (batch {index}, exchanging gradients)"):
+                    scaler.scale(loss / group_size).backward()
             values = {"loss": float(loss.detach().item()), **{k: float(v) for k, v in out.metrics.items()}}
             if last_in_group:
                 if before_step is not None:  # optional hook, e.g. to drop the gradients of frozen parameters
@@ -539,7 +584,7 @@ class _Trainer:
                     total_count[1] += 1.0
             self.log.advance_step(values["loss"], lr)
             if last_in_group and self.global_step % cfg.logging.log_every == 0:
-                means = all_reduce_mean(_means(window_sums), info)
+                means = all_reduce_mean(_means(window_sums), info, f"at epoch {epoch + 1} (step {self.global_step})")
                 self.log.log_line(
                     {
                         "type": "step",
@@ -551,7 +596,7 @@ class _Trainer:
                     }
                 )
                 window_sums = {}
-        means = all_reduce_mean(_means(epoch_sums), info)
+        means = all_reduce_mean(_means(epoch_sums), info, f"at the end of epoch {epoch + 1}")
         record: dict[str, Any] = {
             "type": "epoch",
             "epoch": epoch + 1,
@@ -700,7 +745,8 @@ class _Trainer:
     def _payload(
         self, model: nn.Module, optimizer: Any, scheduler: Any, scaler: Any, epochs_done: int
     ) -> dict[str, Any]:
-        states = gather_objects(ckpt.rng_state(), self.info)  # collective: every rank calls this
+        # collective: every rank calls this
+        states = gather_objects(ckpt.rng_state(), self.info, f"while writing checkpoints after epoch {epochs_done}")
         return {
             "format_version": ckpt.FORMAT_VERSION,
             "radiossl_version": radiossl.__version__,
@@ -716,11 +762,19 @@ class _Trainer:
             "epoch": int(epochs_done),
             "global_step": int(self.global_step),
             "rng": {"world_size": self.info.world_size, "states": states},
+            "scale": self.scale.as_dict(),
+            "steps_per_epoch": int(self.steps_per_epoch),
             "best_metric": self.best_metric,
             "history": ckpt.to_plain(self.history),
             "stopped_early": self.stopped_early,
             "early_stopping": {"best": self.patience_best, "stale": self.stale_epochs},
         }
+
+
+def _scale_comment(scale: BatchScale) -> str:
+    """YAML comment lines for ``config.yaml``: what the settings amount to in this run (not settings themselves)."""
+    fields = "\n".join(f"#   {key}: {value}" for key, value in scale.as_dict().items())
+    return f"# this run (derived, not read back): {scale.describe()}\n{fields}\n"
 
 
 def _ordered(values: dict[str, float]) -> dict[str, float]:

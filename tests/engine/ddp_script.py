@@ -7,13 +7,17 @@ Each rank writes REPORT_DIR/rank<r>.json with its view of the result, or REPORT_
 Environment: RESUME; CRASH_AT_EPOCH (every rank raises in that 0-based epoch); N_VAL; NORM=0 (no
 BatchNorm); VAL_JITTER=0 (validation targets without worker randomness); FAIL_RANK + FAIL_EPOCH (that
 rank's training data raises a DataError from the third read of that 0-based epoch) and FAIL_HOLD
-(seconds the failing rank then stays alive, like a process stuck in its teardown).
+(seconds the failing rank then stays alive, like a process stuck in its teardown); LOSE_RANK +
+LOSE_EPOCH (that rank's process vanishes at the start of that 0-based epoch without raising: LOSE_HOW
+``exit`` ends it at once, ``freeze`` stops it with SIGSTOP; it first writes the time to LOSE_MARK),
+and with LOSE_ONCE=1 only if LOSE_MARK does not exist yet (the first attempt of a restarted job).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -25,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from engine_task import Pair, RandomVolumes, TinyTask, tiny_config
 
+from radiossl.engine.protocol import StepContext, StepOutput
 from radiossl.engine.trainer import run_training
 from radiossl.errors import DataError
 
@@ -46,6 +51,23 @@ class BadFileVolumes(RandomVolumes):
         if self.epoch == self.fail_epoch and self.reads > 2:
             raise DataError(f"/data/case{index:03d}.npy: truncated file (simulated)")
         return super().__getitem__(index)
+
+
+class LostNodeTask(TinyTask):
+    """A task whose process disappears at the start of one epoch, without raising (a lost node)."""
+
+    def __init__(self, lose_epoch: int, how: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.lose_epoch = lose_epoch
+        self.how = how
+
+    def training_step(self, model: Any, batch: Pair, context: StepContext) -> StepOutput:
+        if context.epoch == self.lose_epoch:
+            Path(os.environ["LOSE_MARK"]).write_text(str(time.time()))  # when the node was lost
+            if self.how == "freeze":  # alive but silent, like a node behind a dead network link
+                os.kill(os.getpid(), signal.SIGSTOP)
+            os._exit(1)  # gone at once: no exception, no teardown, sockets closed by the kernel
+        return super().training_step(model, batch, context)
 
 
 class FailingTask(TinyTask):
@@ -73,6 +95,8 @@ def main() -> None:
     resume = os.environ.get("RESUME") or None
     crash = os.environ.get("CRASH_AT_EPOCH")
     rank = int(os.environ["RANK"])
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    lose_mark = os.environ.get("LOSE_MARK", "")
     options: dict[str, Any] = {
         "n_train": 10,
         "n_val": int(os.environ.get("N_VAL", "3")),
@@ -83,6 +107,8 @@ def main() -> None:
     fail_rank = os.environ.get("FAIL_RANK")
     if fail_rank is not None and int(fail_rank) == rank:
         task: TinyTask = FailingTask(int(os.environ["FAIL_EPOCH"]), **options)
+    elif os.environ.get("LOSE_RANK") == str(rank) and not (os.environ.get("LOSE_ONCE") and Path(lose_mark).exists()):
+        task = LostNodeTask(int(os.environ["LOSE_EPOCH"]), os.environ.get("LOSE_HOW", "exit"), **options)
     else:
         task = TinyTask(**options)
     report.mkdir(parents=True, exist_ok=True)
@@ -99,6 +125,9 @@ def main() -> None:
         json.dumps(
             {
                 "run_dir": str(result.run_dir),
+                "attempt": int(attempt),
+                "local_rank": int(os.environ["LOCAL_RANK"]),
+                "node": int(os.environ.get("GROUP_RANK", "0")),
                 "history": result.history,
                 "after_steps": task.after_steps,
                 "rng_world_size": None if state is None else state["rng"]["world_size"],

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from radiossl.engine import distributed
 from radiossl.engine.distributed import (
     DistInfo,
     ShardSampler,
@@ -19,7 +20,7 @@ from radiossl.engine.distributed import (
     step_status,
     sync_batchnorm,
 )
-from radiossl.errors import DataError
+from radiossl.errors import DataError, TrainingError
 
 
 def test_validation_shards_cover_every_sample_exactly_once() -> None:
@@ -103,3 +104,48 @@ def test_sync_batchnorm_only_in_distributed_cuda_runs() -> None:
     assert note is None and isinstance(model[1], nn.BatchNorm3d)
     same, note = sync_batchnorm(model, torch.device("cuda", 0), two, enabled=True)  # conversion needs no GPU
     assert isinstance(model[1], nn.SyncBatchNorm) and note is not None and "3 BatchNorm layers" in note
+
+
+def test_a_lost_rank_is_named_by_the_ranks_that_answer_the_roll_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = torch.distributed.HashStore()
+    store.set("radiossl/alive/g1/2", "alive")  # rank 2 answered; rank 1 never will
+    store.set("radiossl/alive/g0/1", "alive")  # an earlier group's rank 1: does not count
+    monkeypatch.setattr(distributed, "ROLL_CALL_S", 0.3)
+    monkeypatch.setattr(distributed, "_default_store", lambda: store)
+    info = DistInfo(world_size=3, rank=0, hosts=("node-a", "node-b", "node-a"), timeout_s=60.0, group_id="g1")
+    gloo = RuntimeError("[/x/third_party/gloo/transport/pair.cc:553] Connection closed by peer [10.0.0.2]:4. Y")
+    assert distributed.is_communication_failure(gloo) and not distributed.is_communication_failure(ValueError("x"))
+    error = distributed.lost_contact_error(gloo, info, "at epoch 2 (batch 0)")
+    assert str(error).startswith("lost contact with rank 1 (host node-b) at epoch 2 (batch 0): stopped without")
+    assert "runtime.dist_timeout_s=60 s" in str(error)
+    assert str(error).endswith("[Connection closed by peer [10.0.0.2]:4]")
+
+    store.set("radiossl/alive/g1/1", "alive")  # everyone answers: nobody is lost, a rank was too slow
+    assert "although every rank is still running" in str(distributed.lost_contact_error(gloo, info, "here"))
+
+    monkeypatch.setattr(distributed, "_default_store", lambda: None)  # the store is gone with its node
+    assert "which one could not be told" in str(distributed.lost_contact_error(gloo, info, "here"))
+    two = DistInfo(world_size=2, rank=1, hosts=("node-a", "node-b"))  # two ranks: no need to ask
+    assert str(distributed.lost_contact_error(gloo, two, "here")).startswith("lost contact with rank 0 (host node-a)")
+
+
+def test_communicating_turns_only_backend_errors_into_a_lost_contact_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(distributed, "_default_store", lambda: None)
+    two = DistInfo(world_size=2, rank=0)
+    lost = pytest.raises(TrainingError, match=r"^lost contact with rank 1 while testing")
+    with lost, distributed.communicating(two, "while testing"):
+        raise torch.distributed.DistNetworkError("Connection reset by peer")
+    with pytest.raises(RuntimeError, match="CUDA out of memory"), distributed.communicating(two, "while testing"):
+        raise RuntimeError("CUDA out of memory")
+
+
+def test_a_restartable_job_over_torchruns_shared_store_gets_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCHELASTIC_MAX_RESTARTS", "2")
+    monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "True")
+    note = distributed.shared_store_restart_note()
+    assert note is not None and "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1" in note and "--max-restarts=2" in note
+    monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "False")  # what that variable makes torchrun set
+    assert distributed.shared_store_restart_note() is None
+    monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "True")
+    monkeypatch.setenv("TORCHELASTIC_MAX_RESTARTS", "0")
+    assert distributed.shared_store_restart_note() is None

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from radiossl.config import OptimConfig
-from radiossl.engine.optim import build_optimizer, build_scheduler, current_lr, lr_factor
+from radiossl.engine.optim import batch_scale, build_optimizer, build_scheduler, current_lr, lr_factor, scaled_optim
 from radiossl.errors import TrainingError
 
 
@@ -73,3 +73,29 @@ def test_scheduler_sets_the_optimizer_lr_and_its_state_is_plain() -> None:
     restored.load_state_dict(sched.state_dict())
     assert restored.last_epoch == 4
     assert all(lam is None for lam in sched.state_dict()["lr_lambdas"])
+
+
+@pytest.mark.parametrize(
+    ("rule", "reference", "expected"),
+    [("none", None, 0.1), ("linear", None, 0.1 * 8), ("sqrt", None, 0.1 * math.sqrt(8)), ("linear", 64, 0.05)],
+)
+def test_lr_scaling_follows_the_effective_batch_size(rule: str, reference: int | None, expected: float) -> None:
+    # 4 per process x 4 processes x 2 accumulation steps = 32, against the default reference of 4 (one process)
+    optim = OptimConfig.model_validate(
+        {"lr": 0.1, "batch_size": 4, "accumulate": 2, "lr_scaling": rule, "reference_batch_size": reference}
+    )
+    scale = batch_scale(optim, world_size=4, nodes=2)
+    assert scale.effective_batch_size == 32 and scale.reference_batch_size == (reference or 4)
+    assert scale.lr == pytest.approx(expected) and scale.base_lr == 0.1
+    scaled = scaled_optim(optim, scale)
+    assert scaled.lr == pytest.approx(expected) and scaled.min_lr == optim.min_lr  # the floor stays absolute
+    assert scale.describe().startswith("effective batch 32 = 4 per process x 4 processes on 2 nodes x 2 accumulation")
+    assert f"(lr_scaling {rule})" in scale.describe()
+
+
+def test_the_default_is_no_scaling_so_published_settings_stay_as_written() -> None:
+    optim = OptimConfig()
+    assert optim.lr_scaling == "none" and optim.reference_batch_size is None
+    scale = batch_scale(optim, world_size=16)
+    assert scale.lr == optim.lr and scaled_optim(optim, scale) is optim
+    assert scale.effective_batch_size == 16 * optim.batch_size

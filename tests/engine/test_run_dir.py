@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from radiossl.config import ExampleRunConfig, build_config
-from radiossl.engine.run_dir import dataset_name, matching_run_dirs, new_run_dir, resolve_run_dir, run_prefix
+from radiossl.engine.run_dir import (
+    JOB_FILE,
+    dataset_name,
+    job_run_dir,
+    matching_run_dirs,
+    new_run_dir,
+    resolve_run_dir,
+    run_prefix,
+)
 from radiossl.errors import CheckpointError, ConfigError
 
 
@@ -95,3 +103,19 @@ def test_explicit_run_dir_with_checkpoints_needs_resume(tmp_path: Path) -> None:
     _touch(tmp_path / "run" / "checkpoint_final.pt")
     with pytest.raises(ConfigError, match="--resume auto"):
         resolve_run_dir("p", tmp_path, run_dir=tmp_path / "run")
+
+
+def test_restarted_torchrun_workers_find_the_unfinished_folder_of_their_job(tmp_path: Path) -> None:
+    prefix = "pretrain-tiny-data-w1.0-b4-e3-lr0.05"
+    folders = {}
+    for stamp, job in [("20261201-100000", "job-a"), ("20261202-100000", "job-b"), ("20261203-100000", "job-a")]:
+        folder = tmp_path / f"{prefix}-{stamp}"
+        folder.mkdir()
+        (folder / JOB_FILE).write_text(json.dumps({"run_id": job}))
+        folders[stamp] = folder
+    assert job_run_dir(tmp_path, prefix, "job-a") == folders["20261203-100000"]  # the newest of its job
+    assert job_run_dir(tmp_path, prefix, "job-b") == folders["20261202-100000"]
+    assert job_run_dir(tmp_path, prefix, "job-c") is None
+    assert job_run_dir(tmp_path, "pretrain-other", "job-a") is None
+    (folders["20261203-100000"] / "checkpoint_final.pt").write_bytes(b"")  # finished: an earlier job's id reused
+    assert job_run_dir(tmp_path, prefix, "job-a") == folders["20261201-100000"]

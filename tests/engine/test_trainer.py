@@ -12,6 +12,7 @@ from engine_task import TinyTask
 
 from radiossl.config import ExampleRunConfig
 from radiossl.engine.checkpoint import BEST, FINAL, LATEST, load_checkpoint
+from radiossl.engine.optim import lr_factor
 from radiossl.engine.trainer import TrainResult, run_training
 from radiossl.errors import CheckpointError, ConfigError, TrainingError
 from radiossl.utils.seeding import seed_everything
@@ -283,3 +284,27 @@ def test_before_optimizer_step_runs_before_the_step_so_a_dropped_gradient_freeze
     assert bias_index not in state["optimizer"]["state"]  # no momentum buffer
     assert 0 in state["optimizer"]["state"]
     assert not torch.equal(state["model"]["conv2.weight"], initial["conv2.weight"])
+
+
+def test_the_scaled_lr_trains_and_a_resume_with_another_effective_batch_rescales_it(make_config: Factory) -> None:
+    # 12 volumes, batch 4: 3 batches per epoch; lr 0.05 tuned for a batch of 2, scaled linearly
+    scaling = ("optim.epochs=2", "optim.lr_scaling=linear", "optim.reference_batch_size=2")
+    config = make_config(*scaling)
+    with pytest.raises(RuntimeError, match="simulated interruption"):
+        run_training(TinyTask(crash_at_epoch=1), config)
+    (run_dir,) = config.out.iterdir()
+    first = load_checkpoint(run_dir / LATEST)
+    assert first["scale"]["lr"] == pytest.approx(0.1) and first["scale"]["effective_batch_size"] == 4
+    assert _epoch_lines(run_dir)[0]["lr"] == pytest.approx(0.1 * lr_factor(config.optim, 2, 3))
+    assert (
+        "effective batch 4 = 4 per process x 1 process x 1 accumulation step; lr 0.1 = 0.05 x 4/2"
+        in (run_dir / "train.log").read_text()
+    )
+    assert "#   effective_batch_size: 4" in (run_dir / "config.yaml").read_text()
+
+    # as if resumed on another number of processes: 3 accumulation steps make the effective batch 12
+    # (lr 0.05 x 12/2 = 0.3) and one optimiser step per epoch; the schedule continues at epoch 2's start
+    resumed = run_training(TinyTask(), make_config(*scaling, "optim.accumulate=3"), resume="auto")
+    log = (resumed.run_dir / "train.log").read_text()
+    assert "note: the effective batch changed from 4 to 12" in log and "lr 0.1 -> 0.3" in log
+    assert _epoch_lines(resumed.run_dir)[-1]["lr"] == pytest.approx(0.3 * 0.5)  # cosine at half of 2 steps
