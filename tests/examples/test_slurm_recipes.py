@@ -234,15 +234,16 @@ def test_multinode_pretraining_starts_one_torchrun_per_node_with_a_c10d_rendezvo
     scontrol, srun, torchrun = _calls(tmp_path)
     assert scontrol == ["scontrol", "show", "hostnames", "node-[a-b]"]
     assert srun[:2] == ["srun", "torchrun"]
-    assert torchrun[1:7] == [
+    assert torchrun[1:8] == [
         "--nnodes=2",
         "--nproc_per_node=4",
         "--rdzv_backend=c10d",
         "--rdzv_endpoint=node-a:29500",
         "--rdzv_id=4242",
+        "--max-restarts=0",
         "-m",
     ]
-    command = " ".join(torchrun[7:])
+    command = " ".join(torchrun[8:])
     assert command == (
         "radiossl pretrain --method patch-cluster --data /shared/proc --out /shared/runs "
         "--workers 8 --amp bf16 --resume auto"
