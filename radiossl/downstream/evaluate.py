@@ -172,8 +172,8 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] | None = None) -
         config: the resolved evaluate config (see :func:`radiossl.downstream.config.load_task_config`).
         log: called with one line per case (progress); None = silent.
     """
-    from radiossl.engine.device import select_device
-    from radiossl.engine.precision import amp_dtype
+    from radiossl.engine.device import apply_memory_format, memory_format_for, select_device
+    from radiossl.engine.precision import amp_dtype, resolve_amp
     from radiossl.models.loading import model_from_checkpoint, read_checkpoint
     from radiossl.utils.atomic import atomic_write_text, write_json
 
@@ -193,8 +193,10 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] | None = None) -
     _check_model(model, task, config.weights)
     roi = _roi(config, saved)
     device = select_device(config.runtime.device)
-    model.to(device).eval()
-    autocast = amp_dtype(config.runtime.amp) if device.type != "cpu" or config.runtime.amp == "bf16" else None
+    apply_memory_format(model.to(device), memory_format_for(device, config.runtime.memory_format)).eval()
+    precision = resolve_amp(device, config.runtime.amp)
+    precision.log()
+    autocast = amp_dtype(precision.amp)
 
     cases = task.list_cases()
     by_id = {case.case_id: case for case in cases}
@@ -229,6 +231,7 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] | None = None) -
         say(f"[{number}/{len(ids)}] {case_id}: {scores or 'no label'}")
 
     summary = _summary(rows, names, config, task, failures, losses)
+    summary["amp"] = precision.amp
     metrics_csv, summary_json = out / "metrics.csv", out / "summary.json"
     atomic_write_text(metrics_csv, _csv_text(rows, config.hd_percentile))
     write_json(summary_json, summary)
