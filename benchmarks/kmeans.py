@@ -221,6 +221,8 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 def main() -> None:
+    from radiossl.engine.cpu import machine_line
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, help="An existing preprocessed folder (default: phantom BraTS).")
     parser.add_argument("--cases", type=int, default=4, help="Phantom cases to synthesise.")
@@ -234,6 +236,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="Also write the results here.")
     args = parser.parse_args()
     results = run(args)
+    results["setup"]["machine"] = machine_line()
+    print(results["setup"]["machine"])
     print_table(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

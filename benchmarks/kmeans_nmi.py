@@ -177,6 +177,8 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 def main() -> None:
+    from radiossl.engine.cpu import machine_line
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resolution", type=int, default=2, choices=(1, 2), help="Template voxel size (mm).")
     parser.add_argument("--k", type=int, nargs="+", default=[3, 10], help="Cluster counts.")
@@ -189,6 +191,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="Also write the results here.")
     args = parser.parse_args()
     results = run(args)
+    results["setup"]["machine"] = machine_line()
+    print(results["setup"]["machine"])
     print_table(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

@@ -101,6 +101,8 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from radiossl.engine.cpu import machine_line
+
     table = Table(title=f"radiossl preprocess: {args.cases} BraTS phantoms {tuple(args.shape)}, 4 modalities")
     columns = (
         "setting",
@@ -132,6 +134,7 @@ def main() -> None:
             f"{row['size_ratio_vs_float64']:.1f}x",
         )
     console = Console(width=150)
+    console.print(machine_line(), highlight=False)
     console.print(table)
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     console.print(
@@ -141,7 +144,7 @@ def main() -> None:
     if synth_seconds:
         console.print(f"(phantom generation, not timed above: {synth_seconds:.1f} s; data in {work})")
     if args.json is not None:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+        args.json.write_text(json.dumps([{**row, "machine": machine_line()} for row in rows], indent=2) + "\n")
 
 
 if __name__ == "__main__":

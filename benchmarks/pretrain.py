@@ -3,6 +3,9 @@
 Measures the patch-cluster method (model + loss + backward + optimiser step, exactly the calls the
 engine makes per step) on fabricated :class:`PairSample` batches, so data loading is not measured.
 Each precision runs in its own subprocess so that peak RSS (``resource.getrusage``) belongs to it.
+A precision that this CPU does not compute natively (bf16 without avx512_bf16/AMX, see
+:mod:`radiossl.engine.cpu`) is resolved as training resolves it, to float32, and not measured twice;
+the first line printed names the CPU, torch's kernel level and whether bf16 is native.
 FLOPs of one step are counted with :class:`torch.utils.flop_counter.FlopCounterMode`, and compared
 with the best of a few large ``torch.matmul`` calls of the same dtype on the same machine.
 
@@ -80,15 +83,17 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from radiossl.engine.cpu import machine_line
     from radiossl.engine.optim import build_optimizer
-    from radiossl.engine.precision import autocast_context, make_grad_scaler
+    from radiossl.engine.precision import autocast_context, make_grad_scaler, resolve_amp
     from radiossl.engine.protocol import StepContext
     from radiossl.errors import PluginError
     from radiossl.pretext.base import get_method, load_pretrain_config
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    amp = args.amp[0]  # a child measures one precision
+    device = torch.device("cpu")
+    amp = resolve_amp(device, args.amp[0]).amp  # a child measures one precision (the parent resolved it)
     try:
         method_cls = get_method(args.method)
     except PluginError as exc:
@@ -112,7 +117,6 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
     model = method.build_model()
     model.train()
     optimizer = build_optimizer(model, config.optim)
-    device = torch.device("cpu")
     scaler = make_grad_scaler(device, amp)
     batch = fabricate_batch(args.batch, crop, config.model.in_channels, seed=1)
     context = StepContext(epoch=1, total_epochs=2, step=0, device=device)
@@ -146,8 +150,9 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
     # the median is reported next to it.
     step_time = min(times)
     peak_dtype = "bfloat16" if amp == "bf16" else "float32"
-    peak = matmul_peak(peak_dtype)
+    peak = matmul_peak(peak_dtype, args.peak_size)
     return {
+        "machine": machine_line(),
         "method": args.method,
         "amp": amp,
         "width": args.width,
@@ -180,8 +185,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3, help="Timed steps per precision.")
     parser.add_argument("--warmup", type=int, default=1, help="Untimed steps first.")
-    parser.add_argument("--amp", nargs="+", default=["none", "bf16"], choices=["none", "bf16", "fp16"])
+    parser.add_argument(
+        "--amp",
+        nargs="+",
+        default=["none", "bf16"],
+        choices=["none", "bf16", "fp16", "auto"],
+        help="Precisions to measure; one this CPU lacks natively is not measured (runtime.amp falls back).",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default).")
+    parser.add_argument("--peak-size", type=int, default=4096, help="Matrix size of the matmul-peak measurement.")
     parser.add_argument("--json", type=Path, default=None, help="Also write the results here.")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -190,8 +202,23 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run_child(args)))
         return 0
 
+    import torch
+
+    from radiossl.engine.cpu import machine_line
+    from radiossl.engine.precision import resolve_amp
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(machine_line())
+    precisions: list[str] = []
+    for requested in args.amp:
+        choice = resolve_amp(torch.device("cpu"), requested)
+        if choice.message is not None:
+            print(choice.message + ("; not measured separately" if choice.fallback else ""))
+        if choice.amp not in precisions:
+            precisions.append(choice.amp)
     results = []
-    for amp in args.amp:
+    for amp in precisions:
         command = [
             sys.executable,
             __file__,
@@ -212,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
             amp,
             "--threads",
             str(args.threads),
+            "--peak-size",
+            str(args.peak_size),
         ]
         proc = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), check=False)
         if proc.returncode != 0:

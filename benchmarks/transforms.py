@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from radiossl.engine.cpu import machine_line
 from radiossl.pretext.models_genesis import ModelsGenesisConfig, build_corruption, composed_corruption
 from radiossl.transforms import (
     BezierIntensity,
@@ -233,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             lambda c: loop_inpaint(c) if random.random() < 0.2 else loop_outpaint(c),
         ),
     ]
+    print(machine_line())
     print(
         f"cubes {tuple(args.size)}, batch {args.batch}, torch threads {torch.get_num_threads()}, "
         f"torch {torch.__version__}, numpy {np.__version__}, local shuffling: {shuffle_path}"
@@ -284,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         report(name, best["loop"] / len(many), best[f"{name} single"] / len(many), batched)
     if args.json is not None:
         meta = {
+            "machine": machine_line(),
             "size": list(args.size),
             "batch": args.batch,
             "threads": torch.get_num_threads(),

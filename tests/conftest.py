@@ -3,6 +3,34 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from radiossl.engine.cpu import CpuInfo
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("MKL_NUM_THREADS", "2")
+
+
+@pytest.fixture
+def fake_cpu(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CpuInfo]:
+    """Make radiossl see a CPU with (or without) native bf16/fp16, whatever this machine has."""
+    from radiossl.engine import cpu
+
+    def fake(bf16: bool, fp16: bool = False) -> CpuInfo:
+        info = cpu.CpuInfo(
+            model="Fake CPU",
+            logical_cores=2,
+            capability="AVX512" if bf16 or fp16 else "AVX2",
+            bf16_native=bf16,
+            bf16_why="avx512_bf16" if bf16 else "no avx512_bf16 or amx_bf16 instructions",
+            fp16_native=fp16,
+            fp16_why="avx512_fp16" if fp16 else "no avx512_fp16 or amx_fp16 instructions",
+        )
+        monkeypatch.setattr(cpu, "cpu_info", lambda: info)
+        return info
+
+    return fake

@@ -25,6 +25,7 @@ def test_demo_end_to_end_and_resumable(tmp_path: Path) -> None:
         traceback.print_exception(*result.exc_info)
     assert result.exit_code == 0, result.output
     assert "Dice on held-out phantom cases" in result.output
+    assert "demo finished in" in result.output and "torch kernels" in result.output  # names the CPU it timed
     for label in ("scratch", "pixel-cluster"):
         assert label in result.output
         summary = json.loads((out / "evaluation" / label / "summary.json").read_text())

@@ -52,7 +52,12 @@ WidthOption = Annotated[
     float | None, typer.Option("--width", help="Network width multiplier (1.0 = published).", show_default=False)
 ]
 AmpOption = Annotated[
-    str | None, typer.Option("--amp", help="Mixed precision: none, bf16 or fp16.", show_default=False)
+    str | None,
+    typer.Option(
+        "--amp",
+        help="Mixed precision: none, bf16, fp16 or auto (bf16 where the device has it natively).",
+        show_default=False,
+    ),
 ]
 ResumeOption = Annotated[
     str | None,

@@ -263,15 +263,19 @@ def evaluate(
             return result  # a shard's part: no summary that would claim to be whole
         result.failures = []
         losses: list[float] = []
+        precisions: set[str] = set()
         for case_id in ids:
             fragment = fragments.read_json(case_id)
             if fragment.get("status") == "ok":
                 result.rows.extend(fragment["rows"])
                 if fragment.get("loss") is not None:
                     losses.append(float(fragment["loss"]))
+                precisions.add(str(fragment.get("amp", "none")))
             else:
                 result.failures.append({"case": case_id, "error": str(fragment.get("error"))})
         result.summary = _summary(result.rows, task.region_names(), config, task, result.failures, losses)
+        # The precision the cases really ran in (after resolve_amp); shards on other machines may differ.
+        result.summary["amp"] = precisions.pop() if len(precisions) == 1 else sorted(precisions)
         atomic_write_text(metrics_csv, _csv_text(result.rows, config.hd_percentile))
         write_json(summary_json, result.summary)
     return result
@@ -288,8 +292,8 @@ def _evaluate_cases(
     say: Callable[[str], None],
 ) -> tuple[list[Path], list[dict[str, str]]]:
     """Evaluate ``cases``, writing each one's fragment; returns the predictions written and the failures."""
-    from radiossl.engine.device import select_device
-    from radiossl.engine.precision import amp_dtype
+    from radiossl.engine.device import apply_memory_format, memory_format_for, select_device
+    from radiossl.engine.precision import amp_dtype, resolve_amp
     from radiossl.models.loading import model_from_checkpoint
 
     assert config.weights is not None
@@ -297,8 +301,10 @@ def _evaluate_cases(
     _check_model(model, task, config.weights)
     roi = _roi(config, saved)
     device = select_device(config.runtime.device)
-    model.to(device).eval()
-    autocast = amp_dtype(config.runtime.amp) if device.type != "cpu" or config.runtime.amp == "bf16" else None
+    apply_memory_format(model.to(device), memory_format_for(device, config.runtime.memory_format)).eval()
+    precision = resolve_amp(device, config.runtime.amp)
+    precision.log()
+    autocast = amp_dtype(precision.amp)
     policy = EmptyPolicy(config.empty_policy.both_empty, config.empty_policy.one_empty_hd)
     out = Path(config.out)
     predictions: list[Path] = []
@@ -317,7 +323,10 @@ def _evaluate_cases(
             fragments.write_json(case.case_id, {"case": case.case_id, "status": "failed", "error": str(exc)})
             say(f"{where} {case.case_id}: [red]failed[/]: {exc}")
             continue
-        fragments.write_json(case.case_id, {"case": case.case_id, "status": "ok", "rows": case_rows, "loss": loss})
+        fragments.write_json(
+            case.case_id,
+            {"case": case.case_id, "status": "ok", "rows": case_rows, "loss": loss, "amp": precision.amp},
+        )
         scores = ", ".join(f"{row['region']} {row['dice']:.3f}" for row in case_rows)
         say(f"{where} {case.case_id}: {scores or 'no label'}")
     return predictions, failures

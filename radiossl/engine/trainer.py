@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader
 import radiossl
 from radiossl.config import RunConfig, to_yaml
 from radiossl.engine import checkpoint as ckpt
-from radiossl.engine.device import move_to_device, pin_memory_for, select_device
+from radiossl.engine.device import apply_memory_format, memory_format_for, move_to_device, pin_memory_for, select_device
 from radiossl.engine.distributed import (
     DistInfo,
     all_reduce_mean,
@@ -61,7 +61,7 @@ from radiossl.engine.distributed import (
 )
 from radiossl.engine.logging import RunLogger
 from radiossl.engine.optim import BatchScale, batch_scale, build_optimizer, build_scheduler, current_lr, scaled_optim
-from radiossl.engine.precision import autocast_context, make_grad_scaler
+from radiossl.engine.precision import autocast_context, make_grad_scaler, resolve_amp
 from radiossl.engine.progress import RunPlan, RunSummary, reporting_to
 from radiossl.engine.protocol import StepContext, StepOutput, TrainingTask, headline_metrics
 from radiossl.engine.run_dir import JOB_FILE, job_run_dir, resolve_run_dir, run_prefix
@@ -314,6 +314,15 @@ class _Trainer:
         self.config = self.config.model_copy(update={"optim": optim})
         return planned
 
+    def _resolve_precision(self) -> None:
+        """Replace ``runtime.amp`` by the precision that runs here, so config.yaml and checkpoints record it."""
+        choice = resolve_amp(self.device, self.config.runtime.amp)
+        if self.info.is_main:
+            choice.log()
+        if choice.amp != self.config.runtime.amp:
+            runtime = self.config.runtime.model_copy(update={"amp": choice.amp})
+            self.config = self.config.model_copy(update={"runtime": runtime})
+
     # --------------------------------------------------------------------------------- the loop
 
     def run(self, run_dir: Path | None, resume: str | Path | None, extend_epochs: int | None = None) -> TrainResult:
@@ -324,6 +333,7 @@ class _Trainer:
         folder, resume_from = self._resolve(run_dir, resume)
         self.run_dir = folder
         extended = None if extend_epochs is None else self._extend(resume_from, extend_epochs)
+        self._resolve_precision()
         cfg = self.config
         error: Exception | None = None
         self.scale = batch_scale(cfg.optim, info.world_size, info.nodes)  # --extend-epochs changed cfg
@@ -360,6 +370,7 @@ class _Trainer:
                 )
             self.model_spec = ckpt.to_plain(task.model_spec(model))
             model.to(device)
+            apply_memory_format(model, memory_format_for(device, cfg.runtime.memory_format))
             model, note = sync_batchnorm(model, device, info, cfg.runtime.sync_batchnorm)
             if note:
                 self.log.message(note)
@@ -754,7 +765,10 @@ class _Trainer:
             "kind": self.task.kind,
             "name": self.task.name,
             "config": json.loads(self.config.model_dump_json()),
-            "model": {k: v.detach().cpu() for k, v in ckpt.strip_module_prefix(model.state_dict()).items()},
+            # contiguous: checkpoints keep the standard layout whatever runtime.memory_format trained with
+            "model": {
+                k: v.detach().cpu().contiguous() for k, v in ckpt.strip_module_prefix(model.state_dict()).items()
+            },
             "model_spec": self.model_spec,
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),

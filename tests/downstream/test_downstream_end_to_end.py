@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from radiossl.cli import app
 from radiossl.downstream.config import load_task_config
 from radiossl.downstream.evaluate import EvaluateResult, evaluate
 from radiossl.downstream.finetune import FinetuneResult, finetune
+from radiossl.engine.cpu import CpuInfo
 from radiossl.models import UNet3D, model_spec
 
 
@@ -91,6 +94,26 @@ def test_evaluate_full_protocol(scratch_run: FinetuneResult, brats_root: Path, t
         assert np.allclose(written.affine, reference.affine) and written.shape == reference.shape
         assert set(np.unique(np.asarray(written.dataobj)).tolist()) <= {0, 1, 2, 4}
     assert "WT" in str(result.table().columns[0]._cells)
+
+
+@pytest.mark.parametrize(("native", "expected"), [(False, "none"), (True, "bf16")])
+def test_evaluate_runs_bf16_only_on_a_cpu_with_native_bf16(
+    scratch_run: FinetuneResult,
+    brats_root: Path,
+    tmp_path: Path,
+    fake_cpu: Callable[..., CpuInfo],
+    caplog: pytest.LogCaptureFixture,
+    native: bool,
+    expected: str,
+) -> None:
+    fake_cpu(bf16=native)
+    runtime = {"device": "cpu", "amp": "bf16"}
+    with caplog.at_level(logging.WARNING, logger="radiossl.engine.precision"):
+        result = run_evaluate(brats_root, scratch_run.best_checkpoint, tmp_path / "eval", runtime=runtime, max_cases=1)
+    assert json.loads(result.summary_json.read_text())["amp"] == expected
+    warnings = [r.getMessage() for r in caplog.records if r.name == "radiossl.engine.precision"]
+    assert len(warnings) == (0 if native else 1)
+    assert all(w.startswith("runtime.amp=bf16 falls back to float32") for w in warnings)
 
 
 def test_evaluate_thesis_crops(scratch_run: FinetuneResult, brats_root: Path, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from engine_task import TinyTask
 
 from radiossl.config import ExampleRunConfig
 from radiossl.engine.checkpoint import BEST, FINAL, LATEST, load_checkpoint
+from radiossl.engine.cpu import CpuInfo
 from radiossl.engine.optim import lr_factor
 from radiossl.engine.trainer import TrainResult, run_training
 from radiossl.errors import CheckpointError, ConfigError, TrainingError
@@ -199,12 +201,69 @@ def test_metrics_jsonl_vis_pngs_and_tensorboard(make_config: Factory) -> None:
     assert load_checkpoint(result.latest_checkpoint)["epoch"] == 3  # written on the last epoch too
 
 
-def test_bf16_and_fp16_autocast_train_on_cpu(make_config: Factory) -> None:
+def test_bf16_and_fp16_autocast_train_on_cpu(make_config: Factory, fake_cpu: Callable[..., CpuInfo]) -> None:
+    fake_cpu(bf16=True, fp16=True)  # a CPU with native bf16 and fp16: both precisions run as asked
     for amp in ("bf16", "fp16"):
         result = run_training(TinyTask(n_val=None), make_config(f"runtime.amp={amp}", "optim.epochs=1", out=amp))
         assert torch.isfinite(torch.tensor(result.history[-1]["loss"]))
         scaler = load_checkpoint(result.final_checkpoint)["grad_scaler"]
         assert bool(scaler) == (amp == "fp16")
+
+
+class _RecordsOutputDtype(TinyTask):
+    dtypes: set[torch.dtype]
+
+    def training_step(self, model, batch, context):  # type: ignore[no-untyped-def]
+        self.dtypes.add(model(batch.image).dtype)
+        return super().training_step(model, batch, context)
+
+
+@pytest.mark.parametrize("amp", ["bf16", "auto"])
+def test_bf16_on_a_cpu_without_native_bf16_trains_in_float32_and_records_it(
+    make_config: Factory, fake_cpu: Callable[..., CpuInfo], caplog: pytest.LogCaptureFixture, amp: str
+) -> None:
+    fake_cpu(bf16=False)
+    task = _RecordsOutputDtype(n_val=None)
+    task.dtypes = set()
+    with caplog.at_level(logging.INFO, logger="radiossl.engine.precision"):
+        result = run_training(task, make_config(f"runtime.amp={amp}", "optim.epochs=2"))
+    assert task.dtypes == {torch.float32}
+    messages = [r for r in caplog.records if r.name == "radiossl.engine.precision"]
+    assert len(messages) == 1  # once per run, not per epoch or step
+    assert "float32" in messages[0].getMessage() and "no native bf16" in messages[0].getMessage()
+    assert messages[0].levelno == (logging.WARNING if amp == "bf16" else logging.INFO)
+    assert "amp: none" in (result.run_dir / "config.yaml").read_text()
+    assert load_checkpoint(result.final_checkpoint)["config"]["runtime"]["amp"] == "none"
+
+
+class _RecordsWeightLayout(TinyTask):
+    layouts: set[tuple[int, ...]]
+
+    def build_model(self) -> torch.nn.Module:
+        model = super().build_model()
+        model.conv2 = torch.nn.Conv3d(4, 1, 3, padding=1)  # a weight with several input channels has two layouts
+        return model
+
+    def training_step(self, model, batch, context):  # type: ignore[no-untyped-def]
+        self.layouts.add(model.conv2.weight.stride())
+        return super().training_step(model, batch, context)
+
+
+def test_cpu_training_runs_channels_last_with_the_same_losses_and_contiguous_checkpoints(
+    make_config: Factory,
+) -> None:
+    runs = {}
+    for memory_format in ("auto", "contiguous"):
+        task = _RecordsWeightLayout(n_val=None)
+        task.layouts = set()
+        config = make_config(f"runtime.memory_format={memory_format}", "optim.epochs=2", out=memory_format)
+        runs[memory_format] = run_training(task, config)
+        # auto = channels_last_3d on the CPU: the channel stride is 1
+        assert task.layouts == {(108, 1, 36, 12, 4) if memory_format == "auto" else (108, 27, 9, 3, 1)}
+    losses = [[line["loss"] for line in _epoch_lines(runs[name].run_dir)] for name in ("auto", "contiguous")]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+    weights = _weights(runs["auto"].final_checkpoint)
+    assert all(w.is_contiguous() for w in weights.values())
 
 
 class _StopsAfterSecondEpoch(TinyTask):
