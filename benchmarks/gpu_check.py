@@ -496,12 +496,22 @@ def _scaler_skips_infinite_steps(device: Any) -> tuple[float, float]:
 def check_amp_fp16(ctx: Context) -> tuple[str, dict[str, Any]]:
     import torch
 
+    from radiossl.engine.precision import resolve_amp
+
     scale_before, scale_after = _scaler_skips_infinite_steps(ctx.device)
     result = tiny_pretrain(ctx, "amp-fp16", ["runtime.amp=fp16"])
     losses = _losses(result.history)
     scaler = torch.load(result.final_checkpoint, weights_only=True)["grad_scaler"]
     data = {"losses": losses, "grad_scaler": scaler, "run_dir": str(result.run_dir)}
     expect(bool(losses) and all(math.isfinite(v) for v in losses), f"non-finite losses {losses}", data)
+    choice = resolve_amp(ctx.device, "fp16")
+    if choice.fallback:  # a device without native fp16 (most CPUs): training runs float32, without a scaler
+        expect(not scaler, f"fp16 fell back to float32 but the checkpoint holds a scaler ({scaler})", data)
+        return (
+            f"an inf gradient skipped the step (scale {scale_before:g} -> {scale_after:g}); fp16 is not native "
+            f"here, so the run fell back to float32 without a scaler ({choice.message})",
+            data,
+        )
     scale = scaler.get("scale") if isinstance(scaler, dict) else None
     expect(
         isinstance(scale, float) and math.isfinite(scale) and scale > 0,
