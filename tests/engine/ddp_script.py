@@ -63,7 +63,10 @@ class LostNodeTask(TinyTask):
 
     def training_step(self, model: Any, batch: Pair, context: StepContext) -> StepOutput:
         if context.epoch == self.lose_epoch:
-            Path(os.environ["LOSE_MARK"]).write_text(str(time.time()))  # when the node was lost
+            mark = Path(os.environ["LOSE_MARK"])
+            if self.how == "freeze":  # the test ends the stopped process itself (torchrun leaves it behind)
+                mark.with_suffix(".pid").write_text(str(os.getpid()))
+            mark.write_text(str(time.time()))  # when the node was lost
             if self.how == "freeze":  # alive but silent, like a node behind a dead network link
                 os.kill(os.getpid(), signal.SIGSTOP)
             os._exit(1)  # gone at once: no exception, no teardown, sockets closed by the kernel

@@ -76,6 +76,12 @@ class Job:
         return self.logs[index].read_text(errors="replace")
 
 
+def _end_frozen_process(pid_file: Path) -> None:
+    """SIGKILL the process that stopped itself (a frozen node): torchrun leaves a stopped worker behind."""
+    with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -210,6 +216,7 @@ def test_a_lost_node_stops_the_other_promptly_with_a_message_naming_it(tmp_path:
         codes = [agent.poll() for agent in job.agents]
     finally:
         job.kill()
+        _end_frozen_process(mark.with_suffix(".pid"))
     assert survivor is not None, f"{job.output(0)[-3000:]}\n{job.output(1)[-3000:]}"
     assert codes[survivor] not in (None, 0)  # torchrun's agent reports the failure and exits non-zero
     error = json.loads((job.report / "rank0.error.json").read_text())
