@@ -84,6 +84,7 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
     from torch.utils.flop_counter import FlopCounterMode
 
     from radiossl.engine.cpu import machine_line
+    from radiossl.engine.device import apply_memory_format, memory_format_for
     from radiossl.engine.optim import build_optimizer
     from radiossl.engine.precision import autocast_context, make_grad_scaler, resolve_amp
     from radiossl.engine.protocol import StepContext
@@ -115,6 +116,7 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(0)
     method = method_cls(config)
     model = method.build_model()
+    apply_memory_format(model, memory_format_for(device, args.memory_format))  # as the trainer lays it out
     model.train()
     optimizer = build_optimizer(model, config.optim)
     scaler = make_grad_scaler(device, amp)
@@ -155,6 +157,7 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine_line(),
         "method": args.method,
         "amp": amp,
+        "memory_format": args.memory_format,
         "width": args.width,
         "crop": list(crop),
         "batch": args.batch,
@@ -194,6 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default).")
     parser.add_argument("--peak-size", type=int, default=4096, help="Matrix size of the matmul-peak measurement.")
+    parser.add_argument(
+        "--memory-format",
+        default="auto",
+        choices=["auto", "contiguous", "channels_last"],
+        help="Layout of the 3D weights, as runtime.memory_format (auto = channels_last on the CPU).",
+    )
     parser.add_argument("--json", type=Path, default=None, help="Also write the results here.")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -241,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             str(args.threads),
             "--peak-size",
             str(args.peak_size),
+            "--memory-format",
+            args.memory_format,
         ]
         proc = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), check=False)
         if proc.returncode != 0:
@@ -250,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"{args.method}, width {args.width}, crops {'x'.join(map(str, args.crop))}, batch {args.batch}, "
-        f"{results[0]['threads']} threads, fabricated PairSample batches"
+        f"{results[0]['threads']} threads, memory format {args.memory_format}, fabricated PairSample batches"
     )
     header = (
         f"{'amp':>5} {'s/step':>7} {'median':>7} {'s/pair':>7} {'pairs/s':>8} "

@@ -32,6 +32,8 @@ NATIVE_FP16_FLAGS = ("avx512_fp16", "amx_fp16")
 # oneDNN ISA caps (DNNL_MAX_CPU_ISA) that still include native bf16 / fp16 instructions.
 _ONEDNN_BF16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX10")
 _ONEDNN_FP16_ISAS = ("AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX10")
+# Variables that make this CPU look like a smaller one (for measuring what such a machine would see).
+EMULATION_VARIABLES = ("ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA")
 
 
 @dataclass(frozen=True)
@@ -165,10 +167,6 @@ def cpu_info() -> CpuInfo:
         fp16_native=fp16,
         fp16_why=fp16_why,
     )
-
-
-# Variables that make this CPU look like a smaller one (for measuring what such a machine would see).
-EMULATION_VARIABLES = ("ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA")
 
 
 def machine_line() -> str:

@@ -72,3 +72,18 @@ def test_this_machine_is_described_in_one_line() -> None:
     summary = cpu.cpu_info().summary()
     assert summary.startswith("CPU ") and "\n" not in summary
     assert torch.backends.cpu.get_cpu_capability() in summary
+
+
+@pytest.mark.parametrize("supported", [True, False])
+def test_other_architectures_ask_onednn(probe: pytest.MonkeyPatch, supported: bool) -> None:
+    probe.setattr(cpu, "_is_x86", lambda: False)
+    probe.setattr(cpu, "_onednn_supports", lambda dtype: supported)
+    info = _see(probe, frozenset(), "DEFAULT")
+    assert info.bf16_native is supported and "oneDNN" in info.bf16_why
+
+
+def test_machine_line_names_the_emulation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    assert cpu.machine_line().endswith("emulating a smaller CPU with ATEN_CPU_CAPABILITY=avx2")

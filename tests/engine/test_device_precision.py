@@ -156,3 +156,21 @@ def test_none_and_unprobed_devices_keep_the_request(fake_cpu: FakeCpu) -> None:
     assert resolve_amp(torch.device("mps"), "auto").amp == "none"
     with pytest.raises(ConfigError, match=r"runtime\.amp.*auto"):
         resolve_amp(CPU, "fp8")
+
+
+@pytest.mark.parametrize(("native", "bf16_runs"), [(False, "none"), (True, "bf16")])
+def test_cuda_runs_bf16_only_where_the_gpu_has_it_and_keeps_fp16(
+    monkeypatch: pytest.MonkeyPatch, native: bool, bf16_runs: str
+) -> None:
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0) if native else (7, 5))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: native)
+    gpu = torch.device("cuda", 0)
+    choice = resolve_amp(gpu, "bf16")
+    assert choice.amp == bf16_runs and choice.fallback is not native
+    if not native:
+        assert (
+            choice.message is not None and "GPU Fake GPU has no native bf16 (compute capability 7.5)" in choice.message
+        )
+    assert resolve_amp(gpu, "auto").amp == bf16_runs
+    assert resolve_amp(gpu, "fp16") == AmpChoice("fp16", "fp16")
