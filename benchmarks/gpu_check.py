@@ -419,9 +419,9 @@ def check_matmul_peak(ctx: Context) -> tuple[str, dict[str, Any]]:
 
 def tiny_pretrain(ctx: Context, tag: str, overrides: list[str]) -> Any:
     """A short patch-cluster run through ``radiossl.pretrain`` on the phantom folder; its TrainResult."""
-    from radiossl.engine.pretrain import pretrain
     from radiossl.engine.progress import NullReporter, reporting_to
     from radiossl.pretext.base import load_pretrain_config
+    from radiossl.pretext.pretrain import pretrain
 
     s = ctx.settings
     config = load_pretrain_config(

@@ -22,7 +22,7 @@ _LAZY: dict[str, str] = {
     "preprocess": "radiossl.data.preprocess:preprocess",
     "kmeans_fit": "radiossl.clustering.fit:kmeans_fit",
     "kmeans_predict": "radiossl.clustering.predict:kmeans_predict",
-    "pretrain": "radiossl.engine.pretrain:pretrain",
+    "pretrain": "radiossl.pretext.pretrain:pretrain",
     "finetune": "radiossl.downstream.finetune:finetune",
     "evaluate": "radiossl.downstream.evaluate:evaluate",
     "demo": "radiossl.demo:run_demo",

@@ -208,8 +208,8 @@ def _kmeans(config: DemoConfig, proc: Path, artefacts: dict[str, Path]) -> None:
 
 
 def _pretrain(config: DemoConfig, proc: Path, runs: Path, artefacts: dict[str, Path]) -> Path:
-    from radiossl.engine.pretrain import pretrain
     from radiossl.pretext.base import get_method, load_pretrain_config
+    from radiossl.pretext.pretrain import pretrain
 
     view = get_method(config.method).views or "cluster"
     flags = {

@@ -96,8 +96,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Pretrain a 3D U-Net encoder with a self-supervised method (help text: COMMAND_HELP)."""
         from radiossl.commands.progress import console_progress
-        from radiossl.engine.pretrain import pretrain
         from radiossl.pretext.base import load_pretrain_config
+        from radiossl.pretext.pretrain import pretrain
 
         flags = pretrain_flags(
             data, out, epochs, batch_size, lr, vis, seed, device, workers, amp, width, tensorboard, verbose

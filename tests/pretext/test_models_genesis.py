@@ -146,8 +146,8 @@ def test_validation_does_not_depend_on_batching_or_sharding() -> None:
 def test_end_to_end_pretraining_with_validation(tmp_path: Path) -> None:
     from radiossl.data.phantoms import synthesize
     from radiossl.data.preprocess import PreprocessConfig, preprocess
-    from radiossl.engine.pretrain import pretrain
     from radiossl.models import build_model
+    from radiossl.pretext.pretrain import pretrain
 
     raw, proc = tmp_path / "raw", tmp_path / "proc"
     synthesize("lits", raw, cases=3, shape=(48, 48, 32), seed=0)  # the last volume is the val split

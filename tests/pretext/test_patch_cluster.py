@@ -249,7 +249,7 @@ def processed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_pretrain_end_to_end(processed: Path, tmp_path: Path) -> None:
-    from radiossl.engine.pretrain import pretrain
+    from radiossl.pretext.pretrain import pretrain
 
     cfg = load_pretrain_config(
         "patch-cluster",

@@ -155,7 +155,7 @@ def test_visualise_returns_an_rgb_panel() -> None:
 def test_end_to_end_pretraining(tmp_path: Path) -> None:
     from radiossl.data.phantoms import synthesize
     from radiossl.data.preprocess import PreprocessConfig, preprocess
-    from radiossl.engine.pretrain import pretrain
+    from radiossl.pretext.pretrain import pretrain
 
     raw, proc = tmp_path / "raw", tmp_path / "proc"
     synthesize("lits", raw, cases=2, shape=(48, 48, 32), seed=0)

@@ -280,7 +280,7 @@ def test_target_tag_resolution(processed: Path, tmp_path: Path) -> None:
 
 
 def test_pretrain_end_to_end(processed: Path, tmp_path: Path) -> None:
-    from radiossl.engine.pretrain import pretrain
+    from radiossl.pretext.pretrain import pretrain
 
     processed = Path(shutil.copytree(processed, tmp_path / "proc"))
     register_fake_targets(processed, "bins_all", K, splits=("train", "val"))
