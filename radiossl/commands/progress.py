@@ -29,8 +29,7 @@ from radiossl.engine.progress import (
     RunPlan,
     RunSummary,
     reporting_to,
-    summary_lines,
-    summary_table,
+    show_summary,
 )
 from radiossl.utils.text_table import TextTable
 
@@ -135,11 +134,7 @@ class RichProgress:
         self.close()
         if summary is None:
             return
-        table = summary_table(summary)
-        if table is not None:
-            self.table(table)
-        for line in summary_lines(summary):
-            self.message(line)
+        show_summary(self, summary)
 
     def close(self) -> None:
         """Stop a live display (also after an error: the bar stays as it was)."""

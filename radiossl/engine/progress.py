@@ -223,6 +223,15 @@ def summary_lines(summary: RunSummary) -> list[str]:
     return lines
 
 
+def show_summary(reporter: ProgressReporter, summary: RunSummary) -> None:
+    """The end of a run through ``reporter``: its table (when there are epochs), then the folder and checkpoints."""
+    table = summary_table(summary)
+    if table is not None:
+        reporter.table(table)
+    for line in summary_lines(summary):
+        reporter.message(line)
+
+
 def _print_line(text: str) -> None:
     print(text, file=sys.stdout, flush=True)  # sys.stdout looked up per call: captured output works
 
@@ -334,11 +343,7 @@ class PlainProgress:
         self._run = None
         if summary is None:
             return
-        table = summary_table(summary)
-        if table is not None:
-            self.table(table)
-        for line in summary_lines(summary):
-            self.write(line)
+        show_summary(self, summary)
 
     def _line(self, text: str, now: float) -> None:
         assert self._run is not None
