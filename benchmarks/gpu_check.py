@@ -990,13 +990,14 @@ def backbone_names() -> tuple[list[str], bool]:
     return choices or [default], True
 
 
-def _load_fabricated_batches() -> Callable[..., Any]:
-    """``fabricate_batch`` of ``benchmarks/pretrain.py`` (collated crop pairs with overlapping boxes)."""
+def _pretrain_benchmark() -> Any:
+    """``benchmarks/pretrain.py`` as a module: its fabricated batches (collated crop pairs with overlapping
+    boxes) and its training step."""
     spec = importlib.util.spec_from_file_location("radiossl_benchmark_pretrain", HERE / "pretrain.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.fabricate_batch  # type: ignore[no-any-return]
+    return module
 
 
 def measure_training(ctx: Context, backbone: str, by_name: bool, amp: str) -> dict[str, Any]:
@@ -1006,7 +1007,7 @@ def measure_training(ctx: Context, backbone: str, by_name: bool, amp: str) -> di
 
     from radiossl.engine.device import move_to_device
     from radiossl.engine.optim import build_optimizer
-    from radiossl.engine.precision import autocast_context, make_grad_scaler
+    from radiossl.engine.precision import make_grad_scaler
     from radiossl.engine.protocol import StepContext
     from radiossl.pretext.base import get_method, load_pretrain_config
 
@@ -1026,22 +1027,14 @@ def measure_training(ctx: Context, backbone: str, by_name: bool, amp: str) -> di
     model = method.build_model().to(device).train()
     optimizer = build_optimizer(model, config.optim)
     scaler = make_grad_scaler(device, amp)
-    batch = move_to_device(_load_fabricated_batches()(s.batch, s.crop, config.model.in_channels, seed=1), device)
+    bench = _pretrain_benchmark()
+    batch = move_to_device(bench.fabricate_batch(s.batch, s.crop, config.model.in_channels, seed=1), device)
     context = StepContext(epoch=1, total_epochs=2, step=0, device=device)
     if ctx.cuda:
         torch.backends.cudnn.benchmark = True  # as the engine sets it for non-deterministic CUDA runs
         torch.cuda.reset_peak_memory_stats(device)
 
-    def step() -> float:
-        with autocast_context(device, amp):
-            out = method.training_step(model, batch, context)
-        loss = out.loss.float()
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        method.after_optimizer_step(model, context)
-        return float(loss.detach())  # one host sync per step, as the engine's loss check makes
+    step = bench.optimiser_step(method, model, optimizer, scaler, batch, context, amp)
 
     losses = [step() for _ in range(s.warmup)]
     _synchronize(device)

@@ -28,8 +28,33 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+
+def optimiser_step(
+    method: Any, model: Any, optimizer: Any, scaler: Any, batch: Any, context: Any, amp: str
+) -> Callable[[], float]:
+    """One training step as the engine takes it (autocast, scaled backward, optimiser, the method's hook).
+
+    The returned function gives the step's loss; reading it is one host sync per step, as the engine's
+    loss check makes.
+    """
+    from radiossl.engine.precision import autocast_context
+
+    def step() -> float:
+        with autocast_context(context.device, amp):
+            out = method.training_step(model, batch, context)
+        loss = out.loss.float()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        method.after_optimizer_step(model, context)
+        return float(loss.detach())
+
+    return step
 
 
 def fabricate_batch(batch: int, crop: tuple[int, int, int], channels: int, seed: int) -> Any:
@@ -86,7 +111,7 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
     from radiossl.engine.cpu import machine_line
     from radiossl.engine.device import apply_memory_format, memory_format_for
     from radiossl.engine.optim import build_optimizer
-    from radiossl.engine.precision import autocast_context, make_grad_scaler, resolve_amp
+    from radiossl.engine.precision import make_grad_scaler, resolve_amp
     from radiossl.engine.protocol import StepContext
     from radiossl.errors import PluginError
     from radiossl.pretext.base import get_method, load_pretrain_config
@@ -123,16 +148,7 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
     batch = fabricate_batch(args.batch, crop, config.model.in_channels, seed=1)
     context = StepContext(epoch=1, total_epochs=2, step=0, device=device)
 
-    def step() -> float:
-        with autocast_context(device, amp):
-            out = method.training_step(model, batch, context)
-        loss = out.loss.float()
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        method.after_optimizer_step(model, context)
-        return float(loss.detach())
+    step = optimiser_step(method, model, optimizer, scaler, batch, context, amp)
 
     rss_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     losses = [step() for _ in range(args.warmup)]
