@@ -32,6 +32,25 @@ _CLASSES: dict[str, type[nn.Module]] = {
 }
 
 
+_OPTIONAL_CLASSES: dict[str, str] = {
+    "ResidualEncoderUNet": "radiossl.models.dna_networks",
+    "PlainConvUNet": "radiossl.models.dna_networks",
+}
+"""Classes of optional dependencies, imported only when a spec names them (see :mod:`.dna_networks`)."""
+
+
+def _optional_class(name: str) -> type[nn.Module] | None:
+    module_name = _OPTIONAL_CLASSES.get(name)
+    if module_name is None:
+        return None
+    import importlib
+
+    module = importlib.import_module(module_name)
+    cls: type[nn.Module] = module.SPEC_CLASS_NAMES[name]
+    _CLASSES[name] = cls
+    return cls
+
+
 def register_model_class(cls: type[nn.Module], name: str | None = None) -> None:
     """Make ``cls`` buildable by :func:`build_model` under ``name`` (default: the class name)."""
     if not callable(getattr(cls, "spec_kwargs", None)):
@@ -62,6 +81,8 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
     """``{"class": name, "kwargs": constructor arguments}`` of a radiossl network (wrappers are unwrapped)."""
     net = unwrap_model(model)
     name = next((n for n, c in _CLASSES.items() if type(net) is c), None)
+    if name is None and type(net).__module__ in _OPTIONAL_CLASSES.values():
+        name = next((n for n in _OPTIONAL_CLASSES if _optional_class(n) is type(net)), None)
     spec_kwargs = getattr(net, "spec_kwargs", None)
     if name is None or not callable(spec_kwargs):
         raise CheckpointError(
@@ -76,7 +97,7 @@ def build_model(spec: dict[str, Any]) -> nn.Module:
     if not isinstance(spec, dict) or not isinstance(spec.get("class"), str):
         raise CheckpointError(f"model spec must be a dict with a 'class' name, got {spec!r}")
     name = spec["class"]
-    cls = _CLASSES.get(name)
+    cls = _CLASSES.get(name) or _optional_class(name)
     if cls is None:
         raise CheckpointError(f"model spec names unknown class {name!r}; known: {', '.join(sorted(_CLASSES))}")
     kwargs = spec.get("kwargs") or {}

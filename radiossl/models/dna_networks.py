@@ -1,0 +1,60 @@
+"""The U-Nets of nnU-Net and nnssl (dynamic-network-architectures) as radiossl model classes.
+
+The classes subclass the library's own networks, so their ``state_dict`` keys are exactly the ones
+nnU-Net and nnssl read and write (``encoder.stem...``, ``encoder.stages...``, ``decoder...``). Their
+constructor takes the library's arguments, with operator classes either as classes or as dotted
+names, and ``spec_kwargs()`` returns them in the plain ``arch_kwargs`` form of an nnssl plan
+(:mod:`radiossl.models.arch_kwargs`).
+
+dynamic-network-architectures is an optional dependency. Its package metadata requires timm (and so
+torchvision), which would make pip replace a CPU build of torch; install it without dependencies::
+
+    pip install --no-deps dynamic-network-architectures==0.4.4 einops
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from radiossl.errors import ConfigError
+from radiossl.models.arch_kwargs import resolve_arch_kwargs, serialise_arch_kwargs
+
+INSTALL_HINT = "pip install --no-deps dynamic-network-architectures==0.4.4 einops"
+
+try:
+    from dynamic_network_architectures.architectures.unet import PlainConvUNet, ResidualEncoderUNet
+except ImportError as err:  # pragma: no cover - exercised only without the optional dependency
+    raise ConfigError(
+        f"the nnU-Net backbones need dynamic-network-architectures ({err}); install it with: {INSTALL_HINT}"
+    ) from err
+
+
+class ResEncUNet(ResidualEncoderUNet):  # type: ignore[misc]
+    """nnU-Net's residual-encoder U-Net, describable as a radiossl model spec."""
+
+    def __init__(self, **arch_kwargs: Any) -> None:
+        plain = serialise_arch_kwargs(arch_kwargs)
+        super().__init__(**resolve_arch_kwargs(plain))
+        self._arch_kwargs = plain
+
+    def spec_kwargs(self) -> dict[str, Any]:
+        """The constructor arguments in plain ``arch_kwargs`` form."""
+        return copy.deepcopy(self._arch_kwargs)
+
+
+class PlainConvNet(PlainConvUNet):  # type: ignore[misc]
+    """nnU-Net's plain convolutional U-Net, describable as a radiossl model spec."""
+
+    def __init__(self, **arch_kwargs: Any) -> None:
+        plain = serialise_arch_kwargs(arch_kwargs)
+        super().__init__(**resolve_arch_kwargs(plain))
+        self._arch_kwargs = plain
+
+    def spec_kwargs(self) -> dict[str, Any]:
+        """The constructor arguments in plain ``arch_kwargs`` form."""
+        return copy.deepcopy(self._arch_kwargs)
+
+
+SPEC_CLASS_NAMES: dict[str, type[Any]] = {"ResidualEncoderUNet": ResEncUNet, "PlainConvUNet": PlainConvNet}
+"""Model-spec class names (the library's own class names, as in an nnssl plan) → radiossl classes."""
