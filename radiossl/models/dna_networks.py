@@ -33,6 +33,11 @@ except ImportError as err:  # pragma: no cover - exercised only without the opti
 class ResEncUNet(ResidualEncoderUNet):  # type: ignore[misc]
     """nnU-Net's residual-encoder U-Net, describable as a radiossl model spec."""
 
+    encoder_prefixes: tuple[str, ...] = ("encoder.",)
+    # The first convolution is registered twice (ConvDropoutNormReLU keeps it in .conv and .all_modules):
+    # both names are adapted when the number of input channels changes.
+    stem_keys: tuple[str, ...] = ("encoder.stem.convs.0.conv.weight", "encoder.stem.convs.0.all_modules.0.weight")
+
     def __init__(self, **arch_kwargs: Any) -> None:
         plain = serialise_arch_kwargs(arch_kwargs)
         super().__init__(**resolve_arch_kwargs(plain))
@@ -45,6 +50,12 @@ class ResEncUNet(ResidualEncoderUNet):  # type: ignore[misc]
 
 class PlainConvNet(PlainConvUNet):  # type: ignore[misc]
     """nnU-Net's plain convolutional U-Net, describable as a radiossl model spec."""
+
+    encoder_prefixes: tuple[str, ...] = ("encoder.",)
+    stem_keys: tuple[str, ...] = (
+        "encoder.stages.0.0.convs.0.conv.weight",
+        "encoder.stages.0.0.convs.0.all_modules.0.weight",
+    )
 
     def __init__(self, **arch_kwargs: Any) -> None:
         plain = serialise_arch_kwargs(arch_kwargs)
