@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
         result = _run(lambda: export_nnssl(path, out, preprocessed, downstream_patch_size))
         typer.echo(
             f"wrote {result.checkpoint} and {result.plan}: {result.arch_class_name} from {result.source} "
-            f"({result.encoder_tensors} encoder tensors, {result.other_tensors} others)"
+            f"({result.encoder_tensors} encoder tensors, {result.decoder_tensors} decoder tensors)"
         )
 
     app.add_typer(group, name="checkpoint")

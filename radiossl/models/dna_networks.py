@@ -30,7 +30,23 @@ except ImportError as err:  # pragma: no cover - exercised only without the opti
     ) from err
 
 
-class ResEncUNet(ResidualEncoderUNet):  # type: ignore[misc]
+class _ChannelCounts:
+    """``in_channels`` / ``out_channels`` as radiossl's networks have them (evaluation checks them)."""
+
+    _arch_kwargs: dict[str, Any]
+
+    @property
+    def in_channels(self) -> int:
+        """Input channels (the library's ``input_channels``)."""
+        return int(self._arch_kwargs["input_channels"])
+
+    @property
+    def out_channels(self) -> int:
+        """Output channels (the library's ``num_classes``)."""
+        return int(self._arch_kwargs["num_classes"])
+
+
+class ResEncUNet(_ChannelCounts, ResidualEncoderUNet):  # type: ignore[misc]
     """nnU-Net's residual-encoder U-Net, describable as a radiossl model spec."""
 
     encoder_prefixes: tuple[str, ...] = ("encoder.",)
@@ -48,7 +64,7 @@ class ResEncUNet(ResidualEncoderUNet):  # type: ignore[misc]
         return copy.deepcopy(self._arch_kwargs)
 
 
-class PlainConvNet(PlainConvUNet):  # type: ignore[misc]
+class PlainConvNet(_ChannelCounts, PlainConvUNet):  # type: ignore[misc]
     """nnU-Net's plain convolutional U-Net, describable as a radiossl model spec."""
 
     encoder_prefixes: tuple[str, ...] = ("encoder.",)

@@ -55,7 +55,7 @@ class NnsslExport:
     source: Path
     arch_class_name: str
     encoder_tensors: int
-    other_tensors: int
+    decoder_tensors: int  # the decoder, and the encoder again under decoder.encoder. (the library's alias)
 
 
 def source_checkpoint(path: str | Path) -> Path:
@@ -243,5 +243,5 @@ def export_nnssl(
         source=path,
         arch_class_name=plan["architecture_plans"]["arch_class_name"],
         encoder_tensors=encoder_count,
-        other_tensors=len(weights) - encoder_count,
+        decoder_tensors=len(weights) - encoder_count,
     )

@@ -442,7 +442,7 @@ def recognise(obj: Any, path: str | Path = "<memory>") -> tuple[str, dict[str, t
         meta["encoder_prefixes"] = ["encoder."]
     except (CheckpointError, TypeError, ValueError) as err:
         meta["model_spec_error"] = str(err)
-    for key in ("trainer_name", "citations"):
+    for key in ("trainer_name", "citations", "radiossl"):
         if key in obj:
             meta[key] = to_primitive(obj[key])
     return FAMILY, reverse_state_axes(weights), meta

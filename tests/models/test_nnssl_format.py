@@ -1,4 +1,4 @@
-"""nnssl checkpoints: export for nnU-Net (rebuilt and loaded as nnU-Net does), recognition, import, round trip.
+"""nnssl checkpoints: export for nnU-Net (rebuilt and loaded as nnU-Net does), recognition, import, round trip, CLI.
 
 The nnU-Net side is restated here from its code, not imported (nnU-Net is not a dependency):
 ``nnunetv2/utilities/get_network_from_plans.py`` (``get_network_from_plans``) and
@@ -16,12 +16,15 @@ from typing import Any
 
 import pytest
 import torch
+import typer
 from torch import nn
+from typer.testing import CliRunner
 
 pytest.importorskip("dynamic_network_architectures")
 
 from dynamic_network_architectures.architectures.unet import ResidualEncoderUNet
 
+from radiossl.commands.checkpoint import register
 from radiossl.engine.checkpoint import FORMAT_VERSION, save_checkpoint
 from radiossl.errors import CheckpointError, ConfigError
 from radiossl.models import UNet3D, model_spec
@@ -74,14 +77,14 @@ def nnunet_build_network(plan: dict[str, Any], input_channels: int, output_chann
             kwargs[key] = pydoc.locate(kwargs[key])
     name = arch["arch_class_name"]
     # A bare class name does not locate; nnU-Net then searches dynamic_network_architectures.architectures.
-    network_class = pydoc.locate(name) or pydoc.locate(f"dynamic_network_architectures.architectures.unet.{name}")
+    network_class: Any = pydoc.locate(name) or pydoc.locate(f"dynamic_network_architectures.architectures.unet.{name}")
     assert network_class is not None
     kwargs["deep_supervision"] = False
     network: nn.Module = network_class(input_channels=input_channels, num_classes=output_channels, **kwargs)
     return network
 
 
-def nnunet_load_encoder_and_stem(network: nn.Module, path: Path, downstream_channels: int) -> None:
+def nnunet_load_encoder_and_stem(network: Any, path: Path, downstream_channels: int) -> None:
     """``PretrainedTrainer.load_pretrained_weights``: encoder and stem, strict ``load_state_dict`` per submodule."""
     checkpoint = torch.load(path, weights_only=True)
     state = checkpoint["network_weights"]
@@ -430,3 +433,45 @@ def test_a_plan_without_required_entries_is_a_one_line_error(tmp_path: Path) -> 
     )
     with pytest.raises(CheckpointError, match=r"nnssl_adaptation_plan lacks architecture_plans, pretrain_plan"):
         read_checkpoint(path)
+
+
+# ---------------------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture
+def app() -> typer.Typer:
+    application = typer.Typer()
+
+    @application.callback()
+    def main() -> None:
+        """Test root."""
+
+    register(application)
+    return application
+
+
+def test_export_nnssl_command_then_inspect_shows_the_plan(
+    app: typer.Typer, tmp_path: Path, backbone: ResEncUNet
+) -> None:
+    run = _pretrain_run(tmp_path / "run", backbone, _preprocessed(tmp_path / "proc"))
+    out = tmp_path / "nnssl"
+    result = CliRunner().invoke(app, ["checkpoint", "export-nnssl", str(run), "--out", str(out)], terminal_width=300)
+    assert result.exit_code == 0, result.output
+    assert (
+        f"wrote {out / 'checkpoint_final.pth'} and {out / 'adaptation_plan.json'}: ResidualEncoderUNet" in result.output
+    )
+    encoder = sum(key.startswith("encoder.") for key in backbone.state_dict())
+    assert f"({encoder} encoder tensors, {len(backbone.state_dict()) - encoder} decoder tensors)" in result.output
+    shown = CliRunner().invoke(app, ["checkpoint", "inspect", str(out / "checkpoint_final.pth")], terminal_width=300)
+    assert shown.exit_code == 0, shown.output
+    assert "family: nnssl" in shown.output and "model spec (nnssl plan)" in shown.output
+    assert "architecture ResidualEncoderUNet" in shown.output
+    assert "pretraining configuration 'onemmiso': spacing [1.0, 1.0, 1.0], patch size [16, 32, 32]" in shown.output
+    assert "transfer: encoder encoder.stages, stem encoder.stem" in shown.output
+
+
+def test_export_nnssl_command_refuses_unet3d_in_one_line(app: typer.Typer, tmp_path: Path) -> None:
+    run = _pretrain_run(tmp_path / "run", UNet3D(width=0.125), _preprocessed(tmp_path / "proc"))
+    result = CliRunner().invoke(app, ["checkpoint", "export-nnssl", str(run), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "cannot be exported to nnssl" in result.output
