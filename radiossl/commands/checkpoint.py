@@ -4,7 +4,11 @@
 thesis runs, bare state dicts), the top-level entries, metadata (model spec, epoch, optimizer,
 training arguments), tensor and element counts and a table per block (top-level key prefix: tensors,
 elements, BatchNorm running statistics); ``--verbose`` adds every tensor with its shape and dtype.
-``radiossl checkpoint export-encoder PATH --out FILE`` writes the encoder as a radiossl file.
+``radiossl checkpoint export-encoder PATH --out FILE`` writes the encoder as a radiossl file;
+``radiossl checkpoint export-nnssl RUN_OR_CKPT --out DIR`` writes an nnU-Net U-Net backbone as an nnssl
+checkpoint (``checkpoint_final.pth`` + ``adaptation_plan.json``) for nnU-Net's pretrained finetuning.
+nnssl checkpoints (``network_weights`` + ``nnssl_adaptation_plan``) are recognised by ``inspect``, which
+then also prints the plan.
 
 Files are read with PyTorch's safe (weights-only) unpickler, which radiossl lets build the
 ``argparse.Namespace`` that PCRLv2 releases and thesis runs store; files holding any other pickled
@@ -70,6 +74,38 @@ def register(app: typer.Typer) -> None:
             f"wrote {written}: {len(raw.state_dict)} encoder tensors from {path} [{raw.meta['source']['family']}]"
         )
 
+    @group.command("export-nnssl")
+    def export_nnssl_command(
+        path: Annotated[Path, typer.Argument(help="Pretraining run folder or checkpoint (an nnU-Net U-Net backbone).")],
+        out: Annotated[
+            Path, typer.Option("--out", "-o", help="Folder for checkpoint_final.pth and adaptation_plan.json.")
+        ],
+        preprocessed: Annotated[
+            Path | None,
+            typer.Option(
+                "--preprocessed",
+                help="Preprocessed folder whose preprocess.json gives spacing and normalisation "
+                "(default: the run's data.root).",
+            ),
+        ] = None,
+        downstream_patch_size: Annotated[
+            tuple[int, int, int] | None,
+            typer.Option(
+                "--downstream-patch-size",
+                help="Recommended finetuning patch size, radiossl (i, j, k) order (default: the pretraining crop "
+                "rounded up to the network's total stride).",
+            ),
+        ] = None,
+    ) -> None:
+        """Write a checkpoint as an nnssl checkpoint that nnU-Net's pretrained finetuning reads (docs: nnunet.md)."""
+        from radiossl.models.nnssl_export import export_nnssl
+
+        result = _run(lambda: export_nnssl(path, out, preprocessed, downstream_patch_size))
+        typer.echo(
+            f"wrote {result.checkpoint} and {result.plan}: {result.arch_class_name} from {result.source} "
+            f"({result.encoder_tensors} encoder tensors, {result.decoder_tensors} decoder tensors)"
+        )
+
     app.add_typer(group, name="checkpoint")
 
 
@@ -109,7 +145,8 @@ def describe(raw: RawCheckpoint, verbose: bool = False) -> dict[str, Any]:
         "architecture": meta.pop("architecture", "unknown"),
         "top_level_keys": meta.pop("top_level_keys", []),
         "model_spec": spec,
-        "model_spec_source": "stored" if stored_spec else ("inferred" if spec else "unknown"),
+        "model_spec_source": meta.pop("model_spec_source", None)
+        or ("stored" if stored_spec else ("inferred" if spec else "unknown")),
         "tensors": len(state),
         "elements": sum(row["elements"] for row in prefixes.values()),
         "buffer_elements": buffers,
@@ -147,7 +184,12 @@ def _print_description(info: dict[str, Any]) -> None:
     )
     spec = info["model_spec"]
     line(f"model spec ({info['model_spec_source']}): {json.dumps(spec) if spec else 'unknown'}")
-    meta = info["meta"]
+    meta = dict(info["meta"])
+    if isinstance(meta.get("nnssl_adaptation_plan"), dict):
+        from radiossl.models.nnssl_format import describe_plan
+
+        for text in describe_plan(meta.pop("nnssl_adaptation_plan")):
+            line(text)
     labels = {"optimizer": "optimizer", "args": "training arguments"}
     for key, value in meta.items():
         if key == "history" and isinstance(value, list) and value:

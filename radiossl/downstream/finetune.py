@@ -7,7 +7,8 @@ validation Dice), resume, logging and ``--vis`` PNGs. What it adds:
 * the network: ``UNet3D(in_channels = task channels, out_channels = task regions, width,
   skip_connections, norm)`` started from scratch, a radiossl pretext checkpoint or a foreign
   checkpoint (``weights`` + ``transfer``; the loader's report is shown per block and saved), with parts
-  frozen per ``train`` (:mod:`radiossl.downstream.freezing`);
+  frozen per ``train`` (:mod:`radiossl.downstream.freezing`); an nnssl checkpoint brings its own network
+  (the nnU-Net U-Net of its adaptation plan, :mod:`radiossl.models.nnssl_format`);
 * data: the task's split (validation disjoint from test), the nested, seeded ``data.ratio`` subset of
   the training cases, cases cached in memory, random foreground-aware patches with augmentation.
   A case that cannot be used (unreadable, label values outside the task's label set, duplicate case
@@ -133,16 +134,34 @@ class FinetuneTask:
 
     def build_model(self) -> nn.Module:
         from radiossl.models import UNet3D
+        from radiossl.models.factory import build_model
+        from radiossl.models.nnssl_format import finetune_model_spec
 
         cfg = self.config
-        model = UNet3D(
-            in_channels=self.task.in_channels,
-            out_channels=self.task.out_channels,
-            width=cfg.model.width,
-            skip_connections=cfg.model.skip_connections,
-            norm=cfg.model.norm,
-            decoder=True,
+        # An nnssl checkpoint describes its own network: build that one (the model.* settings do not apply).
+        nnssl_spec = (
+            finetune_model_spec(
+                cfg.weights,
+                self.task.in_channels,
+                self.task.out_channels,
+                {"data.crop_size": cfg.data.crop_size, "sliding_window.roi": cfg.sliding_window.roi},
+            )
+            if cfg.weights is not None and cfg.transfer != "none"
+            else None
         )
+        if nnssl_spec is not None:
+            model = build_model(nnssl_spec)
+            if is_main_process():
+                _print(f"{cfg.weights}: nnssl checkpoint; building its {nnssl_spec['class']} (model.* settings unused)")
+        else:
+            model = UNet3D(
+                in_channels=self.task.in_channels,
+                out_channels=self.task.out_channels,
+                width=cfg.model.width,
+                skip_connections=cfg.model.skip_connections,
+                norm=cfg.model.norm,
+                decoder=True,
+            )
         if cfg.weights is not None and cfg.transfer != "none":
             self.load_report = self._load_weights(model)
         elif cfg.weights is not None and is_main_process():

@@ -14,6 +14,8 @@ Layouts (``family`` names):
   (K output channels) or ``ClusterPatch3d`` (``prototypes``) network;
 * ``"thesis-finetune"`` — thesis fine-tuning runs: ``{"epoch", "state_dict", "optimizer_state_dict"}``
   holding the GroupNorm segmentation U-Net (with its unused pretraining heads);
+* ``"nnssl"`` — nnssl / nnU-Net pretrained checkpoints: ``{"network_weights", "nnssl_adaptation_plan", ...}``,
+  recognised by :mod:`radiossl.models.nnssl_format` (kernels converted to radiossl's axis order);
 * ``"state-dict"`` — a bare ``{name: tensor}`` mapping, or any other dict holding one.
 
 :func:`infer_model_spec` rebuilds a :func:`radiossl.models.factory.model_spec` from the key names
@@ -166,6 +168,10 @@ def classify(obj: Any, path: str | Path = "<memory>") -> tuple[str, dict[str, to
         return "state-dict", dict(obj), meta
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a dict of tensors or a checkpoint dict")
+    from radiossl.models.nnssl_format import recognise as recognise_nnssl
+
+    if (nnssl := recognise_nnssl(obj, path)) is not None:
+        return nnssl
     meta["top_level_keys"] = [str(k) for k in obj]
     family: str
     if "format_version" in obj and is_state_dict(obj.get("encoder")):

@@ -30,8 +30,29 @@ except ImportError as err:  # pragma: no cover - exercised only without the opti
     ) from err
 
 
-class ResEncUNet(ResidualEncoderUNet):  # type: ignore[misc]
+class _ChannelCounts:
+    """``in_channels`` / ``out_channels`` as radiossl's networks have them (evaluation checks them)."""
+
+    _arch_kwargs: dict[str, Any]
+
+    @property
+    def in_channels(self) -> int:
+        """Input channels (the library's ``input_channels``)."""
+        return int(self._arch_kwargs["input_channels"])
+
+    @property
+    def out_channels(self) -> int:
+        """Output channels (the library's ``num_classes``)."""
+        return int(self._arch_kwargs["num_classes"])
+
+
+class ResEncUNet(_ChannelCounts, ResidualEncoderUNet):  # type: ignore[misc]
     """nnU-Net's residual-encoder U-Net, describable as a radiossl model spec."""
+
+    encoder_prefixes: tuple[str, ...] = ("encoder.",)
+    # The first convolution is registered twice (ConvDropoutNormReLU keeps it in .conv and .all_modules):
+    # both names are adapted when the number of input channels changes.
+    stem_keys: tuple[str, ...] = ("encoder.stem.convs.0.conv.weight", "encoder.stem.convs.0.all_modules.0.weight")
 
     def __init__(self, **arch_kwargs: Any) -> None:
         plain = serialise_arch_kwargs(arch_kwargs)
@@ -43,8 +64,14 @@ class ResEncUNet(ResidualEncoderUNet):  # type: ignore[misc]
         return copy.deepcopy(self._arch_kwargs)
 
 
-class PlainConvNet(PlainConvUNet):  # type: ignore[misc]
+class PlainConvNet(_ChannelCounts, PlainConvUNet):  # type: ignore[misc]
     """nnU-Net's plain convolutional U-Net, describable as a radiossl model spec."""
+
+    encoder_prefixes: tuple[str, ...] = ("encoder.",)
+    stem_keys: tuple[str, ...] = (
+        "encoder.stages.0.0.convs.0.conv.weight",
+        "encoder.stages.0.0.convs.0.all_modules.0.weight",
+    )
 
     def __init__(self, **arch_kwargs: Any) -> None:
         plain = serialise_arch_kwargs(arch_kwargs)

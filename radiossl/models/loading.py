@@ -396,7 +396,8 @@ def load_pretrained(
     state = clean_state_dict(raw.state_dict, key_map)
     target = net.state_dict()
     prefixes = tuple(getattr(net, "encoder_prefixes", DEFAULT_ENCODER_PREFIXES))
-    stem_key = getattr(net, "stem_key", DEFAULT_STEM_KEY)
+    # A network may register its first convolution under several names (stem_keys); all are adapted.
+    stem_keys = tuple(getattr(net, "stem_keys", ())) or (getattr(net, "stem_key", DEFAULT_STEM_KEY),)
 
     def in_scope(key: str) -> bool:
         return transfer == "all" or key.startswith(prefixes)
@@ -414,7 +415,7 @@ def load_pretrained(
         if value.shape == want.shape:
             to_load[key] = value.to(want.dtype)
             report.matched.append(key)
-        elif adapt_in_channels and key == stem_key and _can_adapt(value.shape, want.shape):
+        elif adapt_in_channels and key in stem_keys and _can_adapt(value.shape, want.shape):
             adapted, how = _adapt(value, int(want.shape[1]), adapt_in_channels)
             if adapted is None:
                 report.shape_mismatched.append(ShapeMismatch(key, tuple(value.shape), tuple(want.shape)))
