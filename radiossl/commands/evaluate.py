@@ -112,6 +112,7 @@ def register(app: typer.Typer) -> None:
         merge_only: bool = merge_only_option("metrics.csv and summary.json"),
     ) -> None:
         """Evaluate a finetuned checkpoint (help text: COMMAND_HELP)."""
+        from radiossl.commands.progress import console_progress, rich_table
         from radiossl.downstream.config import load_task_config
         from radiossl.downstream.evaluate import evaluate
 
@@ -132,9 +133,10 @@ def register(app: typer.Typer) -> None:
         )
         cfg = load_task_config("evaluate", task, config, tuple(overrides or ()), flags)
         out_console = console()
-        result = evaluate(cfg, log=out_console.print, shard=chosen, merge_only=merge_only)
+        with console_progress(out_console):  # one line per case
+            result = evaluate(cfg, shard=chosen, merge_only=merge_only)
         if result.complete:
-            out_console.print(result.table())
+            out_console.print(rich_table(result.table()))
             out_console.print(f"metrics: {result.metrics_csv}\nsummary: {result.summary_json}")
         else:
             out_console.print(

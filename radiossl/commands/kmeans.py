@@ -112,6 +112,7 @@ def register(app: typer.Typer) -> None:
         """
         from radiossl.clustering.config import KMeansConfig, load_kmeans_config
         from radiossl.clustering.fit import kmeans_fit
+        from radiossl.commands.progress import console_progress
 
         chosen = parse_shard_option(shard)
         flags = flags_dict(
@@ -124,7 +125,8 @@ def register(app: typer.Typer) -> None:
         if out is not None:
             flags["out"] = out
         settings = load_kmeans_config(KMeansConfig, config, overrides or [], flags)
-        result = kmeans_fit(settings, console=console(), shard=chosen, merge_only=merge_only)
+        with console_progress(console()):
+            result = kmeans_fit(settings, shard=chosen, merge_only=merge_only)
         _fit_report(result)
 
     @kmeans_app.command("predict")
@@ -162,6 +164,7 @@ def register(app: typer.Typer) -> None:
         """
         from radiossl.clustering.config import KMeansPredictConfig, load_kmeans_config
         from radiossl.clustering.predict import kmeans_predict
+        from radiossl.commands.progress import console_progress
 
         chosen = parse_shard_option(shard)
         feature_flags = {
@@ -181,7 +184,8 @@ def register(app: typer.Typer) -> None:
         if overwrite:
             flags["overwrite"] = True
         settings = load_kmeans_config(KMeansPredictConfig, config, overrides or [], flags)
-        result = kmeans_predict(settings, console=console(), shard=chosen, merge_only=merge_only)
+        with console_progress(console()):
+            result = kmeans_predict(settings, shard=chosen, merge_only=merge_only)
         _predict_report(result)
         if not result.success:
             raise typer.Exit(EXIT_FAILURES)
