@@ -101,7 +101,7 @@ class KMeansConfig(Section):
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     out: Path | None = Field(None, description="Centroids file (.npy); null = <PROC>/kmeans/k<K>_<ext>_<ups>.npy.")
     montage: bool = Field(True, description="Write a PNG montage of inputs and cluster maps.")
-    progress: bool = Field(True, description="Show a progress bar.")
+    progress: bool = Field(True, description="Report progress (a bar on a terminal, plain lines elsewhere).")
 
 
 class KMeansPredictConfig(Section):
@@ -116,7 +116,7 @@ class KMeansPredictConfig(Section):
     overwrite: bool = Field(False, description="Recompute target files that already exist.")
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     montage: bool = Field(True, description="Write a PNG montage of inputs and cluster maps.")
-    progress: bool = Field(True, description="Show a progress bar.")
+    progress: bool = Field(True, description="Report progress (a bar on a terminal, plain lines elsewhere).")
 
 
 def load_kmeans_config(

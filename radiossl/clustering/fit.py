@@ -32,8 +32,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -51,6 +50,7 @@ from radiossl.clustering.sampling import (
     select_records,
     voxels_per_crop,
 )
+from radiossl.engine.progress import counting
 from radiossl.errors import ConfigError, DataError
 from radiossl.features.base import FeaturePipeline, build_pipeline
 from radiossl.utils.atomic import atomic_save_npy, write_json
@@ -65,6 +65,8 @@ T = TypeVar("T")
 METADATA_FORMAT = "radiossl-kmeans"
 SAMPLE_FORMAT = "radiossl-kmeans-sample"
 MONTAGE_PAIRS = 4
+PAIRS = "crop pairs"
+"""What the progress of a fit or a prediction counts."""
 
 
 @dataclass
@@ -144,41 +146,6 @@ def voxel_rows(features: torch.Tensor) -> torch.Tensor:
     return features.reshape(features.shape[0], -1).T
 
 
-@contextmanager
-def progress_bar(enabled: bool, description: str, total: int, console: Any = None) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar (or nothing); yields ``advance(n)``, callable from worker threads."""
-    if not enabled:
-
-        def ignore(n: int = 1) -> None:
-            return None
-
-        yield ignore
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task(description, total=total)
-
-        def advance(n: int = 1) -> None:
-            bar.advance(task, n)
-
-        yield advance
-
-
 def run_parallel(work: Callable[[T], Any], items: Sequence[T], workers: int) -> list[Any]:
     """``work(item)`` for every item, on ``workers`` threads (torch and faiss release the GIL); in order."""
     if workers <= 1 or len(items) <= 1:
@@ -240,7 +207,6 @@ def kmeans_fit(
     config: KMeansConfig,
     *,
     dataset: ProcessedDataset | None = None,
-    console: Any = None,
     shard: Shard | None = None,
     merge_only: bool = False,
 ) -> KMeansFitResult:
@@ -264,13 +230,13 @@ def kmeans_fit(
     inputs = _prepare(config, dataset)
     out = centroids_path(config, inputs.ds)
     if shard is None and not merge_only:
-        return _fit_and_write(config, inputs, _sample_in_memory(config, inputs, console), out, start)
+        return _fit_and_write(config, inputs, _sample_in_memory(config, inputs), out, start)
     fragments = sample_fragments(out)
     fragments.claim(
         inputs.identity,
         advice=f"delete {fragments.folder} to sample again, or choose another --out",
     )
-    computed = [] if merge_only else _sample_share(config, inputs, fragments, shard, console)
+    computed = [] if merge_only else _sample_share(config, inputs, fragments, shard)
     with fragments.lock():  # one fit at a time; a shard that waited here finds the fit done
         missing = fragments.missing(inputs.groups)
         if missing:
@@ -331,7 +297,9 @@ def _prepare(config: KMeansConfig, dataset: ProcessedDataset | None) -> _FitInpu
     return _FitInputs(ds, records, groups, in_channels, crop_shape, device, pipeline, dim, per_crop, identity)
 
 
-def _sample_group(config: KMeansConfig, inputs: _FitInputs, group: str, into: np.ndarray, advance: Any) -> None:
+def _sample_group(
+    config: KMeansConfig, inputs: _FitInputs, group: str, into: np.ndarray, advance: Callable[[int], None]
+) -> None:
     """Write the sample rows of ``group`` (its crops in record order, ``per_crop`` rows each) into ``into``."""
     records, ds, smp = inputs.groups[group], inputs.ds, config.sampling
     per_crop, batch_size = inputs.per_crop, config.features.batch_size
@@ -361,14 +329,14 @@ def _sample_group(config: KMeansConfig, inputs: _FitInputs, group: str, into: np
         advance(len(batch))
 
 
-def _sample_in_memory(config: KMeansConfig, inputs: _FitInputs, console: Any) -> np.ndarray:
+def _sample_in_memory(config: KMeansConfig, inputs: _FitInputs) -> np.ndarray:
     """The whole sample, computed in this process (unsharded fit)."""
     sample = np.empty((sum(inputs.rows(g) for g in inputs.groups), inputs.dim), dtype=np.float32)
     offsets, row = {}, 0
     for group in inputs.groups:
         offsets[group], row = row, row + inputs.rows(group)
 
-    with progress_bar(config.progress, "kmeans fit: features", len(inputs.records), console) as advance:
+    with counting("kmeans fit: features", len(inputs.records), PAIRS, config.progress) as advance:
 
         def work(group: str) -> None:
             _sample_group(config, inputs, group, sample[offsets[group] : offsets[group] + inputs.rows(group)], advance)
@@ -377,14 +345,12 @@ def _sample_in_memory(config: KMeansConfig, inputs: _FitInputs, console: Any) ->
     return sample
 
 
-def _sample_share(
-    config: KMeansConfig, inputs: _FitInputs, fragments: Fragments, shard: Shard | None, console: Any
-) -> list[str]:
+def _sample_share(config: KMeansConfig, inputs: _FitInputs, fragments: Fragments, shard: Shard | None) -> list[str]:
     """Write the sample fragment of every group of this shard that has none; returns those groups."""
     todo = fragments.missing(share(list(inputs.groups), shard))
     total = sum(len(inputs.groups[g]) for g in todo)
     label = f"kmeans fit: features (shard {shard})" if shard else "kmeans fit: features"
-    with progress_bar(config.progress and bool(todo), label, total, console) as advance:
+    with counting(label, total, PAIRS, config.progress) as advance:
 
         def work(group: str) -> None:
             rows = np.empty((inputs.rows(group), inputs.dim), dtype=np.float32)  # one group at a time per worker

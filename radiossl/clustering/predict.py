@@ -36,18 +36,19 @@ from radiossl.clustering.faiss_kmeans import CentroidAssigner, faiss_module
 from radiossl.clustering.fit import (
     METADATA_FORMAT,
     MONTAGE_PAIRS,
+    PAIRS,
     assign_pairs,
     build_feature_pipeline,
     metadata_path,
     open_dataset,
     pair_batch,
-    progress_bar,
     run_parallel,
     select_runtime_device,
 )
 from radiossl.clustering.montage import pair_captions, save_montage
 from radiossl.clustering.sampling import PAIR_VIEWS, FeatureTransform, select_records
 from radiossl.config import deep_merge
+from radiossl.engine.progress import counting
 from radiossl.errors import ConfigError, DataError, RadiosslError
 from radiossl.utils.atomic import atomic_save_npy, write_json
 from radiossl.utils.fragments import describe_missing, file_sha256, merge_advice, share
@@ -171,7 +172,6 @@ def kmeans_predict(
     config: KMeansPredictConfig,
     *,
     dataset: ProcessedDataset | None = None,
-    console: Any = None,
     shard: Shard | None = None,
     merge_only: bool = False,
 ) -> KMeansPredictResult:
@@ -234,7 +234,7 @@ def kmeans_predict(
     total = sum(len(by_file[file]) for file in mine)
 
     label = f"kmeans predict ({tag}, shard {shard})" if shard else f"kmeans predict ({tag})"
-    with progress_bar(config.progress and bool(mine), label, total, console) as advance:
+    with counting(label, total, PAIRS, config.progress) as advance:
 
         def work(file: str) -> tuple[str, str, np.ndarray | None, str | None]:
             records = sorted(by_file[file], key=lambda r: r.index)

@@ -1,10 +1,17 @@
-"""Options and error handling shared by every CLI command."""
+"""Options and error handling shared by every CLI command.
+
+Every option that several commands share is declared once here, as an ``Annotated`` type alias
+(``EpochsOption``...). A command maps its options onto config fields with one dict (parameter name ->
+dotted field, e.g. ``TRAINING_FIELDS``); :func:`given_options` and :func:`config_flags` turn the
+options given on the command line into the nested ``flags`` dict that overrides the config file and
+``--set`` (precedence: defaults < file < ``--set`` < flags).
+"""
 
 from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -43,6 +50,10 @@ TaskOption = Annotated[
     typer.Option("--task", "-t", help="Task: brats, lits, nnunet (see `radiossl plugins list`).", show_default=False),
 ]
 RawDataOption = Annotated[Path | None, typer.Option("--data", help="Raw dataset folder.", show_default=False)]
+ProcessedDataOption = Annotated[Path | None, typer.Option("--data", help="Preprocessed folder.", show_default=False)]
+RunsOutOption = Annotated[
+    Path | None, typer.Option("--out", help="Folder under which the run folder is made.", show_default=False)
+]
 EpochsOption = Annotated[int | None, typer.Option("--epochs", help="Training epochs.", show_default=False)]
 BatchSizeOption = Annotated[
     int | None, typer.Option("--batch-size", help="Batch size per process.", show_default=False)
@@ -124,14 +135,59 @@ def parse_shard_option(text: str | None) -> Shard | None:
         raise ConfigError(f"--shard {exc}") from None
 
 
-def flags_dict(**sections: dict[str, Any]) -> dict[str, Any]:
-    """Nested dict of the explicit CLI flags that were given (None values dropped)."""
-    out: dict[str, Any] = {}
-    for section, values in sections.items():
-        given = {key: value for key, value in values.items() if value is not None}
-        if given:
-            out[section] = given
-    return out
+RUNTIME_FIELDS: dict[str, str] = {"seed": "runtime.seed", "device": "runtime.device", "amp": "runtime.amp"}
+"""Options of the ``runtime`` section (the same fields in every stage config)."""
+
+TRAINING_FIELDS: dict[str, str] = {
+    "data": "data.root",
+    "workers": "data.workers",
+    "out": "out",
+    "epochs": "optim.epochs",
+    "batch_size": "optim.batch_size",
+    "lr": "optim.lr",
+    "width": "model.width",
+    "vis": "logging.vis",
+    "verbose": "logging.verbose",
+    **RUNTIME_FIELDS,
+}
+"""The options ``pretrain`` and ``finetune`` share, and the config field each one sets."""
+
+
+def given_options(ctx: typer.Context) -> dict[str, Any]:
+    """The options given on the command line (or by environment variable), by parameter name.
+
+    Options left at their default are not given, whatever the default, so they never override a
+    config file or ``--set``.
+    """
+    given = {}
+    for name, value in ctx.params.items():
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP") and value is not None:
+            given[name] = value
+    return given
+
+
+def config_flags(given: Mapping[str, Any], fields: Mapping[str, str]) -> dict[str, Any]:
+    """The nested config dict of ``given`` options (None values left out); ``fields``: option -> dotted field.
+
+    Paths become strings, as in a config file. Options without a field (``--resume``, ``--shard``...)
+    are not config fields and are left out.
+
+    Example:
+        >>> config_flags({"epochs": 3, "lr": None, "resume": "auto"}, {"epochs": "optim.epochs", "lr": "optim.lr"})
+        {'optim': {'epochs': 3}}
+    """
+    flags: dict[str, Any] = {}
+    for name, field in fields.items():
+        value = given.get(name)
+        if value is None:
+            continue
+        *sections, key = field.split(".")
+        target = flags
+        for section in sections:
+            target = target.setdefault(section, {})
+        target[key] = str(value) if isinstance(value, Path) else value
+    return flags
 
 
 def error(message: str) -> None:

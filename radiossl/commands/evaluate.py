@@ -1,6 +1,7 @@
 """``radiossl evaluate``: Dice and HD95 of a finetuned checkpoint on a dataset split.
 
-Flags map onto config fields (``--data`` -> ``data.root``, ``--split`` -> ``split``, ...).
+Options map onto config fields through ``EVALUATE_FIELDS`` (``--data`` -> ``data.root``, ``--split`` ->
+``split``, ...).
 Precedence: class defaults < task defaults < ``--config FILE`` < ``--set a.b=v`` < flags.
 Exit code 1 when some cases failed (they are listed in summary.json). Torch is imported only when
 the command runs.
@@ -15,6 +16,7 @@ import typer
 
 from radiossl.commands.common import (
     EXIT_FAILURES,
+    RUNTIME_FIELDS,
     AllowUnsafePickleOption,
     AmpOption,
     ConfigOption,
@@ -24,8 +26,9 @@ from radiossl.commands.common import (
     SetOption,
     TaskOption,
     WorkersOption,
+    config_flags,
     console,
-    flags_dict,
+    given_options,
     handle_errors,
     merge_only_option,
     parse_shard_option,
@@ -44,42 +47,31 @@ COMMAND_HELP = (
 )
 
 
-def evaluate_flags(
-    data: Path | None = None,
-    weights: Path | None = None,
-    out: Path | None = None,
-    split: str | None = None,
-    protocol: str | None = None,
-    save_predictions: bool | None = None,
-    tta_flips: bool | None = None,
-    seed: int | None = None,
-    device: str | None = None,
-    workers: int | None = None,
-    amp: str | None = None,
-    allow_unsafe_pickle: bool | None = None,
-) -> dict[str, Any]:
-    """The nested config dict of the explicit command-line flags (absent flags are left out)."""
-    flags = flags_dict(
-        data={"root": data, "workers": workers},
-        runtime={"seed": seed, "device": device, "amp": amp},
-    )
-    top = {
-        "weights": weights,
-        "out": out,
-        "split": split,
-        "protocol": protocol,
-        "save_predictions": save_predictions,
-        "tta_flips": tta_flips,
-        "allow_unsafe_pickle": allow_unsafe_pickle,
-    }
-    flags.update({key: value for key, value in top.items() if value is not None})
-    return flags
+EVALUATE_FIELDS: dict[str, str] = {
+    "data": "data.root",
+    "workers": "data.workers",
+    **RUNTIME_FIELDS,
+    "weights": "weights",
+    "out": "out",
+    "split": "split",
+    "protocol": "protocol",
+    "save_predictions": "save_predictions",
+    "tta_flips": "tta_flips",
+    "allow_unsafe_pickle": "allow_unsafe_pickle",
+}
+"""Each ``evaluate`` option that sets a config field, and the field."""
+
+
+def evaluate_flags(**given: Any) -> dict[str, Any]:
+    """The nested config dict of the given options (by parameter name; None and non-config options left out)."""
+    return config_flags(given, EVALUATE_FIELDS)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("evaluate", help=COMMAND_HELP)
     @handle_errors
     def evaluate_command(
+        ctx: typer.Context,
         task: TaskOption = None,
         data: RawDataOption = None,
         weights: Annotated[
@@ -112,29 +104,18 @@ def register(app: typer.Typer) -> None:
         merge_only: bool = merge_only_option("metrics.csv and summary.json"),
     ) -> None:
         """Evaluate a finetuned checkpoint (help text: COMMAND_HELP)."""
+        from radiossl.commands.progress import console_progress, rich_table
         from radiossl.downstream.config import load_task_config
         from radiossl.downstream.evaluate import evaluate
 
         chosen = parse_shard_option(shard)
-        flags = evaluate_flags(
-            data,
-            weights,
-            out,
-            split,
-            protocol,
-            save_predictions,
-            tta_flips,
-            seed,
-            device,
-            workers,
-            amp,
-            allow_unsafe_pickle,
-        )
+        flags = evaluate_flags(**given_options(ctx))
         cfg = load_task_config("evaluate", task, config, tuple(overrides or ()), flags)
         out_console = console()
-        result = evaluate(cfg, log=out_console.print, shard=chosen, merge_only=merge_only)
+        with console_progress(out_console):  # one line per case
+            result = evaluate(cfg, shard=chosen, merge_only=merge_only)
         if result.complete:
-            out_console.print(result.table())
+            out_console.print(rich_table(result.table()))
             out_console.print(f"metrics: {result.metrics_csv}\nsummary: {result.summary_json}")
         else:
             out_console.print(

@@ -1,6 +1,7 @@
 """``radiossl finetune``: train a 3D U-Net on a segmentation task, from scratch or from pretrained weights.
 
-Flags map onto config fields (``--data`` -> ``data.root``, ``--ratio`` -> ``data.ratio``, ...).
+Options map onto config fields through ``FINETUNE_FIELDS`` (``--data`` -> ``data.root``, ``--ratio`` ->
+``data.ratio``, ...).
 Precedence: class defaults < task defaults < ``--config FILE`` < ``--set a.b=v`` < flags.
 Exit code 1 when some cases could not be loaded: training ran on the others, and the left-out cases
 are listed (and in ``<run>/splits.json``). Torch is imported only when the command runs.
@@ -16,6 +17,7 @@ import typer
 
 from radiossl.commands.common import (
     EXIT_FAILURES,
+    TRAINING_FIELDS,
     AllowUnsafePickleOption,
     AmpOption,
     BatchSizeOption,
@@ -26,14 +28,16 @@ from radiossl.commands.common import (
     LrOption,
     RawDataOption,
     ResumeOption,
+    RunsOutOption,
     SeedOption,
     SetOption,
     TaskOption,
     VerboseOption,
     WidthOption,
     WorkersOption,
+    config_flags,
     console,
-    flags_dict,
+    given_options,
     handle_errors,
 )
 
@@ -45,51 +49,30 @@ COMMAND_HELP = (
 )
 
 
-def finetune_flags(
-    data: Path | None = None,
-    out: Path | None = None,
-    weights: Path | None = None,
-    transfer: str | None = None,
-    train: str | None = None,
-    ratio: float | None = None,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    lr: float | None = None,
-    width: float | None = None,
-    seed: int | None = None,
-    device: str | None = None,
-    workers: int | None = None,
-    amp: str | None = None,
-    vis: bool | None = None,
-    allow_unsafe_pickle: bool | None = None,
-    verbose: bool | None = None,
-) -> dict[str, Any]:
-    """The nested config dict of the explicit command-line flags (absent flags are left out)."""
-    flags = flags_dict(
-        data={"root": data, "ratio": ratio, "workers": workers},
-        optim={"epochs": epochs, "batch_size": batch_size, "lr": lr},
-        runtime={"seed": seed, "device": device, "amp": amp},
-        model={"width": width},
-        logging={"vis": vis, "verbose": verbose},
-    )
-    top = {
-        "out": out,
-        "weights": weights,
-        "transfer": transfer,
-        "train": train,
-        "allow_unsafe_pickle": allow_unsafe_pickle,
-    }
-    flags.update({key: value for key, value in top.items() if value is not None})
-    return flags
+FINETUNE_FIELDS: dict[str, str] = {
+    **TRAINING_FIELDS,
+    "ratio": "data.ratio",
+    "weights": "weights",
+    "transfer": "transfer",
+    "train": "train",
+    "allow_unsafe_pickle": "allow_unsafe_pickle",
+}
+"""Each ``finetune`` option that sets a config field, and the field."""
+
+
+def finetune_flags(**given: Any) -> dict[str, Any]:
+    """The nested config dict of the given options (by parameter name; None and non-config options left out)."""
+    return config_flags(given, FINETUNE_FIELDS)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("finetune", help=COMMAND_HELP)
     @handle_errors
     def finetune_command(
+        ctx: typer.Context,
         task: TaskOption = None,
         data: RawDataOption = None,
-        out: Annotated[Path | None, typer.Option("--out", help="Folder under which the run folder is made.")] = None,
+        out: RunsOutOption = None,
         weights: Annotated[
             Path | None, typer.Option("--weights", help="Checkpoint to start from (default: from scratch).")
         ] = None,
@@ -126,25 +109,7 @@ def register(app: typer.Typer) -> None:
         from radiossl.downstream.config import load_task_config
         from radiossl.downstream.finetune import finetune
 
-        flags = finetune_flags(
-            data,
-            out,
-            weights,
-            transfer,
-            train,
-            ratio,
-            epochs,
-            batch_size,
-            lr,
-            width,
-            seed,
-            device,
-            workers,
-            amp,
-            vis,
-            allow_unsafe_pickle,
-            verbose,
-        )
+        flags = finetune_flags(**given_options(ctx))
         cfg = load_task_config("finetune", task, config, tuple(overrides or ()), flags)
         with console_progress():  # rank 0 ends with a table of the run, its checkpoints and folder
             result = finetune(cfg, resume=resume, extend_epochs=extend_epochs)

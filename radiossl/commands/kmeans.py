@@ -11,11 +11,13 @@ from radiossl.commands.common import (
     EXIT_FAILURES,
     ConfigOption,
     DeviceOption,
+    ProcessedDataOption,
     SeedOption,
     SetOption,
     WorkersOption,
+    config_flags,
     console,
-    flags_dict,
+    given_options,
     handle_errors,
     merge_only_option,
     parse_shard_option,
@@ -45,15 +47,37 @@ UpsamplerWeightsOption = typer.Option(
 )
 
 
-def _feature_flags(
-    extractor: str | None, upsampler: str | None, weights: Path | None, upsampler_weights: Path | None
-) -> dict[str, Any]:
-    features: dict[str, Any] = {"extractor": extractor, "upsampler": upsampler}
-    if weights is not None:
-        features["extractor_options"] = {"weights": str(weights)}
-    if upsampler_weights is not None:
-        features["upsampler_options"] = {"weights": str(upsampler_weights)}
-    return features
+FEATURE_FIELDS: dict[str, str] = {
+    "extractor": "features.extractor",
+    "upsampler": "features.upsampler",
+    "weights": "features.extractor_options.weights",
+    "upsampler_weights": "features.upsampler_options.weights",
+}
+KMEANS_RUNTIME_FIELDS: dict[str, str] = {
+    "seed": "runtime.seed",
+    "device": "runtime.device",
+    "workers": "runtime.workers",  # k-means configs keep the worker count in runtime, not in data
+}
+FIT_FIELDS: dict[str, str] = {
+    "data": "data.root",
+    **FEATURE_FIELDS,
+    "voxels_per_crop": "sampling.voxels_per_crop",
+    "k": "kmeans.k",
+    "gpu": "kmeans.gpu",
+    "out": "out",
+    **KMEANS_RUNTIME_FIELDS,
+}
+"""Each ``kmeans fit`` option that sets a config field, and the field."""
+PREDICT_FIELDS: dict[str, str] = {
+    "data": "data.root",
+    "split": "data.split",
+    **FEATURE_FIELDS,
+    "centroids": "centroids",
+    "tag": "tag",
+    "overwrite": "overwrite",
+    **KMEANS_RUNTIME_FIELDS,
+}
+"""Each ``kmeans predict`` option that sets a config field, and the field."""
 
 
 def register(app: typer.Typer) -> None:
@@ -67,7 +91,8 @@ def register(app: typer.Typer) -> None:
     @kmeans_app.command("fit")
     @handle_errors
     def fit_command(
-        data: Path = typer.Option(None, "--data", help="Preprocessed folder.", show_default=False),
+        ctx: typer.Context,
+        data: ProcessedDataOption = None,
         k: int = typer.Option(None, "--k", "-k", min=2, help="Number of clusters (default 10).", show_default=False),
         extractor: str = ExtractorOption,
         upsampler: str = UpsamplerOption,
@@ -112,25 +137,20 @@ def register(app: typer.Typer) -> None:
         """
         from radiossl.clustering.config import KMeansConfig, load_kmeans_config
         from radiossl.clustering.fit import kmeans_fit
+        from radiossl.commands.progress import console_progress
 
         chosen = parse_shard_option(shard)
-        flags = flags_dict(
-            data={"root": data},
-            features=_feature_flags(extractor, upsampler, weights, upsampler_weights),
-            sampling={"voxels_per_crop": voxels_per_crop},
-            kmeans={"k": k, "gpu": gpu},
-            runtime={"seed": seed, "device": device, "workers": workers},
-        )
-        if out is not None:
-            flags["out"] = out
+        flags = config_flags(given_options(ctx), FIT_FIELDS)
         settings = load_kmeans_config(KMeansConfig, config, overrides or [], flags)
-        result = kmeans_fit(settings, console=console(), shard=chosen, merge_only=merge_only)
+        with console_progress(console()):
+            result = kmeans_fit(settings, shard=chosen, merge_only=merge_only)
         _fit_report(result)
 
     @kmeans_app.command("predict")
     @handle_errors
     def predict_command(
-        data: Path = typer.Option(None, "--data", help="Preprocessed folder.", show_default=False),
+        ctx: typer.Context,
+        data: ProcessedDataOption = None,
         centroids: Path = typer.Option(
             None, "--centroids", help="Centroids .npy from `kmeans fit` (JSON beside it).", show_default=False
         ),
@@ -162,26 +182,13 @@ def register(app: typer.Typer) -> None:
         """
         from radiossl.clustering.config import KMeansPredictConfig, load_kmeans_config
         from radiossl.clustering.predict import kmeans_predict
+        from radiossl.commands.progress import console_progress
 
         chosen = parse_shard_option(shard)
-        feature_flags = {
-            key: value
-            for key, value in _feature_flags(extractor, upsampler, weights, upsampler_weights).items()
-            if value is not None
-        }
-        flags = flags_dict(
-            data={"root": data, "split": split},
-            runtime={"seed": seed, "device": device, "workers": workers},
-        )
-        if feature_flags:
-            flags["features"] = feature_flags
-        for key, value in (("centroids", centroids), ("tag", tag)):
-            if value is not None:
-                flags[key] = value
-        if overwrite:
-            flags["overwrite"] = True
+        flags = config_flags(given_options(ctx), PREDICT_FIELDS)
         settings = load_kmeans_config(KMeansPredictConfig, config, overrides or [], flags)
-        result = kmeans_predict(settings, console=console(), shard=chosen, merge_only=merge_only)
+        with console_progress(console()):
+            result = kmeans_predict(settings, shard=chosen, merge_only=merge_only)
         _predict_report(result)
         if not result.success:
             raise typer.Exit(EXIT_FAILURES)

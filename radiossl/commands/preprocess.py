@@ -10,15 +10,31 @@ import typer
 from radiossl.commands.common import (
     EXIT_FAILURES,
     ConfigOption,
+    RawDataOption,
     SeedOption,
     SetOption,
     WorkersOption,
+    config_flags,
     console,
+    given_options,
     handle_errors,
     merge_only_option,
     parse_shard_option,
     shard_option,
 )
+
+PREPROCESS_FIELDS: dict[str, str] = {
+    "dataset": "dataset",
+    "data": "data",
+    "out": "out",
+    "views": "view",
+    "pairs": "pairs",
+    "shard": "shard",
+    "multichannel": "multichannel",
+    "workers": "workers",
+    "seed": "seed",
+}
+"""Each ``preprocess`` option that sets a config field, and the field (the preprocess config is flat)."""
 
 
 def register(app: typer.Typer) -> None:
@@ -27,6 +43,7 @@ def register(app: typer.Typer) -> None:
     @app.command("preprocess")
     @handle_errors
     def preprocess_command(
+        ctx: typer.Context,
         dataset: str = typer.Option(
             None,
             "--dataset",
@@ -35,7 +52,7 @@ def register(app: typer.Typer) -> None:
             "or a plugin.",
             show_default=False,
         ),
-        data: Path = typer.Option(None, "--data", help="Raw dataset folder.", show_default=False),
+        data: RawDataOption = None,
         out: Path = typer.Option(
             None, "--out", "-o", help="Output folder (new, or one to resume).", show_default=False
         ),
@@ -87,18 +104,7 @@ def register(app: typer.Typer) -> None:
 
         parse_shard_option(shard)  # a value that names no shard: exit 2 before any work
 
-        given = {
-            "dataset": dataset,
-            "data": data,
-            "out": out,
-            "view": views,
-            "pairs": pairs,
-            "shard": shard,
-            "multichannel": multichannel,
-            "workers": workers,
-            "seed": seed,
-        }
-        flags = {key: value for key, value in given.items() if value is not None}
+        flags = config_flags(given_options(ctx), PREPROCESS_FIELDS)
         settings = load_config_file_into(PreprocessConfig, config, overrides or [], flags=flags)
         with console_progress(console()):
             result = preprocess(settings, merge_only=merge_only)

@@ -1,18 +1,19 @@
 """``radiossl pretrain``: self-supervised pretraining with a registered pretext method.
 
-Flags map onto config fields (``--data`` -> ``data.root``, ``--epochs`` -> ``optim.epochs``, ...).
+Options map onto config fields through ``PRETRAIN_FIELDS`` (``--data`` -> ``data.root``, ``--epochs`` ->
+``optim.epochs``, ...).
 Precedence: class defaults < method defaults < ``--config FILE`` < ``--set a.b=v`` < flags.
 Torch is imported only when the command runs.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from radiossl.commands.common import (
+    TRAINING_FIELDS,
     AmpOption,
     BatchSizeOption,
     ConfigOption,
@@ -20,13 +21,16 @@ from radiossl.commands.common import (
     EpochsOption,
     ExtendEpochsOption,
     LrOption,
+    ProcessedDataOption,
     ResumeOption,
+    RunsOutOption,
     SeedOption,
     SetOption,
     VerboseOption,
     WidthOption,
     WorkersOption,
-    flags_dict,
+    config_flags,
+    given_options,
     handle_errors,
 )
 
@@ -37,43 +41,25 @@ COMMAND_HELP = (
 )
 
 
-def pretrain_flags(
-    data: Path | None = None,
-    out: Path | None = None,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    lr: float | None = None,
-    vis: bool | None = None,
-    seed: int | None = None,
-    device: str | None = None,
-    workers: int | None = None,
-    amp: str | None = None,
-    width: float | None = None,
-    tensorboard: bool | None = None,
-    verbose: bool | None = None,
-) -> dict[str, Any]:
-    """The nested config dict of the explicit command-line flags (absent flags are left out)."""
-    flags = flags_dict(
-        data={"root": data, "workers": workers},
-        optim={"epochs": epochs, "batch_size": batch_size, "lr": lr},
-        runtime={"seed": seed, "device": device, "amp": amp},
-        model={"width": width},
-        logging={"vis": vis, "tensorboard": tensorboard, "verbose": verbose},
-    )
-    if out is not None:
-        flags["out"] = out
-    return flags
+PRETRAIN_FIELDS: dict[str, str] = {**TRAINING_FIELDS, "tensorboard": "logging.tensorboard"}
+"""Each ``pretrain`` option that sets a config field, and the field."""
+
+
+def pretrain_flags(**given: Any) -> dict[str, Any]:
+    """The nested config dict of the given options (by parameter name; None and non-config options left out)."""
+    return config_flags(given, PRETRAIN_FIELDS)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("pretrain", help=COMMAND_HELP)
     @handle_errors
     def pretrain_command(
+        ctx: typer.Context,
         method: Annotated[
             str | None, typer.Option("--method", "-m", help="Pretext method (see `radiossl plugins list`).")
         ] = None,
-        data: Annotated[Path | None, typer.Option("--data", help="Preprocessed folder.")] = None,
-        out: Annotated[Path | None, typer.Option("--out", help="Folder under which the run folder is made.")] = None,
+        data: ProcessedDataOption = None,
+        out: RunsOutOption = None,
         epochs: EpochsOption = None,
         batch_size: BatchSizeOption = None,
         lr: LrOption = None,
@@ -99,9 +85,7 @@ def register(app: typer.Typer) -> None:
         from radiossl.pretext.base import load_pretrain_config
         from radiossl.pretext.pretrain import pretrain
 
-        flags = pretrain_flags(
-            data, out, epochs, batch_size, lr, vis, seed, device, workers, amp, width, tensorboard, verbose
-        )
+        flags = pretrain_flags(**given_options(ctx))
         cfg = load_pretrain_config(method, config, tuple(overrides or ()), flags)
         with console_progress():  # rank 0 ends with a table of the run, its checkpoints and folder
             pretrain(cfg, resume=resume, extend_epochs=extend_epochs)

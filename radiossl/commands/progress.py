@@ -4,14 +4,19 @@ Library code reports through :mod:`radiossl.engine.progress`; the commands that 
 work in :func:`console_progress`, which installs
 
 * :class:`RichProgress` when standard output is an interactive terminal: one live bar per training
-  stage (epoch x/N and the step within the epoch, elapsed time, ETA, the headline metrics), rules
-  between pipeline steps, rich tables;
+  stage (epoch x/N and the step within the epoch, elapsed time, ETA, the headline metrics), a bar per
+  counted step (items done of the total, elapsed time, ETA), rules between pipeline steps, rich tables;
 * :class:`~radiossl.engine.progress.PlainProgress` otherwise (pipes, CI logs, ``TERM=dumb``,
   ``NO_COLOR``, notebooks): plain lines at a bounded rate, never escape codes.
+
+Inside the block the ``radiossl`` logger's records (INFO and up) are shown through the same reporter
+(:class:`ReporterLogHandler`), so a warning prints above a live bar instead of through it, and inside
+a training run also lands in ``train.log``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -19,15 +24,26 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from radiossl.engine.progress import (
     HeadlineValues,
+    ItemCounter,
+    PlainCounter,
     PlainProgress,
     ProgressReporter,
     RunPlan,
     RunSummary,
+    current_reporter,
     reporting_to,
     show_summary,
 )
@@ -136,6 +152,12 @@ class RichProgress:
             return
         show_summary(self, summary)
 
+    def counter(self, label: str, total: int, unit: str) -> ItemCounter:
+        """A bar of its own; plain lines when a training run's bar is live (rich shows one live display)."""
+        if self._progress is not None:
+            return PlainCounter(label, total, unit, self.message)
+        return RichCounter(self.console, label, total)
+
     def close(self) -> None:
         """Stop a live display (also after an error: the bar stays as it was)."""
         if self._progress is not None:
@@ -155,6 +177,28 @@ class RichProgress:
         self._progress.update(self._task, completed=completed, position=position, metrics=metrics)
 
 
+class RichCounter:
+    """A live bar for one counted step: items done of the total, elapsed time and ETA (thread-safe)."""
+
+    def __init__(self, console: Console, label: str, total: int) -> None:
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        self._bar = Progress(*columns, console=console, transient=False)
+        self._bar.start()
+        self._task = self._bar.add_task(escape(label), total=total)
+
+    def advance(self, n: int = 1) -> None:
+        self._bar.advance(self._task, n)
+
+    def end(self, completed: bool = True) -> None:
+        self._bar.stop()  # the bar stays as it was, also after an error
+
+
 def console_reporter(console: Console | None = None) -> ProgressReporter:
     """A live :class:`RichProgress` on an interactive terminal, else plain lines on standard output."""
     from radiossl.commands.common import console as default_console
@@ -165,12 +209,49 @@ def console_reporter(console: Console | None = None) -> ProgressReporter:
     return PlainProgress()
 
 
+class ReporterLogHandler(logging.Handler):
+    """Log records as messages of the current reporter (warnings and errors prefixed with their level).
+
+    The current reporter is the one installed in the logging thread (inside a training run: the run's,
+    which also writes ``train.log``); records from other threads go to ``fallback``.
+    """
+
+    def __init__(self, fallback: ProgressReporter, level: int = logging.INFO) -> None:
+        super().__init__(level)
+        self.fallback = fallback
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+            if record.levelno >= logging.WARNING:
+                text = f"{record.levelname.lower()}: {text}"
+            current_reporter(self.fallback).message(text)
+        except Exception:  # logging must never break the command
+            self.handleError(record)
+
+
+@contextmanager
+def showing_logs(reporter: ProgressReporter, logger_name: str = "radiossl") -> Iterator[None]:
+    """Show ``logger_name``'s records (INFO and up) through ``reporter`` inside the ``with`` block."""
+    logger = logging.getLogger(logger_name)
+    handler = ReporterLogHandler(reporter)
+    previous = logger.level
+    if previous == logging.NOTSET or previous > logging.INFO:
+        logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
 @contextmanager
 def console_progress(console: Console | None = None) -> Iterator[ProgressReporter]:
-    """Send the library's reports inside the ``with`` block to the console (see :func:`console_reporter`)."""
+    """Send the library's reports and log records inside the ``with`` block to the console (console_reporter)."""
     reporter = console_reporter(console)
     try:
-        with reporting_to(reporter):
+        with reporting_to(reporter), showing_logs(reporter):
             yield reporter
     finally:
         if isinstance(reporter, RichProgress):

@@ -48,17 +48,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from radiossl.downstream.inference import predict_probabilities
+from radiossl.downstream.inference import InferenceSettings, predict_probabilities
 from radiossl.downstream.losses import DiceBCELoss
 from radiossl.downstream.metrics import EmptyPolicy, mean_std, score_regions, soft_dice
 from radiossl.downstream.tasks.base import SegmentationTask, get_task_class
+from radiossl.engine.progress import current_reporter
 from radiossl.errors import CheckpointError, ConfigError, DataError, RadiosslError
 from radiossl.utils.atomic import atomic_write_text, write_json
 from radiossl.utils.fragments import Fragments, describe_missing, file_sha256, merge_advice, share
 from radiossl.utils.sharding import Shard
+from radiossl.utils.text_table import TextTable
 
 if TYPE_CHECKING:
-    from rich.table import Table
     from torch import nn
 
     from radiossl.data.datasets import Case
@@ -101,28 +102,22 @@ class EvaluateResult:
         """Whether every case has a result and the summary was written."""
         return not self.missing
 
-    def table(self) -> Table:
-        """A rich table: mean ± std of Dice and HD95 per region."""
-        from rich.table import Table
-
+    def table(self) -> TextTable:
+        """Mean ± std of Dice and HD95 per region and over regions (the CLI draws it; ``.lines()`` is plain text)."""
         protocol = self.summary["protocol"]
-        dice_name = "soft Dice" if protocol == "thesis-crops" else "Dice"
-        table = Table(
-            title=f"{self.summary['task']['task']} · {self.summary['split']} · {protocol}",
-            title_justify="left",
-        )
-        table.add_column("region")
-        table.add_column(dice_name, justify="right")
+        columns = ["region", "soft Dice" if protocol == "thesis-crops" else "Dice"]
         if protocol == "full":
-            table.add_column(f"HD{self.summary['hd_percentile']:g} (mm)", justify="right")
-        table.add_column("cases", justify="right")
+            columns.append(f"HD{self.summary['hd_percentile']:g} (mm)")
+        columns.append("cases")
+        rows = []
         for name, stats in {**self.summary["regions"], "mean": self.summary["mean"]}.items():
             cells = [name, _pm(stats["dice_mean"], stats["dice_std"], 4)]
             if protocol == "full":
                 cells.append(_pm(stats["hd_mean"], stats["hd_std"], 2))
             cells.append(str(stats["n"]))
-            table.add_row(*cells)
-        return table
+            rows.append(cells)
+        title = f"{self.summary['task']['task']} · {self.summary['split']} · {protocol}"
+        return TextTable(title, columns, rows, right=tuple(range(1, len(columns))))
 
 
 def _pm(mean: Any, std: Any, digits: int) -> str:
@@ -203,16 +198,17 @@ def _case_ids(task: SegmentationTask, cases: list[Case], config: EvaluateConfig,
 
 def evaluate(
     config: EvaluateConfig,
-    log: Callable[[str], None] | None = None,
     *,
     shard: Shard | None = None,
     merge_only: bool = False,
 ) -> EvaluateResult:
     """Evaluate ``config.weights`` on the ``config.split`` cases of ``config.data.root``.
 
+    One line per case (its Dice per region, or why it failed) goes to the current progress reporter
+    (:mod:`radiossl.engine.progress`: plain lines by default, the console under the CLI).
+
     Args:
         config: the resolved evaluate config (see :func:`radiossl.downstream.config.load_task_config`).
-        log: called with one line per case (progress); None = silent.
         shard: evaluate only this share of the cases (``--shard I/N``); None = all of them.
         merge_only: evaluate nothing; write ``metrics.csv`` and ``summary.json`` from the fragments.
 
@@ -222,7 +218,7 @@ def evaluate(
     """
     from radiossl.models.loading import read_checkpoint
 
-    say = log or (lambda _message: None)
+    say = current_reporter().message
     if config.weights is None:
         raise ConfigError("weights: no checkpoint given (--weights CKPT)")
     if config.data.root is None:
@@ -300,6 +296,7 @@ def _evaluate_cases(
     model, _ = model_from_checkpoint(raw_ckpt)
     _check_model(model, task, config.weights)
     roi = _roi(config, saved)
+    inference = InferenceSettings.from_config(config.sliding_window, roi, config.tta_flips)
     device = select_device(config.runtime.device)
     apply_memory_format(model.to(device), memory_format_for(device, config.runtime.memory_format)).eval()
     precision = resolve_amp(device, config.runtime.amp)
@@ -314,14 +311,14 @@ def _evaluate_cases(
         loss: float | None = None
         try:
             if config.protocol == "full":
-                case_rows, written = _evaluate_full(model, task, case, config, roi, policy, device, autocast, out)
+                case_rows, written = _evaluate_full(model, task, case, config, inference, policy, device, autocast, out)
                 predictions.extend(written)
             else:
                 case_rows, loss = _evaluate_crop(model, task, case, roi, device)
         except RadiosslError as exc:
             failures.append({"case": case.case_id, "error": str(exc)})
             fragments.write_json(case.case_id, {"case": case.case_id, "status": "failed", "error": str(exc)})
-            say(f"{where} {case.case_id}: [red]failed[/]: {exc}")
+            say(f"{where} {case.case_id}: failed: {exc}")
             continue
         fragments.write_json(
             case.case_id,
@@ -386,7 +383,7 @@ def _evaluate_full(
     task: SegmentationTask,
     case: Case,
     config: EvaluateConfig,
-    roi: tuple[int, int, int],
+    inference: InferenceSettings,
     policy: EmptyPolicy,
     device: torch.device,
     autocast: torch.dtype | None,
@@ -396,20 +393,7 @@ def _evaluate_full(
     from radiossl.io import write_image
 
     raw, arrays = task.load_with_raw(case)
-    sw = config.sliding_window
-    probs = predict_probabilities(
-        model,
-        arrays.image,
-        roi,
-        overlap=sw.overlap,
-        mode=sw.mode,
-        sigma_scale=sw.sigma_scale,
-        sw_batch_size=sw.sw_batch_size,
-        tta_flips=config.tta_flips,
-        backend=sw.backend,
-        device=device,
-        autocast_dtype=autocast,
-    ).numpy()
+    probs = predict_probabilities(model, arrays.image, inference, device=device, autocast_dtype=autocast).numpy()
     reference = arrays.reference
     if probs.shape[1:] != reference.shape:
         probs = to_reference(probs, arrays, mode="linear")

@@ -45,7 +45,7 @@ from torch import nn
 
 from radiossl.downstream.datasets import CaseCache, CaseIndexDataset, LeftOutCase, PatchDataset
 from radiossl.downstream.freezing import FreezeReport, freeze, train_mode
-from radiossl.downstream.inference import predict_probabilities
+from radiossl.downstream.inference import InferenceSettings, predict_probabilities
 from radiossl.downstream.losses import DiceBCELoss
 from radiossl.downstream.metrics import dice
 from radiossl.downstream.tasks.base import SegmentationTask, get_task_class
@@ -280,22 +280,12 @@ class FinetuneTask:
         if epoch % cfg.validation.every and epoch != context.total_epochs:
             return {"val_dice": math.nan}
         net = unwrap_model(model)
-        sw = cfg.sliding_window
+        inference = InferenceSettings.from_config(cfg.sliding_window, self.roi())
         per_region: list[list[float]] = [[] for _ in names]
         for batch in loader:
             for index in torch.as_tensor(batch).reshape(-1).tolist():
                 item = self.val_cache.get(int(index))
-                probs = predict_probabilities(
-                    net,
-                    item.image,
-                    self.roi(),
-                    overlap=sw.overlap,
-                    mode=sw.mode,
-                    sigma_scale=sw.sigma_scale,
-                    sw_batch_size=sw.sw_batch_size,
-                    backend=sw.backend,
-                    device=context.device,
-                )
+                probs = predict_probabilities(net, item.image, inference, device=context.device)
                 masks = probs.numpy() > 0.5
                 targets = self.task.region_targets(item.label)
                 for r in range(len(names)):

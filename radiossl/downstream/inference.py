@@ -12,6 +12,10 @@ imported lazily), ``"builtin"`` uses the implementation here, and ``"auto"`` (de
 when it is installed. Both follow the same window placement and weighting, so they agree to float
 precision (tested).
 
+:class:`InferenceSettings` holds everything that decides how a case is predicted (window, blending,
+backend, test-time flips); finetuning's validation and ``evaluate`` build one from the
+``sliding_window`` config section and pass it whole to :func:`predict_probabilities`.
+
 Example:
     >>> import torch
     >>> x = torch.rand(1, 1, 20, 20, 12)
@@ -24,7 +28,8 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -33,12 +38,45 @@ from torch import nn
 
 from radiossl.errors import ConfigError
 
+if TYPE_CHECKING:
+    from radiossl.downstream.config import SlidingWindowConfig
+
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 Backend = Literal["auto", "monai", "builtin"]
 BlendMode = Literal["gaussian", "constant"]
 
 MIN_WEIGHT = 1e-3
 """Smallest importance weight, so that window borders still count where nothing else covers them."""
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How :func:`predict_probabilities` predicts a whole case.
+
+    Attributes:
+        roi: the window (network input) size per spatial axis.
+        overlap: overlap of neighbouring windows, in [0, 1).
+        mode: blending weights of a window: ``gaussian`` or ``constant``.
+        sigma_scale: Gaussian sigma as a fraction of the window size.
+        sw_batch_size: windows per forward pass.
+        backend: ``auto`` (MONAI when installed), ``monai`` or ``builtin``.
+        tta_flips: average over the 8 flips of the three spatial axes.
+    """
+
+    roi: tuple[int, ...]
+    overlap: float = 0.5
+    mode: BlendMode = "gaussian"
+    sigma_scale: float = 0.125
+    sw_batch_size: int = 1
+    backend: Backend = "auto"
+    tta_flips: bool = False
+
+    @classmethod
+    def from_config(
+        cls, section: SlidingWindowConfig, roi: Sequence[int], tta_flips: bool = False
+    ) -> InferenceSettings:
+        """The settings of a ``sliding_window`` config section, with its window size resolved to ``roi``."""
+        return cls(roi=tuple(int(r) for r in roi), tta_flips=tta_flips, **section.model_dump(exclude={"roi"}))
 
 
 def monai_available() -> bool:
@@ -199,22 +237,16 @@ def flip_sets(spatial_dims: int, enabled: bool) -> list[tuple[int, ...]]:
 def predict_probabilities(
     model: nn.Module,
     image: np.ndarray | torch.Tensor,
-    roi: Sequence[int],
+    settings: InferenceSettings,
     *,
-    overlap: float = 0.5,
-    mode: BlendMode = "gaussian",
-    sigma_scale: float = 0.125,
-    sw_batch_size: int = 1,
-    tta_flips: bool = False,
-    backend: Backend = "auto",
     device: torch.device | str | None = None,
     autocast_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Sigmoid probabilities ``[R, X, Y, Z]`` (float32, on the CPU) of one case ``[C, X, Y, Z]``.
 
-    Logits are blended over windows, turned into probabilities, and with ``tta_flips`` averaged over
-    the 8 flip combinations of the three spatial axes. The model is put in eval mode for the call
-    and its previous mode is restored.
+    Logits are blended over windows as ``settings`` say, turned into probabilities, and with
+    ``settings.tta_flips`` averaged over the 8 flip combinations of the three spatial axes. The model
+    is put in eval mode for the call and its previous mode is restored.
     """
     target = torch.device(device) if device is not None else next(model.parameters()).device
     x = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image)
@@ -230,10 +262,19 @@ def predict_probabilities(
 
     try:
         total: torch.Tensor | None = None
-        combos = flip_sets(x.dim() - 2, tta_flips)
+        combos = flip_sets(x.dim() - 2, settings.tta_flips)
         for axes in combos:
             flipped = torch.flip(x, axes) if axes else x
-            logits = sliding_window(flipped, predictor, roi, overlap, mode, sigma_scale, sw_batch_size, backend)
+            logits = sliding_window(
+                flipped,
+                predictor,
+                settings.roi,
+                settings.overlap,
+                settings.mode,
+                settings.sigma_scale,
+                settings.sw_batch_size,
+                settings.backend,
+            )
             probs = torch.sigmoid(logits)
             probs = torch.flip(probs, axes) if axes else probs
             total = probs if total is None else total + probs

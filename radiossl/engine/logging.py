@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from radiossl.engine.progress import (
+    ItemCounter,
     NullReporter,
     ProgressReporter,
     RunPlan,
@@ -212,6 +213,10 @@ class RunLogger:
         if summary is not None:
             table = summary_table(summary)
             self._log_text(*(table.lines() if table is not None else []), *summary_lines(summary))
+
+    def counter(self, label: str, total: int, unit: str) -> ItemCounter:
+        """A counted step, shown by the console reporter (rank 0 only)."""
+        return self.reporter.counter(label, total, unit)
 
     def close(self) -> None:
         """Stop the display if the run ended without a summary, and flush TensorBoard."""

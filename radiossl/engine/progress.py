@@ -1,15 +1,18 @@
 """How training runs and pipeline steps report to whoever watches: a small interface and its plain form.
 
 Library code never prints to the console itself. It reports through a :class:`ProgressReporter`:
-messages, section headings (one per demo step), tables, and the progress of a training run
-(``start_run`` → ``start_epoch`` → ``advance_step``... → ``end_epoch`` ... → ``end_run``).
+messages, section headings (one per demo step), tables, the progress of a training run
+(``start_run`` → ``start_epoch`` → ``advance_step``... → ``end_epoch`` ... → ``end_run``), and
+counted steps (``counter``: the k-means features of N crop pairs, ...; :func:`counting` wraps one).
 :func:`current_reporter` returns the reporter installed with :func:`reporting_to`, or a
-:class:`PlainProgress` when none is.
+:class:`PlainProgress` when none is. Diagnostics (a fallback, a choice made for the user) go to
+Python :mod:`logging` under the ``radiossl`` logger; the CLI shows them through its reporter.
 
 * :class:`PlainProgress` (the default; notebooks, pipes, CI logs) writes plain lines at a bounded
   rate: an epoch line at the first epoch, every ~10 % of the epochs, at each validation when
   validations are rarer than that, and at the last epoch, plus a line whenever ``interval`` seconds
-  pass without one; then the end-of-run table. It never writes escape codes.
+  pass without one; then the end-of-run table. A counted step gets a line when it starts, about
+  every 10 % of its items and at its end. It never writes escape codes.
 * The CLI installs a rich live bar on a terminal (``radiossl/commands/progress.py``); it draws the
   same :class:`RunPlan`, headline metrics and :func:`summary_table`.
 * :class:`NullReporter` says nothing (DDP ranks other than 0).
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -132,6 +136,26 @@ class ProgressReporter(Protocol):
 
     def end_run(self, summary: RunSummary | None) -> None:
         """The run is over: show the end-of-run table, or just stop the display (``None``: it failed)."""
+        ...
+
+    def counter(self, label: str, total: int, unit: str) -> ItemCounter:
+        """A counted step of ``total`` items (``unit``: their plural name, e.g. ``"crop pairs"``) starts."""
+        ...
+
+
+@runtime_checkable
+class ItemCounter(Protocol):
+    """The progress of one counted step (see :meth:`ProgressReporter.counter` and :func:`counting`).
+
+    ``advance`` may be called from worker threads.
+    """
+
+    def advance(self, n: int = 1) -> None:
+        """``n`` more items are done."""
+        ...
+
+    def end(self, completed: bool = True) -> None:
+        """The step is over (``completed`` false: it stopped on an error)."""
         ...
 
 
@@ -345,6 +369,9 @@ class PlainProgress:
             return
         show_summary(self, summary)
 
+    def counter(self, label: str, total: int, unit: str) -> ItemCounter:
+        return PlainCounter(label, total, unit, self.write, self.interval, self.lines_per_run, self.clock)
+
     def _line(self, text: str, now: float) -> None:
         assert self._run is not None
         self._run.last_line = now
@@ -359,6 +386,70 @@ class PlainProgress:
         if epochs_done <= 0 or remaining <= 0:
             return f"{format_duration(elapsed)} elapsed"
         return f"{format_duration(elapsed)} elapsed, ETA {format_duration(elapsed / epochs_done * remaining)}"
+
+
+class PlainCounter:
+    """Plain lines for a counted step: one at the start, about every 10 % of the items, one at the end.
+
+    A line is also written when ``interval`` seconds pass without one. Thread-safe.
+
+    Example:
+        >>> lines = []
+        >>> counter = PlainCounter("kmeans fit: features", 4, "crop pairs", lines.append, clock=lambda: 0.0)
+        >>> counter.advance(2); counter.advance(2); counter.end()
+        >>> lines[0], lines[-1]
+        ('kmeans fit: features: 4 crop pairs', 'kmeans fit: features: done, 4 crop pairs in 0s')
+    """
+
+    def __init__(
+        self,
+        label: str,
+        total: int,
+        unit: str,
+        write: Callable[[str], None],
+        interval: float = QUIET_INTERVAL,
+        lines_per_run: int = LINES_PER_RUN,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.label, self.total, self.unit = label, max(0, total), unit
+        self.write, self.interval, self.clock = write, interval, clock
+        self.every = max(1, math.ceil(self.total / max(1, lines_per_run)))
+        self.done = 0
+        self._lock = threading.Lock()
+        self._started = self._last_line = clock()
+        self._last_reported = 0
+        self.write(f"{label}: {self.total} {unit}")
+
+    def advance(self, n: int = 1) -> None:
+        with self._lock:
+            self.done += n
+            now = self.clock()
+            due = self.done - self._last_reported >= self.every or now - self._last_line >= self.interval
+            if not due or self.done >= self.total:  # the last items are reported by end()
+                return
+            self._last_line, self._last_reported = now, self.done
+            elapsed = now - self._started
+            eta = elapsed / self.done * (self.total - self.done)
+            timing = f"{format_duration(elapsed)} elapsed, ETA {format_duration(eta)}"
+            self.write(f"{self.label}: {self.done}/{self.total} {self.unit}  [{timing}]")
+
+    def end(self, completed: bool = True) -> None:
+        with self._lock:
+            elapsed = format_duration(self.clock() - self._started)
+            if completed:
+                self.write(f"{self.label}: done, {self.done} {self.unit} in {elapsed}")
+            else:
+                self.write(f"{self.label}: stopped after {self.done}/{self.total} {self.unit} ({elapsed})")
+
+
+class NullCounter:
+    """Counts nothing."""
+
+    def advance(self, n: int = 1) -> None:
+        """Say nothing."""
+
+    def end(self, completed: bool = True) -> None:
+        """Say nothing."""
 
 
 class NullReporter:
@@ -388,13 +479,17 @@ class NullReporter:
     def end_run(self, summary: RunSummary | None) -> None:
         """Say nothing."""
 
+    def counter(self, label: str, total: int, unit: str) -> ItemCounter:
+        """Count nothing."""
+        return NullCounter()
+
 
 _CURRENT: ContextVar[ProgressReporter | None] = ContextVar("radiossl_progress_reporter", default=None)
 
 
-def current_reporter() -> ProgressReporter:
-    """The reporter installed by :func:`reporting_to`, or a new :class:`PlainProgress`."""
-    return _CURRENT.get() or PlainProgress()
+def current_reporter(default: ProgressReporter | None = None) -> ProgressReporter:
+    """The reporter installed by :func:`reporting_to` in this thread, else ``default``, else PlainProgress."""
+    return _CURRENT.get() or default or PlainProgress()
 
 
 @contextmanager
@@ -418,3 +513,33 @@ def reporting_to(reporter: ProgressReporter) -> Iterator[ProgressReporter]:
 def report(text: str) -> None:
     """Send one message line to the current reporter."""
     current_reporter().message(text)
+
+
+@contextmanager
+def counting(label: str, total: int, unit: str, enabled: bool = True) -> Iterator[Callable[[int], None]]:
+    """Report a counted step to the current reporter; yields ``advance(n)``, callable from worker threads.
+
+    Nothing is reported when ``enabled`` is false or there is nothing to count.
+
+    Example:
+        >>> lines = []
+        >>> with reporting_to(PlainProgress(write=lines.append)):
+        ...     with counting("kmeans predict", 3, "crop pairs") as advance:
+        ...         advance(3)
+        >>> lines[0], lines[-1].split(" in ")[0]
+        ('kmeans predict: 3 crop pairs', 'kmeans predict: done, 3 crop pairs')
+    """
+    if not enabled or total <= 0:
+        yield _ignore
+        return
+    counter = current_reporter().counter(label, total, unit)
+    try:
+        yield counter.advance
+    except BaseException:
+        counter.end(completed=False)
+        raise
+    counter.end()
+
+
+def _ignore(n: int = 1) -> None:
+    """``advance`` of a step that is not reported."""

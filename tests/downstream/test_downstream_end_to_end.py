@@ -93,7 +93,10 @@ def test_evaluate_full_protocol(scratch_run: FinetuneResult, brats_root: Path, t
         written, reference = nib.load(path), nib.load(source)
         assert np.allclose(written.affine, reference.affine) and written.shape == reference.shape
         assert set(np.unique(np.asarray(written.dataobj)).tolist()) <= {0, 1, 2, 4}
-    assert "WT" in str(result.table().columns[0]._cells)
+    table = result.table()
+    assert list(table.columns) == ["region", "Dice", "HD95 (mm)", "cases"]
+    assert [row[0] for row in table.rows] == ["WT", "TC", "ET", "mean"]
+    assert all(row[-1] == str(len(test_ids)) for row in table.rows[:3])
 
 
 @pytest.mark.parametrize(("native", "expected"), [(False, "none"), (True, "bf16")])

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from radiossl.downstream.config import SlidingWindowConfig
 from radiossl.downstream.inference import (
+    InferenceSettings,
     flip_sets,
     importance_map,
     predict_probabilities,
@@ -78,10 +80,10 @@ def test_predict_probabilities_with_flips() -> None:
     model = torch.nn.Sequential(torch.nn.Conv3d(2, 3, 3, padding=1))
     model.train()
     image = torch.rand(2, 12, 10, 8)
-    plain = predict_probabilities(model, image, (8, 8, 8), backend="builtin")
+    plain = predict_probabilities(model, image, InferenceSettings((8, 8, 8), backend="builtin"))
     assert plain.shape == (3, 12, 10, 8) and plain.min() >= 0 and plain.max() <= 1
     assert model.training  # mode restored
-    tta = predict_probabilities(model, image.numpy(), (8, 8, 8), tta_flips=True, backend="builtin")
+    tta = predict_probabilities(model, image.numpy(), InferenceSettings((8, 8, 8), backend="builtin", tta_flips=True))
     # Flip-averaging equals averaging the model and its mirrored copies; check one voxel by hand.
     with torch.no_grad():
         manual = torch.zeros(3, 12, 10, 8)
@@ -94,3 +96,32 @@ def test_predict_probabilities_with_flips() -> None:
             manual += (torch.flip(out, axes) if axes else out)[0]
     assert torch.allclose(tta, manual / 8, atol=1e-6)
     assert threshold(torch.tensor([0.2, 0.5, 0.7])).tolist() == [False, False, True]
+
+
+def test_inference_settings_carry_every_sliding_window_field() -> None:
+    section = SlidingWindowConfig(
+        roi=(32, 32, 16), overlap=0.25, mode="constant", sigma_scale=0.2, sw_batch_size=4, backend="builtin"
+    )
+    settings = InferenceSettings.from_config(section, (16, 16, 8), tta_flips=True)
+    assert settings == InferenceSettings(
+        roi=(16, 16, 8),
+        overlap=0.25,
+        mode="constant",
+        sigma_scale=0.2,
+        sw_batch_size=4,
+        backend="builtin",
+        tta_flips=True,
+    )
+    # The defaults of the two are the same, so a config that leaves a field unset predicts as the library does.
+    assert InferenceSettings.from_config(SlidingWindowConfig(), (8, 8, 8)) == InferenceSettings((8, 8, 8))
+
+
+def test_predict_probabilities_follows_its_settings() -> None:
+    torch.manual_seed(2)
+    model = torch.nn.Sequential(torch.nn.Conv3d(1, 1, 3, padding=1))
+    image = torch.rand(1, 20, 20, 12)
+    gaussian = predict_probabilities(model, image, InferenceSettings((8, 8, 8), backend="builtin"))
+    constant = predict_probabilities(model, image, InferenceSettings((8, 8, 8), mode="constant", backend="builtin"))
+    assert not torch.allclose(gaussian, constant)  # the blending mode reaches the windows
+    expected = torch.sigmoid(sliding_window(image[None], model, (8, 8, 8), mode="constant", backend="builtin"))[0]
+    assert torch.allclose(constant, expected, atol=1e-6)
