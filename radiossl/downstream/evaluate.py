@@ -63,7 +63,7 @@ if TYPE_CHECKING:
 
     from radiossl.data.datasets import Case
     from radiossl.downstream.config import EvaluateConfig
-    from radiossl.models.loading import RawCheckpoint
+    from radiossl.models.checkpoint import RawCheckpoint
 
 CSV_COLUMNS = ("case", "region", "dice", "hd95", "gt_voxels", "pred_voxels")
 RECORD_FORMAT = "radiossl-evaluation"
@@ -220,7 +220,7 @@ def evaluate(
         ConfigError: no weights or dataset, bad settings, or shards of another evaluation in ``out``.
         DataError: no cases, unreadable files; ``merge_only`` with cases that have no result yet.
     """
-    from radiossl.models.loading import read_checkpoint
+    from radiossl.models.checkpoint import read_checkpoint
 
     say = log or (lambda _message: None)
     if config.weights is None:

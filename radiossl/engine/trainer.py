@@ -66,6 +66,7 @@ from radiossl.engine.progress import RunPlan, RunSummary, reporting_to
 from radiossl.engine.protocol import StepContext, StepOutput, TrainingTask, headline_metrics
 from radiossl.engine.run_dir import JOB_FILE, job_run_dir, resolve_run_dir, run_prefix
 from radiossl.errors import CheckpointError, ConfigError, DataError, RadiosslError, TrainingError
+from radiossl.models import checkpoint as checkpoint_file
 from radiossl.utils.atomic import atomic_write_text, write_json
 from radiossl.utils.figures import as_rgb_uint8, save_png
 from radiossl.utils.seeding import rng_for, seed_everything
@@ -219,9 +220,9 @@ class _Trainer:
         )
 
     def _restore(self, path: Path, model: nn.Module, optimizer: Any, scheduler: Any, scaler: Any) -> None:
-        state, self.resume_state = self.resume_state or ckpt.load_checkpoint(path), None
+        state, self.resume_state = self.resume_state or checkpoint_file.load_checkpoint(path), None
         try:
-            model.load_state_dict(ckpt.strip_module_prefix(state["model"]))
+            model.load_state_dict(checkpoint_file.clean_state_dict(state["model"]))
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0]
             raise CheckpointError(f"{path}: does not fit this model (check model.* settings): {first}") from exc
@@ -307,7 +308,7 @@ class _Trainer:
                 "--extend-epochs continues an earlier run, but none was found: add --resume auto (same "
                 "command as the run) or --resume RUN_FOLDER"
             )
-        state = self.resume_state = ckpt.load_checkpoint(checkpoint)  # _restore uses it: one read
+        state = self.resume_state = checkpoint_file.load_checkpoint(checkpoint)  # _restore uses it: one read
         saved_optim = (state.get("config") or {}).get("optim") or {}
         planned = int(saved_optim.get("epochs", state.get("epoch", 0)))
         optim = self.config.optim.model_copy(update={"epochs": planned + extra})
@@ -368,7 +369,7 @@ class _Trainer:
                 raise TrainingError(
                     f"{type(task).__name__}.build_model() returned {type(model).__name__}, not a Module"
                 )
-            self.model_spec = ckpt.to_plain(task.model_spec(model))
+            self.model_spec = checkpoint_file.to_plain(task.model_spec(model))
             model.to(device)
             apply_memory_format(model, memory_format_for(device, cfg.runtime.memory_format))
             model, note = sync_batchnorm(model, device, info, cfg.runtime.sync_batchnorm)
@@ -450,9 +451,9 @@ class _Trainer:
                 if info.is_main:
                     try:
                         if improved:
-                            ckpt.save_checkpoint(self.run_dir / ckpt.BEST, payload)
+                            checkpoint_file.save_checkpoint(self.run_dir / ckpt.BEST, payload)
                         if write_latest:
-                            ckpt.save_checkpoint(self.run_dir / ckpt.LATEST, payload)
+                            checkpoint_file.save_checkpoint(self.run_dir / ckpt.LATEST, payload)
                     except Exception as exc:
                         error = exc
                 raise_if_any_failed(error, info, f"while writing checkpoints after epoch {epoch + 1}")
@@ -464,7 +465,7 @@ class _Trainer:
         final = self.run_dir / ckpt.FINAL
         if info.is_main:
             try:
-                ckpt.save_checkpoint(final, final_payload)
+                checkpoint_file.save_checkpoint(final, final_payload)
             except Exception as exc:
                 error = exc
         raise_if_any_failed(error, info, f"while writing {ckpt.FINAL}")
@@ -759,7 +760,7 @@ class _Trainer:
         # collective: every rank calls this
         states = gather_objects(ckpt.rng_state(), self.info, f"while writing checkpoints after epoch {epochs_done}")
         return {
-            "format_version": ckpt.FORMAT_VERSION,
+            "format_version": checkpoint_file.FORMAT_VERSION,
             "radiossl_version": radiossl.__version__,
             "torch_version": str(torch.__version__),
             "kind": self.task.kind,
@@ -767,7 +768,8 @@ class _Trainer:
             "config": json.loads(self.config.model_dump_json()),
             # contiguous: checkpoints keep the standard layout whatever runtime.memory_format trained with
             "model": {
-                k: v.detach().cpu().contiguous() for k, v in ckpt.strip_module_prefix(model.state_dict()).items()
+                k: v.detach().cpu().contiguous()
+                for k, v in checkpoint_file.clean_state_dict(model.state_dict()).items()
             },
             "model_spec": self.model_spec,
             "optimizer": optimizer.state_dict(),
@@ -779,7 +781,7 @@ class _Trainer:
             "scale": self.scale.as_dict(),
             "steps_per_epoch": int(self.steps_per_epoch),
             "best_metric": self.best_metric,
-            "history": ckpt.to_plain(self.history),
+            "history": checkpoint_file.to_plain(self.history),
             "stopped_early": self.stopped_early,
             "early_stopping": {"best": self.patience_best, "stale": self.stale_epochs},
         }
