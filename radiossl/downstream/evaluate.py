@@ -292,9 +292,9 @@ def _evaluate_cases(
     say: Callable[[str], None],
 ) -> tuple[list[Path], list[dict[str, str]]]:
     """Evaluate ``cases``, writing each one's fragment; returns the predictions written and the failures."""
-    from radiossl.engine.device import apply_memory_format, memory_format_for, select_device
-    from radiossl.engine.precision import amp_dtype, resolve_amp
     from radiossl.models.loading import model_from_checkpoint
+    from radiossl.runtime.device import apply_memory_format, memory_format_for, select_device
+    from radiossl.runtime.precision import amp_dtype, resolve_amp
 
     assert config.weights is not None
     model, _ = model_from_checkpoint(raw_ckpt)

@@ -39,7 +39,6 @@ from torch.utils.data import DataLoader
 import radiossl
 from radiossl.config import RunConfig, to_yaml
 from radiossl.engine import checkpoint as ckpt
-from radiossl.engine.device import apply_memory_format, memory_format_for, move_to_device, pin_memory_for, select_device
 from radiossl.engine.distributed import (
     DistInfo,
     all_reduce_mean,
@@ -61,12 +60,19 @@ from radiossl.engine.distributed import (
 )
 from radiossl.engine.logging import RunLogger
 from radiossl.engine.optim import BatchScale, batch_scale, build_optimizer, build_scheduler, current_lr, scaled_optim
-from radiossl.engine.precision import autocast_context, make_grad_scaler, resolve_amp
 from radiossl.engine.progress import RunPlan, RunSummary, reporting_to
 from radiossl.engine.protocol import StepContext, StepOutput, TrainingTask, headline_metrics
 from radiossl.engine.run_dir import JOB_FILE, job_run_dir, resolve_run_dir, run_prefix
 from radiossl.errors import CheckpointError, ConfigError, DataError, RadiosslError, TrainingError
 from radiossl.models import checkpoint as checkpoint_file
+from radiossl.runtime.device import (
+    apply_memory_format,
+    memory_format_for,
+    move_to_device,
+    pin_memory_for,
+    select_device,
+)
+from radiossl.runtime.precision import autocast_context, make_grad_scaler, resolve_amp
 from radiossl.utils.atomic import atomic_write_text, write_json
 from radiossl.utils.figures import as_rgb_uint8, save_png
 from radiossl.utils.seeding import rng_for, seed_everything

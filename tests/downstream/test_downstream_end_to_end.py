@@ -22,8 +22,8 @@ from radiossl.cli import app
 from radiossl.downstream.config import load_task_config
 from radiossl.downstream.evaluate import EvaluateResult, evaluate
 from radiossl.downstream.finetune import FinetuneResult, finetune
-from radiossl.engine.cpu import CpuInfo
 from radiossl.models import UNet3D, model_spec
+from radiossl.runtime.cpu import CpuInfo
 
 
 def tiny_flags(root: Path, out: Path, **top: object) -> dict[str, Any]:
@@ -108,10 +108,10 @@ def test_evaluate_runs_bf16_only_on_a_cpu_with_native_bf16(
 ) -> None:
     fake_cpu(bf16=native)
     runtime = {"device": "cpu", "amp": "bf16"}
-    with caplog.at_level(logging.WARNING, logger="radiossl.engine.precision"):
+    with caplog.at_level(logging.WARNING, logger="radiossl.runtime.precision"):
         result = run_evaluate(brats_root, scratch_run.best_checkpoint, tmp_path / "eval", runtime=runtime, max_cases=1)
     assert json.loads(result.summary_json.read_text())["amp"] == expected
-    warnings = [r.getMessage() for r in caplog.records if r.name == "radiossl.engine.precision"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "radiossl.runtime.precision"]
     assert len(warnings) == (0 if native else 1)
     assert all(w.startswith("runtime.amp=bf16 falls back to float32") for w in warnings)
 
