@@ -12,10 +12,11 @@ import torch
 from engine_task import TinyTask
 
 from radiossl.config import ExampleRunConfig
-from radiossl.engine.checkpoint import BEST, FINAL, LATEST, load_checkpoint
+from radiossl.engine.checkpoint import BEST, FINAL, LATEST
 from radiossl.engine.optim import lr_factor
 from radiossl.engine.trainer import TrainResult, run_training
 from radiossl.errors import CheckpointError, ConfigError, TrainingError
+from radiossl.models.checkpoint import load_checkpoint
 from radiossl.runtime.cpu import CpuInfo
 from radiossl.utils.seeding import seed_everything
 
