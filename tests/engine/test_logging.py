@@ -119,7 +119,7 @@ def test_plugin_declares_its_headline_metrics(
     assert "val_mse" not in out
 
     class BrokenTask(TinyTask):
-        headline_metrics = "loss"
+        headline_metrics = "loss"  # type: ignore[assignment]  # the mistake under test
 
     with pytest.raises(TrainingError, match="headline_metrics must be a tuple"):
         headline_metrics(with_defaults(BrokenTask()))
