@@ -451,7 +451,7 @@ def _losses(history: list[dict[str, Any]]) -> list[float]:
 def check_amp_bf16(ctx: Context) -> tuple[str, dict[str, Any]]:
     import torch
 
-    from radiossl.engine.precision import autocast_context
+    from radiossl.runtime.precision import autocast_context
 
     if ctx.cuda and not torch.cuda.is_bf16_supported():
         raise SkipCheckError("this GPU has no bfloat16 support")
@@ -471,7 +471,7 @@ def _scaler_skips_infinite_steps(device: Any) -> tuple[float, float]:
     """The fp16 scaler on ``device``: a step with an infinite gradient changes nothing and halves the scale."""
     import torch
 
-    from radiossl.engine.precision import autocast_context, make_grad_scaler
+    from radiossl.runtime.precision import autocast_context, make_grad_scaler
 
     torch.manual_seed(0)
     model = torch.nn.Linear(8, 4).to(device)
@@ -496,7 +496,7 @@ def _scaler_skips_infinite_steps(device: Any) -> tuple[float, float]:
 def check_amp_fp16(ctx: Context) -> tuple[str, dict[str, Any]]:
     import torch
 
-    from radiossl.engine.precision import resolve_amp
+    from radiossl.runtime.precision import resolve_amp
 
     scale_before, scale_after = _scaler_skips_infinite_steps(ctx.device)
     result = tiny_pretrain(ctx, "amp-fp16", ["runtime.amp=fp16"])
@@ -1005,11 +1005,11 @@ def measure_training(ctx: Context, backbone: str, by_name: bool, amp: str) -> di
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from radiossl.engine.device import move_to_device
     from radiossl.engine.optim import build_optimizer
-    from radiossl.engine.precision import make_grad_scaler
     from radiossl.engine.protocol import StepContext
     from radiossl.pretext.base import get_method, load_pretrain_config
+    from radiossl.runtime.device import move_to_device
+    from radiossl.runtime.precision import make_grad_scaler
 
     s, device = ctx.settings, ctx.device
     overrides = [

@@ -221,7 +221,7 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    from radiossl.engine.cpu import machine_line
+    from radiossl.runtime.cpu import machine_line
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, help="An existing preprocessed folder (default: phantom BraTS).")

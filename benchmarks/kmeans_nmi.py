@@ -177,7 +177,7 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    from radiossl.engine.cpu import machine_line
+    from radiossl.runtime.cpu import machine_line
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resolution", type=int, default=2, choices=(1, 2), help="Template voxel size (mm).")

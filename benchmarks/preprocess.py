@@ -101,7 +101,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from radiossl.engine.cpu import machine_line
+    from radiossl.runtime.cpu import machine_line
 
     table = Table(title=f"radiossl preprocess: {args.cases} BraTS phantoms {tuple(args.shape)}, 4 modalities")
     columns = (

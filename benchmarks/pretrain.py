@@ -4,7 +4,7 @@ Measures the patch-cluster method (model + loss + backward + optimiser step, exa
 engine makes per step) on fabricated :class:`PairSample` batches, so data loading is not measured.
 Each precision runs in its own subprocess so that peak RSS (``resource.getrusage``) belongs to it.
 A precision that this CPU does not compute natively (bf16 without avx512_bf16/AMX, see
-:mod:`radiossl.engine.cpu`) is resolved as training resolves it, to float32, and not measured twice;
+:mod:`radiossl.runtime.cpu`) is resolved as training resolves it, to float32, and not measured twice;
 the first line printed names the CPU, torch's kernel level and whether bf16 is native.
 FLOPs of one step are counted with :class:`torch.utils.flop_counter.FlopCounterMode`, and compared
 with the best of a few large ``torch.matmul`` calls of the same dtype on the same machine.
@@ -41,7 +41,7 @@ def optimiser_step(
     The returned function gives the step's loss; reading it is one host sync per step, as the engine's
     loss check makes.
     """
-    from radiossl.engine.precision import autocast_context
+    from radiossl.runtime.precision import autocast_context
 
     def step() -> float:
         with autocast_context(context.device, amp):
@@ -108,13 +108,13 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from radiossl.engine.cpu import machine_line
-    from radiossl.engine.device import apply_memory_format, memory_format_for
     from radiossl.engine.optim import build_optimizer
-    from radiossl.engine.precision import make_grad_scaler, resolve_amp
     from radiossl.engine.protocol import StepContext
     from radiossl.errors import PluginError
     from radiossl.pretext.base import get_method, load_pretrain_config
+    from radiossl.runtime.cpu import machine_line
+    from radiossl.runtime.device import apply_memory_format, memory_format_for
+    from radiossl.runtime.precision import make_grad_scaler, resolve_amp
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -229,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from radiossl.engine.cpu import machine_line
-    from radiossl.engine.precision import resolve_amp
+    from radiossl.runtime.cpu import machine_line
+    from radiossl.runtime.precision import resolve_amp
 
     if args.threads:
         torch.set_num_threads(args.threads)

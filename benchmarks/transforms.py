@@ -41,8 +41,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from radiossl.engine.cpu import machine_line
 from radiossl.pretext.models_genesis import ModelsGenesisConfig, build_corruption, composed_corruption
+from radiossl.runtime.cpu import machine_line
 from radiossl.transforms import (
     BezierIntensity,
     Compose,

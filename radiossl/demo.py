@@ -282,7 +282,7 @@ def _evaluate(config: DemoConfig, raw: Path, finetune_dir: Path, out: Path, labe
 
 
 def _print_result(result: DemoResult, reporter: ProgressReporter) -> None:
-    from radiossl.engine.cpu import machine_line
+    from radiossl.runtime.cpu import machine_line
 
     regions = list(result.runs[0].dice) if result.runs else list(REGIONS)
     rows = []

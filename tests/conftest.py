@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from radiossl.engine.cpu import CpuInfo
+    from radiossl.runtime.cpu import CpuInfo
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("MKL_NUM_THREADS", "2")
@@ -30,7 +30,7 @@ def _restore_torch_threads() -> Iterator[None]:
 @pytest.fixture
 def fake_cpu(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CpuInfo]:
     """Make radiossl see a CPU with (or without) native bf16/fp16, whatever this machine has."""
-    from radiossl.engine import cpu
+    from radiossl.runtime import cpu
 
     def fake(bf16: bool, fp16: bool = False) -> CpuInfo:
         info = cpu.CpuInfo(

@@ -172,7 +172,7 @@ def metadata_path(centroids: Path) -> Path:
 
 def select_runtime_device(name: str) -> torch.device:
     """The torch device for ``runtime.device`` (auto: CUDA, then MPS, then CPU)."""
-    from radiossl.engine.device import select_device
+    from radiossl.runtime.device import select_device
 
     return select_device(name)
 

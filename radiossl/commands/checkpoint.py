@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 if TYPE_CHECKING:
-    from radiossl.models.loading import RawCheckpoint
+    from radiossl.models.checkpoint import RawCheckpoint
 
 T = TypeVar("T")
 
@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Show a checkpoint's layout, metadata, counts and a table per block (every tensor with --verbose)."""
-        from radiossl.models.loading import read_checkpoint
+        from radiossl.models.checkpoint import read_checkpoint
 
         raw = _run(lambda: read_checkpoint(path, allow_unsafe=allow_unsafe_pickle))
         info = describe(raw, verbose=verbose)
@@ -66,7 +66,7 @@ def register(app: typer.Typer) -> None:
         allow_unsafe_pickle: Annotated[bool, typer.Option("--allow-unsafe-pickle", help=UNSAFE_HELP)] = False,
     ) -> None:
         """Write the encoder (down_tr*) of a checkpoint as a radiossl encoder file."""
-        from radiossl.models.loading import export_encoder, read_checkpoint
+        from radiossl.models.checkpoint import export_encoder, read_checkpoint
 
         written = _run(lambda: export_encoder(path, out, allow_unsafe=allow_unsafe_pickle))
         raw = _run(lambda: read_checkpoint(written))
@@ -122,8 +122,8 @@ def _run(func: Callable[[], T]) -> T:
 
 def describe(raw: RawCheckpoint, verbose: bool = False) -> dict[str, Any]:
     """JSON-compatible description of a checkpoint (what ``inspect`` prints); ``verbose`` lists every tensor."""
-    from radiossl.models.checkpoint_formats import WRAPPER_PREFIXES
-    from radiossl.models.loading import clean_state_dict, is_running_statistic, spec_of
+    from radiossl.models.checkpoint import WRAPPER_PREFIXES, clean_state_dict, spec_of
+    from radiossl.models.loading import is_running_statistic
 
     state = clean_state_dict(raw.state_dict)
     prefixes: dict[str, dict[str, int]] = {}

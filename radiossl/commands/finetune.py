@@ -9,7 +9,6 @@ are listed (and in ``<run>/splits.json``). Torch is imported only when the comma
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -113,7 +112,7 @@ def register(app: typer.Typer) -> None:
         cfg = load_task_config("finetune", task, config, tuple(overrides or ()), flags)
         with console_progress():  # rank 0 ends with a table of the run, its checkpoints and folder
             result = finetune(cfg, resume=resume, extend_epochs=extend_epochs)
-        if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        if result.is_main:  # under torchrun only rank 0 reports
             out_console = console()
             if result.left_out:
                 splits_json = result.run_dir / "splits.json"

@@ -16,11 +16,12 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, create_model
+from pydantic import BaseModel, Field, create_model, model_validator
 
 from radiossl.config import (
     DataConfig,
@@ -64,12 +65,13 @@ class AugmentConfig(Section):
 
 
 class ValidationConfig(Section):
-    """Validation during finetuning: hard Dice (threshold 0.5) on whole validation volumes."""
+    """Validation during finetuning: hard Dice (threshold 0.5) on whole validation volumes.
+
+    Early stopping is ``optim.patience`` (validations without a better ``val_dice``), as for every run;
+    ``validation.patience`` in a finetune config is read as another name for it.
+    """
 
     every: int = Field(1, ge=1, description="Validate every N epochs (and after the last epoch).")
-    patience: int | None = Field(
-        None, ge=1, description="Stop after this many validations without a better val_dice; null = never."
-    )
     max_cases: int | None = Field(None, ge=1, description="Validate on at most this many validation cases.")
 
 
@@ -132,6 +134,28 @@ class FinetuneConfig(RunConfig):
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     sliding_window: SlidingWindowConfig = Field(default_factory=SlidingWindowConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _patience_alias(cls, data: Any) -> Any:
+        """Read ``validation.patience`` (finetune configs before one early-stopping setting) as ``optim.patience``."""
+        validation = data.get("validation") if isinstance(data, Mapping) else None
+        if not isinstance(validation, Mapping) or "patience" not in validation:
+            return data
+        data, validation = dict(data), dict(validation)
+        alias = validation.pop("patience")
+        data["validation"] = validation
+        optim = data.get("optim")
+        optim = dict(optim.model_dump() if isinstance(optim, BaseModel) else optim or {})
+        if alias is not None:
+            if optim.get("patience") not in (None, alias):
+                raise ValueError(
+                    f"validation.patience={alias} and optim.patience={optim['patience']} disagree; "
+                    "validation.patience is another name for optim.patience: set only optim.patience"
+                )
+            optim["patience"] = alias
+        data["optim"] = optim
+        return data
 
 
 class EvaluateConfig(Section):

@@ -64,7 +64,7 @@ if TYPE_CHECKING:
 
     from radiossl.data.datasets import Case
     from radiossl.downstream.config import EvaluateConfig
-    from radiossl.models.loading import RawCheckpoint
+    from radiossl.models.checkpoint import RawCheckpoint
 
 CSV_COLUMNS = ("case", "region", "dice", "hd95", "gt_voxels", "pred_voxels")
 RECORD_FORMAT = "radiossl-evaluation"
@@ -216,7 +216,7 @@ def evaluate(
         ConfigError: no weights or dataset, bad settings, or shards of another evaluation in ``out``.
         DataError: no cases, unreadable files; ``merge_only`` with cases that have no result yet.
     """
-    from radiossl.models.loading import read_checkpoint
+    from radiossl.models.checkpoint import read_checkpoint
 
     say = current_reporter().message
     if config.weights is None:
@@ -288,9 +288,9 @@ def _evaluate_cases(
     say: Callable[[str], None],
 ) -> tuple[list[Path], list[dict[str, str]]]:
     """Evaluate ``cases``, writing each one's fragment; returns the predictions written and the failures."""
-    from radiossl.engine.device import apply_memory_format, memory_format_for, select_device
-    from radiossl.engine.precision import amp_dtype, resolve_amp
     from radiossl.models.loading import model_from_checkpoint
+    from radiossl.runtime.device import apply_memory_format, memory_format_for, select_device
+    from radiossl.runtime.precision import amp_dtype, resolve_amp
 
     assert config.weights is not None
     model, _ = model_from_checkpoint(raw_ckpt)

@@ -18,7 +18,8 @@ validation Dice), resume, logging and ``--vis`` PNGs. What it adds:
 * loss: soft Dice + BCE on logits in float32 (:mod:`radiossl.downstream.losses`);
 * validation every ``validation.every`` epochs: hard Dice (threshold 0.5) per region on whole
   validation volumes by sliding-window inference; ``val_dice`` (mean over cases and regions) selects
-  the best checkpoint; ``validation.patience`` validations without improvement request a stop.
+  the best checkpoint, and the engine's early stopping (``optim.patience``; ``validation.patience`` is
+  another name for it) stops after that many validations without a better ``val_dice``.
 
 Example (CPU, tiny)::
 
@@ -33,11 +34,10 @@ Example (CPU, tiny)::
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -49,9 +49,8 @@ from radiossl.downstream.inference import InferenceSettings, predict_probabiliti
 from radiossl.downstream.losses import DiceBCELoss
 from radiossl.downstream.metrics import dice
 from radiossl.downstream.tasks.base import SegmentationTask, get_task_class
-from radiossl.engine.distributed import env_dist_info
 from radiossl.engine.progress import current_reporter
-from radiossl.engine.protocol import StepContext, StepOutput
+from radiossl.engine.protocol import Monitor, StepContext, StepOutput, TaskDefaults
 from radiossl.errors import CheckpointError, ConfigError, DataError, RadiosslError
 
 if TYPE_CHECKING:
@@ -62,11 +61,6 @@ if TYPE_CHECKING:
 
 DIVISOR = 8
 VIS_SAMPLES = 2
-
-
-def is_main_process() -> bool:
-    """True on global rank 0 (or without torchrun); on several nodes every node has a LOCAL_RANK 0."""
-    return env_dist_info().is_main
 
 
 def metric_key(region: str) -> str:
@@ -94,8 +88,10 @@ def training_subset(splits: Splits, ratio: float, seed: int) -> list[str]:
     return list(ratio_subset(splits.train, ratio, seed))
 
 
-class FinetuneTask:
+class FinetuneTask(TaskDefaults):
     """The engine-facing finetuning task (see the module docstring).
+
+    Its messages go through the run's reporter, which the engine lets through on the main process only.
 
     Args:
         config: the resolved finetune config (``config.task`` is the task's section).
@@ -103,6 +99,7 @@ class FinetuneTask:
     """
 
     kind: str = "finetune"
+    headline_metrics = ("loss", "val_dice", "lr")
 
     def __init__(self, config: FinetuneConfig, task: SegmentationTask | None = None) -> None:
         self.config = config
@@ -110,8 +107,7 @@ class FinetuneTask:
             task = get_task_class(config.task.name)(config.task, config.data.root)
         self.task = task
         self.name = task.name
-        self.monitor: tuple[str, Literal["min", "max"]] | None = ("val_dice", "max")
-        self.headline_metrics: tuple[str, ...] = ("loss", "val_dice", "lr")
+        self.monitor: Monitor | None = ("val_dice", "max")
         self.loss_fn = DiceBCELoss(
             config.loss.dice_weight,
             config.loss.bce_weight,
@@ -125,10 +121,6 @@ class FinetuneTask:
         self.train_cache: CaseCache | None = None
         self.val_cache: CaseCache | None = None
         self.left_out: list[dict[str, str]] = []
-        self.best_val: float | None = None
-        self.stale_validations = 0
-        self.stop_requested = False
-        self._patience_replayed = False
 
     # ------------------------------------------------------------------------------------ model
 
@@ -151,8 +143,7 @@ class FinetuneTask:
         )
         if nnssl_spec is not None:
             model = build_model(nnssl_spec)
-            if is_main_process():
-                _print(f"{cfg.weights}: nnssl checkpoint; building its {nnssl_spec['class']} (model.* settings unused)")
+            _print(f"{cfg.weights}: nnssl checkpoint; building its {nnssl_spec['class']} (model.* settings unused)")
         else:
             model = UNet3D(
                 in_channels=self.task.in_channels,
@@ -164,11 +155,10 @@ class FinetuneTask:
             )
         if cfg.weights is not None and cfg.transfer != "none":
             self.load_report = self._load_weights(model)
-        elif cfg.weights is not None and is_main_process():
+        elif cfg.weights is not None:
             _print(f"transfer=none: not loading {cfg.weights}")
         self.freeze_report = freeze(model, cfg.train)
-        if is_main_process():
-            _print(self.freeze_report.summary())
+        _print(self.freeze_report.summary())
         return model
 
     def _load_weights(self, model: nn.Module) -> Any:
@@ -189,8 +179,7 @@ class FinetuneTask:
             raise CheckpointError(
                 f"{cfg.weights}: no tensor fits this network (transfer={cfg.transfer}); {report.summary()}"
             )
-        if is_main_process():
-            current_reporter().table(report.as_table(verbose=cfg.logging.verbose))
+        current_reporter().table(report.as_table(verbose=cfg.logging.verbose))
         return report
 
     def model_spec(self, model: nn.Module) -> dict[str, Any]:
@@ -238,16 +227,14 @@ class FinetuneTask:
                 return train_set, CaseIndexDataset(self.val_cache)
             self.val_cache = None
         self.monitor = None
-        if is_main_process():
-            _print("no validation cases: the best checkpoint follows the training loss")
+        _print("no validation cases: the best checkpoint follows the training loss")
         return train_set, None
 
     def _record_left_out(self, cases: list[LeftOutCase], split: str) -> None:
-        """Remember (and print, on rank 0) the cases of ``split`` that could not be loaded."""
+        """Remember (and report) the cases of ``split`` that could not be loaded."""
         for case in cases:
             self.left_out.append({"case": case.case_id, "split": split, "error": case.error})
-            if is_main_process():
-                _print(f"left out {split} case {case.case_id}: {case.error}")
+            _print(f"left out {split} case {case.case_id}: {case.error}")
 
     # ------------------------------------------------------------------------------------- steps
 
@@ -256,9 +243,6 @@ class FinetuneTask:
         logits = model(image)
         terms = self.loss_fn.terms(logits, target)
         return StepOutput(loss=terms.loss, metrics={"dice_loss": terms.dice, "bce": terms.bce})
-
-    def after_optimizer_step(self, model: nn.Module, context: StepContext) -> None:
-        """Nothing to do after an optimiser step."""
 
     def roi(self) -> tuple[int, int, int]:
         """Sliding-window size: ``sliding_window.roi`` or the training crop size."""
@@ -294,45 +278,7 @@ class FinetuneTask:
             return {"val_dice": math.nan}
         metrics = {metric_key(name): float(np.mean(values)) for name, values in zip(names, per_region, strict=True)}
         metrics["val_dice"] = float(np.mean([v for values in per_region for v in values]))
-        self._track_patience(metrics["val_dice"], context)
         return metrics
-
-    def _track_patience(self, value: float, context: StepContext) -> None:
-        """Count validations without improvement; ask the engine to stop after ``validation.patience``."""
-        if not self._patience_replayed:
-            self._replay_patience(context)
-        if self.best_val is None or value > self.best_val:
-            self.best_val, self.stale_validations = value, 0
-        else:
-            self.stale_validations += 1
-        patience = self.config.validation.patience
-        if patience is not None and self.stale_validations >= patience:
-            self.stop_requested = True
-            context.extra["stop"] = True
-            if is_main_process():
-                _print(f"early stopping: val_dice has not improved for {patience} validations")
-
-    def _replay_patience(self, context: StepContext) -> None:
-        """After a resume, rebuild the best value and patience counter from the run's metrics.jsonl."""
-        self._patience_replayed = True
-        run_dir = context.extra.get("run_dir")
-        path = Path(run_dir) / "metrics.jsonl" if run_dir else None
-        if path is None or not path.is_file():
-            return
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if record.get("type") != "epoch" or int(record.get("epoch", 0)) > context.epoch:
-                continue
-            value = record.get("val_dice")
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
-                continue
-            if self.best_val is None or value > self.best_val:
-                self.best_val, self.stale_validations = float(value), 0
-            else:
-                self.stale_validations += 1
 
     # ----------------------------------------------------------------------------------- output
 
@@ -425,6 +371,8 @@ class FinetuneResult:
     stopped_early: bool = False
     left_out: list[dict[str, str]] = field(default_factory=list)
     """Cases that could not be loaded (``case``, ``split``, ``error``); training used the others."""
+    is_main: bool = True
+    """Whether this process is the job's main process (rank 0): the one that wrote the run folder and reports."""
 
 
 def finetune(
@@ -462,7 +410,7 @@ def finetune(
         "left_out": runner.left_out,
     }
     load_report = runner.load_report.to_dict() if runner.load_report is not None else None
-    if is_main_process():
+    if result.is_main:
         write_json(result.run_dir / "splits.json", split_info)
         if load_report is not None:
             write_json(result.run_dir / "load_report.json", load_report)
@@ -475,6 +423,7 @@ def finetune(
         history=result.history,
         splits=split_info,
         load_report=load_report,
-        stopped_early=runner.stop_requested,
+        stopped_early=result.stopped_early,
         left_out=runner.left_out,
+        is_main=result.is_main,
     )

@@ -3,10 +3,10 @@
 :func:`run_training` drives any :class:`radiossl.engine.protocol.TrainingTask`: it picks the device,
 joins a ``torchrun`` process group when there is one, builds loaders whose order depends only on
 ``(seed, epoch)``, runs mixed precision, gradient accumulation and clipping, stops on a non-finite
-loss, validates on every rank, stops early after ``optim.patience`` epochs without a better
-validation loss, writes visualisations, metrics and checkpoints on rank 0, and resumes exactly from
-``checkpoint_latest.pt``. Under DDP an exception on one rank stops every rank promptly, with the
-original message (see :mod:`radiossl.engine.distributed`).
+loss, validates on every rank, stops early after ``optim.patience`` validated epochs without a better
+monitored metric (``task.monitor``, else ``val_loss``), writes visualisations, metrics and
+checkpoints on rank 0, and resumes exactly from ``checkpoint_latest.pt``. Under DDP an exception on
+one rank stops every rank promptly, with the original message (see :mod:`radiossl.engine.distributed`).
 
 Epochs are numbered from 1 in files and messages (``metrics.jsonl``, ``vis/*_e0003.png``, the
 checkpoint's ``epoch`` = completed epochs) and from 0 in :class:`StepContext` (``context.epoch``).
@@ -39,7 +39,6 @@ from torch.utils.data import DataLoader
 import radiossl
 from radiossl.config import RunConfig, to_yaml
 from radiossl.engine import checkpoint as ckpt
-from radiossl.engine.device import apply_memory_format, memory_format_for, move_to_device, pin_memory_for, select_device
 from radiossl.engine.distributed import (
     DistInfo,
     all_reduce_mean,
@@ -61,11 +60,19 @@ from radiossl.engine.distributed import (
 )
 from radiossl.engine.logging import RunLogger
 from radiossl.engine.optim import BatchScale, batch_scale, build_optimizer, build_scheduler, current_lr, scaled_optim
-from radiossl.engine.precision import autocast_context, make_grad_scaler, resolve_amp
 from radiossl.engine.progress import RunPlan, RunSummary, reporting_to
-from radiossl.engine.protocol import StepContext, StepOutput, TrainingTask, headline_metrics
+from radiossl.engine.protocol import StepContext, StepOutput, TrainingTask, headline_metrics, task_label, with_defaults
 from radiossl.engine.run_dir import JOB_FILE, job_run_dir, resolve_run_dir, run_prefix
 from radiossl.errors import CheckpointError, ConfigError, DataError, RadiosslError, TrainingError
+from radiossl.models import checkpoint as checkpoint_file
+from radiossl.runtime.device import (
+    apply_memory_format,
+    memory_format_for,
+    move_to_device,
+    pin_memory_for,
+    select_device,
+)
+from radiossl.runtime.precision import autocast_context, make_grad_scaler, resolve_amp
 from radiossl.utils.atomic import atomic_write_text, write_json
 from radiossl.utils.figures import as_rgb_uint8, save_png
 from radiossl.utils.seeding import rng_for, seed_everything
@@ -84,6 +91,8 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     best_metric: float | None = None
     stopped_early: bool = False
+    is_main: bool = True
+    """Whether this process is the job's main process (rank 0), the one that wrote the run folder."""
 
     @property
     def latest_checkpoint(self) -> Path:
@@ -138,8 +147,7 @@ def run_training(
         TrainingError: a non-finite loss, a task that breaks the protocol, or a lost DDP rank.
         CheckpointError: the resume checkpoint is missing, corrupt or does not fit the model.
     """
-    if not isinstance(task, TrainingTask):
-        raise TrainingError(f"{type(task).__name__} does not implement radiossl.engine.protocol.TrainingTask")
+    task = with_defaults(task)
     env = env_dist_info()
     device = select_device(config.runtime.device, env.local_rank if env.distributed else None)
     info, created = init_distributed(device.type, config.runtime.dist_timeout_s)
@@ -219,9 +227,9 @@ class _Trainer:
         )
 
     def _restore(self, path: Path, model: nn.Module, optimizer: Any, scheduler: Any, scaler: Any) -> None:
-        state, self.resume_state = self.resume_state or ckpt.load_checkpoint(path), None
+        state, self.resume_state = self.resume_state or checkpoint_file.load_checkpoint(path), None
         try:
-            model.load_state_dict(ckpt.strip_module_prefix(state["model"]))
+            model.load_state_dict(checkpoint_file.clean_state_dict(state["model"]))
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0]
             raise CheckpointError(f"{path}: does not fit this model (check model.* settings): {first}") from exc
@@ -307,7 +315,7 @@ class _Trainer:
                 "--extend-epochs continues an earlier run, but none was found: add --resume auto (same "
                 "command as the run) or --resume RUN_FOLDER"
             )
-        state = self.resume_state = ckpt.load_checkpoint(checkpoint)  # _restore uses it: one read
+        state = self.resume_state = checkpoint_file.load_checkpoint(checkpoint)  # _restore uses it: one read
         saved_optim = (state.get("config") or {}).get("optim") or {}
         planned = int(saved_optim.get("epochs", state.get("epoch", 0)))
         optim = self.config.optim.model_copy(update={"epochs": planned + extra})
@@ -365,10 +373,8 @@ class _Trainer:
         try:
             model = task.build_model()
             if not isinstance(model, nn.Module):
-                raise TrainingError(
-                    f"{type(task).__name__}.build_model() returned {type(model).__name__}, not a Module"
-                )
-            self.model_spec = ckpt.to_plain(task.model_spec(model))
+                raise TrainingError(f"{task_label(task)}.build_model() returned {type(model).__name__}, not a Module")
+            self.model_spec = checkpoint_file.to_plain(task.model_spec(model))
             model.to(device)
             apply_memory_format(model, memory_format_for(device, cfg.runtime.memory_format))
             model, note = sync_batchnorm(model, device, info, cfg.runtime.sync_batchnorm)
@@ -379,9 +385,10 @@ class _Trainer:
                 torch.manual_seed(epoch_seed(cfg.runtime.seed, -1, info.rank))
             train_set, val_set = task.build_datasets()
             if self.patience is not None and val_set is None:
+                watched = (task.monitor or ("val_loss", "min"))[0]
                 raise ConfigError(
-                    f"optim.patience={self.patience} stops on the validation loss, but {task.name} has no "
-                    f"validation data in {cfg.data.root}; add a val split or unset optim.patience"
+                    f"optim.patience={self.patience} stops on the validation metric {watched}, but {task.name} has "
+                    f"no validation data in {cfg.data.root}; add a val split or unset optim.patience"
                 )
             generator = torch.Generator()
             val_generator = torch.Generator()
@@ -399,7 +406,7 @@ class _Trainer:
         except Exception as exc:
             error = exc
         raise_if_any_failed(error, info, "while setting up training")
-        wrapped = wrap_ddp(model, device, info, bool(getattr(task, "ddp_find_unused_parameters", True)))
+        wrapped = wrap_ddp(model, device, info, bool(task.ddp_find_unused_parameters))
         total = cfg.optim.epochs
         # An early-stopped run is complete: resuming it must not train past the stop.
         end = self.start_epoch if self.stopped_early else total
@@ -439,9 +446,9 @@ class _Trainer:
             except Exception as exc:
                 error = exc
             raise_if_any_failed(error, info, f"after epoch {epoch + 1}")
-            # A task asks to stop (early stopping) by setting context.extra["stop"] in validate().
-            if stop_reason is None and context.extra.get("stop", False):
-                stop_reason = f"requested by {task.name}"
+            asked = context.stop_reason  # the task asked to stop in validate()
+            if stop_reason is None and asked is not None:
+                stop_reason = f"requested by {task.name}" + (f": {asked}" if asked else "")
             stop_reason = broadcast_object(stop_reason, info, f"after epoch {epoch + 1}")
             self.stopped_early = stop_reason is not None
             write_latest = (epoch + 1) % cfg.logging.checkpoint_every == 0 or epoch + 1 == total or self.stopped_early
@@ -450,9 +457,9 @@ class _Trainer:
                 if info.is_main:
                     try:
                         if improved:
-                            ckpt.save_checkpoint(self.run_dir / ckpt.BEST, payload)
+                            checkpoint_file.save_checkpoint(self.run_dir / ckpt.BEST, payload)
                         if write_latest:
-                            ckpt.save_checkpoint(self.run_dir / ckpt.LATEST, payload)
+                            checkpoint_file.save_checkpoint(self.run_dir / ckpt.LATEST, payload)
                     except Exception as exc:
                         error = exc
                 raise_if_any_failed(error, info, f"while writing checkpoints after epoch {epoch + 1}")
@@ -464,7 +471,7 @@ class _Trainer:
         final = self.run_dir / ckpt.FINAL
         if info.is_main:
             try:
-                ckpt.save_checkpoint(final, final_payload)
+                checkpoint_file.save_checkpoint(final, final_payload)
             except Exception as exc:
                 error = exc
         raise_if_any_failed(error, info, f"while writing {ckpt.FINAL}")
@@ -490,6 +497,7 @@ class _Trainer:
             history=list(self.history),
             best_metric=self.best_metric,
             stopped_early=self.stopped_early,
+            is_main=info.is_main,
         )
 
     def _context(self, epoch: int, extra: dict[str, Any] | None = None) -> StepContext:
@@ -532,7 +540,6 @@ class _Trainer:
         vis_batch = None
         lr = current_lr(optimizer)
         epoch_start = self.log.elapsed()
-        before_step = getattr(task, "before_optimizer_step", None)
         optimizer.zero_grad(set_to_none=True)
         batches = iter(loader)
         next_batch: Any = None
@@ -571,8 +578,7 @@ class _Trainer:
                     scaler.scale(loss / group_size).backward()
             values = {"loss": float(loss.detach().item()), **{k: float(v) for k, v in out.metrics.items()}}
             if last_in_group:
-                if before_step is not None:  # optional hook, e.g. to drop the gradients of frozen parameters
-                    before_step(model, self._context(epoch, {"batch_index": index, "lr": lr}))
+                task.before_optimizer_step(model, self._context(epoch, {"batch_index": index, "lr": lr}))
                 if cfg.optim.grad_clip is not None:
                     scaler.unscale_(optimizer)
                     norm = torch.nn.utils.clip_grad_norm_(
@@ -622,13 +628,13 @@ class _Trainer:
         """The float32 scalar loss of a ``training_step`` result (TrainingError if the task broke the protocol)."""
         if not isinstance(out, StepOutput) or not isinstance(out.loss, torch.Tensor):
             raise TrainingError(
-                f"{type(self.task).__name__}.training_step must return StepOutput(loss=<scalar tensor>), "
+                f"{task_label(self.task)}.training_step must return StepOutput(loss=<scalar tensor>), "
                 f"got {type(out).__name__}"
             )
         loss = out.loss
         if loss.numel() != 1:
             raise TrainingError(
-                f"{type(self.task).__name__}.training_step returned a loss of shape {tuple(loss.shape)}, not a scalar"
+                f"{task_label(self.task)}.training_step returned a loss of shape {tuple(loss.shape)}, not a scalar"
             )
         return loss.reshape(()).float()
 
@@ -682,7 +688,7 @@ class _Trainer:
             with torch.no_grad(), autocast_context(self.device, self.config.runtime.amp):
                 returned = self.task.validate(model, loader, context)
             if not isinstance(returned, Mapping):
-                raise TrainingError(f"{type(self.task).__name__}.validate must return a dict of floats")
+                raise TrainingError(f"{task_label(self.task)}.validate must return a dict of floats")
             metrics = {str(k): float(v) for k, v in returned.items()}
         except Exception as exc:
             error = exc
@@ -712,7 +718,7 @@ class _Trainer:
                 return False
             if name not in val_metrics:
                 raise TrainingError(
-                    f"{type(self.task).__name__}.monitor is {name!r} but validate() returned "
+                    f"{task_label(self.task)}.monitor is {name!r} but validate() returned "
                     f"{sorted(val_metrics) or 'no metrics'} at epoch {epoch + 1}"
                 )
             value = val_metrics[name]
@@ -738,7 +744,7 @@ class _Trainer:
         name, mode = self.task.monitor or ("val_loss", "min")
         if name not in val_metrics:
             raise TrainingError(
-                f"optim.patience watches {name!r}, but {type(self.task).__name__}.validate returned "
+                f"optim.patience watches {name!r}, but {task_label(self.task)}.validate returned "
                 f"{sorted(val_metrics)} at epoch {epoch + 1}"
             )
         value = float(val_metrics[name])
@@ -759,7 +765,7 @@ class _Trainer:
         # collective: every rank calls this
         states = gather_objects(ckpt.rng_state(), self.info, f"while writing checkpoints after epoch {epochs_done}")
         return {
-            "format_version": ckpt.FORMAT_VERSION,
+            "format_version": checkpoint_file.FORMAT_VERSION,
             "radiossl_version": radiossl.__version__,
             "torch_version": str(torch.__version__),
             "kind": self.task.kind,
@@ -767,7 +773,8 @@ class _Trainer:
             "config": json.loads(self.config.model_dump_json()),
             # contiguous: checkpoints keep the standard layout whatever runtime.memory_format trained with
             "model": {
-                k: v.detach().cpu().contiguous() for k, v in ckpt.strip_module_prefix(model.state_dict()).items()
+                k: v.detach().cpu().contiguous()
+                for k, v in checkpoint_file.clean_state_dict(model.state_dict()).items()
             },
             "model_spec": self.model_spec,
             "optimizer": optimizer.state_dict(),
@@ -779,7 +786,7 @@ class _Trainer:
             "scale": self.scale.as_dict(),
             "steps_per_epoch": int(self.steps_per_epoch),
             "best_metric": self.best_metric,
-            "history": ckpt.to_plain(self.history),
+            "history": checkpoint_file.to_plain(self.history),
             "stopped_early": self.stopped_early,
             "early_stopping": {"best": self.patience_best, "stale": self.stale_epochs},
         }

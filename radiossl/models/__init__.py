@@ -11,16 +11,9 @@ Example:
     'UNet3D'
 """
 
+from radiossl.models.checkpoint import RawCheckpoint, clean_state_dict, export_encoder, read_checkpoint
 from radiossl.models.factory import build_model, model_spec, register_model_class, unwrap_model
-from radiossl.models.loading import (
-    LoadReport,
-    RawCheckpoint,
-    clean_state_dict,
-    export_encoder,
-    load_pretrained,
-    model_from_checkpoint,
-    read_checkpoint,
-)
+from radiossl.models.loading import LoadReport, load_pretrained, model_from_checkpoint
 from radiossl.models.patch_cluster_net import PatchClusterNet
 from radiossl.models.unet3d import Encoder3D, UNet3D
 

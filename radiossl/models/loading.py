@@ -1,19 +1,14 @@
-"""Read any supported checkpoint and load it into a radiossl network, with a report of what happened.
+"""Load any checkpoint radiossl reads into a radiossl network, with a report of what happened.
 
 This is the one loader behind ``radiossl finetune --weights``, ``radiossl checkpoint`` and the
-notebook API:
+notebook API. Reading files (safely, ``torch.load(weights_only=True)`` plus the ``argparse.Namespace``
+of PCRLv2 and thesis files), recognising their layout, prefix cleaning and encoder export belong to
+:mod:`radiossl.models.checkpoint`; this module puts the tensors into a network:
 
-* :func:`read_checkpoint` reads a file safely (``torch.load(weights_only=True)``, which also allows
-  the ``argparse.Namespace`` of PCRLv2 and thesis files: :data:`~radiossl.models.checkpoint_formats.SAFE_GLOBALS`)
-  and recognises its layout (see :mod:`radiossl.models.checkpoint_formats`). Files that hold other
-  pickled Python objects are refused with a message naming the first one unless ``allow_unsafe=True``
-  — unpickling runs code, so only do that for files you trust.
-* :func:`clean_state_dict` strips ``module.``/``_orig_mod.`` prefixes and applies a key map.
 * :func:`load_pretrained` copies the encoder (``transfer="encoder"``) or everything that matches in
   name and shape (``"all"``) into a model, adapts the first convolution to a different number of
-  input channels, and returns a :class:`LoadReport`.
-* :func:`export_encoder` writes an encoder-only radiossl file; :func:`model_from_checkpoint` rebuilds
-  the network a checkpoint describes.
+  input channels, and returns a :class:`LoadReport`;
+* :func:`model_from_checkpoint` rebuilds the network a checkpoint describes and loads it strictly.
 
 Example:
     >>> import torch, tempfile, pathlib
@@ -27,8 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import pickle
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,35 +31,17 @@ import torch
 from torch import nn
 
 from radiossl.errors import CheckpointError, ConfigError
-from radiossl.models.checkpoint_formats import (
-    FORMAT_VERSION,
-    allow_safe_globals,
+from radiossl.models.checkpoint import (
+    DEFAULT_ENCODER_PREFIXES,
+    STEM_KEY,
+    RawCheckpoint,
     classify,
-    infer_model_spec,
-    strip_wrapper_prefixes,
-    to_primitive,
+    clean_state_dict,
+    read_checkpoint,
+    spec_of,
 )
-from radiossl.models.factory import build_model, model_classes, unwrap_model
+from radiossl.models.factory import build_model, unwrap_model
 from radiossl.utils.text_table import TextTable
-
-DEFAULT_ENCODER_PREFIXES: tuple[str, ...] = ("down_tr",)
-DEFAULT_STEM_KEY = "down_tr64.ops.0.conv1.weight"
-UNSAFE_HINT = "pass allow_unsafe=True (CLI: --allow-unsafe-pickle), but only for files you trust"
-
-
-@dataclass
-class RawCheckpoint:
-    """A checkpoint as read from disk: its state dict (keys as stored), layout family and metadata."""
-
-    state_dict: dict[str, torch.Tensor]
-    family: str
-    meta: dict[str, Any] = field(default_factory=dict)
-    path: Path | None = None
-
-    @property
-    def source(self) -> str:
-        """The file name, or ``<memory>`` for checkpoints built in memory."""
-        return str(self.path) if self.path is not None else "<memory>"
 
 
 class ShapeMismatch(NamedTuple):
@@ -260,75 +235,6 @@ _RUNNING_STATISTICS = frozenset({"running_mean", "running_var", "num_batches_tra
 """Buffer names of BatchNorm statistics: unexpected when the model normalises with GroupNorm/InstanceNorm."""
 
 
-def read_checkpoint(path: str | Path, allow_unsafe: bool = False) -> RawCheckpoint:
-    """Read a checkpoint file on the CPU and recognise its layout.
-
-    Loads with ``weights_only=True`` and the classes of
-    :data:`~radiossl.models.checkpoint_formats.SAFE_GLOBALS` allowed; files holding other pickled
-    objects raise :class:`CheckpointError` naming the first one, unless ``allow_unsafe`` (which runs
-    the unpickler without limits: only for trusted files).
-    """
-    p = Path(path)
-    if not p.exists():
-        raise CheckpointError(f"{p}: file not found")
-    if p.is_dir():
-        raise CheckpointError(f"{p}: is a directory, expected a checkpoint file")
-    try:
-        if allow_unsafe:
-            obj = torch.load(p, map_location="cpu", weights_only=False)
-        else:
-            with allow_safe_globals():
-                obj = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if allow_unsafe:
-            raise CheckpointError(f"{p}: cannot be unpickled ({_first_line(err)})") from err
-        # A refused global ("GLOBAL posix.system"), or a class only met when an object is built.
-        found = re.search(r"GLOBAL ([\w.]+)", str(err)) or re.search(r"but got <class '([\w.]+)'>", str(err))
-        if found is None:
-            detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(err))
-            reason = detail.group(1).strip() if detail else _first_line(err)
-            raise CheckpointError(f"{p}: not a readable PyTorch checkpoint ({reason})") from err
-        raise CheckpointError(
-            f"{p}: holds pickled Python objects ({found.group(1)}) that safe loading refuses; "
-            f"to load it anyway, {UNSAFE_HINT}"
-        ) from err
-    except Exception as err:  # torch raises many types for truncated, foreign or corrupt files
-        raise CheckpointError(f"{p}: not a readable PyTorch checkpoint ({_first_line(err)})") from err
-    family, state_dict, meta = classify(obj, p)
-    return RawCheckpoint(state_dict=state_dict, family=family, meta=meta, path=p)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
-
-
-def clean_state_dict(
-    state_dict: Mapping[str, Any], key_map: Mapping[str, str | None] | None = None
-) -> dict[str, torch.Tensor]:
-    """Strip wrapper prefixes (``module.``, ``_orig_mod.``), drop non-tensors and apply ``key_map``.
-
-    ``key_map`` renames key prefixes, longest match first, e.g. ``{"encoder.": "down_tr64."}``; a
-    prefix mapped to ``None`` drops those keys (``{"out_tr.": None}``).
-    """
-    renames = sorted((key_map or {}).items(), key=lambda item: len(item[0]), reverse=True)
-    out: dict[str, torch.Tensor] = {}
-    for raw_key, value in state_dict.items():
-        if not isinstance(value, torch.Tensor):
-            continue
-        key: str | None = strip_wrapper_prefixes(str(raw_key))
-        for old, new in renames:
-            if key is not None and key.startswith(old):
-                key = None if new is None else new + key[len(old) :]
-                break
-        if key is None:
-            continue
-        if key in out:
-            raise CheckpointError(f"two checkpoint tensors map to the same name {key!r} (check key_map)")
-        out[key] = value
-    return out
-
-
 def adapt_input_channels(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
     """First-conv weight ``[out, C, ...]`` adapted to ``in_channels`` inputs: sum over C, tile, divide.
 
@@ -397,7 +303,7 @@ def load_pretrained(
     target = net.state_dict()
     prefixes = tuple(getattr(net, "encoder_prefixes", DEFAULT_ENCODER_PREFIXES))
     # A network may register its first convolution under several names (stem_keys); all are adapted.
-    stem_keys = tuple(getattr(net, "stem_keys", ())) or (getattr(net, "stem_key", DEFAULT_STEM_KEY),)
+    stem_keys = tuple(getattr(net, "stem_keys", ())) or (getattr(net, "stem_key", STEM_KEY),)
 
     def in_scope(key: str) -> bool:
         return transfer == "all" or key.startswith(prefixes)
@@ -446,14 +352,6 @@ def _adapt(weight: torch.Tensor, in_channels: int, mode: bool | str) -> tuple[to
     return tiled, f"tiled {in_channels}x without scaling"
 
 
-def spec_of(raw: RawCheckpoint) -> dict[str, Any] | None:
-    """The ``model_spec`` stored in a radiossl checkpoint, or one inferred from the tensors."""
-    spec = raw.meta.get("model_spec")
-    if isinstance(spec, dict) and isinstance(spec.get("class"), str):
-        return spec
-    return infer_model_spec(raw.state_dict, raw.family)
-
-
 def model_from_checkpoint(
     source: str | Path | RawCheckpoint, allow_unsafe: bool = False
 ) -> tuple[nn.Module, LoadReport]:
@@ -464,58 +362,3 @@ def model_from_checkpoint(
         raise CheckpointError(f"{raw.source}: cannot tell which network these tensors belong to ({raw.family})")
     model = build_model(spec)
     return model, load_pretrained(model, raw, transfer="all", strict=True, adapt_in_channels=False)
-
-
-def _encoder_prefixes(raw: RawCheckpoint, spec: dict[str, Any] | None) -> tuple[str, ...]:
-    stored = raw.meta.get("encoder_prefixes")
-    if isinstance(stored, list) and stored and all(isinstance(p, str) for p in stored):
-        return tuple(stored)
-    cls = model_classes().get(spec["class"]) if spec else None
-    return tuple(getattr(cls, "encoder_prefixes", DEFAULT_ENCODER_PREFIXES)) or DEFAULT_ENCODER_PREFIXES
-
-
-def export_encoder(
-    path: str | Path,
-    out: str | Path,
-    allow_unsafe: bool = False,
-    key_map: Mapping[str, str | None] | None = None,
-) -> Path:
-    """Write the encoder of checkpoint ``path`` as a radiossl encoder file ``out`` (atomically).
-
-    The file is ``{"format_version", "encoder": state_dict, "model_spec": Encoder3D spec or None,
-    "encoder_prefixes", "source": {path, family, model_spec, epoch}}`` and loads with
-    ``weights_only=True``.
-    """
-    from radiossl.utils.atomic import atomic_write_path
-
-    raw = read_checkpoint(path, allow_unsafe=allow_unsafe)
-    state = clean_state_dict(raw.state_dict, key_map)
-    source_spec = spec_of(raw)
-    prefixes = _encoder_prefixes(raw, source_spec)
-    encoder = {k: v.detach().clone() for k, v in state.items() if k.startswith(prefixes)}
-    if not encoder:
-        raise CheckpointError(f"{path}: no encoder tensors (no key starts with {', '.join(prefixes)})")
-    encoder_spec: dict[str, Any] | None
-    kwargs = source_spec.get("kwargs", {}) if source_spec else {}
-    if source_spec and source_spec["class"] in ("UNet3D", "PatchClusterNet", "Encoder3D") and kwargs:
-        encoder_spec = {
-            "class": "Encoder3D",
-            "kwargs": {k: kwargs[k] for k in ("in_channels", "width", "norm") if k in kwargs},
-        }
-    else:
-        encoder_spec = infer_model_spec(encoder, raw.family)
-    payload = {
-        "format_version": FORMAT_VERSION,
-        "encoder": encoder,
-        "model_spec": encoder_spec,
-        "encoder_prefixes": list(prefixes),
-        "source": {
-            "path": str(Path(path).resolve()),
-            "family": raw.family,
-            "model_spec": source_spec,
-            "epoch": to_primitive(raw.meta.get("epoch")),
-        },
-    }
-    with atomic_write_path(out) as tmp:
-        torch.save(payload, tmp)
-    return Path(out)

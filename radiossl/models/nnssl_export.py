@@ -193,7 +193,7 @@ def export_nnssl(
         ConfigError: the preprocessing parameters cannot be found.
     """
     from radiossl import __version__
-    from radiossl.engine.checkpoint import load_checkpoint, save_checkpoint, strip_module_prefix
+    from radiossl.models.checkpoint import clean_state_dict, load_checkpoint, save_checkpoint
     from radiossl.models.factory import build_model
     from radiossl.utils.atomic import write_json
 
@@ -210,7 +210,7 @@ def export_nnssl(
         )
     with torch.device("meta"):
         network = build_model(spec)
-    weights, encoder_count = _backbone_weights(strip_module_prefix(checkpoint["model"]), network, path)
+    weights, encoder_count = _backbone_weights(clean_state_dict(checkpoint["model"]), network, path)
     in_channels = int(spec["kwargs"].get("input_channels", 1))
     settings = pretrain_settings(checkpoint.get("config") or {}, in_channels, preprocessed)
     plan = adaptation_plan(spec, key_locations(network), settings, downstream_patch_size)

@@ -45,9 +45,10 @@ import torch
 
 from radiossl.errors import CheckpointError, ConfigError
 from radiossl.models.arch_kwargs import ARCH_KWARGS_REQUIRING_IMPORT, import_dotted
+from radiossl.models.checkpoint import Recognised
 
 FAMILY = "nnssl"
-"""The ``family`` name :mod:`radiossl.models.checkpoint_formats` gives an nnssl checkpoint."""
+"""The ``family`` name :mod:`radiossl.models.checkpoint` gives an nnssl checkpoint."""
 
 CHECKPOINT_FILE = "checkpoint_final.pth"
 PLAN_FILE = "adaptation_plan.json"
@@ -413,8 +414,8 @@ def _output_channels(state_dict: Mapping[str, torch.Tensor]) -> int:
     return layers[max(layers)] if layers else 1
 
 
-def recognise(obj: Any, path: str | Path = "<memory>") -> tuple[str, dict[str, torch.Tensor], dict[str, Any]] | None:
-    """``(family, state_dict, metadata)`` of an nnssl checkpoint, or None for any other layout.
+def recognise(obj: Any, path: str | Path = "<memory>") -> Recognised | None:
+    """The family, state dict and metadata of an nnssl checkpoint, or None for any other layout.
 
     The state dict is in radiossl axis order (views, no copies). The metadata holds the plan
     (``nnssl_adaptation_plan``, as stored), the model spec it describes (None, with the reason under
@@ -422,7 +423,7 @@ def recognise(obj: Any, path: str | Path = "<memory>") -> tuple[str, dict[str, t
     """
     if not is_nnssl_checkpoint(obj):
         return None
-    from radiossl.models.checkpoint_formats import is_state_dict, to_primitive
+    from radiossl.models.checkpoint import is_state_dict, to_plain
 
     weights = obj[WEIGHTS_ENTRY]
     if not is_state_dict(weights):
@@ -444,8 +445,8 @@ def recognise(obj: Any, path: str | Path = "<memory>") -> tuple[str, dict[str, t
         meta["model_spec_error"] = str(err)
     for key in ("trainer_name", "citations", "radiossl"):
         if key in obj:
-            meta[key] = to_primitive(obj[key])
-    return FAMILY, reverse_state_axes(weights), meta
+            meta[key] = to_plain(obj[key])
+    return Recognised(FAMILY, WEIGHTS_ENTRY, reverse_state_axes(weights), meta)
 
 
 def _peek(path: Path) -> Any:

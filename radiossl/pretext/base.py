@@ -12,7 +12,10 @@ A pretext method is a class with
   e.g. ``("loss", "val_loss", "pred_clusters_used", "lr")``; everything else goes to
   ``metrics.jsonl`` and TensorBoard only;
 * the :class:`radiossl.engine.protocol.TrainingTask` methods: ``build_model``, ``build_datasets``,
-  ``training_step`` (required) and ``after_optimizer_step``, ``validate``, ``visualise`` (optional).
+  ``training_step`` (required) and the engine's hooks, whose defaults it inherits from
+  :class:`radiossl.engine.protocol.TaskDefaults` (``train_mode``, ``before_optimizer_step``,
+  ``after_optimizer_step``, ``validate``, ``visualise``, ``run_name_parts``, ``monitor``,
+  ``ddp_find_unused_parameters``).
 
 It is registered under the ``radiossl.pretext`` entry-point group (or with
 :func:`radiossl.register_pretext` in a notebook). The engine then provides device handling,
@@ -55,13 +58,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field, create_model
 
 from radiossl.config import MethodConfig, RunConfig, deep_merge, load_config_file_into, read_config_file
-from radiossl.engine.protocol import StepContext, StepOutput
+from radiossl.engine.protocol import StepContext, StepOutput, TaskDefaults
 from radiossl.errors import ConfigError, PluginError
 
 if TYPE_CHECKING:
-    import numpy as np
     from torch import nn
-    from torch.utils.data import DataLoader, Dataset
+    from torch.utils.data import Dataset
 
 
 class PretrainConfig(RunConfig):
@@ -70,7 +72,7 @@ class PretrainConfig(RunConfig):
     method: MethodConfig
 
 
-class PretextMethod(ABC):
+class PretextMethod(TaskDefaults, ABC):
     """Base class of pretext plugins; see the module docstring."""
 
     name: ClassVar[str]
@@ -111,30 +113,11 @@ class PretextMethod(ABC):
     def training_step(self, model: nn.Module, batch: Any, context: StepContext) -> StepOutput:
         """Compute the loss of one batch (already on the device). Return a float32 scalar."""
 
-    def train_mode(self, model: nn.Module) -> None:
-        """Put the model in training mode (override to keep frozen parts in eval mode)."""
-        model.train()
-
-    def after_optimizer_step(self, model: nn.Module, context: StepContext) -> None:  # noqa: B027
-        """Called after each optimiser step with the unwrapped model (e.g. to renormalise prototypes)."""
-
-    def validate(self, model: nn.Module, loader: DataLoader[Any] | None, context: StepContext) -> dict[str, float]:
-        """Validation metrics (called on every rank); pretext methods usually have none."""
-        return {}
-
-    def visualise(self, model: nn.Module, batch: Any, context: StepContext) -> dict[str, np.ndarray]:
-        """Named RGB images (H x W x 3 uint8) for ``--vis``."""
-        return {}
-
     def model_spec(self, model: nn.Module) -> dict[str, Any]:
         """Primitive description of the network, stored in checkpoints so it can be rebuilt."""
         from radiossl.models.factory import model_spec
 
         return model_spec(model)
-
-    def run_name_parts(self) -> list[str]:
-        """Key settings that go into the run folder name, e.g. ``["k50"]``."""
-        return []
 
 
 @cache

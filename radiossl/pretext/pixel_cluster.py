@@ -40,7 +40,6 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from radiossl.config import MethodConfig
-from radiossl.engine.device import move_to_device
 from radiossl.engine.protocol import StepContext, StepOutput
 from radiossl.engine.visualise import vis_title
 from radiossl.errors import ConfigError, DataError
@@ -50,6 +49,7 @@ from radiossl.ops.roi_align import roi_align_overlap
 from radiossl.pretext.base import PretextMethod, PretrainConfig
 from radiossl.pretext.cluster_metrics import usage_metrics
 from radiossl.pretext.patch_cluster import cluster_picture, pair_datasets
+from radiossl.runtime.device import move_to_device
 
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader, Dataset

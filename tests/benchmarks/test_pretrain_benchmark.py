@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from radiossl.engine.cpu import CpuInfo
+from radiossl.runtime.cpu import CpuInfo
 
 
 def test_bf16_is_not_measured_on_a_cpu_without_native_bf16(

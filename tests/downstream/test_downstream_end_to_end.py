@@ -22,8 +22,9 @@ from radiossl.cli import app
 from radiossl.downstream.config import load_task_config
 from radiossl.downstream.evaluate import EvaluateResult, evaluate
 from radiossl.downstream.finetune import FinetuneResult, finetune
-from radiossl.engine.cpu import CpuInfo
+from radiossl.errors import ConfigError
 from radiossl.models import UNet3D, model_spec
+from radiossl.runtime.cpu import CpuInfo
 
 
 def tiny_flags(root: Path, out: Path, **top: object) -> dict[str, Any]:
@@ -111,10 +112,10 @@ def test_evaluate_runs_bf16_only_on_a_cpu_with_native_bf16(
 ) -> None:
     fake_cpu(bf16=native)
     runtime = {"device": "cpu", "amp": "bf16"}
-    with caplog.at_level(logging.WARNING, logger="radiossl.engine.precision"):
+    with caplog.at_level(logging.WARNING, logger="radiossl.runtime.precision"):
         result = run_evaluate(brats_root, scratch_run.best_checkpoint, tmp_path / "eval", runtime=runtime, max_cases=1)
     assert json.loads(result.summary_json.read_text())["amp"] == expected
-    warnings = [r.getMessage() for r in caplog.records if r.name == "radiossl.engine.precision"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "radiossl.runtime.precision"]
     assert len(warnings) == (0 if native else 1)
     assert all(w.startswith("runtime.amp=bf16 falls back to float32") for w in warnings)
 
@@ -244,17 +245,33 @@ def test_lits_finetune_and_evaluate(lits_root: Path, tmp_path: Path) -> None:
     assert prediction.shape == reference.shape and np.allclose(prediction.affine, reference.affine)
 
 
-def test_patience_requests_a_stop(brats_root: Path, tmp_path: Path) -> None:
-    from radiossl.downstream.finetune import FinetuneTask
-    from radiossl.engine.protocol import StepContext
-
+def test_validation_patience_is_another_name_for_optim_patience(brats_root: Path, tmp_path: Path) -> None:
     flags = tiny_flags(brats_root, tmp_path)
-    flags["validation"] = {"patience": 2}
-    task = FinetuneTask(load_task_config("finetune", "brats", flags=flags))
-    for epoch, value in enumerate([0.5, 0.6, 0.55, 0.6]):
-        context = StepContext(epoch=epoch, total_epochs=10, step=0, device=torch.device("cpu"))
-        task._track_patience(value, context)
-        assert task.stop_requested == (epoch == 3) and context.extra.get("stop", False) == (epoch == 3)
+    flags["validation"] = {"patience": 2, "every": 1}
+    config = load_task_config("finetune", "brats", flags=flags)
+    assert config.optim.patience == 2 and "patience" not in config.validation.model_dump()
+    same = load_task_config("finetune", "brats", overrides=["validation.patience=3", "optim.patience=3"])
+    assert same.optim.patience == 3
+    with pytest.raises(ConfigError, match=r"validation\.patience=2 and optim\.patience=5 disagree") as raised:
+        load_task_config("finetune", "brats", overrides=["validation.patience=2", "optim.patience=5"])
+    assert len(str(raised.value).splitlines()) == 1
+
+
+def test_finetuning_stops_early_on_val_dice_and_a_resume_keeps_the_count(brats_root: Path, tmp_path: Path) -> None:
+    # A learning rate too small to change a GroupNorm network: val_dice is the same after every epoch,
+    # so every validation after the first is one without improvement.
+    flags = tiny_flags(brats_root, tmp_path, validation={"patience": 2})
+    flags["model"]["norm"] = "group"
+    flags["optim"].update({"lr": 1e-12, "epochs": 2})
+    first = finetune(load_task_config("finetune", "brats", flags=flags))
+    assert not first.stopped_early and first.epochs_completed == 2
+    assert torch.load(first.final_checkpoint, weights_only=True)["early_stopping"]["stale"] == 1
+    flags["optim"]["epochs"] = 10
+    resumed = finetune(load_task_config("finetune", "brats", flags=flags), resume=first.run_dir)
+    assert resumed.stopped_early and resumed.epochs_completed == 3  # one more validation without improvement
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    log = (resumed.run_dir / "train.log").read_text()
+    assert "stopping early after epoch 3/10 (val_dice has not improved" in log
 
 
 def test_nnunet_task_from_dataset_json(nnunet_root: Path, tmp_path: Path) -> None:

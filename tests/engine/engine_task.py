@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from radiossl.config import ExampleRunConfig, build_config
-from radiossl.engine.protocol import StepContext, StepOutput
+from radiossl.engine.protocol import StepContext, StepOutput, TaskDefaults
 from radiossl.engine.visualise import colorize_labels, tile_images, to_rgb_uint8
 from radiossl.utils.seeding import rng_for
 
@@ -63,8 +63,8 @@ class TinyNet(nn.Module):
         return self.conv2(torch.relu(self.norm(self.conv1(x))))
 
 
-class TinyTask:
-    """Implements every method of radiossl.engine.protocol.TrainingTask."""
+class TinyTask(TaskDefaults):
+    """Implements radiossl.engine.protocol.TrainingTask, inheriting the hooks it does not use."""
 
     kind = "pretrain"
     name = "tiny"

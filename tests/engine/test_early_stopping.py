@@ -10,10 +10,11 @@ import pytest
 from engine_task import TinyTask, tiny_config
 
 from radiossl.config import ExampleRunConfig, OptimConfig
-from radiossl.engine.checkpoint import LATEST, load_checkpoint
+from radiossl.engine.checkpoint import LATEST
 from radiossl.engine.protocol import StepContext
 from radiossl.engine.trainer import run_training
 from radiossl.errors import ConfigError
+from radiossl.models.checkpoint import load_checkpoint
 
 # validation loss per epoch: best in epoch 2, never better afterwards
 VAL_LOSS = [3.0, 2.0, 2.5, 2.6, 2.7, 2.8, 2.9, 3.0, 3.1, 3.2]

@@ -16,7 +16,7 @@ from rich.console import Console
 from radiossl.commands.progress import RichProgress, console_reporter, live_display_possible
 from radiossl.engine.logging import RunLogger
 from radiossl.engine.progress import PlainProgress, RunPlan, reporting_to
-from radiossl.engine.protocol import headline_metrics
+from radiossl.engine.protocol import headline_metrics, with_defaults
 from radiossl.engine.trainer import run_training
 from radiossl.errors import TrainingError
 from tests.engine.engine_task import TinyTask, tiny_config
@@ -110,8 +110,8 @@ def test_plugin_declares_its_headline_metrics(
     class MaeTask(TinyTask):
         headline_metrics = ("loss", "mae")
 
-    assert headline_metrics(TinyTask()) == ("loss", "val_loss", "lr")  # the default
-    assert headline_metrics(TinyTask(monitor=("val_mse", "min"))) == ("loss", "val_mse", "lr")
+    assert headline_metrics(with_defaults(TinyTask())) == ("loss", "val_loss", "lr")  # the default
+    assert headline_metrics(with_defaults(TinyTask(monitor=("val_mse", "min")))) == ("loss", "val_mse", "lr")
     run_training(MaeTask(), tiny_config(data_root, tmp_path / "runs", "optim.epochs=2"))
     out = capsys.readouterr().out
     epoch_lines = [line for line in out.splitlines() if line.startswith("pretrain tiny epoch ")]
@@ -119,10 +119,10 @@ def test_plugin_declares_its_headline_metrics(
     assert "val_mse" not in out
 
     class BrokenTask(TinyTask):
-        headline_metrics = "loss"
+        headline_metrics = "loss"  # type: ignore[assignment]  # the mistake under test
 
     with pytest.raises(TrainingError, match="headline_metrics must be a tuple"):
-        headline_metrics(BrokenTask())
+        headline_metrics(with_defaults(BrokenTask()))
 
 
 def test_verbose_prints_every_epoch_in_full(

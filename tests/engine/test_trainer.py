@@ -12,11 +12,12 @@ import torch
 from engine_task import TinyTask
 
 from radiossl.config import ExampleRunConfig
-from radiossl.engine.checkpoint import BEST, FINAL, LATEST, load_checkpoint
-from radiossl.engine.cpu import CpuInfo
+from radiossl.engine.checkpoint import BEST, FINAL, LATEST
 from radiossl.engine.optim import lr_factor
 from radiossl.engine.trainer import TrainResult, run_training
 from radiossl.errors import CheckpointError, ConfigError, TrainingError
+from radiossl.models.checkpoint import load_checkpoint
+from radiossl.runtime.cpu import CpuInfo
 from radiossl.utils.seeding import seed_everything
 
 Factory = Callable[..., ExampleRunConfig]
@@ -225,10 +226,10 @@ def test_bf16_on_a_cpu_without_native_bf16_trains_in_float32_and_records_it(
     fake_cpu(bf16=False)
     task = _RecordsOutputDtype(n_val=None)
     task.dtypes = set()
-    with caplog.at_level(logging.INFO, logger="radiossl.engine.precision"):
+    with caplog.at_level(logging.INFO, logger="radiossl.runtime.precision"):
         result = run_training(task, make_config(f"runtime.amp={amp}", "optim.epochs=2"))
     assert task.dtypes == {torch.float32}
-    messages = [r for r in caplog.records if r.name == "radiossl.engine.precision"]
+    messages = [r for r in caplog.records if r.name == "radiossl.runtime.precision"]
     assert len(messages) == 1  # once per run, not per epoch or step
     assert "float32" in messages[0].getMessage() and "no native bf16" in messages[0].getMessage()
     assert messages[0].levelno == (logging.WARNING if amp == "bf16" else logging.INFO)

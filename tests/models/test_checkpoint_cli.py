@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from radiossl.commands.checkpoint import register
 from radiossl.models import UNet3D, model_spec, read_checkpoint
-from radiossl.models.checkpoint_formats import FORMAT_VERSION
+from radiossl.models.checkpoint import FORMAT_VERSION
 
 TINY = 0.125
 

@@ -24,8 +24,8 @@ from radiossl.models import (
     model_spec,
     read_checkpoint,
 )
-from radiossl.models.checkpoint_formats import FORMAT_VERSION, infer_model_spec
-from radiossl.models.loading import LoadReport, RawCheckpoint, adapt_input_channels
+from radiossl.models.checkpoint import FORMAT_VERSION, RawCheckpoint, infer_model_spec
+from radiossl.models.loading import LoadReport, adapt_input_channels
 
 TINY = 0.125
 ENCODER_BLOCKS = ("down_tr64", "down_tr128", "down_tr256", "down_tr512")

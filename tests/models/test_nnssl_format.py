@@ -25,12 +25,12 @@ pytest.importorskip("dynamic_network_architectures")
 from dynamic_network_architectures.architectures.unet import ResidualEncoderUNet
 
 from radiossl.commands.checkpoint import register
-from radiossl.engine.checkpoint import FORMAT_VERSION, save_checkpoint
 from radiossl.errors import CheckpointError, ConfigError
 from radiossl.models import UNet3D, model_spec
+from radiossl.models.checkpoint import FORMAT_VERSION, read_checkpoint, save_checkpoint
 from radiossl.models.dna_networks import ResEncUNet
 from radiossl.models.factory import build_model
-from radiossl.models.loading import load_pretrained, model_from_checkpoint, read_checkpoint
+from radiossl.models.loading import load_pretrained, model_from_checkpoint
 from radiossl.models.nnssl_export import export_nnssl
 from radiossl.models.nnssl_format import (
     REQUIRED_PLAN_KEYS,

@@ -56,15 +56,9 @@ def read_dino_state_dict(path: Path) -> dict[str, torch.Tensor]:
                 break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path}: expected a state_dict of tensors (a DINO backbone file)")
-    state: dict[str, torch.Tensor] = {}
-    for key, value in obj.items():
-        for prefix in ("module.", "backbone."):
-            if key.startswith(prefix):
-                key = key[len(prefix) :]
-        if key.startswith("head."):
-            continue
-        state[key] = value
-    return state
+    from radiossl.models.checkpoint import clean_state_dict
+
+    return clean_state_dict(obj, key_map={"backbone.": "", "head.": None})
 
 
 class _DinoBase(FeatureExtractor):

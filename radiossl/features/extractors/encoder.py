@@ -1,7 +1,7 @@
 """``encoder``: features of a radiossl-pretrained 3-D encoder (e.g. a patch-cluster run).
 
 The checkpoint (``{"model": state_dict, "model_spec": ...}`` as written by ``radiossl pretrain``, an
-exported encoder, or any layout :mod:`radiossl.models.loading` recognises) is rebuilt with
+exported encoder, or any layout :mod:`radiossl.models.checkpoint` recognises) is rebuilt with
 :func:`radiossl.models.loading.model_from_checkpoint` and run in ``eval()`` mode. The features are
 one encoder level's output: level 0 is full resolution, 1 is 1/2, 2 is 1/4, 3 (= -1, default) is the
 1/8 bottleneck — the representation patch-level clustering trains. An upsampler (``bilinear``, which

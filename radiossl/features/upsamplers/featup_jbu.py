@@ -119,7 +119,9 @@ def _read_state(path: Path, allow_unsafe: bool) -> dict[str, torch.Tensor]:
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: expected a state_dict or a Lightning checkpoint, got {type(obj).__name__}")
-    state = {str(k).removeprefix("module."): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    from radiossl.models.checkpoint import clean_state_dict
+
+    state = clean_state_dict(obj)
     if any(k.startswith("upsampler.") for k in state):
         mapped = {k.removeprefix("upsampler."): v for k, v in state.items() if k.startswith("upsampler.")}
         for key in ("weight", "bias"):

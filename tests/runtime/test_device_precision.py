@@ -9,16 +9,16 @@ from typing import NamedTuple
 import pytest
 import torch
 
-from radiossl.engine.cpu import CpuInfo
-from radiossl.engine.device import (
+from radiossl.errors import ConfigError
+from radiossl.runtime.cpu import CpuInfo
+from radiossl.runtime.device import (
     apply_memory_format,
     memory_format_for,
     move_to_device,
     pin_memory_for,
     select_device,
 )
-from radiossl.engine.precision import AmpChoice, amp_dtype, autocast_context, make_grad_scaler, resolve_amp
-from radiossl.errors import ConfigError
+from radiossl.runtime.precision import AmpChoice, amp_dtype, autocast_context, make_grad_scaler, resolve_amp
 
 
 class Batch(NamedTuple):
@@ -119,7 +119,7 @@ def test_bf16_on_a_cpu_without_native_bf16_falls_back_to_float32_with_a_warning(
     fake_cpu(bf16=False)
     choice = resolve_amp(CPU, "bf16")
     assert choice.amp == "none" and choice.fallback
-    with caplog.at_level(logging.INFO, logger="radiossl.engine.precision"):
+    with caplog.at_level(logging.INFO, logger="radiossl.runtime.precision"):
         choice.log()
     (record,) = caplog.records
     assert record.levelno == logging.WARNING and "\n" not in record.getMessage()

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from radiossl.engine import cpu
+from radiossl.runtime import cpu
 
 ZEN4_FLAGS = frozenset({"avx2", "avx512f", "avx512bw", "avx512_bf16"})
 AVX2_FLAGS = frozenset({"avx", "avx2", "fma"})
