@@ -84,13 +84,13 @@ def check_sizes(config: FinetuneConfig) -> None:
             raise ConfigError(f"{where}: every size must be a multiple of {DIVISOR}, got {list(size)}")
 
 
-def training_subset(splits: Splits, ratio: float, seed: int) -> list[str]:
-    """The nested, seeded ``ratio`` subset of the training cases (by patient)."""
+def training_subset(splits: Splits, ratio: float, seed: int, order: Literal["seeded", "given"] = "seeded") -> list[str]:
+    """The ``ratio`` subset of the training cases (by patient): nested and seeded, or the first ones (given)."""
     from radiossl.data.splits import ratio_subset
 
     if ratio >= 1.0:
         return list(splits.train)
-    return list(ratio_subset(splits.train, ratio, seed))
+    return list(ratio_subset(splits.train, ratio, seed, order=order))
 
 
 class FinetuneTask:
@@ -109,7 +109,9 @@ class FinetuneTask:
             task = get_task_class(config.task.name)(config.task, config.data.root)
         self.task = task
         self.name = task.name
-        self.monitor: tuple[str, Literal["min", "max"]] | None = ("val_dice", "max")
+        self.monitor: tuple[str, Literal["min", "max"]] | None = (
+            ("val_loss", "min") if config.validation.monitor == "val_loss" else ("val_dice", "max")
+        )
         self.headline_metrics: tuple[str, ...] = ("loss", "val_dice", "lr")
         self.loss_fn = DiceBCELoss(
             config.loss.dice_weight,
@@ -190,7 +192,7 @@ class FinetuneTask:
             cfg = self.config
             cases = self.task.list_cases()
             self.splits = self.task.splits(cases, cfg.runtime.seed)
-            self.train_ids = training_subset(self.splits, cfg.data.ratio, cfg.runtime.seed)
+            self.train_ids = training_subset(self.splits, cfg.data.ratio, cfg.runtime.seed, cfg.ratio_order)
             self._cases = {case.case_id: case for case in cases}
         return self.splits
 
@@ -210,7 +212,8 @@ class FinetuneTask:
                 f"(first: {self.train_cache.left_out[0].error})"
             )
         train_set = PatchDataset(self.train_cache, cfg.data.crop_size, cfg.sampling, cfg.augment, cfg.runtime.seed)
-        val_ids = list(splits.val)[: cfg.validation.max_cases] if cfg.validation.max_cases else list(splits.val)
+        val_ids = list(splits.test if self.task.settings.val_is_test else splits.val)
+        val_ids = val_ids[: cfg.validation.max_cases] if cfg.validation.max_cases else val_ids
         if val_ids:
             self.val_cache = CaseCache(self.task, [self._cases[c] for c in val_ids], cfg.runtime.seed, threads)
             self.val_cache.preload()
@@ -259,7 +262,7 @@ class FinetuneTask:
         epoch = context.epoch + 1
         names = self.task.region_names()
         if epoch % cfg.validation.every and epoch != context.total_epochs:
-            return {"val_dice": math.nan}
+            return {"val_dice": math.nan, **({"val_loss": math.nan} if self._monitored() == "val_loss" else {})}
         net = unwrap_model(model)
         sw = cfg.sliding_window
         per_region: list[list[float]] = [[] for _ in names]
@@ -285,14 +288,48 @@ class FinetuneTask:
             return {"val_dice": math.nan}
         metrics = {metric_key(name): float(np.mean(values)) for name, values in zip(names, per_region, strict=True)}
         metrics["val_dice"] = float(np.mean([v for values in per_region for v in values]))
-        self._track_patience(metrics["val_dice"], context)
+        if self._monitored() == "val_loss":
+            metrics["val_loss"] = self.centre_crop_loss(net, context.device)
+        self._track_patience(metrics[self._monitored()], context)
         return metrics
+
+    def _monitored(self) -> str:
+        return self.monitor[0] if self.monitor is not None else "val_dice"
+
+    def _better(self, value: float, best: float) -> bool:
+        return value < best if self._monitored() == "val_loss" else value > best
+
+    @torch.no_grad()
+    def centre_crop_loss(self, net: nn.Module, device: torch.device) -> float:
+        """The thesis' validation loss: the finetuning loss on one centre crop per validation case, averaged
+        over batches of ``optim.batch_size`` cases (the thesis then also rounded each to 4 decimals)."""
+        from radiossl.downstream.evaluate import centre_crop
+
+        assert self.val_cache is not None
+        crop = tuple(int(c) for c in self.config.data.crop_size)
+        was_training = net.training
+        net.eval()
+        losses = []
+        try:
+            size = self.config.optim.batch_size
+            for start in range(0, len(self.val_cache), size):
+                images, targets = [], []
+                for index in range(start, min(start + size, len(self.val_cache))):
+                    item = self.val_cache.get(index)
+                    images.append(self.task.normalise_crop(centre_crop(item.image, crop)))  # type: ignore[arg-type]
+                    targets.append(self.task.region_targets(centre_crop(item.label, crop)))  # type: ignore[arg-type]
+                image = torch.from_numpy(np.stack(images)).to(device)
+                target = torch.from_numpy(np.stack(targets)).to(device)
+                losses.append(float(self.loss_fn(net(image), target)))
+        finally:
+            net.train(was_training)
+        return float(np.mean(losses))
 
     def _track_patience(self, value: float, context: StepContext) -> None:
         """Count validations without improvement; ask the engine to stop after ``validation.patience``."""
         if not self._patience_replayed:
             self._replay_patience(context)
-        if self.best_val is None or value > self.best_val:
+        if self.best_val is None or self._better(value, self.best_val):
             self.best_val, self.stale_validations = value, 0
         else:
             self.stale_validations += 1
@@ -301,7 +338,7 @@ class FinetuneTask:
             self.stop_requested = True
             context.extra["stop"] = True
             if is_main_process():
-                _print(f"early stopping: val_dice has not improved for {patience} validations")
+                _print(f"early stopping: {self._monitored()} has not improved for {patience} validations")
 
     def _replay_patience(self, context: StepContext) -> None:
         """After a resume, rebuild the best value and patience counter from the run's metrics.jsonl."""
@@ -317,10 +354,10 @@ class FinetuneTask:
                 continue
             if record.get("type") != "epoch" or int(record.get("epoch", 0)) > context.epoch:
                 continue
-            value = record.get("val_dice")
+            value = record.get(self._monitored())
             if not isinstance(value, (int, float)) or not math.isfinite(value):
                 continue
-            if self.best_val is None or value > self.best_val:
+            if self.best_val is None or self._better(value, self.best_val):
                 self.best_val, self.stale_validations = float(value), 0
             else:
                 self.stale_validations += 1

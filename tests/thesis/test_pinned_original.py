@@ -176,3 +176,29 @@ def test_thesis_rejection_rule_reproduces_the_original_decisions() -> None:
             break
     np.testing.assert_allclose(sums, PINNED["rejection_score_sums"], rtol=0, atol=1e-9)
     assert accepted == PINNED["rejection_accepted"].tolist()
+
+
+# ---------------------------------------------------------------------------------------------- LiTS crop
+
+
+def test_lits_thesis_grid_crop_matches_the_original_finetune_crop(tmp_path: Path) -> None:
+    import SimpleITK as sitk
+
+    from radiossl.downstream.evaluate import centre_crop
+    from radiossl.downstream.tasks.lits import LiTSConfig, LiTSTask
+
+    x, y, z = np.meshgrid(np.arange(41), np.arange(38), np.arange(13), indexing="ij")
+    ct = (((x * 7 + y * 13 + z * 29) % 2300) - 1150).astype(np.int16)  # beyond the [-1000, 1000] window
+    seg = ((x // 5 + y // 4 + z) % 3).astype(np.uint8)
+    for folder, array, name in (("ct", ct, "volume-0.nii"), ("seg", seg, "segmentation-0.nii.gz")):
+        (tmp_path / "train" / folder).mkdir(parents=True, exist_ok=True)
+        image = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose(2, 1, 0)))  # sitk arrays are (z, y, x)
+        image.SetSpacing((0.7, 0.8, 2.5))
+        sitk.WriteImage(image, str(tmp_path / "train" / folder / name))
+    task = LiTSTask(LiTSConfig(grid="thesis", spacing=None, zoom=None), tmp_path)
+    arrays = task.load(task.list_cases()[0])
+    crop = (8, 6, 4)
+    image = task.normalise_crop(centre_crop(arrays.image, crop))
+    liver = task.region_targets(centre_crop(arrays.label, crop))[0]
+    np.testing.assert_allclose(image[0], PINNED["lits_image"], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(liver, PINNED["lits_label"])
