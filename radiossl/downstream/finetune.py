@@ -17,7 +17,8 @@ validation Dice), resume, logging and ``--vis`` PNGs. What it adds:
 * loss: soft Dice + BCE on logits in float32 (:mod:`radiossl.downstream.losses`);
 * validation every ``validation.every`` epochs: hard Dice (threshold 0.5) per region on whole
   validation volumes by sliding-window inference; ``val_dice`` (mean over cases and regions) selects
-  the best checkpoint; ``validation.patience`` validations without improvement request a stop.
+  the best checkpoint, or, with ``validation.monitor: val_loss`` (the thesis' rule), the lowest loss on one
+  centre crop per validation case; ``validation.patience`` validations without improvement request a stop.
 
 Example (CPU, tiny)::
 
@@ -112,7 +113,11 @@ class FinetuneTask:
         self.monitor: tuple[str, Literal["min", "max"]] | None = (
             ("val_loss", "min") if config.validation.monitor == "val_loss" else ("val_dice", "max")
         )
-        self.headline_metrics: tuple[str, ...] = ("loss", "val_dice", "lr")
+        self.headline_metrics: tuple[str, ...] = (
+            ("loss", "val_loss", "val_dice", "lr")
+            if config.validation.monitor == "val_loss"
+            else ("loss", "val_dice", "lr")
+        )
         self.loss_fn = DiceBCELoss(
             config.loss.dice_weight,
             config.loss.bce_weight,
