@@ -83,10 +83,14 @@ def close_config_names(text: str, limit: int = 3) -> list[str]:
     name, _ = _split_name(text)
     names = list(shipped_configs())
     stem = name.rsplit("/", 1)[-1]
-    same_stem = [candidate for candidate in names if candidate.rsplit("/", 1)[-1] == stem]
     # Compare the tail of the text with as many folders as names have, so a long path still matches.
     depth = max((candidate.count("/") for candidate in names), default=0)
     tail = "/".join(name.split("/")[-(depth + 1) :])
+    # The same stem is in several families (thesis/..., recommended/...): the closest folders first.
+    same_stem = sorted(
+        (candidate for candidate in names if candidate.rsplit("/", 1)[-1] == stem),
+        key=lambda candidate: -difflib.SequenceMatcher(None, tail, candidate).ratio(),
+    )
     spelled = difflib.get_close_matches(tail, names, n=limit, cutoff=0.6)
     return list(dict.fromkeys(same_stem + spelled))[:limit]
 

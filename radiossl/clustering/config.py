@@ -89,6 +89,12 @@ class ClusterConfig(Section):
         True, description="Scale channels by the extractor's weights after standardising (filterbank)."
     )
     verbose: bool = Field(False, description="Print faiss' iteration log.")
+    legacy: bool = Field(
+        False,
+        description="Fit as the thesis did (spec §8 item 5): only the last batch of features.batch_size pairs "
+        "of a seeded shuffle, faiss defaults (random init, 256 points per centroid, one run), raw "
+        "features; sampling, init, nredo, spherical, standardize and max_points_per_centroid are not used.",
+    )
 
 
 class KMeansConfig(Section):
@@ -114,6 +120,11 @@ class KMeansPredictConfig(Section):
     )
     tag: str | None = Field(None, description="Target tag; null = k<K>-<extractor>-<upsampler>.")
     overwrite: bool = Field(False, description="Recompute target files that already exist.")
+    legacy: bool = Field(
+        False,
+        description="Predict as the thesis did (spec §8 item 6): per batch of features.batch_size pairs, one "
+        "Lloyd update of the centroids on crop 1's features, then both crops assigned to the updated ones.",
+    )
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     montage: bool = Field(True, description="Write a PNG montage of inputs and cluster maps.")
     progress: bool = Field(True, description="Report progress (a bar on a terminal, plain lines elsewhere).")

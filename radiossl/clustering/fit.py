@@ -229,6 +229,12 @@ def kmeans_fit(
     faiss_module()
     inputs = _prepare(config, dataset)
     out = centroids_path(config, inputs.ds)
+    if config.kmeans.legacy:
+        from radiossl.clustering.legacy import legacy_fit
+
+        if shard is not None or merge_only:
+            raise ConfigError("kmeans.legacy fits one batch, as the thesis did: run it unsharded")
+        return legacy_fit(config, inputs, out, start)
     if shard is None and not merge_only:
         return _fit_and_write(config, inputs, _sample_in_memory(config, inputs), out, start)
     fragments = sample_fragments(out)

@@ -45,6 +45,7 @@ from radiossl.clustering.fit import (
     run_parallel,
     select_runtime_device,
 )
+from radiossl.clustering.legacy import legacy_assign_pairs
 from radiossl.clustering.montage import pair_captions, save_montage
 from radiossl.clustering.sampling import PAIR_VIEWS, FeatureTransform, select_records
 from radiossl.config import deep_merge
@@ -219,11 +220,13 @@ def kmeans_predict(
         raise DataError(f"{metadata_path(centroids_path)}: transform statistics do not match {dim}-dim centroids")
     dtype = target_dtype(k)
     assigner = CentroidAssigner(centroids)
-    fingerprint = {
+    fingerprint: dict[str, Any] = {
         "centroids_sha256": file_sha256(centroids_path),
         "features": features.model_dump(mode="json", exclude={"batch_size", "slice_batch"}),
         "transform": transform.to_json(),
     }
+    if config.legacy:  # other targets than the fixed assignment: a rerun must not mix the two
+        fingerprint["legacy"] = True
     marker = ds.root / "kmeans" / f"predict-{tag}.json"
     _check_marker(marker, fingerprint, config.overwrite, tag)
     write_json(marker, {"tag": tag, "centroids": str(centroids_path), "fingerprint": fingerprint})
@@ -253,7 +256,10 @@ def kmeans_predict(
                         raise DataError(
                             f"{ds.root / file}: crops of shape {pairs.shape[2:]}, expected {(in_channels, *spatial)}"
                         )
-                    ids = assign_pairs(pipeline, pairs, device, transform, assigner)
+                    if config.legacy:
+                        ids = legacy_assign_pairs(pipeline, pairs, device, transform, centroids, config.runtime.seed)
+                    else:
+                        ids = assign_pairs(pipeline, pairs, device, transform, assigner)
                     for record, pair_ids in zip(batch, ids, strict=True):
                         labels[record.index] = pair_ids.astype(dtype)
                         local += np.bincount(pair_ids.reshape(-1), minlength=k)

@@ -101,7 +101,7 @@ def register(app: typer.Typer) -> None:
         ),
         stage: str = stage_option,
     ) -> None:
-        """Check a pretrain, finetune/evaluate or preprocess config: exit 0 if valid, 2 with one line per problem."""
+        """Check a pretrain, finetune/evaluate, preprocess or kmeans config: exit 0 if valid, 2 with the problems."""
         from radiossl.config import read_config_file
 
         data = read_config_file(file)
@@ -115,6 +115,16 @@ def register(app: typer.Typer) -> None:
 
             config = load_task_config(stage=stage, file=file)  # type: ignore[arg-type]
             what = f"{stage} config for task {config.task.name!r}"
+        elif isinstance(data.get("kmeans"), dict):
+            from radiossl.clustering.config import KMeansConfig, load_kmeans_config
+
+            config = load_kmeans_config(KMeansConfig, file)
+            what = f"kmeans fit config (k = {config.kmeans.k}{', legacy' if config.kmeans.legacy else ''})"
+        elif {"centroids", "tag", "legacy"} & set(data):
+            from radiossl.clustering.config import KMeansPredictConfig, load_kmeans_config
+
+            config = load_kmeans_config(KMeansPredictConfig, file)
+            what = f"kmeans predict config{' (legacy)' if config.legacy else ''}"
         elif "dataset" in data:
             from radiossl.config import load_config_file_into
             from radiossl.data.preprocess.config import PreprocessConfig
@@ -123,8 +133,9 @@ def register(app: typer.Typer) -> None:
             what = f"preprocess config for dataset {config.dataset!r} ({config.view} view)"
         else:
             raise ConfigError(
-                f"{file}: needs a `method` section (pretraining), a `task` section (downstream) "
-                "or a `dataset` field (preprocess)"
+                f"{file}: needs a `method` section (pretraining), a `task` section (downstream), "
+                "a `dataset` field (preprocess), a `kmeans` section (kmeans fit) or a `centroids`, `tag` or "
+                "`legacy` field (kmeans predict)"
             )
         source = str(file) if file.is_file() else f"{file} (shipped config)"
         console().print(f"[green]valid[/]: {source} is a {what}")

@@ -73,6 +73,12 @@ class ValidationConfig(Section):
 
     every: int = Field(1, ge=1, description="Validate every N epochs (and after the last epoch).")
     max_cases: int | None = Field(None, ge=1, description="Validate on at most this many validation cases.")
+    monitor: Literal["val_dice", "val_loss"] = Field(
+        "val_dice",
+        description="What selects checkpoint_best.pt (and counts for patience): val_dice (highest hard Dice on "
+        "whole volumes) or val_loss (lowest finetuning loss on one centre crop per case, in batches of "
+        "optim.batch_size: the thesis' rule).",
+    )
 
 
 class SlidingWindowConfig(Section):
@@ -129,6 +135,11 @@ class FinetuneConfig(RunConfig):
         description="First conv for other input channel counts: scale (tile / C), repeat (thesis), none.",
     )
     allow_unsafe_pickle: bool = Field(False, description="Unpickle weights files with Python objects (trusted only).")
+    ratio_order: Literal["seeded", "given"] = Field(
+        "seeded",
+        description="How the data.ratio subset is chosen: seeded (nested, by a key per case) or given (the "
+        "first cases in split order: the thesis took the first patients of brats_train.txt).",
+    )
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)

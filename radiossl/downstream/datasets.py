@@ -264,6 +264,7 @@ class PatchDataset(Dataset[Patch]):
             centre = points[int(rng.integers(len(points)))]
         start = patch_start(item.label.shape, self.crop, rng, centre)
         image, label = cut_patch(item, start, self.crop)
+        image = self.cache.task.normalise_crop(image)
         target = self.cache.task.region_targets(label)
         return augment_patch(image, target, self.augment, rng)
 

@@ -192,7 +192,7 @@ def _case_ids(task: SegmentationTask, cases: list[Case], config: EvaluateConfig,
         from radiossl.downstream.finetune import training_subset
 
         ratio = float((saved.get("data") or {}).get("ratio", 1.0))
-        return training_subset(splits, ratio, seed)
+        return training_subset(splits, ratio, seed, saved.get("ratio_order", "seeded"))
     return list(getattr(splits, config.split))
 
 
@@ -429,7 +429,7 @@ def _evaluate_crop(
     arrays = task.load(case)
     if arrays.label is None:
         raise DataError(f"case {case.case_id}: no label file; thesis-crops needs labels")
-    image = centre_crop(arrays.image, roi)
+    image = task.normalise_crop(centre_crop(arrays.image, roi))
     target = task.region_targets(centre_crop(arrays.label, roi))
     logits = model(torch.from_numpy(image)[None].to(device)).float()
     probs = torch.sigmoid(logits)[0].cpu().numpy()

@@ -18,8 +18,9 @@ validation Dice), resume, logging and ``--vis`` PNGs. What it adds:
 * loss: soft Dice + BCE on logits in float32 (:mod:`radiossl.downstream.losses`);
 * validation every ``validation.every`` epochs: hard Dice (threshold 0.5) per region on whole
   validation volumes by sliding-window inference; ``val_dice`` (mean over cases and regions) selects
-  the best checkpoint, and the engine's early stopping (``optim.patience``; ``validation.patience`` is
-  another name for it) stops after that many validations without a better ``val_dice``.
+  the best checkpoint, or, with ``validation.monitor: val_loss`` (the thesis' rule), the lowest loss on one
+  centre crop per validation case; the engine's early stopping (``optim.patience``; ``validation.patience`` is
+  another name for it) stops after that many validations without a better monitored value.
 
 Example (CPU, tiny)::
 
@@ -37,7 +38,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -79,13 +80,13 @@ def check_sizes(config: FinetuneConfig) -> None:
             raise ConfigError(f"{where}: every size must be a multiple of {DIVISOR}, got {list(size)}")
 
 
-def training_subset(splits: Splits, ratio: float, seed: int) -> list[str]:
-    """The nested, seeded ``ratio`` subset of the training cases (by patient)."""
+def training_subset(splits: Splits, ratio: float, seed: int, order: Literal["seeded", "given"] = "seeded") -> list[str]:
+    """The ``ratio`` subset of the training cases (by patient): nested and seeded, or the first ones (given)."""
     from radiossl.data.splits import ratio_subset
 
     if ratio >= 1.0:
         return list(splits.train)
-    return list(ratio_subset(splits.train, ratio, seed))
+    return list(ratio_subset(splits.train, ratio, seed, order=order))
 
 
 class FinetuneTask(TaskDefaults):
@@ -107,7 +108,14 @@ class FinetuneTask(TaskDefaults):
             task = get_task_class(config.task.name)(config.task, config.data.root)
         self.task = task
         self.name = task.name
-        self.monitor: Monitor | None = ("val_dice", "max")
+        self.monitor: Monitor | None = (
+            ("val_loss", "min") if config.validation.monitor == "val_loss" else ("val_dice", "max")
+        )
+        self.headline_metrics: tuple[str, ...] = (
+            ("loss", "val_loss", "val_dice", "lr")
+            if config.validation.monitor == "val_loss"
+            else ("loss", "val_dice", "lr")
+        )
         self.loss_fn = DiceBCELoss(
             config.loss.dice_weight,
             config.loss.bce_weight,
@@ -198,7 +206,7 @@ class FinetuneTask(TaskDefaults):
             cfg = self.config
             cases = self.task.list_cases()
             self.splits = self.task.splits(cases, cfg.runtime.seed)
-            self.train_ids = training_subset(self.splits, cfg.data.ratio, cfg.runtime.seed)
+            self.train_ids = training_subset(self.splits, cfg.data.ratio, cfg.runtime.seed, cfg.ratio_order)
             self._cases = {case.case_id: case for case in cases}
         return self.splits
 
@@ -218,7 +226,8 @@ class FinetuneTask(TaskDefaults):
                 f"(first: {self.train_cache.left_out[0].error})"
             )
         train_set = PatchDataset(self.train_cache, cfg.data.crop_size, cfg.sampling, cfg.augment, cfg.runtime.seed)
-        val_ids = list(splits.val)[: cfg.validation.max_cases] if cfg.validation.max_cases else list(splits.val)
+        val_ids = list(splits.test if self.task.settings.val_is_test else splits.val)
+        val_ids = val_ids[: cfg.validation.max_cases] if cfg.validation.max_cases else val_ids
         if val_ids:
             self.val_cache = CaseCache(self.task, [self._cases[c] for c in val_ids], cfg.runtime.seed, threads)
             self.val_cache.preload()
@@ -262,7 +271,7 @@ class FinetuneTask(TaskDefaults):
         epoch = context.epoch + 1
         names = self.task.region_names()
         if epoch % cfg.validation.every and epoch != context.total_epochs:
-            return {"val_dice": math.nan}
+            return {"val_dice": math.nan, **({"val_loss": math.nan} if self._monitored() == "val_loss" else {})}
         net = unwrap_model(model)
         inference = InferenceSettings.from_config(cfg.sliding_window, self.roi())
         per_region: list[list[float]] = [[] for _ in names]
@@ -278,7 +287,38 @@ class FinetuneTask(TaskDefaults):
             return {"val_dice": math.nan}
         metrics = {metric_key(name): float(np.mean(values)) for name, values in zip(names, per_region, strict=True)}
         metrics["val_dice"] = float(np.mean([v for values in per_region for v in values]))
+        if self._monitored() == "val_loss":
+            metrics["val_loss"] = self.centre_crop_loss(net, context.device)
         return metrics
+
+    def _monitored(self) -> str:
+        return self.monitor[0] if self.monitor is not None else "val_dice"
+
+    @torch.no_grad()
+    def centre_crop_loss(self, net: nn.Module, device: torch.device) -> float:
+        """The thesis' validation loss: the finetuning loss on one centre crop per validation case, averaged
+        over batches of ``optim.batch_size`` cases (the thesis then also rounded each to 4 decimals)."""
+        from radiossl.downstream.evaluate import centre_crop
+
+        assert self.val_cache is not None
+        crop = tuple(int(c) for c in self.config.data.crop_size)
+        was_training = net.training
+        net.eval()
+        losses = []
+        try:
+            size = self.config.optim.batch_size
+            for start in range(0, len(self.val_cache), size):
+                images, targets = [], []
+                for index in range(start, min(start + size, len(self.val_cache))):
+                    item = self.val_cache.get(index)
+                    images.append(self.task.normalise_crop(centre_crop(item.image, crop)))  # type: ignore[arg-type]
+                    targets.append(self.task.region_targets(centre_crop(item.label, crop)))  # type: ignore[arg-type]
+                image = torch.from_numpy(np.stack(images)).to(device)
+                target = torch.from_numpy(np.stack(targets)).to(device)
+                losses.append(float(self.loss_fn(net(image), target)))
+        finally:
+            net.train(was_training)
+        return float(np.mean(losses))
 
     # ----------------------------------------------------------------------------------- output
 

@@ -34,6 +34,7 @@ from radiossl.data.preprocess.boxes import (
     draw_boxes,
     iou3d,
 )
+from radiossl.data.preprocess.thesis_rejection import ThesisBrightRule
 from radiossl.utils.seeding import rng_for
 
 Size3 = tuple[int, int, int]
@@ -55,6 +56,8 @@ class PairSettings:
     look_ahead: int = 0
     z_align: bool = False
     resize_mode: str = "trilinear"
+    thesis_bg_max: float | None = None
+    """Set: the thesis' bright-voxel rule with this ``--bg_max`` replaces the fraction limits (cluster view)."""
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,12 @@ def sample_pair_boxes(
     shape: Sequence[int],
     settings: PairSettings,
     scorer: ForegroundScorer | None,
+    thesis_rule: ThesisBrightRule | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Two boxes ``(6,)`` with IoU > threshold that both pass the rejection rule.
+
+    With ``thesis_rule`` the candidates that pass the IoU test are judged in order by the thesis'
+    rule (the first it accepts is returned) instead of by the fraction limits.
 
     Raises:
         SamplingError: no such pair among ``settings.max_attempts`` candidates.
@@ -91,18 +98,26 @@ def sample_pair_boxes(
             ok &= acceptable(scorer.fractions(a), settings.max_background, settings.max_foreground)
             ok &= acceptable(scorer.fractions(b), settings.max_background, settings.max_foreground)
         hits = np.flatnonzero(ok)
+        if thesis_rule is not None:
+            hits = np.asarray([i for i in hits if thesis_rule.accepts(a[i], b[i])][:1], dtype=np.int64)
         if hits.size:
             return a[hits[0]], b[hits[0]]
         attempts += count
+    limits = (
+        f"thesis rule, thesis_bg_max={settings.thesis_bg_max}"
+        if settings.thesis_bg_max is not None
+        else f"max_background={settings.max_background}, max_foreground={settings.max_foreground}"
+    )
     raise SamplingError(
-        f"no crop pair with IoU > {settings.iou_threshold} passing the rejection rule "
-        f"(max_background={settings.max_background}, max_foreground={settings.max_foreground}) "
+        f"no crop pair with IoU > {settings.iou_threshold} passing the rejection rule ({limits}) "
         f"in {settings.max_attempts} attempts on a volume of shape {tuple(int(n) for n in shape)}"
     )
 
 
 def uses_scorer(settings: PairSettings) -> bool:
     """Whether the rejection rule needs foreground fractions at all."""
+    if settings.thesis_bg_max is not None:
+        return False
     return settings.max_background is not None or settings.max_foreground is not None
 
 
@@ -123,9 +138,14 @@ def sample_pairs(
     """
     if scorer is None and uses_scorer(settings):
         scorer = ForegroundScorer(volume, thresholds, settings.look_ahead)
+    thesis_rule = None
+    if settings.thesis_bg_max is not None:
+        thesis_rule = ThesisBrightRule(
+            volume, thresholds, settings.crop_size, settings.thesis_bg_max, settings.resize_mode
+        )
     boxes = np.empty((count, 2, 6), dtype=np.int64)
     for index in range(count):
         rng = rng_for(seed, group_id, index)
-        boxes[index, 0], boxes[index, 1] = sample_pair_boxes(rng, volume.shape[1:], settings, scorer)
+        boxes[index, 0], boxes[index, 1] = sample_pair_boxes(rng, volume.shape[1:], settings, scorer, thesis_rule)
     crops = crop_resize(volume, boxes.reshape(-1, 6), settings.crop_size, settings.resize_mode, dtype)
     return PairSamples(crops.reshape(count, 2, *crops.shape[1:]), boxes)

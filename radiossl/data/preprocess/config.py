@@ -69,6 +69,17 @@ class RejectionConfig(Section):
         description="Reject a crop whose foreground fraction exceeds this (None = off).",
     )
     look_ahead: int = Field(default=0, ge=0, le=8, description="Soft look-ahead over the next slices (0 = voxel test).")
+    rule: Literal["fraction", "thesis"] = Field(
+        default="fraction",
+        description="fraction = the limits above; thesis = the thesis' bright-voxel rule with thesis_bg_max "
+        "(cluster view only; max_background, max_foreground and look_ahead are then not used).",
+    )
+    thesis_bg_max: float = Field(
+        default=0.85,
+        ge=0.0,
+        description="The thesis' --bg_max (rule: thesis): reject a pair when either crop's bright-voxel score "
+        "on its resized window exceeds thesis_bg_max x the voxel count of crop 1's box before resizing.",
+    )
 
 
 class PCRLv2Options(Section):
@@ -171,6 +182,8 @@ class PreprocessConfig(Section):
     def _check_storage(self) -> PreprocessConfig:
         if self.storage == "uint8" and self.intensity is not None and not self.intensity.bounded:
             raise ValueError(f"storage uint8 needs values in [0, 1]; intensity mode {self.intensity.mode!r} is not")
+        if self.rejection is not None and self.rejection.rule == "thesis" and self.view != "cluster":
+            raise ValueError(f"rejection.rule thesis is the cluster view's rule; view {self.view!r} cannot use it")
         return self
 
 

@@ -247,6 +247,7 @@ def _sample_group(job: CaseJob, group_id: str, volume: np.ndarray, thresholds: l
             look_ahead=rule.look_ahead,
             z_align=plan.pcrlv2.z_align,
             resize_mode=plan.resize_mode,
+            thesis_bg_max=rule.thesis_bg_max if rule.rule == "thesis" and plan.view == "cluster" else None,
         )
         if plan.view == "pcrlv2":
             local = LocalSettings(

@@ -88,6 +88,12 @@ class TaskConfig(Section):
         description="Share of the training cases set aside for validation when the split has no validation "
         "cases of its own, or when its validation cases are also its test cases (LiTS).",
     )
+    val_is_test: bool = Field(
+        False,
+        description="Validate on the test cases and carve nothing out of the training cases (the thesis' LiTS "
+        "setup, spec §8 item 15: its validation folder was also its test set). The checkpoint is then "
+        "selected on the test set: for reproducing published numbers only.",
+    )
 
 
 class SegmentationTask(ABC):
@@ -187,6 +193,9 @@ class SegmentationTask(ABC):
         if val and not test:
             test, val = val, []
             source += "; its validation cases are the test set"
+        if self.settings.val_is_test:
+            source += "; validation on the test cases (val_is_test, no carve-out)"
+            return Splits(train=train, val=[], test=test, source=source)
         if not val and self.settings.val_fraction > 0 and len(train) > 1:
             val = carve_validation(train, self.settings.val_fraction, seed)
             train = [cid for cid in train if cid not in set(val)]
@@ -215,6 +224,13 @@ class SegmentationTask(ABC):
             case, raw, spacing=self.settings.spacing, intensity=self.intensity(), zoom=self.settings.zoom
         )
         return raw, arrays
+
+    def normalise_crop(self, image: np.ndarray) -> np.ndarray:
+        """A training patch or evaluation crop ``(C, X, Y, Z)`` after cutting; unchanged by default.
+
+        Tasks that normalise per crop (the thesis' LiTS grid: min-max of each crop) override it.
+        """
+        return image
 
     def label_set(self) -> LabelSet:
         """The voxel values this task's label files may hold (checked whenever a case is loaded).
