@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from radiossl.data.preprocess import PreprocessConfig, preprocess
-from radiossl.data.processed import ProcessedDataset, preprocessed_crop_size
+from radiossl.data.processed import ProcessedDataset, read_preprocess_record
 from radiossl.data.views import (
     ClusterPairDataset,
     GenesisCubeDataset,
@@ -134,14 +134,26 @@ def test_registrations_through_two_open_datasets_both_survive(folders: dict[str,
     assert not list(copy.glob(".tmp-*"))
 
 
-def test_the_stored_crop_size_is_read_from_preprocess_json(folders: dict[str, Path], tmp_path: Path) -> None:
-    assert preprocessed_crop_size(folders["cluster"]) == (16, 16, 8)
-    assert preprocessed_crop_size(tmp_path) is None  # no preprocess.json: left to the dataset to report
-    (tmp_path / "preprocess.json").write_text('{"view": "cluster"}')
-    assert preprocessed_crop_size(tmp_path) is None  # no recorded crop size (hand-made folder)
+def test_the_record_has_typed_accessors(folders: dict[str, Path]) -> None:
+    record = read_preprocess_record(folders["cluster"])
+    assert (record.dataset, record.view, record.crop_size) == ("brats18", "cluster", (16, 16, 8))
+    assert record.spacing == (1.0, 1.0, 1.0)
+    assert record.channels == ("t1", "t2", "flair", "t1ce") and record.modality == "mri"
+    assert record.split_counts == {"train": 1, "val": 1, "test": 1} and record.splits_file.is_file()
+    assert read_preprocess_record(folders["genesis"]).spacing is None  # native spacing
+
+
+def test_every_reader_of_preprocess_json_has_one_error_policy(folders: dict[str, Path], tmp_path: Path) -> None:
+    """Missing, unreadable and foreign records each give one line naming the file."""
+    with pytest.raises(DataError, match=r"not a preprocessed folder \(no preprocess\.json\)"):
+        read_preprocess_record(tmp_path)
     (tmp_path / "preprocess.json").write_text("{not json")
-    with pytest.raises(DataError, match=r"preprocess\.json: cannot read"):
-        preprocessed_crop_size(tmp_path)
+    with pytest.raises(DataError, match=r"preprocess\.json: cannot read") as err:
+        ProcessedDataset.open(tmp_path)
+    assert "\n" not in str(err.value)
+    (tmp_path / "preprocess.json").write_text('{"view": "cluster"}')  # hand-made, no format
+    with pytest.raises(DataError, match=r"preprocess\.json: not a radiossl preprocessing record"):
+        read_preprocess_record(tmp_path)
 
 
 def test_transform_hook_is_seeded_by_epoch_and_index(folders: dict[str, Path]) -> None:
