@@ -34,8 +34,9 @@ def check_view(record: PreprocessRecord, method: type[PretextMethod]) -> None:
     if wanted and record.view not in wanted:
         folder = record.path.parent
         names = " or ".join(repr(v) for v in wanted)
+        have = f"preprocessed with the {record.view!r} view" if record.view else f"{record.path.name} names no view"
         raise DataError(
-            f"{folder}: preprocessed with the {record.view!r} view but method {method.name!r} trains on the "
+            f"{folder}: {have} but method {method.name!r} trains on the "
             f"{names} view; run `radiossl preprocess ... --views {wanted[0]}` into another folder"
         )
 

@@ -195,3 +195,45 @@ def test_genesis_dataset_and_wrong_views(folders: dict[str, Path]) -> None:
         ClusterPairDataset(folders["genesis"])
     with pytest.raises(DataError, match="no pcrlv2 samples"):
         PCRLv2ViewDataset(folders["cluster"])
+
+
+def _legacy_targets(copy: Path, tag: str, k: int) -> dict[str, str]:
+    """Targets in the layout of releases before target sets had their own folder (see radiossl.data.targets)."""
+    import csv
+    import json
+
+    files = {}
+    for file in sorted({r.file for r in ProcessedDataset.open(copy).records(split=None)}):
+        n = np.load(copy / file, mmap_mode="r").shape[0]
+        files[file] = file.replace(".npy", f".targets-{tag}.npy")
+        np.save(copy / files[file], np.full((n, 2, 16, 16, 8), k - 1, np.uint8))
+    (copy / "targets").mkdir()
+    (copy / "targets" / f"{tag}.json").write_text(json.dumps({"format": "radiossl-targets", "k": k, "files": files}))
+    with open(copy / "manifest.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    with open(copy / "manifest.csv", "w", newline="") as handle:  # the old release's extra column
+        writer = csv.DictWriter(handle, fieldnames=[*rows[0], f"target_{tag}"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({**row, f"target_{tag}": files[row["file"]]} for row in rows)
+    return files
+
+
+def test_folders_with_targets_of_the_old_layout_still_open(
+    small_config: Callable[..., PreprocessConfig], folders: dict[str, Path], tmp_path: Path
+) -> None:
+    from radiossl.pretext.pixel_cluster import resolve_target_tag
+
+    copy = tmp_path / "proc"
+    shutil.copytree(folders["cluster"], copy)
+    files = _legacy_targets(copy, "k3", 3)
+    data = ProcessedDataset.open(copy)
+    assert data.target_tags() == ["k3"] and data.target_set("k3").legacy and data.target_set("k3").k == 3
+    record = data.records("train")[0]
+    assert record.targets == {"k3": files[record.file]}
+    assert (data.load_targets(record, "k3") == 2).all()
+    assert ClusterPairDataset(copy, targets="k3")[0].target1.shape == (16, 16, 8)
+    assert resolve_target_tag(copy, None, 3) == "k3"
+    # a re-merge by this release drops the manifest column; the old description still joins the targets
+    preprocess(small_config(Path(data.params["raw_root"]), copy), merge_only=True)
+    assert "target_k3" not in (copy / "manifest.csv").read_text().splitlines()[0]
+    assert ProcessedDataset.open(copy).records("train")[0].targets == {"k3": files[record.file]}
