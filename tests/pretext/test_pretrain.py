@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from radiossl import registry
 from radiossl.cli import app
 from radiossl.config import MethodConfig
-from radiossl.engine.protocol import StepContext, StepOutput
 from radiossl.data.processed import FORMAT
+from radiossl.engine.protocol import StepContext, StepOutput
 from radiossl.errors import DataError
 from radiossl.pretext.base import PretextMethod, load_pretrain_config
 from radiossl.pretext.pretrain import pretrain

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from radiossl.config import MethodConfig
 from radiossl.engine.protocol import StepContext, StepOutput
+from radiossl.errors import DataError
 from radiossl.models import Encoder3D
 from radiossl.models.factory import register_model_class
 from radiossl.pretext.base import PretextMethod
@@ -78,7 +79,10 @@ class RotationPrediction(PretextMethod):
     def build_datasets(self) -> tuple[Any, Any]:
         from radiossl_rotation.view import RotationCubeDataset
 
-        return RotationCubeDataset(self.config.data.root, "train", seed=self.config.runtime.seed), None
+        root = self.config.data.root
+        if root is None:
+            raise DataError("no data folder given: use --data PROC_DIR (or data.root in the config)")
+        return RotationCubeDataset(root, "train", seed=self.config.runtime.seed), None
 
     def training_step(self, model: nn.Module, batch: Any, context: StepContext) -> StepOutput:
         labels = batch.rotation
