@@ -63,6 +63,8 @@ def test_plugins_list_shows_the_example() -> None:
     assert result.exit_code == 0
     assert "rotation-3d" in result.output
     assert "radiossl-rotation" in result.output
+    views = [line for line in result.output.splitlines() if "rotation-cubes" in line]
+    assert len(views) == 1 and "views" in views[0] and "ok" in views[0]
 
 
 def test_plugin_config_through_the_cli(tmp_path: Path) -> None:
