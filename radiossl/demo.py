@@ -3,8 +3,9 @@
 Steps (each a public API function, each resumable — rerunning the demo continues where it stopped):
 
 1. :func:`radiossl.synthesize` a BraTS-like phantom dataset (4 MRI contrasts + labels);
-2. :func:`radiossl.preprocess` it into the views the pretext method needs;
-3. for pixel-level clustering, :func:`radiossl.kmeans_fit` and :func:`radiossl.kmeans_predict` targets
+2. :func:`radiossl.preprocess` it into the view the pretext method trains on (``PretextMethod.views``);
+3. for a method that trains on k-means targets (``PretextMethod.needs_targets``, e.g. pixel-level
+   clustering), :func:`radiossl.kmeans_fit` and :func:`radiossl.kmeans_predict` them
    (weight-free filter-bank features, so no download is needed);
 4. :func:`radiossl.pretrain` the method;
 5. :func:`radiossl.finetune` the BraTS task twice, from scratch and from the pretrained encoder, on a
@@ -28,7 +29,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -36,6 +37,9 @@ from radiossl.config import Section
 from radiossl.engine.progress import ProgressReporter, current_reporter, reporting_to
 from radiossl.errors import RadiosslError
 from radiossl.utils.text_table import TextTable
+
+if TYPE_CHECKING:
+    from radiossl.pretext.base import PretextMethod
 
 REGIONS = ("WT", "TC", "ET")
 
@@ -110,7 +114,7 @@ def _run_steps(config: DemoConfig, reporter: ProgressReporter) -> DemoResult:
     step("2/6 preprocess")
     proc = _preprocess(config, raw, out / "proc")
     artefacts["preprocessed"] = proc
-    if config.method == "pixel-cluster":
+    if _method(config).needs_targets:
         step("3/6 k-means targets")
         _kmeans(config, proc, artefacts)
     else:
@@ -142,37 +146,36 @@ def _synthesize(config: DemoConfig, raw: Path, artefacts: dict[str, Path]) -> Pa
     return raw
 
 
-def _stored_crop(config: DemoConfig, view: str) -> tuple[int, int, int]:
-    """Crop size of the preprocessed folder: Models Genesis cubes are twice as wide, 32 slices deep."""
-    return config.crop_size if view != "genesis" else (config.crop_size[0] * 2, config.crop_size[1] * 2, 32)
+def _method(config: DemoConfig) -> type[PretextMethod]:
+    from radiossl.pretext.base import get_method
+
+    return get_method(config.method)
 
 
 def _preprocess(config: DemoConfig, raw: Path, proc: Path) -> Path:
     from radiossl.data.preprocess import PreprocessConfig, preprocess
-    from radiossl.pretext.base import get_method
+    from radiossl.views.base import get_view
 
-    view = get_method(config.method).views or "cluster"
-    crop = _stored_crop(config, view)
-    settings = PreprocessConfig(
-        dataset="brats18",
-        data=raw,
-        out=proc,
-        view=view,
-        pairs=config.pairs,
-        seed=config.seed,
-        crop_size=crop,
-        candidate_sizes=[_scaled(crop, f) for f in (1.0, 1.25, 1.5)] if view == "cluster" else None,
-        workers=0,
-        progress=True,
+    # The first view the method trains on; a method that takes any view gets the default one.
+    views = _method(config).trains_on()
+    view = views[0] if views else PreprocessConfig.model_fields["view"].default
+    settings = PreprocessConfig.model_validate(
+        {
+            "dataset": "brats18",
+            "data": raw,
+            "out": proc,
+            "view": view,
+            "pairs": config.pairs,
+            "seed": config.seed,
+            "workers": 0,
+            "progress": True,
+            **get_view(view).small_settings(config.crop_size),
+        }
     )
     result = preprocess(settings)
     if result.failed:
         raise RadiosslError(f"{proc}: preprocessing failed for {result.failed} case(s); see preprocess.json")
     return proc
-
-
-def _scaled(size: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
-    return (round(size[0] * factor), round(size[1] * factor), size[2])
 
 
 def _kmeans(config: DemoConfig, proc: Path, artefacts: dict[str, Path]) -> None:
@@ -208,18 +211,20 @@ def _kmeans(config: DemoConfig, proc: Path, artefacts: dict[str, Path]) -> None:
 
 
 def _pretrain(config: DemoConfig, proc: Path, runs: Path, artefacts: dict[str, Path]) -> Path:
-    from radiossl.pretext.base import get_method, load_pretrain_config
+    from radiossl.data.processed import read_preprocess_record
+    from radiossl.pretext.base import load_pretrain_config
     from radiossl.pretext.pretrain import pretrain
 
-    view = get_method(config.method).views or "cluster"
+    stored = read_preprocess_record(proc).crop_size or config.crop_size
+    method_fields = _method(config).config_class.model_fields
     flags = {
-        "data": {"root": str(proc), "crop_size": list(_stored_crop(config, view)), "workers": config.workers},
+        "data": {"root": str(proc), "crop_size": list(stored), "workers": config.workers},
         "model": {"width": config.width},
         "optim": {"epochs": config.pretrain_epochs, "batch_size": config.pretrain_batch_size},
         "runtime": {"seed": config.seed, "device": config.device},
         "logging": {"vis": True, "vis_every": config.pretrain_epochs},
         "out": str(runs),
-        "method": {"k": config.k} if config.method in ("pixel-cluster", "patch-cluster") else {},
+        "method": {"k": config.k} if "k" in method_fields else {},  # the demo's k, for methods that have one
     }
     settings = load_pretrain_config(config.method, flags=flags)
     result = pretrain(settings, resume="auto")

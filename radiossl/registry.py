@@ -1,6 +1,6 @@
 """Plugin registry: entry-point discovery, lazy loading, error isolation, in-process registration.
 
-radiossl's own methods, datasets, feature extractors, upsamplers and downstream tasks are declared
+radiossl's own methods, views, datasets, feature extractors, upsamplers and downstream tasks are declared
 in its ``pyproject.toml`` under the same entry-point groups that third-party packages use, so
 built-ins and plugins go through one code path. Entry points are only *listed* at start-up; a
 plugin's module is imported when that plugin is named. A plugin that fails to import is reported
@@ -24,6 +24,7 @@ from radiossl.errors import PluginError
 
 GROUPS: tuple[str, ...] = (
     "radiossl.pretext",
+    "radiossl.views",
     "radiossl.datasets",
     "radiossl.feature_extractors",
     "radiossl.upsamplers",
@@ -53,6 +54,10 @@ class PluginInfo:
         return self.obj is not None
 
 
+_STALE_INSTALL = (
+    " (no installed package declares this group, not even radiossl itself: its installed metadata predates the "
+    "group; reinstall radiossl, e.g. `pip install -e .` in a checkout)"
+)
 _discovered: dict[str, dict[str, PluginInfo]] | None = None
 _registered: dict[str, dict[str, Any]] = {group: {} for group in GROUPS}
 
@@ -137,7 +142,8 @@ def get(group: str, name: str) -> Any:
     info = _discover()[group].get(name)
     if info is None:
         available = ", ".join(names(group)) or "none"
-        raise PluginError(f"unknown {group.split('.')[-1]} plugin {name!r}; available: {available}")
+        stale = "" if _discover()[group] else _STALE_INSTALL
+        raise PluginError(f"unknown {group.split('.')[-1]} plugin {name!r}; available: {available}{stale}")
     if info.clash:
         sources = ", ".join(f"{ep.value} ({_distribution_name(ep)})" for ep in info.entry_points)
         raise PluginError(f"plugin name {name!r} in {group} is declared more than once: {sources}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -13,6 +14,30 @@ if TYPE_CHECKING:
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("MKL_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def builtin_views_registered() -> None:
+    """Make the built-in views available when the installed entry points predate the ``radiossl.views``
+    group (an editable install made before it was added to pyproject.toml); tests/test_registry.py checks
+    the declaration itself."""
+    import importlib
+    import sys
+
+    from radiossl import registry
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+
+    if registry.names("radiossl.views"):
+        return
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    declared = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["entry-points"]["radiossl.views"]
+    for name, target in declared.items():
+        module, _, attribute = target.partition(":")
+        registry.register("radiossl.views", name, getattr(importlib.import_module(module), attribute))
 
 
 @pytest.fixture(autouse=True)

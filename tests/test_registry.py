@@ -17,6 +17,49 @@ def test_builtin_groups_are_declared_through_entry_points() -> None:
     assert {"brats", "lits", "nnunet"} <= set(registry.names("radiossl.tasks"))
 
 
+def test_builtin_views_are_declared_in_pyproject() -> None:
+    """The views group as radiossl's own pyproject.toml declares it (the installed metadata may be older)."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    from radiossl.views.base import View
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    declared = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["entry-points"]["radiossl.views"]
+    assert set(declared) == {"cluster", "pcrlv2", "genesis"}
+    for name, target in declared.items():
+        module, _, attribute = target.partition(":")
+        view = getattr(importlib.import_module(module), attribute)
+        assert issubclass(view, View) and view.name == name
+    assert "radiossl.views" in registry.GROUPS and set(declared) <= set(registry.names("radiossl.views"))
+
+
+def test_a_group_no_installed_package_declares_says_to_reinstall(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = metadata.entry_points
+
+    def without_views(**kwargs: Any) -> Any:
+        kept = [ep for group in registry.GROUPS if group != "radiossl.views" for ep in real(group=group)]
+        return metadata.EntryPoints(kept).select(**kwargs) if kwargs else metadata.EntryPoints(kept)
+
+    monkeypatch.setattr(metadata, "entry_points", without_views)
+    registry.refresh()
+    try:
+        with pytest.raises(PluginError, match=r"unknown views plugin 'no-such-view'; .*reinstall radiossl"):
+            registry.get("radiossl.views", "no-such-view")
+        with pytest.raises(PluginError) as populated:
+            registry.get("radiossl.pretext", "no-such-method")
+        assert "reinstall" not in str(populated.value)
+    finally:
+        monkeypatch.undo()
+        registry.refresh()
+
+
 def test_unknown_name_lists_available() -> None:
     with pytest.raises(PluginError, match=r"available: .*patch-cluster"):
         registry.get("radiossl.pretext", "no-such-method")

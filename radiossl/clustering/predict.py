@@ -4,14 +4,17 @@ The centroids never change while predicting (the thesis ran one Lloyd update per
 ``--centroids``). The extractor, upsampler, their options and the feature transform default to those
 recorded in the centroids' JSON; the feature dimension must match the centroids.
 
-For each pair-array file ``arrays/<group_id>.npy`` (N pairs) the cluster ids of both crops are written
-to ``arrays/<group_id>.targets-<tag>.npy``, uint8 (uint16 when K > 255) of shape ``(N, 2, H, W, D)``,
-atomically. Groups whose target file already exists are skipped (resume), so an interrupted run is
-continued by running the same command again. Groups run in parallel on ``runtime.workers`` threads.
-Shard ``I/N`` predicts only its share of the groups (:mod:`radiossl.utils.fragments`). Once every
-group of the whole run has its target file, the targets are registered in the manifest
-(``target_<tag>`` column) and ``targets/<tag>.json`` — by the shard that finds them all (the last
-to finish), or by ``merge_only`` — and a montage is written to ``<PROC>/kmeans/predict_<tag>.png``.
+The targets are their own artefact, the folder ``<PROC>/targets/<tag>/`` (:mod:`radiossl.data.targets`);
+the preprocessing stage's files (``manifest.csv``, ``preprocess.json``, ``arrays/``) are never
+touched. For each pair-array file ``arrays/<group_id>.npy`` (N pairs) the cluster ids of both crops
+are written to ``targets/<tag>/<group_id>.npy``, uint8 (uint16 when K > 255) of shape
+``(N, 2, H, W, D)``, atomically. Groups whose target file already exists are skipped (resume), so an
+interrupted run is continued by running the same command again. Groups run in parallel on
+``runtime.workers`` threads. Shard ``I/N`` predicts only its share of the groups
+(:mod:`radiossl.utils.fragments`). Once every group of the whole run has its target file, the set is
+described in ``targets/<tag>/targets.json`` (which marks it complete) — by the shard that finds them
+all (the last to finish), or by ``merge_only`` — and a montage is written to
+``<PROC>/kmeans/predict_<tag>.png``. Opening the folder joins the set to the samples.
 
 Example:
     >>> # from radiossl.clustering import KMeansPredictConfig, kmeans_predict
@@ -47,8 +50,9 @@ from radiossl.clustering.fit import (
 )
 from radiossl.clustering.legacy import legacy_assign_pairs
 from radiossl.clustering.montage import pair_captions, save_montage
-from radiossl.clustering.sampling import PAIR_VIEWS, FeatureTransform, select_records
+from radiossl.clustering.sampling import FeatureTransform, select_records
 from radiossl.config import deep_merge
+from radiossl.data.targets import target_file
 from radiossl.engine.progress import counting
 from radiossl.errors import ConfigError, DataError, RadiosslError
 from radiossl.utils.atomic import atomic_save_npy, write_json
@@ -82,9 +86,8 @@ class KMeansPredictResult:
 
 
 def target_file_for(array_file: str, tag: str) -> str:
-    """``arrays/<group>.npy`` -> ``arrays/<group>.targets-<tag>.npy`` (relative paths)."""
-    stem = array_file[: -len(".npy")] if array_file.endswith(".npy") else array_file
-    return f"{stem}.targets-{tag}.npy"
+    """``arrays/<group>.npy`` -> ``targets/<tag>/<group>.npy`` (relative paths)."""
+    return target_file(array_file, tag)
 
 
 def target_dtype(k: int) -> np.dtype:
@@ -200,10 +203,11 @@ def kmeans_predict(
     tag = config.tag or f"k{k}-{features.extractor}-{features.upsampler}"
     ds = dataset if dataset is not None else open_dataset(config.data.root)
     chosen = select_records(ds, config.data)
+    target_file(chosen[0].file, tag)  # a tag that cannot name the targets folder: fail before any work
     wanted_files = list(dict.fromkeys(r.file for r in chosen))
     by_file: dict[str, list[SampleRecord]] = {f: [] for f in wanted_files}
     for record in ds.records(split=None):
-        if record.file in by_file and record.view in PAIR_VIEWS:
+        if record.file in by_file:
             by_file[record.file].append(record)
     mine = [] if merge_only else share(wanted_files, shard)
     first = ds.load_pair(chosen[0])
@@ -295,7 +299,6 @@ def kmeans_predict(
             tag,
             files,
             {
-                "format": "radiossl-targets",
                 "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "k": int(k),
                 "dtype": dtype.name,
@@ -324,7 +327,7 @@ def _all_target_files(ds: ProcessedDataset, tag: str, done: dict[str, str]) -> d
     """Target files of this run plus those of earlier runs of the same tag (other splits)."""
     files = dict(done)
     for record in ds.records(split=None):
-        if record.file in files or record.view not in PAIR_VIEWS:
+        if record.file in files:
             continue
         target = target_file_for(record.file, tag)
         if (ds.root / target).is_file():

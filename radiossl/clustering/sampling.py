@@ -22,25 +22,30 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from radiossl.errors import DataError
+from radiossl.views.base import is_crop_pair_view, view_names
 
 if TYPE_CHECKING:
     from radiossl.clustering.config import KMeansDataConfig
     from radiossl.data.processed import ProcessedDataset, SampleRecord
 
 SAMPLE_STREAM = "kmeans-sample"
-PAIR_VIEWS = ("cluster", "pcrlv2")
 
 
 def select_records(dataset: ProcessedDataset, data: KMeansDataConfig) -> list[SampleRecord]:
-    """The crop-pair samples of ``data.split`` / ``data.view`` (manifest order); DataError if none."""
-    records = [r for r in dataset.records(split=data.split, view=data.view) if r.view in PAIR_VIEWS]
+    """The crop-pair samples of ``data.split`` / ``data.view`` (manifest order); DataError if none.
+
+    A sample is a crop pair when its view plugin says so (``View.crop_pairs``).
+    """
+    pair_views = {view: is_crop_pair_view(view) for view in {r.view for r in dataset.records(split=None)}}
+    records = [r for r in dataset.records(split=data.split, view=data.view) if pair_views[r.view]]
     if data.max_samples is not None:
         records = records[: data.max_samples]
     if not records:
-        views = sorted({r.view for r in dataset.records(split=None)})
+        present = ", ".join(sorted(pair_views)) or "none"
+        usable = ", ".join(v for v in view_names() if is_crop_pair_view(v))
         raise DataError(
             f"{dataset.root}: no crop pairs with split={data.split!r} and view={data.view!r} "
-            f"(views present: {', '.join(views) or 'none'}); kmeans needs a cluster or pcrlv2 view"
+            f"(views present: {present}); kmeans needs a view of crop pairs ({usable})"
         )
     return records
 

@@ -60,8 +60,8 @@ def register(app: typer.Typer) -> None:
             None,
             "--views",
             "--view",
-            help="cluster (crop pairs), pcrlv2 (pairs + 6 local crops) or genesis "
-            "(ModelsGenesis cubes). Default: cluster.",
+            help="cluster (crop pairs), pcrlv2 (pairs + 6 local crops), genesis "
+            "(ModelsGenesis cubes) or a plugin view (radiossl plugins list). Default: cluster.",
             show_default=False,
         ),
         pairs: int = typer.Option(

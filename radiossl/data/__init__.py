@@ -9,7 +9,9 @@ Submodules are imported on demand (this package imports nothing heavy):
   check ``read_case`` runs on every label it reads;
 * :mod:`radiossl.data.loading` — ``load_case_arrays`` for finetuning and evaluation;
 * :mod:`radiossl.data.preprocess` — ``preprocess(PreprocessConfig) -> PreprocessResult``;
-* :mod:`radiossl.data.processed` — ``ProcessedDataset`` (the preprocessed folder);
-* :mod:`radiossl.data.views` — torch datasets ``ClusterPairDataset``, ``PCRLv2ViewDataset``,
-  ``GenesisCubeDataset``.
+* :mod:`radiossl.data.processed` — ``ProcessedDataset`` and ``read_preprocess_record``: the one owner
+  of the preprocessed folder (``preprocess.json``, the manifest); :mod:`radiossl.data.targets` — its
+  k-means target sets;
+* :mod:`radiossl.data.views` — re-exports the view datasets, which live with their views in
+  :mod:`radiossl.views` (``ClusterPairDataset``, ``PCRLv2ViewDataset``, ``GenesisCubeDataset``).
 """

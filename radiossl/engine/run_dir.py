@@ -2,8 +2,8 @@
 
 A run folder is named ``<kind>-<name>-<dataset>-<task parts>-w<width>-b<batch>-e<epochs>-lr<lr>-<time>``,
 e.g. ``pretrain-patch-cluster-brats18-k50-w1.0-b16-e240-lr0.002-20261125-201500``. Everything before
-the time stamp is the *prefix*; the dataset is the ``dataset`` field of the data folder's
-``preprocess.json`` when there is one, otherwise the data folder's name. Names are built from the
+the time stamp is the *prefix*; the dataset is the name the caller gives (``pretrain`` gives the
+dataset its preprocessed folder records), otherwise the data folder's name. Names are built from the
 config and compared with plain string operations; paths are never parsed with regular expressions.
 
 ``--resume`` rule (see :func:`resolve_run_dir`):
@@ -56,27 +56,20 @@ def format_setting(value: Any) -> str:
 
 
 def dataset_name(root: Path | None) -> str:
-    """The dataset name for run folders: ``preprocess.json``'s ``dataset`` field, else the folder name."""
+    """The dataset name for run folders when the caller gives none: the data folder's name."""
     if root is None:
         return "data"
-    root = Path(root)
-    params = root / "preprocess.json"
-    if params.is_file():
-        try:
-            data = json.loads(params.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            data = None
-        if isinstance(data, dict) and isinstance(data.get("dataset"), str) and data["dataset"].strip():
-            return safe_name(data["dataset"])
-    return safe_name(root.resolve().name or "data")
+    return safe_name(Path(root).resolve().name or "data")
 
 
-def run_prefix(kind: str, name: str, config: RunConfig, parts: list[str] | None = None) -> str:
-    """The run-folder name without its time stamp."""
+def run_prefix(
+    kind: str, name: str, config: RunConfig, parts: list[str] | None = None, dataset: str | None = None
+) -> str:
+    """The run-folder name without its time stamp (``dataset``: the dataset's name, else the folder's)."""
     pieces = [
         kind,
         name,
-        dataset_name(config.data.root),
+        safe_name(dataset) if dataset and dataset.strip() else dataset_name(config.data.root),
         *(parts or []),
         f"w{format_setting(config.model.width)}",
         f"b{format_setting(config.optim.batch_size)}",

@@ -127,6 +127,7 @@ def run_training(
     run_dir: Path | None = None,
     resume: str | Path | None = None,
     extend_epochs: int | None = None,
+    dataset_name: str | None = None,
 ) -> TrainResult:
     """Train ``task`` with the shared sections of ``config``; see the module docstring.
 
@@ -137,6 +138,7 @@ def run_training(
         resume: ``"auto"`` or a checkpoint/run-folder path (see :mod:`radiossl.engine.run_dir`).
         extend_epochs: with ``resume``, train this many epochs beyond the resumed run's planned total;
             the learning-rate schedule is rebuilt for the new total.
+        dataset_name: the dataset's name in a new run folder's name (default: the data folder's name).
 
     Under ``torchrun`` the run folder records the job's id (``torchrun.json``: ``--rdzv_id``, or the
     id ``--standalone`` makes up). Workers that torchrun restarts (``--max-restarts``, or nodes joining
@@ -152,7 +154,9 @@ def run_training(
     device = select_device(config.runtime.device, env.local_rank if env.distributed else None)
     info, created = init_distributed(device.type, config.runtime.dist_timeout_s)
     try:
-        return _Trainer(task, config, device, info).run(run_dir, resume, extend_epochs)
+        trainer = _Trainer(task, config, device, info)
+        trainer.dataset_name = dataset_name
+        return trainer.run(run_dir, resume, extend_epochs)
     finally:
         destroy_distributed(created)
 
@@ -182,11 +186,13 @@ class _Trainer:
             self.notes.append(hazard)
         self.scale: BatchScale = batch_scale(config.optim, info.world_size, info.nodes)
         self.steps_per_epoch = 0
+        self.dataset_name: str | None = None  # for the run folder's name; None = the data folder's name
 
     # ----------------------------------------------------------------------------------- set-up
 
     def _resolve(self, run_dir: Path | None, resume: str | Path | None) -> tuple[Path, Path | None]:
-        prefix = run_prefix(self.task.kind, self.task.name, self.config, list(self.task.run_name_parts()))
+        parts = list(self.task.run_name_parts())
+        prefix = run_prefix(self.task.kind, self.task.name, self.config, parts, self.dataset_name)
         answer: Any = None
         if self.info.is_main:
             try:

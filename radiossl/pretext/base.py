@@ -5,8 +5,11 @@ A pretext method is a class with
 * ``name`` — the name users type (``radiossl pretrain --method NAME``);
 * ``config_class`` — a :class:`radiossl.config.MethodConfig` subclass whose ``name`` field is a
   ``Literal[NAME]`` (the discriminator), holding the method's own settings;
-* ``views`` — which preprocessed views it trains on (``"cluster"``, ``"pcrlv2"``, ``"genesis"``),
-  checked against the ``preprocess.json`` of the data folder;
+* ``views`` — the registered view (or tuple of views) whose folders it trains on (``"cluster"``,
+  ``("cluster", "pcrlv2")``, a plugin view...); ``pretrain`` refuses a folder preprocessed for another
+  view, and the demo preprocesses for the first one;
+* ``needs_targets`` — whether it trains on k-means targets (``radiossl kmeans fit`` and ``predict``
+  must run between preprocessing and pretraining);
 * ``default_settings()`` — defaults for the shared sections (e.g. the published learning rate);
 * ``headline_metrics`` (optional) — the 3–4 metrics the console shows during and after training,
   e.g. ``("loss", "val_loss", "pred_clusters_used", "lr")``; everything else goes to
@@ -77,7 +80,10 @@ class PretextMethod(TaskDefaults, ABC):
 
     name: ClassVar[str]
     config_class: ClassVar[type[MethodConfig]]
-    views: ClassVar[str | None] = "cluster"
+    views: ClassVar[str | tuple[str, ...] | None] = "cluster"
+    """The view(s) it trains on (None: any folder is accepted)."""
+    needs_targets: ClassVar[bool] = False
+    """Whether it trains on k-means targets (``radiossl kmeans predict``)."""
     summary: ClassVar[str] = ""
     kind: str = "pretrain"
     monitor: tuple[str, Literal["min", "max"]] | None = None
@@ -100,6 +106,13 @@ class PretextMethod(TaskDefaults, ABC):
     def default_settings(cls) -> dict[str, Any]:
         """Defaults for the shared sections (``optim``, ``data``, ``model``...) as a nested dict."""
         return {}
+
+    @classmethod
+    def trains_on(cls) -> tuple[str, ...]:
+        """The views it trains on, first the one to preprocess for (empty: any view)."""
+        if cls.views is None:
+            return ()
+        return (cls.views,) if isinstance(cls.views, str) else tuple(cls.views)
 
     @abstractmethod
     def build_model(self) -> nn.Module:

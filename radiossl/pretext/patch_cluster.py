@@ -113,7 +113,7 @@ def pair_datasets(config: PretrainConfig, targets: str | None = None) -> tuple[D
             f"{root}: crop pairs have {channels} channel(s) but model.in_channels is "
             f"{config.model.in_channels}; set --set model.in_channels={channels[0]}"
         )
-    val_records = [r for r in train.data.records(split="val") if r.view in ClusterPairDataset.views]
+    val_records = [r for r in train.data.records(split="val") if ClusterPairDataset.accepts(r.view)]
     val: Dataset[Any] | None = None
     # targets are often predicted for the training split only: validate only where every pair has them
     if val_records and (targets is None or all(targets in r.targets for r in val_records)):

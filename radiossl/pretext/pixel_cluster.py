@@ -29,7 +29,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -87,7 +86,7 @@ def resolve_target_tag(root: Any, requested: str | None, k: int) -> str:
     """The targets tag to train on (``requested``, or the only one present), checked to have ``k`` clusters.
 
     Raises ConfigError when there are no targets, several without a choice, an unknown tag, or a
-    different k; DataError when ``targets/<tag>.json`` is unreadable.
+    different k; DataError when the set's description is unreadable or records no k.
     """
     from radiossl.data.processed import ProcessedDataset
 
@@ -106,13 +105,9 @@ def resolve_target_tag(root: Any, requested: str | None, k: int) -> str:
         raise ConfigError(f"{root}: no targets tagged {requested!r} (available: {available})")
     else:
         tag = requested
-    meta_path = processed.root / "targets" / f"{tag}.json"
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{meta_path}: cannot read the targets description ({exc})") from None
-    target_k = meta.get("k") if isinstance(meta, dict) else None
-    if not isinstance(target_k, int):
+    target_set = processed.target_set(tag)
+    meta_path, target_k = target_set.path, target_set.k
+    if target_k is None:
         raise DataError(f"{meta_path}: has no integer 'k' (number of clusters)")
     if target_k != k:
         raise ConfigError(
@@ -141,6 +136,7 @@ class PixelCluster(PretextMethod):
     name = "pixel-cluster"
     config_class = PixelClusterConfig
     views = "cluster"
+    needs_targets = True
     headline_metrics = ("loss", "val_loss", "pred_clusters_used", "lr")
     summary: ClassVar[str] = "Pixel-level clustering (U-Net predicts K-means cluster maps, thesis cluster)"
     ddp_find_unused_parameters: ClassVar[bool] = False

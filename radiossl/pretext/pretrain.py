@@ -15,59 +15,39 @@ Example::
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
-from radiossl.data.processed import preprocessed_crop_size
+from radiossl.data.processed import PreprocessRecord, read_preprocess_record
 from radiossl.engine.trainer import TrainResult, run_training
 from radiossl.errors import DataError
-from radiossl.pretext.base import PretrainConfig, get_method
+from radiossl.pretext.base import PretextMethod, PretrainConfig, get_method
 
 if TYPE_CHECKING:
     from radiossl.engine.protocol import TrainingTask
 
 
-def preprocessed_views(root: Path) -> set[str] | None:
-    """The views recorded in ``root/preprocess.json`` (``view`` or ``views``; None when absent)."""
-    params_file = Path(root) / "preprocess.json"
-    if not params_file.is_file():
-        return None
-    try:
-        params: Any = json.loads(params_file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{params_file}: cannot read preprocess.json: {exc}") from exc
-    if not isinstance(params, dict):
-        return None
-    views = params.get("views", params.get("view"))  # the data stage writes "view"; accept both
-    if isinstance(views, str):
-        return {views}
-    if isinstance(views, list) and all(isinstance(v, str) for v in views):
-        return set(views)
-    return None
-
-
-def check_views(root: Path, method_name: str, needed: str | None) -> None:
-    """Raise DataError when ``root`` was preprocessed without the view the method trains on."""
-    if needed is None:
-        return
-    available = preprocessed_views(root)
-    if available is not None and needed not in available:
+def check_view(record: PreprocessRecord, method: type[PretextMethod]) -> None:
+    """DataError (one line naming both views) when the folder holds a view the method does not train on."""
+    wanted = method.trains_on()
+    if wanted and record.view not in wanted:
+        folder = record.path.parent
+        names = " or ".join(repr(v) for v in wanted)
+        have = f"preprocessed with the {record.view!r} view" if record.view else f"{record.path.name} names no view"
         raise DataError(
-            f"{root}: preprocessed with views {', '.join(sorted(available))} but method {method_name!r} "
-            f"trains on the {needed!r} view; run `radiossl preprocess ... --views {needed}` "
-            "into another folder"
+            f"{folder}: {have} but method {method.name!r} trains on the "
+            f"{names} view; run `radiossl preprocess ... --views {wanted[0]}` into another folder"
         )
 
 
-def with_stored_crop_size(config: PretrainConfig, root: Path) -> PretrainConfig:
-    """``config`` with ``data.crop_size`` set to the size of the crops stored in ``root``.
+def with_stored_crop_size(config: PretrainConfig, record: PreprocessRecord) -> PretrainConfig:
+    """``config`` with ``data.crop_size`` set to the size of the crops stored in the folder of ``record``.
 
     The stored crops are trained on as they are, so the run's saved config must name their size; a
     different ``data.crop_size`` is replaced, with a warning that names both sizes.
     """
-    stored = preprocessed_crop_size(root)
+    root, stored = record.path.parent, record.crop_size
     if stored is None or tuple(config.data.crop_size) == stored:
         return config
     have, want = ",".join(map(str, stored)), ",".join(map(str, config.data.crop_size))
@@ -91,7 +71,8 @@ def pretrain(config: PretrainConfig, resume: str | Path | None = None, extend_ep
             (the learning-rate schedule is rebuilt for the new total).
 
     Raises:
-        DataError: no data folder, or one preprocessed for another view.
+        DataError: no data folder, one that is not a preprocessed folder, or one preprocessed for
+            another view.
         PluginError: the method is unknown or fails to load.
     """
     root = config.data.root
@@ -100,7 +81,8 @@ def pretrain(config: PretrainConfig, resume: str | Path | None = None, extend_ep
     if not Path(root).is_dir():
         raise DataError(f"{root}: data folder not found")
     method_cls = get_method(config.method.name)
-    check_views(Path(root), method_cls.name, method_cls.views)
-    config = with_stored_crop_size(config, Path(root))
+    record = read_preprocess_record(root)
+    check_view(record, method_cls)
+    config = with_stored_crop_size(config, record)
     task = cast("TrainingTask", method_cls(config))  # PretextMethod implements the protocol
-    return run_training(task, config, resume=resume, extend_epochs=extend_epochs)
+    return run_training(task, config, resume=resume, extend_epochs=extend_epochs, dataset_name=record.dataset or None)

@@ -47,7 +47,10 @@ def _predict(root: Path, centroids: Path, **extra: object):  # type: ignore[no-u
 
 def test_predict_writes_uint8_targets_and_registers_them(proc: Path) -> None:
     centroids = _fit(proc)
+    before = {name: (proc / name).read_bytes() for name in ("manifest.csv", "preprocess.json")}
     result = _predict(proc, centroids)
+    # the targets are their own artefact: the preprocessing stage's files are not rewritten
+    assert {name: (proc / name).read_bytes() for name in before} == before
     tag = "k3-filterbank-bilinear"
     assert result.tag == tag and result.success and result.registered
     assert len(result.written) == 3 and not result.skipped  # every split by default
@@ -59,7 +62,9 @@ def test_predict_writes_uint8_targets_and_registers_them(proc: Path) -> None:
         assert array.dtype == np.uint8 and array.shape == (3, 2, 16, 16, 8)
         assert array.max() < 3
         assert dataset.load_targets(record, tag).shape == (2, 16, 16, 8)
-    meta = json.loads((proc / "targets" / f"{tag}.json").read_text())
+    meta = json.loads((proc / "targets" / tag / "targets.json").read_text())
+    assert meta["format"] == "radiossl-targets" and meta["tag"] == tag
+    assert meta["files"] == {f"arrays/case0{g}_t1.npy": f"targets/{tag}/case0{g}_t1.npy" for g in range(3)}
     assert meta["k"] == 3 and meta["extractor"] == "filterbank" and meta["feature_dim"] == 19
     assert sum(result.cluster_counts) == 3 * 3 * 2 * 16 * 16 * 8
     assert result.montage is not None and result.montage.is_file()
@@ -90,7 +95,7 @@ def test_predict_resumes_and_honours_centroids(proc: Path, tmp_path: Path) -> No
     centroids = _fit(proc)
     _predict(proc, centroids, montage=False)
     tag = "k3-filterbank-bilinear"
-    files = sorted((proc / "arrays").glob(f"*.targets-{tag}.npy"))
+    files = sorted((proc / "targets" / tag).glob("*.npy"))
     stamps = {f: f.stat().st_mtime_ns for f in files}
     files[0].unlink()
     again = _predict(proc, centroids, montage=False)
@@ -129,6 +134,6 @@ def test_predict_without_metadata_needs_features(proc: Path, tmp_path: Path) -> 
 
 
 def test_target_naming_and_dtype() -> None:
-    assert target_file_for("arrays/a_t1.npy", "k10-x-y") == "arrays/a_t1.targets-k10-x-y.npy"
+    assert target_file_for("arrays/a_t1.npy", "k10-x-y") == "targets/k10-x-y/a_t1.npy"
     assert target_dtype(255) == np.uint8 and target_dtype(256) == np.uint16
     assert os.sep not in target_file_for("arrays/a.npy", "t").replace("/", "")

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from radiossl.cli import app
 from radiossl.clustering import KMeansConfig, KMeansPredictConfig, kmeans_fit, kmeans_predict
 from radiossl.clustering.fit import sample_fragments
+from radiossl.data.processed import ProcessedDataset
 from radiossl.errors import ConfigError, DataError
 from radiossl.utils.sharding import Shard
 
@@ -117,19 +118,23 @@ def test_predict_shards_register_the_unsharded_targets(proc4: Path, tmp_path: Pa
     fitted = kmeans_fit(_fit_config(proc4, tmp_path / "c.npy"))
     copy = tmp_path / "copy"
     shutil.copytree(proc4, copy)
+    manifest = (proc4 / "manifest.csv").read_bytes()
     whole = kmeans_predict(_predict_config(proc4, fitted.centroids))
     first = kmeans_predict(_predict_config(copy, fitted.centroids), shard=Shard(1, 2))
     assert not first.registered and len(first.written) == 3  # groups 1, 3, 5 of 5
     assert first.missing == ["arrays/case01_t1.npy", "arrays/case03_t1.npy"]
-    assert "target_" not in (copy / "manifest.csv").read_text().splitlines()[0]  # nothing registered yet
+    assert not (copy / "targets" / whole.tag / "targets.json").exists()  # nothing registered yet
+    assert whole.tag not in ProcessedDataset.open(copy).target_tags()
     last = kmeans_predict(_predict_config(copy, fitted.centroids), shard=Shard(2, 2))
     assert last.registered and last.written == ["arrays/case01_t1.npy", "arrays/case03_t1.npy"]
-    assert (copy / "manifest.csv").read_text() == (proc4 / "manifest.csv").read_text()
+    # neither the sharded nor the whole run rewrote the preprocessing stage's manifest
+    assert (copy / "manifest.csv").read_bytes() == manifest == (proc4 / "manifest.csv").read_bytes()
+    assert whole.tag in ProcessedDataset.open(copy).target_tags()
     for g in range(5):
-        name = f"arrays/case{g:02d}_t1.targets-{whole.tag}.npy"
+        name = f"targets/{whole.tag}/case{g:02d}_t1.npy"
         assert np.array_equal(np.load(copy / name), np.load(proc4 / name))
     meta_whole, meta_sharded = (
-        json.loads((root / "targets" / f"{whole.tag}.json").read_text()) for root in (proc4, copy)
+        json.loads((root / "targets" / whole.tag / "targets.json").read_text()) for root in (proc4, copy)
     )
     for meta in (meta_whole, meta_sharded):  # counts of what each process wrote itself
         meta.pop("created"), meta.pop("cluster_counts_written")
@@ -143,10 +148,11 @@ def test_predict_merge_only_registers_when_every_group_has_targets(proc4: Path, 
     with pytest.raises(DataError, match=r"3 of 5 groups not done yet \(arrays/case00_t1\.npy"):
         kmeans_predict(config, merge_only=True)
     kmeans_predict(config, shard=Shard(1, 2))
-    (proc4 / "targets" / "k3-filterbank-bilinear.json").unlink()  # as if the last shard's merge was lost
+    (proc4 / "targets" / "k3-filterbank-bilinear" / "targets.json").unlink()  # as if the last merge was lost
+    assert "k3-filterbank-bilinear" not in ProcessedDataset.open(proc4).target_tags()
     merged = kmeans_predict(config, merge_only=True)
     assert merged.registered and merged.written == [] and merged.skipped == []
-    assert "target_k3-filterbank-bilinear" in (proc4 / "manifest.csv").read_text().splitlines()[0]
+    assert "k3-filterbank-bilinear" in ProcessedDataset.open(proc4).target_tags()
 
 
 def test_cli_shard_values_that_name_no_shard_exit_2_with_the_valid_ones(proc: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from radiossl.data.phantoms import KINDS, synthesize
 from radiossl.data.preprocess import PreprocessConfig, preprocess
-from radiossl.data.preprocess.config import VIEWS, view_defaults
+from radiossl.data.preprocess.config import view_defaults
 
 DATASETS = {"brats": "brats18", "lits": "lits17", "luna": "luna16", "nnunet": "nnunet", "nnssl": "nnssl"}
 # LUNA's default is a whole chest (14 M voxels), so one case; nnunet adds a held-out case to its one;
@@ -23,6 +23,7 @@ DATASETS = {"brats": "brats18", "lits": "lits17", "luna": "luna16", "nnunet": "n
 CASES = {"brats": 2, "lits": 2, "luna": 1, "nnunet": 1, "nnssl": 3}
 # The genesis view's default on CT is ModelsGenesis' lung rule (at most 15 % of a cube at or above
 # -150 HU): it is made for chest CT (LUNA16). LiTS is abdominal CT, with no lung to cut cubes from.
+VIEWS = ("cluster", "pcrlv2", "genesis")  # the built-in views
 VIEWS_OF = {kind: tuple(v for v in VIEWS if (kind, v) != ("lits", "genesis")) for kind in KINDS}
 
 

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from radiossl.data.preprocess import PreprocessConfig, preprocess
-from radiossl.data.processed import ProcessedDataset, preprocessed_crop_size
+from radiossl.data.processed import ProcessedDataset, read_preprocess_record
 from radiossl.data.views import (
     ClusterPairDataset,
     GenesisCubeDataset,
@@ -134,14 +134,26 @@ def test_registrations_through_two_open_datasets_both_survive(folders: dict[str,
     assert not list(copy.glob(".tmp-*"))
 
 
-def test_the_stored_crop_size_is_read_from_preprocess_json(folders: dict[str, Path], tmp_path: Path) -> None:
-    assert preprocessed_crop_size(folders["cluster"]) == (16, 16, 8)
-    assert preprocessed_crop_size(tmp_path) is None  # no preprocess.json: left to the dataset to report
-    (tmp_path / "preprocess.json").write_text('{"view": "cluster"}')
-    assert preprocessed_crop_size(tmp_path) is None  # no recorded crop size (hand-made folder)
+def test_the_record_has_typed_accessors(folders: dict[str, Path]) -> None:
+    record = read_preprocess_record(folders["cluster"])
+    assert (record.dataset, record.view, record.crop_size) == ("brats18", "cluster", (16, 16, 8))
+    assert record.spacing == (1.0, 1.0, 1.0)
+    assert record.channels == ("t1", "t2", "flair", "t1ce") and record.modality == "mri"
+    assert record.split_counts == {"train": 1, "val": 1, "test": 1} and record.splits_file.is_file()
+    assert read_preprocess_record(folders["genesis"]).spacing is None  # native spacing
+
+
+def test_every_reader_of_preprocess_json_has_one_error_policy(folders: dict[str, Path], tmp_path: Path) -> None:
+    """Missing, unreadable and foreign records each give one line naming the file."""
+    with pytest.raises(DataError, match=r"not a preprocessed folder \(no preprocess\.json\)"):
+        read_preprocess_record(tmp_path)
     (tmp_path / "preprocess.json").write_text("{not json")
-    with pytest.raises(DataError, match=r"preprocess\.json: cannot read"):
-        preprocessed_crop_size(tmp_path)
+    with pytest.raises(DataError, match=r"preprocess\.json: cannot read") as err:
+        ProcessedDataset.open(tmp_path)
+    assert "\n" not in str(err.value)
+    (tmp_path / "preprocess.json").write_text('{"view": "cluster"}')  # hand-made, no format
+    with pytest.raises(DataError, match=r"preprocess\.json: not a radiossl preprocessing record"):
+        read_preprocess_record(tmp_path)
 
 
 def test_transform_hook_is_seeded_by_epoch_and_index(folders: dict[str, Path]) -> None:
@@ -183,3 +195,45 @@ def test_genesis_dataset_and_wrong_views(folders: dict[str, Path]) -> None:
         ClusterPairDataset(folders["genesis"])
     with pytest.raises(DataError, match="no pcrlv2 samples"):
         PCRLv2ViewDataset(folders["cluster"])
+
+
+def _legacy_targets(copy: Path, tag: str, k: int) -> dict[str, str]:
+    """Targets in the layout of releases before target sets had their own folder (see radiossl.data.targets)."""
+    import csv
+    import json
+
+    files = {}
+    for file in sorted({r.file for r in ProcessedDataset.open(copy).records(split=None)}):
+        n = np.load(copy / file, mmap_mode="r").shape[0]
+        files[file] = file.replace(".npy", f".targets-{tag}.npy")
+        np.save(copy / files[file], np.full((n, 2, 16, 16, 8), k - 1, np.uint8))
+    (copy / "targets").mkdir()
+    (copy / "targets" / f"{tag}.json").write_text(json.dumps({"format": "radiossl-targets", "k": k, "files": files}))
+    with open(copy / "manifest.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    with open(copy / "manifest.csv", "w", newline="") as handle:  # the old release's extra column
+        writer = csv.DictWriter(handle, fieldnames=[*rows[0], f"target_{tag}"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({**row, f"target_{tag}": files[row["file"]]} for row in rows)
+    return files
+
+
+def test_folders_with_targets_of_the_old_layout_still_open(
+    small_config: Callable[..., PreprocessConfig], folders: dict[str, Path], tmp_path: Path
+) -> None:
+    from radiossl.pretext.pixel_cluster import resolve_target_tag
+
+    copy = tmp_path / "proc"
+    shutil.copytree(folders["cluster"], copy)
+    files = _legacy_targets(copy, "k3", 3)
+    data = ProcessedDataset.open(copy)
+    assert data.target_tags() == ["k3"] and data.target_set("k3").legacy and data.target_set("k3").k == 3
+    record = data.records("train")[0]
+    assert record.targets == {"k3": files[record.file]}
+    assert (data.load_targets(record, "k3") == 2).all()
+    assert ClusterPairDataset(copy, targets="k3")[0].target1.shape == (16, 16, 8)
+    assert resolve_target_tag(copy, None, 3) == "k3"
+    # a re-merge by this release drops the manifest column; the old description still joins the targets
+    preprocess(small_config(Path(data.params["raw_root"]), copy), merge_only=True)
+    assert "target_k3" not in (copy / "manifest.csv").read_text().splitlines()[0]
+    assert ProcessedDataset.open(copy).records("train")[0].targets == {"k3": files[record.file]}

@@ -30,10 +30,8 @@ def _touch(path: Path, mtime: float | None = None) -> Path:
     return path
 
 
-def test_readable_name_uses_preprocess_json_dataset(tmp_path: Path) -> None:
-    proc = tmp_path / "proc_v2"
-    proc.mkdir()
-    (proc / "preprocess.json").write_text(json.dumps({"dataset": "brats18", "views": ["cluster"]}))
+def test_readable_name_uses_the_dataset_name_it_is_given(tmp_path: Path) -> None:
+    proc = tmp_path / "proc_v2"  # pretrain gives the dataset its preprocess.json records
     cfg = build_config(
         ExampleRunConfig,
         [
@@ -44,8 +42,9 @@ def test_readable_name_uses_preprocess_json_dataset(tmp_path: Path) -> None:
             }
         ],
     )
-    prefix = run_prefix("pretrain", "patch-cluster", cfg, ["k50"])
+    prefix = run_prefix("pretrain", "patch-cluster", cfg, ["k50"], dataset="brats18")
     assert prefix == "pretrain-patch-cluster-brats18-k50-w1.0-b16-e240-lr0.002"
+    assert run_prefix("pretrain", "patch-cluster", cfg, ["k50"]).startswith("pretrain-patch-cluster-proc_v2-k50-")
     folder = new_run_dir(tmp_path, prefix, datetime.datetime(2026, 11, 25, 20, 15, 0))
     assert folder.name == prefix + "-20261125-201500"
 

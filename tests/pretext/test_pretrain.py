@@ -16,10 +16,11 @@ from typer.testing import CliRunner
 from radiossl import registry
 from radiossl.cli import app
 from radiossl.config import MethodConfig
+from radiossl.data.processed import FORMAT
 from radiossl.engine.protocol import StepContext, StepOutput
 from radiossl.errors import DataError
 from radiossl.pretext.base import PretextMethod, load_pretrain_config
-from radiossl.pretext.pretrain import preprocessed_views, pretrain
+from radiossl.pretext.pretrain import pretrain
 
 
 class TinyRegressionConfig(MethodConfig):
@@ -60,10 +61,10 @@ def tiny_method() -> Iterator[None]:
     registry.unregister("radiossl.pretext", TinyRegression.name)
 
 
-def _proc(tmp_path: Path, views: list[str]) -> Path:
+def _proc(tmp_path: Path, view: str) -> Path:
     proc = tmp_path / "proc"
     proc.mkdir()
-    (proc / "preprocess.json").write_text(json.dumps({"dataset": "phantom", "views": views}))
+    (proc / "preprocess.json").write_text(json.dumps({"format": FORMAT, "dataset": "phantom", "view": view}))
     return proc
 
 
@@ -71,7 +72,7 @@ QUIET = ["runtime.device=cpu", "data.workers=0", "logging.progress=false"]
 
 
 def test_pretrain_trains_a_registered_method_and_writes_the_resolved_config(tmp_path: Path) -> None:
-    proc = _proc(tmp_path, ["genesis"])
+    proc = _proc(tmp_path, "genesis")
     cfg = load_pretrain_config("tiny-regression", overrides=[*QUIET, f"data.root={proc}", f"out={tmp_path / 'r'}"])
     result = pretrain(cfg)
     assert result.run_dir.name.startswith("pretrain-tiny-regression-phantom-s2.0-w1.0-b4-e2-lr0.01-")
@@ -80,7 +81,7 @@ def test_pretrain_trains_a_registered_method_and_writes_the_resolved_config(tmp_
 
 
 def test_pretrain_records_the_size_of_the_stored_crops(tmp_path: Path) -> None:
-    proc = _proc(tmp_path, ["genesis"])
+    proc = _proc(tmp_path, "genesis")
     params = json.loads((proc / "preprocess.json").read_text())
     (proc / "preprocess.json").write_text(json.dumps({**params, "settings": {"crop_size": [8, 8, 8]}}))
     overrides = [*QUIET, f"data.root={proc}", f"out={tmp_path / 'r'}", "data.crop_size=[64,64,32]"]
@@ -92,12 +93,31 @@ def test_pretrain_records_the_size_of_the_stored_crops(tmp_path: Path) -> None:
 
 
 def test_pretrain_refuses_a_folder_preprocessed_for_another_view(tmp_path: Path) -> None:
-    proc = _proc(tmp_path, ["cluster"])
+    proc = _proc(tmp_path, "cluster")
     cfg = load_pretrain_config("tiny-regression", overrides=[*QUIET, f"data.root={proc}"])
-    assert preprocessed_views(proc) == {"cluster"}
-    (proc / "preprocess.json").write_text(json.dumps({"dataset": "phantom", "view": "cluster"}))
-    assert preprocessed_views(proc) == {"cluster"}  # the data stage's singular key
-    with pytest.raises(DataError, match=r"proc: preprocessed with views cluster but method 'tiny-regression'"):
+    with pytest.raises(
+        DataError,
+        match=r"proc: preprocessed with the 'cluster' view but method 'tiny-regression' "
+        r"trains on the 'genesis' view; run `radiossl preprocess \.\.\. --views genesis`",
+    ) as err:
+        pretrain(cfg)
+    assert "\n" not in str(err.value)
+
+
+def test_pretrain_accepts_any_view_a_method_declares(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    proc = _proc(tmp_path, "cluster")
+    monkeypatch.setattr(TinyRegression, "views", ("genesis", "cluster"))
+    cfg = load_pretrain_config("tiny-regression", overrides=[*QUIET, f"data.root={proc}", f"out={tmp_path / 'r'}"])
+    assert pretrain(cfg).final_checkpoint.is_file()
+    monkeypatch.setattr(TinyRegression, "views", ("genesis", "pcrlv2"))
+    with pytest.raises(DataError, match=r"trains on the 'genesis' or 'pcrlv2' view"):
+        pretrain(cfg)
+
+
+def test_pretrain_refuses_a_folder_that_was_not_preprocessed(tmp_path: Path) -> None:
+    (tmp_path / "raw").mkdir()
+    cfg = load_pretrain_config("tiny-regression", overrides=[*QUIET, f"data.root={tmp_path / 'raw'}"])
+    with pytest.raises(DataError, match=r"raw: not a preprocessed folder \(no preprocess\.json\)"):
         pretrain(cfg)
 
 
@@ -109,7 +129,7 @@ def test_pretrain_needs_an_existing_data_folder(tmp_path: Path) -> None:
 
 
 def test_cli_flags_override_set_and_file(tmp_path: Path) -> None:
-    proc = _proc(tmp_path, ["genesis"])
+    proc = _proc(tmp_path, "genesis")
     config_file = tmp_path / "c.yaml"
     config_file.write_text("optim:\n  epochs: 5\n  lr: 0.5\nmethod:\n  name: tiny-regression\n  scale: 3.0\n")
     args = [
@@ -161,8 +181,8 @@ def test_cli_flags_override_set_and_file(tmp_path: Path) -> None:
 
 
 def test_cli_reports_bad_input_with_exit_codes(tmp_path: Path) -> None:
-    proc = _proc(tmp_path, ["cluster"])
+    proc = _proc(tmp_path, "cluster")
     result = CliRunner().invoke(app, ["pretrain", "--method", "tiny-regression", "--data", str(proc)])
-    assert result.exit_code == 1 and "preprocessed with views cluster" in result.output
+    assert result.exit_code == 1 and "preprocessed with the 'cluster' view" in result.output
     unknown = CliRunner().invoke(app, ["pretrain", "--method", "no-such-method", "--data", str(proc)])
     assert unknown.exit_code == 2 and "no-such-method" in unknown.output

@@ -1,10 +1,13 @@
 """Configuration of ``radiossl preprocess`` and its resolution into a concrete plan.
 
-Fields left at ``None`` take a default that depends on the view (and, for intensities and
-thresholds, on each channel's modality); :func:`resolve_plan` fills them in, and the resolved values
-are what ``preprocess.json`` records.
+``view`` names a registered view plugin (:mod:`radiossl.views`). Fields left at ``None`` take a
+default of that view (and, for intensities and thresholds, of each channel's modality);
+:func:`resolve_plan` fills them in, and the resolved values are what ``preprocess.json`` records.
+A view's own settings are the top-level section named like the view (``pcrlv2: {local_count: 4}``),
+validated with the view's ``options_class``; sections of other registered views are accepted and
+validated too (one config file can serve several views), and any other unknown key is an error.
 
-View defaults (spec §2.3, §2.4 and baselines A4/B3):
+Defaults of the built-in views (spec §2.3, §2.4 and baselines A4/B3; each view's module holds its own):
 
 ============  ==============================================  ============  ===========  =====
 view          candidate box sizes                             border        spacing      pairs
@@ -21,25 +24,27 @@ CT in the cluster view.
 
 Example:
     >>> cfg = PreprocessConfig(dataset="luna16", view="genesis")
-    >>> view_defaults("genesis").pairs, cfg.crop_size
-    (32, (64, 64, 32))
+    >>> view_defaults("genesis").pairs, cfg.crop_size, cfg.view_options().allow_partial
+    (32, (64, 64, 32), True)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import ConfigDict, Field, ValidationError, ValidatorFunctionWrapHandler, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from radiossl.config import Section
 from radiossl.data.normalise import IntensityConfig, default_intensity
+from radiossl.errors import PluginError
 from radiossl.utils.sharding import ShardError, check_shard
 
-ViewName = Literal["cluster", "pcrlv2", "genesis"]
-VIEWS: tuple[str, ...] = ("cluster", "pcrlv2", "genesis")
+if TYPE_CHECKING:
+    from radiossl.views.base import View, ViewDefaults
+
 Size3 = tuple[int, int, int]
 
 
@@ -82,29 +87,15 @@ class RejectionConfig(Section):
     )
 
 
-class PCRLv2Options(Section):
-    """Local crops of the PCRLv2 view."""
-
-    local_count: int = Field(default=6, ge=1, description="Local crops per pair.")
-    local_size: Size3 = Field(default=(16, 16, 16), description="Output size of each local crop.")
-    local_sizes: list[Size3] = Field(
-        default_factory=lambda: [(32, 32, 16), (16, 16, 16), (32, 32, 32), (8, 8, 8)],
-        description="Candidate local crop sizes.",
-    )
-    local_margin: int = Field(default=3, ge=0, description="Margin around the union of the two global boxes.")
-    z_align: bool = Field(default=False, description="Crop 2 reuses crop 1's z start (PCRLv2's z-aligned variant).")
-
-
-class GenesisOptions(Section):
-    """ModelsGenesis cube extraction."""
-
-    allow_partial: bool = Field(
-        default=True, description="Skip cubes not found within max_attempts (fail only if none is found)."
-    )
-
-
 class PreprocessConfig(Section):
-    """Everything ``radiossl preprocess`` does (see the module docstring for the view defaults)."""
+    """Everything ``radiossl preprocess`` does (see the module docstring for the view defaults).
+
+    Besides the fields below it holds the sections of registered views (``config.pcrlv2``), each an
+    instance of that view's ``options_class``; :meth:`view_options` is the section of ``view``.
+    """
+
+    # Extra keys are allowed only as they are checked in _view_sections: sections of registered views.
+    model_config = ConfigDict(extra="allow")
 
     dataset: str = Field(
         default="brats18", description="Dataset adapter: brats18, lits17, luna16, nnunet, nnssl or a plugin."
@@ -116,8 +107,9 @@ class PreprocessConfig(Section):
     )
     data: Path | None = Field(default=None, description="Raw dataset folder.")
     out: Path | None = Field(default=None, description="Output (preprocessed) folder.")
-    view: ViewName = Field(
-        default="cluster", description="cluster (crop pairs), pcrlv2 (pairs + locals), genesis (cubes)."
+    view: str = Field(
+        default="cluster",
+        description="A registered view: cluster (crop pairs), pcrlv2 (pairs + locals), genesis (cubes) or a plugin.",
     )
     pairs: int | None = Field(default=None, ge=1, description="Samples per volume; None = 16 (32 for genesis).")
     seed: int = Field(default=1, description="Seed; sample i of a group uses rng_for(seed, group_id, i).")
@@ -159,8 +151,6 @@ class PreprocessConfig(Section):
         default=True,
         description="Read label files to check their shape, geometry and values (the dataset's label set).",
     )
-    pcrlv2: PCRLv2Options = Field(default_factory=lambda: PCRLv2Options())
-    genesis: GenesisOptions = Field(default_factory=lambda: GenesisOptions())
     workers: int = Field(default=1, ge=0, description="Worker processes (<= 1: in this process).")
     shard: str | None = Field(
         default=None,
@@ -178,13 +168,101 @@ class PreprocessConfig(Section):
                 raise PydanticCustomError("shard", str(exc)) from None
         return value
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _view_sections(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> PreprocessConfig:
+        """Validate ``view`` against the registry and every extra key as a registered view's section."""
+        if not isinstance(data, dict):
+            return handler(data)  # type: ignore[no-any-return]
+        fields = {k: v for k, v in data.items() if k in cls.model_fields}
+        errors: list[InitErrorDetails] = []
+        sections: dict[str, Section] = {}
+        for key, value in data.items():
+            if key in cls.model_fields:
+                continue
+            options = _options_class(key)
+            if options is None:
+                errors.append(InitErrorDetails(type="extra_forbidden", loc=(key,), input=value))
+                continue
+            try:
+                sections[key] = value if isinstance(value, options) else options.model_validate(value)
+            except ValidationError as exc:
+                errors.extend(_nested_errors(exc, key))
+        view = fields.get("view", cls.model_fields["view"].default)
+        view_class = None
+        try:
+            view_class = _view_class(view) if isinstance(view, str) else None
+        except PluginError as exc:
+            errors.append(InitErrorDetails(type=PydanticCustomError("view", str(exc)), loc=("view",), input=view))
+        try:
+            model = handler(fields)
+        except ValidationError as exc:
+            errors[:0] = _nested_errors(exc)
+            model = None
+        if errors or model is None:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        if view_class is not None and view_class.options_class is not None and view not in sections:
+            sections[view] = view_class.options_class()
+        extra = model.__pydantic_extra__
+        assert extra is not None  # extra="allow"
+        extra.clear()
+        extra.update(sections)
+        return model
+
+    def view_options(self) -> Section | None:
+        """The section of the selected view (an instance of its ``options_class``; None if it has none)."""
+        extra = self.__pydantic_extra__ or {}
+        section = extra.get(self.view)
+        return section if isinstance(section, Section) else None
+
+    def view_plugin(self) -> View:
+        """The selected view, with its options."""
+        return _view_class(self.view)(self.view_options())
+
     @model_validator(mode="after")
     def _check_storage(self) -> PreprocessConfig:
         if self.storage == "uint8" and self.intensity is not None and not self.intensity.bounded:
             raise ValueError(f"storage uint8 needs values in [0, 1]; intensity mode {self.intensity.mode!r} is not")
-        if self.rejection is not None and self.rejection.rule == "thesis" and self.view != "cluster":
-            raise ValueError(f"rejection.rule thesis is the cluster view's rule; view {self.view!r} cannot use it")
+        if (
+            self.rejection is not None
+            and self.rejection.rule == "thesis"
+            and not _view_class(self.view).accepts_thesis_rejection
+        ):
+            raise ValueError(
+                f"rejection.rule thesis is the cluster view's rule; view {self.view!r} does not implement it"
+            )
         return self
+
+
+def _view_class(name: str) -> type[View]:
+    from radiossl.views.base import get_view
+
+    return get_view(name)
+
+
+def _options_class(key: str) -> type[Section] | None:
+    """The options class of the registered view named ``key`` (None: no such view, or one without options)."""
+    from radiossl.views.base import view_names
+
+    if key not in view_names():
+        return None
+    try:
+        return _view_class(key).options_class
+    except PluginError:
+        return None
+
+
+def _nested_errors(exc: ValidationError, *prefix: str) -> list[InitErrorDetails]:
+    """The line errors of ``exc`` re-raised at ``prefix`` + their location (messages kept)."""
+    out: list[InitErrorDetails] = []
+    for error in exc.errors():
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            detail: Any = kind
+        else:
+            detail = PydanticCustomError(kind, error["msg"].replace("{", "{{").replace("}", "}}"))
+        out.append(InitErrorDetails(type=detail, loc=(*prefix, *error["loc"]), input=error.get("input")))
+    return out
 
 
 #: Fields that change no sample (a rerun into the same folder may differ in them).
@@ -193,27 +271,9 @@ EXECUTION_FIELDS: frozenset[str] = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class ViewDefaults:
-    """Defaults of one view (see the module docstring)."""
-
-    candidate_sizes: tuple[Size3, ...] | None
-    border: Size3
-    native_spacing: bool
-    pairs: int
-
-
-_VIEW_DEFAULTS: dict[str, ViewDefaults] = {
-    "cluster": ViewDefaults(((160, 160, 32), (192, 192, 32), (128, 128, 32)), (0, 0, 0), False, 16),
-    "pcrlv2": ViewDefaults(((96, 96, 64), (96, 96, 96), (112, 112, 64), (64, 64, 32)), (70, 70, 15), False, 16),
-    "genesis": ViewDefaults(None, (100, 100, 30), True, 32),
-}
-_PCRLV2_Z_ALIGNED: tuple[Size3, ...] = ((96, 96, 32), (96, 96, 32), (112, 112, 32), (64, 64, 32))
-
-
 def view_defaults(view: str) -> ViewDefaults:
-    """The defaults of ``view``."""
-    return _VIEW_DEFAULTS[view]
+    """The defaults of the registered view ``view``."""
+    return _view_class(view).defaults
 
 
 @dataclass(frozen=True)
@@ -221,6 +281,8 @@ class Plan:
     """A fully resolved preprocessing plan (picklable; sent to worker processes)."""
 
     view: str
+    sampler: View
+    """The view plugin that cuts the samples (with its options); pickled by reference to its class."""
     dataset: str
     channels: tuple[str, ...]
     modalities: dict[str, str]
@@ -240,8 +302,6 @@ class Plan:
     storage: str
     resize_mode: str
     check_labels: bool
-    pcrlv2: PCRLv2Options
-    allow_partial: bool
 
     def groups(self, case_id: str) -> list[tuple[str, tuple[str, ...]]]:
         """``(group_id, channels)`` of the samples of a case: one per channel, or one for all."""
@@ -269,24 +329,20 @@ class Plan:
             "multichannel": self.multichannel,
             "storage": self.storage,
             "resize_mode": self.resize_mode,
-            **({"pcrlv2": self.pcrlv2.model_dump(mode="json")} if self.view == "pcrlv2" else {}),
-            **({"allow_partial": self.allow_partial} if self.view == "genesis" else {}),
+            **self.sampler.describe(),
         }
 
 
 def resolve_plan(config: PreprocessConfig, channels: tuple[str, ...], modalities: dict[str, str]) -> Plan:
-    """Fill every view- and modality-dependent default of ``config``."""
-    defaults = view_defaults(config.view)
+    """Fill every view- and modality-dependent default of ``config`` (the view's own hooks decide)."""
+    view = config.view_plugin()
+    defaults = view.defaults
     any_ct = any(modalities.get(c) == "ct" for c in channels)
     all_ct = all(modalities.get(c) == "ct" for c in channels)
     if config.candidate_sizes is not None:
         sizes = tuple(config.candidate_sizes)
-    elif config.view == "genesis":
-        sizes = (config.crop_size,)
-    elif config.view == "pcrlv2" and config.pcrlv2.z_align:
-        sizes = _PCRLV2_Z_ALIGNED
     else:
-        sizes = defaults.candidate_sizes or (config.crop_size,)
+        sizes = view.candidate_sizes(config.crop_size)
     if config.spacing == "native" or (config.spacing is None and defaults.native_spacing):
         spacing = None
     elif config.spacing is None:
@@ -295,13 +351,8 @@ def resolve_plan(config: PreprocessConfig, channels: tuple[str, ...], modalities
         spacing = (float(config.spacing[0]), float(config.spacing[1]), float(config.spacing[2]))
     zoom_factor = config.inplane_zoom
     if zoom_factor is None:
-        zoom_factor = 0.75 if config.view == "cluster" and all_ct else 1.0
-    if config.rejection is not None:
-        rejection = config.rejection
-    elif config.view == "genesis" and any_ct:
-        rejection = RejectionConfig(max_background=None, max_foreground=0.15, look_ahead=2)
-    else:
-        rejection = RejectionConfig()
+        zoom_factor = view.inplane_zoom(all_ct)
+    rejection = config.rejection if config.rejection is not None else view.rejection(any_ct)
     intensity = {c: config.intensity or default_intensity(modalities.get(c, "mri")) for c in channels}
     if config.storage == "uint8":
         unbounded = sorted(c for c, cfg in intensity.items() if not cfg.bounded)
@@ -311,6 +362,7 @@ def resolve_plan(config: PreprocessConfig, channels: tuple[str, ...], modalities
             raise ConfigError(f"storage uint8 needs intensities in [0, 1]; channels {unbounded} are z-scored")
     return Plan(
         view=config.view,
+        sampler=view,
         dataset=config.dataset,
         channels=channels,
         modalities={c: modalities.get(c, "mri") for c in channels},
@@ -330,6 +382,4 @@ def resolve_plan(config: PreprocessConfig, channels: tuple[str, ...], modalities
         storage=config.storage,
         resize_mode=config.resize_mode,
         check_labels=config.check_labels,
-        pcrlv2=config.pcrlv2,
-        allow_partial=config.genesis.allow_partial,
     )

@@ -8,15 +8,17 @@
    ``cases/<group_id>.csv`` exists (resume). Jobs are made one at a time as workers free up, so a
    collection of any size is never held as cases or jobs: per case the run keeps its id and split.
 3. Process each remaining case in a worker process (or in this process for ``workers <= 1``): read
-   every file once, resample, normalise, sample all groups, write ``arrays/*.npy`` and then the
-   fragment, all atomically. A bad case is recorded with its reason (and this run's shard); the
+   every file once, resample, normalise, let the view plugin (``plan.sampler``, see
+   :mod:`radiossl.views.base`) sample all groups, write ``arrays/*.npy`` and then the fragment, all
+   atomically. A bad case is recorded with its reason (and this run's shard); the
    others go on. Bad cases include unreadable files, labels that differ in shape or geometry or
    (``check_labels``) hold values outside the adapter's label set, and case ids found more than once
    (every copy). A worker that dies fails the cases it held; a fresh pool takes the rest. Progress
    (cases done, failures, ETA) goes to the current progress reporter at a bounded rate.
 4. Merge all fragments into ``manifest.csv`` (streamed, fragment by fragment) and all statuses into
    ``preprocess.json``, which lists every failed case of every shard with its reason, under a
-   folder lock, so that the last shard to finish leaves the complete folder.
+   folder lock, so that the last shard to finish leaves the complete folder. Both files are
+   written through :mod:`radiossl.data.processed`, the folder's one owner.
 
 Example (``raw`` is a BraTS-layout folder; see ``docs/data.md`` for a full walk-through)::
 
@@ -47,28 +49,26 @@ from radiossl.data.labels import LabelSet
 from radiossl.data.loading import RawCase, arrays_from_raw, read_case
 from radiossl.data.normalise import default_threshold
 from radiossl.data.preprocess.boxes import pad_to
-from radiossl.data.preprocess.cluster_pairs import PairSettings, sample_pairs
 from radiossl.data.preprocess.config import (
     EXECUTION_FIELDS,
     Plan,
     PreprocessConfig,
     resolve_plan,
 )
-from radiossl.data.preprocess.genesis_cubes import GenesisSettings, sample_cubes
-from radiossl.data.preprocess.pcrlv2_views import LocalSettings, sample_pcrlv2
 from radiossl.data.preprocess.progress import CaseProgress
 from radiossl.data.processed import (
     FORMAT,
-    FORMAT_VERSION,
-    folder_lock,
-    manifest_writer,
+    has_preprocess_record,
+    read_preprocess_record,
     read_rows,
     rows_to_csv,
-    target_files,
+    write_manifest,
+    write_preprocess_record,
 )
 from radiossl.data.splits import UNUSED, Splits, load_splits, save_splits
 from radiossl.errors import ConfigError, DataError, RadiosslError
-from radiossl.utils.atomic import atomic_save_npy, atomic_write_path, atomic_write_text, write_json
+from radiossl.utils.atomic import atomic_save_npy, atomic_write_text, write_json
+from radiossl.utils.locking import folder_lock
 from radiossl.utils.sharding import Shard, ShardError, parse_shard
 
 ProgressCallback = Callable[[str, bool], None]
@@ -217,55 +217,25 @@ class GroupOutput:
 
 
 def _sample_group(job: CaseJob, group_id: str, volume: np.ndarray, thresholds: list[float]) -> GroupOutput:
-    plan, rule = job.plan, job.plan.rejection
-    arrays: dict[str, np.ndarray] = {}
+    """Let the plan's view sample one group, and lay its samples out as array files and manifest rows."""
+    plan = job.plan
     dtype = torch.float16 if plan.storage == "float16" else torch.float32
+    samples = plan.sampler.sample(volume, group_id, plan, thresholds, dtype)
     file = f"arrays/{group_id}.npy"
-    if plan.view == "genesis":
-        settings = GenesisSettings(
-            plan.crop_size,
-            plan.border,
-            plan.max_attempts,
-            rule.max_background,
-            rule.max_foreground,
-            rule.look_ahead,
-            plan.allow_partial,
+    arrays: dict[str, np.ndarray] = {f"{group_id}.npy": _stored(samples.crops, plan.storage)}
+    for suffix, crops in samples.extra_crops.items():
+        arrays[f"{group_id}{suffix}.npy"] = _stored(crops, plan.storage)
+    for suffix, values in samples.extra_arrays.items():
+        arrays[f"{group_id}{suffix}.npy"] = np.asarray(values)
+    numbers = samples.sample_numbers()
+    count = int(samples.crops.shape[0])
+    if len(numbers) != count or samples.boxes.shape != (count, 2, 6):
+        raise DataError(
+            f"view {plan.view!r} returned {count} samples with {len(numbers)} numbers and boxes of shape "
+            f"{tuple(samples.boxes.shape)} (expected ({count}, 2, 6))"
         )
-        cubes = sample_cubes(volume, group_id, plan.seed, plan.pairs, settings, thresholds, dtype)
-        arrays[f"{group_id}.npy"] = _stored(cubes.cubes, plan.storage)
-        boxes = np.stack([cubes.boxes, cubes.boxes], axis=1)
-        sample_numbers = cubes.indices.tolist()
-    else:
-        settings_ = PairSettings(
-            sizes=plan.candidate_sizes,
-            crop_size=plan.crop_size,
-            iou_threshold=plan.iou_threshold,
-            border=plan.border,
-            max_attempts=plan.max_attempts,
-            max_background=rule.max_background,
-            max_foreground=rule.max_foreground,
-            look_ahead=rule.look_ahead,
-            z_align=plan.pcrlv2.z_align,
-            resize_mode=plan.resize_mode,
-            thesis_bg_max=rule.thesis_bg_max if rule.rule == "thesis" and plan.view == "cluster" else None,
-        )
-        if plan.view == "pcrlv2":
-            local = LocalSettings(
-                plan.pcrlv2.local_count,
-                plan.pcrlv2.local_size,
-                tuple(plan.pcrlv2.local_sizes),
-                plan.pcrlv2.local_margin,
-            )
-            views = sample_pcrlv2(volume, group_id, plan.seed, plan.pairs, settings_, local, thresholds, dtype)
-            arrays[f"{group_id}.local.npy"] = _stored(views.locals, plan.storage)
-            crops, boxes = views.globals, views.boxes
-        else:
-            pairs = sample_pairs(volume, group_id, plan.seed, plan.pairs, settings_, thresholds, dtype=dtype)
-            crops, boxes = pairs.crops, pairs.boxes
-        arrays[f"{group_id}.npy"] = _stored(crops, plan.storage)
-        sample_numbers = list(range(len(boxes)))
     rows = []
-    for row_index, (number, pair) in enumerate(zip(sample_numbers, boxes.tolist(), strict=True)):
+    for row_index, (number, pair) in enumerate(zip(numbers, samples.boxes.tolist(), strict=True)):
         row = {
             "sample_id": f"{group_id}_{number:04d}",
             "case_id": job.case.case_id,
@@ -504,7 +474,6 @@ def _header(
     settings = config.model_dump(mode="json", exclude=set(EXECUTION_FIELDS))
     return {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
         "radiossl_version": __version__,
         "dataset": config.dataset,
         "modality": adapter.modality,
@@ -523,14 +492,13 @@ def _header(
 
 
 def _prepare_folder(out: Path, header: dict[str, Any], splits: Splits, clean_temporaries: bool) -> None:
-    params = out / "preprocess.json"
     out.mkdir(parents=True, exist_ok=True)
     with folder_lock(out):
-        if params.is_file():
+        if has_preprocess_record(out):
             try:
-                existing = json.loads(params.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as exc:
-                raise ConfigError(f"{params}: unreadable ({exc}); use another --out folder") from exc
+                existing = dict(read_preprocess_record(out).data)
+            except DataError as exc:
+                raise ConfigError(f"{exc}; use another --out folder") from None
             differences = _differences(existing, header)
             if differences:
                 raise ConfigError(
@@ -541,12 +509,12 @@ def _prepare_folder(out: Path, header: dict[str, Any], splits: Splits, clean_tem
         elif any(p.name != ".lock" for p in out.iterdir()):
             raise ConfigError(f"{out}: folder is not empty and not a preprocessed folder; choose a new folder")
         else:
-            write_json(params, {**header, "counts": {}, "cases": {}})
+            write_preprocess_record(out, {**header, "counts": {}, "cases": {}})
         for sub in ("arrays", "cases", "status"):
             (out / sub).mkdir(exist_ok=True)
         save_splits(out / "splits.json", splits)
     if clean_temporaries:  # only unsharded runs: another shard may be writing right now
-        for sub in ("arrays", "cases", "status", "targets", "."):
+        for sub in ("arrays", "cases", "status", "."):
             folder = out / sub
             if folder.is_dir():
                 for stray in folder.glob(".tmp-*"):
@@ -575,12 +543,16 @@ def _check_same_source(out: Path, existing: dict[str, Any], header: dict[str, An
 
 
 def _differences(existing: dict[str, Any], header: dict[str, Any]) -> list[str]:
+    """Settings that differ between the folder's record and this run (sections of other views change no sample)."""
+    from radiossl.views.base import view_names
+
     out = []
     for key in ("format", "dataset", "view", "channels"):
         if existing.get(key) != header.get(key):
             out.append(f"{key}: {existing.get(key)!r} -> {header.get(key)!r}")
     old, new = existing.get("settings", {}), header["settings"]
-    for key in sorted(set(old) | set(new)):
+    other_views = set(view_names()) - {header["view"]}
+    for key in sorted((set(old) | set(new)) - other_views):
         if old.get(key) != new.get(key):
             out.append(f"{key}: {old.get(key)!r} -> {new.get(key)!r}")
     return out
@@ -595,22 +567,21 @@ def merge(out: Path, header: dict[str, Any], case_ids: Sequence[str], plan: Plan
     """
     assignment = splits.assignment()
     with folder_lock(out):
-        targets = target_files(out)
         done_groups = {p.stem for p in (out / "cases").glob("*.csv") if not p.name.startswith(".tmp-")}
         per_case: dict[str, int] = {}
         order = sorted(dict.fromkeys(case_ids))
-        with atomic_write_path(out / "manifest.csv") as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
-            write_row = manifest_writer(handle, sorted(targets))
+
+        def manifest_rows() -> Iterator[dict[str, str]]:
             for case_id in order:
                 for group_id in sorted(g for g, _ in plan.groups(case_id) if g in done_groups):
                     rows = read_rows(out / "cases" / f"{group_id}.csv")
                     rows.sort(key=lambda r: int(r["index"]))
                     for row in rows:
                         row["split"] = assignment.get(row["case_id"], UNUSED)
-                        for tag, files in targets.items():
-                            row[f"target_{tag}"] = files.get(row["file"], "")
-                        write_row(row)
                         per_case[row["case_id"]] = per_case.get(row["case_id"], 0) + 1
+                        yield row
+
+        write_manifest(out, manifest_rows())
         case_status: dict[str, Any] = {}
         failures: list[CaseFailure] = []
         counts = {"cases": len(order), "ok": 0, "failed": 0, "pending": 0, "samples": sum(per_case.values())}
@@ -630,7 +601,7 @@ def merge(out: Path, header: dict[str, Any], case_ids: Sequence[str], plan: Plan
             else:
                 case_status[case_id]["error"] = None
         failed = [{"case_id": f.case_id, "reason": f.reason, "shard": f.shard} for f in failures]
-        write_json(out / "preprocess.json", {**header, "counts": counts, "failures": failed, "cases": case_status})
+        write_preprocess_record(out, {**header, "counts": counts, "failures": failed, "cases": case_status})
     return MergeSummary(counts["samples"], counts, failures)
 
 

@@ -1,8 +1,8 @@
-"""Rotation prediction: classify which in-plane rotation was applied to a crop.
+"""Rotation prediction: classify by how many quarter turns a cube was rotated in-plane.
 
-The method reuses radiossl's preprocessed crop pairs (``views = "cluster"``): each crop of a pair
-is rotated by a random multiple of 90° about the slice axis, and a linear head on the pooled
-bottleneck of the U-Net encoder predicts the multiple.
+The method trains on its own view, ``rotation-cubes`` (:mod:`radiossl_rotation.view`), which
+stores every rotated cube with its rotation; a linear head on the pooled bottleneck of the U-Net
+encoder predicts the rotation. radiossl's ``pretrain`` refuses a folder preprocessed for another view.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from radiossl.config import MethodConfig
 from radiossl.engine.protocol import StepContext, StepOutput
+from radiossl.errors import DataError
 from radiossl.models import Encoder3D
 from radiossl.models.factory import register_model_class
 from radiossl.pretext.base import PretextMethod
@@ -57,18 +58,13 @@ class RotationNet(Encoder3D):
 register_model_class(RotationNet)
 
 
-def rotate_batch(x: torch.Tensor, quarter_turns: torch.Tensor) -> torch.Tensor:
-    """Rotate each sample of ``x`` (B, C, H, W, D) by ``quarter_turns[b] * 90°`` in the H-W plane."""
-    return torch.stack([torch.rot90(sample, int(k), dims=(1, 2)) for sample, k in zip(x, quarter_turns, strict=False)])
-
-
 class RotationPrediction(PretextMethod):
     """3D rotation prediction (four in-plane rotations)."""
 
     name = "rotation-3d"
     config_class = RotationConfig
-    views = "cluster"
-    summary = "Predict the in-plane rotation of a crop (example plugin)."
+    views = "rotation-cubes"
+    summary = "Predict the in-plane rotation of a cube (example plugin)."
 
     @classmethod
     def default_settings(cls) -> dict[str, Any]:
@@ -81,16 +77,21 @@ class RotationPrediction(PretextMethod):
         )
 
     def build_datasets(self) -> tuple[Any, Any]:
-        from radiossl.data.views import ClusterPairDataset
+        from radiossl_rotation.view import RotationCubeDataset
 
-        return ClusterPairDataset(self.config.data.root, "train", seed=self.config.runtime.seed), None
+        root = self.config.data.root
+        if root is None:
+            raise DataError("no data folder given: use --data PROC_DIR (or data.root in the config)")
+        return RotationCubeDataset(root, "train", seed=self.config.runtime.seed), None
 
     def training_step(self, model: nn.Module, batch: Any, context: StepContext) -> StepOutput:
-        crops = torch.cat([batch.view1, batch.view2])
-        if crops.shape[2] != crops.shape[3]:
-            raise ValueError(f"rotation-3d needs square crops in-plane, got {tuple(crops.shape[2:])}")
-        labels = torch.randint(0, self.settings.rotations, (crops.shape[0],), device=crops.device)
-        logits = model(rotate_batch(crops, labels))
+        labels = batch.rotation
+        if int(labels.max()) >= self.settings.rotations:
+            raise ValueError(
+                f"the cubes hold up to {int(labels.max()) + 1} rotations but method.rotations is "
+                f"{self.settings.rotations}; preprocess with --set rotation-cubes.rotations={self.settings.rotations}"
+            )
+        logits = model(batch.cube)
         loss = F.cross_entropy(logits.float(), labels)
         accuracy = (logits.argmax(dim=1) == labels).float().mean().item()
         return StepOutput(loss=loss, metrics={"accuracy": accuracy})
