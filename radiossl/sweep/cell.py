@@ -26,11 +26,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from radiossl.errors import ConfigError, DataError, RadiosslError
 from radiossl.utils.atomic import write_json
 from radiossl.utils.locking import folder_lock
+
+if TYPE_CHECKING:
+    from radiossl.downstream.config import FinetuneConfig
 
 REQUEST = "request.json"
 DONE = "cell.json"
@@ -57,7 +60,7 @@ def _finetune_then_evaluate(request: dict[str, Any], cell_dir: Path) -> CellOutc
 
     task = str(request["task"])
     config_class, _ = task_config_class(task, "finetune")
-    config = config_class.model_validate(request["finetune"])
+    config: FinetuneConfig = config_class.model_validate(request["finetune"])  # type: ignore[assignment]
     run_dir = cell_dir / FINETUNE_DIR
     finished = (run_dir / "checkpoint_final.pt").is_file() and (run_dir / "splits.json").is_file()
     details: dict[str, Any] = {"finetune": FINETUNE_DIR}

@@ -64,10 +64,12 @@ class SweepSection(Section):
     )
     seeds: int = Field(3, ge=1, description="Seeds per setting: runtime.seed, runtime.seed + 1, ...")
     transfer: list[Literal["encoder", "all"]] = Field(
-        default_factory=lambda: ["encoder"], description="What each checkpoint hands on (one cell per value)."
+        default_factory=lambda: ["encoder"],  # type: ignore[arg-type]
+        description="What each checkpoint hands on (one cell per value).",
     )
     train: list[Literal["all", "decoder", "last"]] = Field(
-        default_factory=lambda: ["all"], description="What trains (one cell per value; scratch always trains all)."
+        default_factory=lambda: ["all"],  # type: ignore[arg-type]
+        description="What trains (one cell per value; scratch always trains all).",
     )
     mode: Literal["finetune"] = Field(
         "finetune", description="How a cell adapts the network: finetune (then evaluate)."
@@ -97,7 +99,7 @@ class SweepSection(Section):
 
 
 @cache
-def sweep_config_class(task: str) -> tuple[type[Section], dict[str, Any]]:
+def sweep_config_class(task: str) -> tuple[type[Any], dict[str, Any]]:
     """``(config class, defaults)`` of a sweep over ``task``: its finetune config plus a ``sweep`` section."""
     from radiossl.downstream.config import task_config_class
 

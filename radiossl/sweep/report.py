@@ -193,8 +193,8 @@ def summarise(
     for cell in cells:
         groups.setdefault((cell.label, cell.ratio), []).append(cell)
     by_key: dict[tuple[str, float, str], list[dict[str, Any]]] = {}
-    for row in rows:
-        by_key.setdefault((row["label"], row["ratio"], row["region"]), []).append(row)
+    for scored in rows:
+        by_key.setdefault((scored["label"], scored["ratio"], scored["region"]), []).append(scored)
 
     def matrix(label: str, ratio: float, region: str, metric: str) -> tuple[np.ndarray, list[str]]:
         found = by_key.get((label, ratio, region), [])
@@ -325,8 +325,8 @@ def draw_label_efficiency(identity: dict[str, Any], summary: list[dict[str, Any]
     for region in ([MEAN_REGION] if MEAN_REGION in regions else []) + [r for r in regions if r != MEAN_REGION]:
         series = []
         for label in labels:
-            rows = [cell_of.get((label, ratio, region)) for ratio in ratios]
-            pick = [r for r in rows if r is not None]
+            found = [cell_of.get((label, ratio, region)) for ratio in ratios]
+            pick = [r for r in found if r is not None]
             series.append(
                 LineSeries(
                     label,
@@ -342,7 +342,8 @@ def draw_label_efficiency(identity: dict[str, Any], summary: list[dict[str, Any]
             series, x_label="labelled training cases", y_label="Dice", log_x=True, y_range=(0.0, 1.0), x_ticks=ticks
         )
         panels.append(Panel(title, chart))
-    rows = [Row("", panels[i : i + 3]) for i in range(0, len(panels), 3)]
+    per_row = 4 if len(panels) == 4 else 3
+    rows = [Row("", panels[i : i + per_row]) for i in range(0, len(panels), per_row)]
     title = f"{identity['task']} label efficiency | Dice on the {identity['split']} cases, 95 % CI bands"
     return render(Figure(title, rows, series_legend(legend_series), legend_title="pretraining"))
 

@@ -617,7 +617,7 @@ def line_chart(
         ]
         for run in _runs(points):
             if len(run) > 1:
-                draw.line(run, fill=colour, width=2)
+                draw.line(run, fill=colour, width=3)
             for x, y in run:
                 draw.ellipse((x - 3, y - 3, x + 3, y + 3), fill=colour)
     draw.rectangle((left, top, right, bottom), outline=_GRID)

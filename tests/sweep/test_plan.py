@@ -59,7 +59,7 @@ def test_cells_are_named_readably_with_one_scratch_cell_per_ratio_and_seed(
 def test_methods_need_files_and_distinct_names(tmp_path: Path, checkpoints: list[Path]) -> None:
     with pytest.raises(ConfigError, match="nothing to compare"):
         parse_methods([])
-    with pytest.raises(ConfigError, match="missing.pt: no such checkpoint file"):
+    with pytest.raises(ConfigError, match=r"missing\.pt: no such checkpoint file"):
         parse_methods([str(tmp_path / "missing.pt")])
     with pytest.raises(ConfigError, match="name them: --weights NAME=PATH"):
         parse_methods([str(checkpoints[0]), str(checkpoints[0])])
