@@ -110,6 +110,11 @@ def register(app: typer.Typer) -> None:
 
             config: Any = load_pretrain_config(file=file)
             what = f"pretraining config for method {config.method.name!r}"
+        elif isinstance(data.get("task"), dict) and isinstance(data.get("sweep"), dict):
+            from radiossl.sweep.plan import load_sweep_config
+
+            config = load_sweep_config(file=file)
+            what = f"sweep config for task {config.task.name!r}"
         elif isinstance(data.get("task"), dict):
             from radiossl.downstream.config import load_task_config
 
@@ -123,7 +128,7 @@ def register(app: typer.Typer) -> None:
             what = f"preprocess config for dataset {config.dataset!r} ({config.view} view)"
         else:
             raise ConfigError(
-                f"{file}: needs a `method` section (pretraining), a `task` section (downstream) "
+                f"{file}: needs a `method` section (pretraining), a `task` section (downstream; with `sweep`: a sweep) "
                 "or a `dataset` field (preprocess)"
             )
         source = str(file) if file.is_file() else f"{file} (shipped config)"

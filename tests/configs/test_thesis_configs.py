@@ -27,10 +27,10 @@ def test_there_is_a_config_for_every_thesis_row() -> None:
             assert f"{task}-r{ratio}" in ratios
 
 
-def test_every_thesis_config_is_in_one_of_the_three_stages() -> None:
+def test_every_thesis_config_is_in_one_of_the_four_stages() -> None:
     thesis = [name for name in shipped_configs() if name.startswith("thesis/")]
-    assert len(thesis) == 32
-    assert sorted(_names("pretrain") + _names("finetune") + _names("preprocess")) == thesis
+    assert len(thesis) == 34
+    assert sorted(_names("pretrain") + _names("finetune") + _names("preprocess") + _names("sweep")) == thesis
 
 
 @pytest.mark.parametrize("name", _names("pretrain"))
@@ -43,6 +43,16 @@ def test_pretrain_configs_validate(name: str) -> None:
 def test_finetune_configs_validate(name: str) -> None:
     config = load_task_config("finetune", file=name)
     assert config.optim.epochs == 300 and config.transfer == "encoder"
+
+
+@pytest.mark.parametrize("name", _names("sweep"))
+def test_sweep_configs_are_the_finetune_recipe_over_the_thesis_grid(name: str) -> None:
+    from radiossl.sweep.plan import THESIS_RATIOS, load_sweep_config
+
+    config = load_sweep_config(file=name)
+    recipe = load_task_config("finetune", file=f"thesis/finetune/{config.task.name}-r040")
+    assert config.sweep.ratios == list(THESIS_RATIOS) and config.sweep.seeds == 3
+    assert (config.optim, config.model, config.data.crop_size) == (recipe.optim, recipe.model, recipe.data.crop_size)
 
 
 @pytest.mark.parametrize("name", _names("preprocess"))
