@@ -312,6 +312,21 @@ def table_markdown(
     return "\n".join(lines) + "\n"
 
 
+def dice_axis_range(summary: list[dict[str, Any]]) -> tuple[float, float]:
+    """The Dice axis of every panel: the range of the means and intervals, padded, within [0, 1]."""
+    values = [
+        float(row[key])
+        for row in summary
+        for key in ("dice_mean", "ci_low", "ci_high")
+        if isinstance(row.get(key), float) and math.isfinite(row[key])
+    ]
+    if not values:
+        return 0.0, 1.0
+    low, high = min(values), max(values)
+    pad = max(0.1 * (high - low), 0.02)
+    return max(0.0, low - pad), min(1.0, high + pad)
+
+
 def draw_label_efficiency(identity: dict[str, Any], summary: list[dict[str, Any]], regions: list[str]) -> np.ndarray:
     """``label_efficiency.png``: Dice against label ratio (log axis), a line and band per method, a panel per region."""
     from radiossl.utils.figures import Figure, LineSeries, Panel, Row, line_chart, render, series_legend
@@ -320,6 +335,7 @@ def draw_label_efficiency(identity: dict[str, Any], summary: list[dict[str, Any]
     labels = ordered_labels(summary)
     cell_of = {(row["label"], row["ratio"], row["region"]): row for row in summary}
     ticks = [(ratio, f"{100 * ratio:g}%") for ratio in ratios]
+    y_range = dice_axis_range(summary)
     panels = []
     legend_series: list[LineSeries] = []
     for region in ([MEAN_REGION] if MEAN_REGION in regions else []) + [r for r in regions if r != MEAN_REGION]:
@@ -339,7 +355,7 @@ def draw_label_efficiency(identity: dict[str, Any], summary: list[dict[str, Any]
         legend_series = series
         title = "mean over regions" if region == MEAN_REGION else region
         chart = line_chart(
-            series, x_label="labelled training cases", y_label="Dice", log_x=True, y_range=(0.0, 1.0), x_ticks=ticks
+            series, x_label="labelled training cases", y_label="Dice", log_x=True, y_range=y_range, x_ticks=ticks
         )
         panels.append(Panel(title, chart))
     per_row = 4 if len(panels) == 4 else 3

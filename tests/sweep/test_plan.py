@@ -105,3 +105,27 @@ def test_identity_leaves_out_what_differs_between_machines(brats_root: Path, che
     assert identity(here, methods, cells) == identity(there, methods, plan_cells(there, methods))
     other = load_sweep_config("brats", flags={"data": {"root": str(brats_root)}, "optim": {"lr": 0.5}})
     assert identity(other, methods, cells) != identity(here, methods, cells)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--ratios", "0.1,abc"], "--ratios '0.1,abc': 'abc' is not a number"),
+        (["--ratios", "1.5"], "label ratios must be in (0, 1]"),
+        (["--weights", "nowhere.pt"], "nowhere.pt: no such checkpoint file"),
+        (["--shard", "3/2"], "--shard 3/2: there are only 2 shards"),
+        (["--transfer", "decoder"], "sweep.transfer"),
+    ],
+)
+def test_bad_sweep_options_are_one_line_usage_errors(
+    brats_root: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from radiossl.cli import app
+
+    base = ["sweep", "--task", "brats", "--data", str(brats_root), "--out", str(tmp_path / "s"), "--weights", "scratch"]
+    result = CliRunner().invoke(app, [*base, *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not (tmp_path / "s" / "cells").exists()
