@@ -25,6 +25,8 @@ _LAZY: dict[str, str] = {
     "pretrain": "radiossl.pretext.pretrain:pretrain",
     "finetune": "radiossl.downstream.finetune:finetune",
     "evaluate": "radiossl.downstream.evaluate:evaluate",
+    "run_sweep": "radiossl.sweep.run:run_sweep",
+    "write_sweep_report": "radiossl.sweep.report:write_report",
     "demo": "radiossl.demo:run_demo",
     "load_config": "radiossl.run_configs:load_config",
     "load_pretrained": "radiossl.models.loading:load_pretrained",

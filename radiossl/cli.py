@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pretrain",
     "finetune",
     "evaluate",
+    "sweep",
     "demo",
     "plugins",
     "config",

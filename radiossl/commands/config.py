@@ -110,6 +110,11 @@ def register(app: typer.Typer) -> None:
 
             config: Any = load_pretrain_config(file=file)
             what = f"pretraining config for method {config.method.name!r}"
+        elif isinstance(data.get("task"), dict) and isinstance(data.get("sweep"), dict):
+            from radiossl.sweep.plan import load_sweep_config
+
+            config = load_sweep_config(file=file)
+            what = f"sweep config for task {config.task.name!r}"
         elif isinstance(data.get("task"), dict):
             from radiossl.downstream.config import load_task_config
 
@@ -133,9 +138,9 @@ def register(app: typer.Typer) -> None:
             what = f"preprocess config for dataset {config.dataset!r} ({config.view} view)"
         else:
             raise ConfigError(
-                f"{file}: needs a `method` section (pretraining), a `task` section (downstream), "
-                "a `dataset` field (preprocess), a `kmeans` section (kmeans fit) or a `centroids`, `tag` or "
-                "`legacy` field (kmeans predict)"
+                f"{file}: needs a `method` section (pretraining), a `task` section (downstream; with "
+                "`sweep`: a sweep), a `dataset` field (preprocess), a `kmeans` section (kmeans fit) or a "
+                "`centroids`, `tag` or `legacy` field (kmeans predict)"
             )
         source = str(file) if file.is_file() else f"{file} (shipped config)"
         console().print(f"[green]valid[/]: {source} is a {what}")

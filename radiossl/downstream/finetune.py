@@ -416,11 +416,16 @@ class FinetuneResult:
 
 
 def finetune(
-    config: FinetuneConfig, resume: str | Path | None = None, extend_epochs: int | None = None
+    config: FinetuneConfig,
+    resume: str | Path | None = None,
+    extend_epochs: int | None = None,
+    run_dir: str | Path | None = None,
 ) -> FinetuneResult:
     """Finetune ``config.task`` on ``config.data.root`` and return where the results are.
 
-    ``resume`` and ``extend_epochs`` work as for :func:`radiossl.pretrain`.
+    ``resume`` and ``extend_epochs`` work as for :func:`radiossl.pretrain`; ``run_dir`` is the run
+    folder to use instead of a new time-stamped one under ``config.out`` (with ``resume="auto"`` a
+    folder holding a checkpoint is continued; ``radiossl sweep`` gives every cell its own).
 
     Writes the engine's run folder plus ``splits.json`` (the cases used: training subset, validation,
     test, and ``left_out``: the cases that could not be loaded, with their errors) and, when weights
@@ -441,7 +446,8 @@ def finetune(
     config.model.in_channels = task.in_channels
     runner = FinetuneTask(config, task)
     splits = runner.prepare_splits()
-    result = run_training(runner, config, resume=resume, extend_epochs=extend_epochs)
+    folder = Path(run_dir) if run_dir is not None else None
+    result = run_training(runner, config, run_dir=folder, resume=resume, extend_epochs=extend_epochs)
     split_info = {
         **splits.as_dict(),
         "train_subset": runner.train_ids,

@@ -448,3 +448,177 @@ def save_png(path: str | Path, image: Any) -> Path:
 def save_figure(path: str | Path, figure: Figure) -> Path:
     """:func:`render` ``figure`` and write it as PNG at ``path`` (atomically)."""
     return save_png(path, render(figure))
+
+
+# ---------------------------------------------------------------------------------------------- charts
+
+CHART_SIZE = (380, 280)
+"""Default ``(width, height)`` of a :func:`line_chart` in pixels."""
+_PLOT_AREA: Colour = (36, 36, 44)
+_GRID: Colour = (66, 66, 78)
+_BAND_ALPHA = 64  # of 255: a confidence band lets the lines and grid show through
+
+
+@dataclass(frozen=True)
+class LineSeries:
+    """One line of a :func:`line_chart`: points ``(x, y)``, an optional band ``low..high`` and its colour.
+
+    NaN values break the line (and the band) at that point; ``colour`` None takes ``palette`` colour
+    number ``i`` for the ``i``-th series.
+    """
+
+    name: str
+    x: Sequence[float]
+    y: Sequence[float]
+    low: Sequence[float] | None = None
+    high: Sequence[float] | None = None
+    colour: Colour | None = None
+
+
+def series_colours(series: Sequence[LineSeries]) -> list[Colour]:
+    """The colour each series is drawn in (its own, or its palette colour)."""
+    table = palette(max(1, len(series)))
+    return [s.colour or (int(table[i][0]), int(table[i][1]), int(table[i][2])) for i, s in enumerate(series)]
+
+
+def series_legend(series: Sequence[LineSeries]) -> list[LegendEntry]:
+    """One legend entry per series, in the colours :func:`line_chart` draws them."""
+    return [LegendEntry(s.name, colour) for s, colour in zip(series, series_colours(series), strict=True)]
+
+
+def _nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """About ``count`` round tick values covering ``[low, high]`` (steps of 1, 2 or 5 times a power of ten)."""
+    span = high - low
+    raw = span / max(1, count - 1)
+    power = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1.0, 2.0, 5.0, 10.0) if m * power >= raw - 1e-12)
+    first = math.ceil(low / step - 1e-9) * step
+    ticks = []
+    value = first
+    while value <= high + 1e-9 * span:
+        ticks.append(round(value, 10))
+        value += step
+    return ticks
+
+
+def _runs(points: list[tuple[float, float] | None]) -> list[list[tuple[float, float]]]:
+    """The stretches of consecutive points that are not None."""
+    runs: list[list[tuple[float, float]]] = [[]]
+    for point in points:
+        if point is None:
+            runs.append([])
+        else:
+            runs[-1].append(point)
+    return [run for run in runs if run]
+
+
+def line_chart(
+    series: Sequence[LineSeries],
+    *,
+    x_label: str = "",
+    y_label: str = "",
+    log_x: bool = False,
+    y_range: tuple[float, float] | None = None,
+    x_ticks: Sequence[tuple[float, str]] | None = None,
+    size: tuple[int, int] = CHART_SIZE,
+) -> np.ndarray:
+    """A line chart as an ``H x W x 3`` uint8 image, to be placed in a :class:`Panel` of a :class:`Figure`.
+
+    Every series is a line with round markers and, when it has ``low``/``high``, a translucent band.
+    ``log_x`` puts x on a logarithmic axis (every x must then be positive); ``x_ticks`` are
+    ``(value, label)`` pairs (default: the distinct x values); ``y_range`` defaults to the data's range.
+    The legend is the figure's (:func:`series_legend`).
+    """
+    from PIL import Image, ImageDraw
+
+    width, height = size
+    xs = [float(v) for s in series for v in s.x if math.isfinite(float(v))]
+    if not xs:
+        raise ValueError("a line chart needs at least one finite x value")
+    if log_x and min(xs) <= 0:
+        raise ValueError(f"log_x needs positive x values, got {min(xs)}")
+
+    def fx(value: float) -> float:
+        return math.log10(value) if log_x else value
+
+    ys = [
+        float(v)
+        for s in series
+        for values in (s.y, s.low or (), s.high or ())
+        for v in values
+        if math.isfinite(float(v))
+    ]
+    y_low, y_high = y_range if y_range is not None else ((min(ys), max(ys)) if ys else (0.0, 1.0))
+    if y_high <= y_low:
+        y_low, y_high = y_low - 0.5, y_high + 0.5
+    x_low, x_high = fx(min(xs)), fx(max(xs))
+    if x_high <= x_low:
+        x_low, x_high = x_low - 1.0, x_high + 1.0
+    pad = 0.04 * (x_high - x_low)
+    x_low, x_high = x_low - pad, x_high + pad
+
+    text_h = _line_height(TEXT_SIZE)
+    left, right, top, bottom = 46, width - 12, 8, height - 2 * text_h - 6
+    if right - left < 40 or bottom - top < 40:
+        raise ValueError(f"a line chart of {width} x {height} pixels has no room to plot")
+
+    def px(value: float) -> float:
+        return left + (fx(value) - x_low) / (x_high - x_low) * (right - left)
+
+    def py(value: float) -> float:
+        return bottom - (value - y_low) / (y_high - y_low) * (bottom - top)
+
+    canvas = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((left, top, right, bottom), fill=_PLOT_AREA)
+    small = font(TEXT_SIZE)
+    for tick in _nice_ticks(y_low, y_high):
+        y = py(tick)
+        draw.line((left, y, right, y), fill=_GRID)
+        label = f"{tick:g}"
+        draw.text((left - 4 - _text_size(label, TEXT_SIZE)[0], y - text_h / 2 + 1), label, fill=TEXT, font=small)
+    ticks = list(x_ticks) if x_ticks is not None else [(v, f"{v:g}") for v in sorted(set(xs))]
+    last_right = -math.inf
+    for value, label in ticks:
+        x = px(float(value))
+        draw.line((x, top, x, bottom), fill=_GRID)
+        label_w = _text_size(label, TEXT_SIZE)[0]
+        if x - label_w / 2 > last_right + 2:  # leave out labels that would overlap the previous one
+            draw.text((x - label_w / 2, bottom + 3), label, fill=TEXT, font=small)
+            last_right = x + label_w / 2
+    if x_label:
+        label_w = _text_size(x_label, TEXT_SIZE)[0]
+        draw.text(((left + right - label_w) / 2, bottom + text_h + 3), x_label, fill=TEXT, font=small)
+    if y_label:
+        draw.text((left + 4, top + 2), y_label, fill=PANEL_TEXT, font=small)
+
+    colours = series_colours(series)
+    overlay = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+    shade = ImageDraw.Draw(overlay)
+    for s, colour in zip(series, colours, strict=True):
+        if s.low is None or s.high is None:
+            continue
+        edges: list[tuple[float, float] | None] = []  # (x pixel, index) of the points with a full band
+        for i, (x, lo, hi) in enumerate(zip(s.x, s.low, s.high, strict=True)):
+            ok = all(math.isfinite(float(v)) for v in (x, lo, hi)) and (not log_x or float(x) > 0)
+            edges.append((px(float(x)), float(i)) if ok else None)
+        for run in _runs(edges):
+            if len(run) < 2:
+                continue
+            upper = [(x, py(float(s.high[int(i)]))) for x, i in run]
+            lower = [(x, py(float(s.low[int(i)]))) for x, i in reversed(run)]
+            shade.polygon(upper + lower, fill=(*colour, _BAND_ALPHA))
+    canvas = Image.alpha_composite(canvas.convert("RGBA"), overlay).convert("RGB")
+    draw = ImageDraw.Draw(canvas)
+    for s, colour in zip(series, colours, strict=True):
+        points = [
+            (px(float(x)), py(float(y))) if math.isfinite(float(x)) and math.isfinite(float(y)) else None
+            for x, y in zip(s.x, s.y, strict=True)
+        ]
+        for run in _runs(points):
+            if len(run) > 1:
+                draw.line(run, fill=colour, width=3)
+            for x, y in run:
+                draw.ellipse((x - 3, y - 3, x + 3, y + 3), fill=colour)
+    draw.rectangle((left, top, right, bottom), outline=_GRID)
+    return np.asarray(canvas, dtype=np.uint8).copy()

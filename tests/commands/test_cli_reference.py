@@ -147,6 +147,9 @@ def _parse_tokens(tokens: list[str], source: str) -> Invocation:
         if OPTION.fullmatch(bare):
             following = remaining[index + 1] if index + 1 < len(remaining) and not raw.endswith("]") else None
             value = following.rstrip("]") if following is not None else None
+            if value == "..." and any(seen.name == bare for seen in invocation.options):
+                index += 2  # ``[--weights ...]``: the option documented before, repeated
+                continue
             takes_value = value is not None and not value.startswith(("-", "[")) and value != "..."
             documented = Documented(bare, takes_value, literal_values(value) if takes_value and value else set())
             invocation.options.append(documented)

@@ -21,6 +21,7 @@ from radiossl.commands.finetune import FINETUNE_FIELDS
 from radiossl.commands.kmeans import FIT_FIELDS, PREDICT_FIELDS
 from radiossl.commands.preprocess import PREPROCESS_FIELDS
 from radiossl.commands.pretrain import PRETRAIN_FIELDS
+from radiossl.commands.sweep import SWEEP_FIELDS
 
 runner = CliRunner()
 
@@ -51,6 +52,7 @@ COMMANDS: dict[tuple[str, ...], tuple[dict[str, str], set[str], str]] = {
         {"config", "overrides", "shard", "merge_only"},
         "radiossl.clustering.predict.kmeans_predict",
     ),
+    ("sweep",): (SWEEP_FIELDS, {"task", "config", "overrides", "shard"}, "radiossl.sweep.run.run_sweep"),
     ("preprocess",): (PREPROCESS_FIELDS, {"config", "overrides", "merge_only"}, "radiossl.data.preprocess.preprocess"),
     ("demo",): (DEMO_FIELDS, {"config", "overrides"}, "radiossl.demo.run_demo"),
 }

@@ -49,8 +49,8 @@ def test_there_is_a_config_for_every_thesis_row(family: str) -> None:
 def test_both_families_hold_the_same_configs_in_the_same_stages() -> None:
     for family in FAMILIES:
         names = [name for name in shipped_configs() if name.startswith(f"{family}/")]
-        kinds = ("pretrain", "finetune", "preprocess", "kmeans")
-        assert len(names) == 34
+        kinds = ("pretrain", "finetune", "preprocess", "kmeans", "sweep")
+        assert len(names) == 36
         assert sorted(name for kind in kinds for name in _names(family, kind)) == names
     thesis, recommended = ({n.split("/", 1)[1] for n in shipped_configs() if n.startswith(f"{f}/")} for f in FAMILIES)
     assert thesis == recommended
@@ -62,6 +62,10 @@ def _load(name: str) -> Any:
         return load_pretrain_config(file=name)
     if kind == "finetune":
         return load_task_config("finetune", file=name)
+    if kind == "sweep":
+        from radiossl.sweep.plan import load_sweep_config
+
+        return load_sweep_config(file=name)
     if kind == "preprocess":
         return load_config_file_into(PreprocessConfig, name)
     return load_kmeans_config(KMeansConfig if name.endswith("fit-k10") else KMeansPredictConfig, name)
@@ -77,6 +81,8 @@ def test_every_config_validates(name: str) -> None:
         assert config.optim.epochs == 300 and config.transfer == "encoder"
     elif kind == "preprocess":
         assert config.dataset in {"brats18", "lits17", "luna16"}
+    elif kind == "sweep":
+        assert config.optim.epochs == 300 and config.sweep.transfer == ["encoder"]
 
 
 @pytest.mark.parametrize("name", [n for n in shipped_configs() if n.startswith("recommended/")])
@@ -169,3 +175,21 @@ def test_recommended_configs_say_which_thesis_config_they_fix() -> None:
         if name.startswith("recommended/"):
             assert f"thesis/{name.split('/', 1)[1]}" in entry.read_text(encoding="utf-8")
             assert "legacy" not in str(read_config_file(name))
+
+
+@pytest.mark.parametrize("name", [name for family in FAMILIES for name in _names(family, "sweep")])
+def test_sweep_configs_are_the_finetune_recipe_over_the_thesis_grid(name: str) -> None:
+    from radiossl.sweep.plan import THESIS_RATIOS, load_sweep_config
+
+    config = load_sweep_config(file=name)
+    recipe = load_task_config("finetune", file=f"{name.split('/')[0]}/finetune/{config.task.name}-r040")
+    assert config.sweep.ratios == list(THESIS_RATIOS) and config.sweep.seeds == 3
+    assert (config.optim, config.model, config.data.crop_size) == (recipe.optim, recipe.model, recipe.data.crop_size)
+    assert (config.loss, config.adapt_in_channels, config.validation) == (
+        recipe.loss,
+        recipe.adapt_in_channels,
+        recipe.validation,
+    )
+    assert config.sweep.protocol == ("thesis-crops" if name.startswith("thesis/") else "full")
+
+

@@ -20,7 +20,7 @@ SCRIPTS = sorted(SLURM.glob("*.sbatch"))
 ARRAY_SCRIPTS = ["preprocess_array.sbatch", "kmeans_predict_array.sbatch", "sweep_array.sbatch"]
 
 # Commands the scripts may use before radiossl has them: they must say so in their header.
-PLANNED_COMMANDS = {"sweep": "radiossl sweep (shared/reference/cli.md), not written yet"}
+PLANNED_COMMANDS: dict[str, str] = {}
 # Options being added in parallel to existing commands; checked as soon as the command lists them.
 PENDING_OPTIONS: dict[tuple[str, ...], dict[str, str]] = {}
 
@@ -124,7 +124,7 @@ def _stand_ins(tmp_path: Path) -> dict[str, str]:
         "srun": record + 'exec "$@"\n',
         "scontrol": record + 'printf "node-a\\nnode-b\\n"\n',
         "torchrun": record,
-        # python -c runs for real (the sweep script asks radiossl for its shard); -m radiossl is recorded
+        # python -c runs for real; -m radiossl is recorded
         "python-stand-in": f'if [ "$1" = -c ]; then exec {shlex.quote(sys.executable)} "$@"; fi\n' + record,
     }
     for name, body in stand_ins.items():
@@ -191,7 +191,7 @@ def test_the_final_job_activates_the_virtual_environment_too(tmp_path: Path) -> 
 
 @pytest.mark.parametrize(
     ("script", "shard"),
-    [("preprocess_array.sbatch", "slurm"), ("kmeans_predict_array.sbatch", "slurm"), ("sweep_array.sbatch", "3/4")],
+    [("preprocess_array.sbatch", "slurm"), ("kmeans_predict_array.sbatch", "slurm"), ("sweep_array.sbatch", "slurm")],
 )
 def test_an_array_task_runs_its_shard(tmp_path: Path, script: str, shard: str) -> None:
     slurm = {
@@ -206,10 +206,9 @@ def test_an_array_task_runs_its_shard(tmp_path: Path, script: str, shard: str) -
     assert done.returncode == 0, done.stderr
     ((program, *args),) = _calls(tmp_path)
     assert program == "python-stand-in" and args[:2] == ["-m", "radiossl"]
-    assert args[args.index("--shard") + 1] == shard  # task 2 of 0..3 is shard 3/4
-    if script != "sweep_array.sbatch":
-        assert args[args.index("--workers") + 1] == "6"
-    else:
+    assert args[args.index("--shard") + 1] == shard  # radiossl reads task 2 of 0..3 as shard 3/4
+    assert args[args.index("--workers") + 1] == "6"
+    if script == "sweep_array.sbatch":
         assert args.count("--weights") == 2 and args.count("--ratios") == 2
 
 

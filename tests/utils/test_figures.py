@@ -173,3 +173,23 @@ def test_save_figure_writes_the_rendered_pixels(tmp_path: Path) -> None:
     with Image.open(path) as png:
         assert (np.asarray(png.convert("RGB")) == render(figure)).all()
     assert [p.name for p in path.parent.iterdir()] == ["f.png"]
+
+
+def test_line_chart_draws_lines_bands_and_breaks_at_missing_points() -> None:
+    from radiossl.utils.figures import CHART_SIZE, LineSeries, line_chart, series_colours
+
+    series = [
+        LineSeries("scratch", [0.01, 0.1, 1.0], [0.2, 0.5, 0.8], [0.1, 0.4, 0.7], [0.3, 0.6, 0.9]),
+        LineSeries("pretrained", [0.01, 0.1, 1.0], [0.4, float("nan"), 0.85]),
+    ]
+    chart = line_chart(series, log_x=True, y_range=(0.0, 1.0), x_label="ratio", y_label="Dice")
+    assert chart.shape == (CHART_SIZE[1], CHART_SIZE[0], 3) and chart.dtype == np.uint8
+    first, second = series_colours(series)
+    pixels = chart.reshape(-1, 3)
+    assert (pixels == first).all(axis=1).sum() > 100
+    assert 20 < (pixels == second).all(axis=1).sum() < 200  # two markers: no line across the missing point
+    # The band is the first colour blended over the plot area: neither the line colour nor the background.
+    band = chart[chart.shape[0] // 2 - 20 : chart.shape[0] // 2 + 20, chart.shape[1] // 2]
+    assert len({tuple(p) for p in band}) > 3
+    with pytest.raises(ValueError, match="log_x needs positive"):
+        line_chart([LineSeries("x", [0.0, 1.0], [0.1, 0.2])], log_x=True)
