@@ -39,7 +39,7 @@ def test_targets_are_the_true_overlap_fractions(grid: tuple[int, int, int], cell
 
 def test_the_grid_tiles_the_volume_x_major() -> None:
     bases = grid_boxes((8, 6, 4), (2, 3, 1))
-    cover = sum(_voxels(box, (8, 6, 4)).astype(int) for box in bases.tolist())
+    cover = np.sum([_voxels(box, (8, 6, 4)) for box in bases.tolist()], axis=0)
     assert (cover == 1).all()
     assert bases[:3, 0].tolist() == [0, 0, 0] and bases[3, 0] == 4
     with pytest.raises(ValueError, match="not divisible"):
