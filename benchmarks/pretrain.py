@@ -16,6 +16,8 @@ Usage::
     python benchmarks/pretrain.py --json results.json
 
 Fails with a clear message when the method is not registered (``--method``, default patch-cluster).
+``--method mae``, ``simclr`` and ``voco`` run on the same batches (mae and voco train on ``view1`` as
+their cube, so for them a "pair" is one sample; voco cuts ``method.crops`` + grid crops from it).
 """
 
 from __future__ import annotations

@@ -71,3 +71,29 @@ def fake_cpu(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CpuInfo]:
         return info
 
     return fake
+
+
+PYPROJECT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pyproject.toml")
+
+
+def register_checkout_pretext_methods() -> list[str]:
+    """Register the ``radiossl.pretext`` entry points of this checkout's pyproject.toml that the installed
+    metadata lacks (a checkout newer than its ``pip install -e .``); return their names."""
+    from importlib import import_module
+
+    from radiossl import registry
+    from radiossl.config import tomllib  # tomli on Python 3.10
+
+    with open(PYPROJECT, encoding="utf-8") as file:
+        declared = tomllib.loads(file.read())["project"]["entry-points"]["radiossl.pretext"]
+    known = set(registry.names("radiossl.pretext"))
+    added = []
+    for name, target in declared.items():
+        if name not in known:
+            module, _, attribute = target.partition(":")
+            registry.register("radiossl.pretext", name, getattr(import_module(module), attribute))
+            added.append(name)
+    return added
+
+
+register_checkout_pretext_methods()

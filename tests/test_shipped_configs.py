@@ -94,7 +94,7 @@ def test_config_list_prints_every_name_and_filters_by_folder() -> None:
     pretrain = runner.invoke(app, ["config", "list", "thesis/pretrain/"]).stdout.splitlines()
     assert NAME in pretrain and all(name.startswith("thesis/pretrain/") for name in pretrain)
     missing = runner.invoke(app, ["config", "list", "nope"])
-    assert missing.exit_code == 2 and "families are recommended, thesis" in missing.output
+    assert missing.exit_code == 2 and "families are baselines, recommended, thesis" in missing.output
 
 
 def test_config_validate_accepts_every_shipped_name() -> None:

@@ -1,0 +1,207 @@
+"""Masked image modelling for CNN backbones (``mae``; the SparK variant with ``method.sparse: true``).
+
+Each training cube (the ``genesis`` view: 64x64x32 sub-volumes, intensities in [0, 1]) is cut into
+``block_size``³-voxel blocks; ``mask_ratio`` of them are hidden (set to 0) and a 3D U-Net with skip
+connections reconstructs the cube. The loss is the mean squared (``loss: l1``: absolute) error over the
+hidden voxels only (:func:`radiossl.losses.masked_reconstruction.masked_reconstruction_loss`). The
+defaults are nnssl's ``BaseMAETrainer`` (75 % of 16³ blocks hidden, L2 loss, SGD lr 1e-2, momentum
+0.99, weight decay 3e-5, gradient norm clipped at 12); ``docs/methods/mae.md`` lists them with their
+sources and where radiossl differs.
+
+``sparse: true`` re-applies the mask after every encoder stage (:func:`radiossl.ops.block_mask.zero_masked`),
+so the hidden regions stay exactly zero all the way to the bottleneck and no convolution carries
+information into them (SparK). The block size must then be a multiple of the encoder's total stride (8).
+
+The network is a plain :class:`radiossl.models.UNet3D` (checkpoints describe it as one); the functions
+:func:`build_unet`, :func:`encode` and :func:`decode` at the top are the only places that touch it.
+
+Example::
+
+    from radiossl import load_config, pretrain
+    cfg = load_config("pretrain", "mae", overrides=["data.root=proc", "method.sparse=true"])
+    pretrain(cfg)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from radiossl.config import MethodConfig, ModelConfig
+from radiossl.engine.protocol import StepContext, StepOutput
+from radiossl.errors import ConfigError, DataError
+from radiossl.losses.masked_reconstruction import masked_reconstruction_loss
+from radiossl.models import UNet3D
+from radiossl.models.factory import unwrap_model
+from radiossl.models.unet3d import DIVISOR, check_input
+from radiossl.ops.block_mask import mask_grid, random_block_mask, zero_masked
+from radiossl.pretext.base import PretextMethod
+from radiossl.utils.seeding import rng_for
+
+ENCODER_STRIDE = DIVISOR
+"""Total downsampling of the encoder (three 2x poolings); SparK blocks must be multiples of it."""
+
+
+# -- backbone access: the only functions that know the network ------------------------------------
+
+
+def build_unet(model: ModelConfig) -> MAENet:
+    """The reconstruction network: a U-Net whose output has the input's channels."""
+    return MAENet(
+        in_channels=model.in_channels,
+        out_channels=model.in_channels,
+        width=model.width,
+        skip_connections=model.skip_connections,
+        norm=model.norm,
+    )
+
+
+def encode(net: UNet3D, x: torch.Tensor, stage_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """Encoder stage features, finest first; with ``stage_mask``, hidden positions are zeroed after every stage."""
+    if stage_mask is None:
+        return net.encode(x)
+    check_input(x, net.in_channels)
+    features: list[torch.Tensor] = []
+    hidden = x
+    for index, stage in enumerate((net.down_tr64, net.down_tr128, net.down_tr256, net.down_tr512)):
+        hidden = zero_masked(stage(hidden if index == 0 else net.maxpool(hidden)), stage_mask)
+        features.append(hidden)
+    return features
+
+
+def decode(net: UNet3D, features: list[torch.Tensor]) -> torch.Tensor:
+    """The reconstruction (``out_tr`` of the last decoder stage) from :func:`encode`'s features."""
+    return net.out_tr(net.decode(features)[-1])
+
+
+class MAENet(UNet3D):
+    """:class:`UNet3D` whose ``forward`` takes the optional SparK mask (one call, so DDP sees one forward).
+
+    Its ``state_dict`` is exactly :class:`UNet3D`'s, and checkpoints describe it as ``UNet3D``.
+    """
+
+    def forward(self, x: torch.Tensor, stage_mask: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+        return decode(self, encode(self, x, stage_mask))
+
+
+# -- the method -------------------------------------------------------------------------------------
+
+
+class MAEConfig(MethodConfig):
+    """Masked image modelling settings; defaults from nnssl's ``BaseMAETrainer``."""
+
+    name: Literal["mae"] = "mae"
+    mask_ratio: float = Field(0.75, ge=0.0, lt=1.0, description="Fraction of the blocks hidden per cube.")
+    block_size: int = Field(16, ge=1, description="Edge of a masked block in voxels (every crop size must divide).")
+    loss: Literal["l2", "l1"] = Field("l2", description="Reconstruction error on the hidden voxels.")
+    sparse: bool = Field(False, description="SparK: re-apply the mask after every encoder stage.")
+
+
+def _cubes(batch: Any) -> torch.Tensor:
+    if isinstance(batch, torch.Tensor):
+        return batch
+    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
+        return batch[0]
+    raise TypeError(f"mae expects batches of cubes [B, C, X, Y, Z], got {type(batch).__name__}")
+
+
+class MAE(PretextMethod):
+    """Masked image modelling (``radiossl pretrain --method mae``); see the module docstring."""
+
+    name = "mae"
+    config_class = MAEConfig
+    views = "genesis"
+    summary = "Masked image modelling: reconstruct 75 % hidden 16³ blocks (SparK variant: method.sparse=true)"
+    headline_metrics = ("loss", "visible_error", "lr")
+    ddp_find_unused_parameters = False
+    """Every parameter gets a gradient in every step."""
+
+    @classmethod
+    def default_settings(cls) -> dict[str, Any]:
+        """nnssl's optimiser (SGD lr 1e-2, momentum 0.99, wd 3e-5, clip 12, batch 8), radiossl's cosine schedule."""
+        return {
+            "optim": {
+                "optimizer": "sgd",
+                "lr": 1e-2,
+                "momentum": 0.99,
+                "weight_decay": 3e-5,
+                "grad_clip": 12.0,
+                "batch_size": 8,
+                "epochs": 240,
+                "schedule": "cosine",
+            },
+            "model": {"skip_connections": True, "norm": "instance"},
+            "data": {"crop_size": (64, 64, 32)},
+        }
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        s = self.settings
+        crop = tuple(config.data.crop_size)
+        try:
+            self.grid = mask_grid(crop, s.block_size)
+        except ValueError as err:
+            raise ConfigError(f"method.block_size: {err} (data.crop_size {list(crop)})") from err
+        if s.sparse and s.block_size % ENCODER_STRIDE:
+            raise ConfigError(
+                f"method.sparse needs method.block_size to be a multiple of the encoder stride {ENCODER_STRIDE}, "
+                f"got {s.block_size}"
+            )
+
+    def build_model(self) -> nn.Module:
+        return build_unet(self.config.model)
+
+    def build_datasets(self) -> tuple[Any, Any]:
+        from radiossl.data.views import GenesisCubeDataset
+
+        data = self.config.data
+        if data.root is None:
+            raise DataError("no data folder given: use --data PROC_DIR (or data.root in the config)")
+        return GenesisCubeDataset(data.root, "train", seed=self.config.runtime.seed, ratio=data.ratio), None
+
+    def model_spec(self, model: nn.Module) -> dict[str, Any]:
+        """Checkpoints describe the network as a plain ``UNet3D`` (same weights, standard forward)."""
+        return {"class": "UNet3D", "kwargs": dict(unwrap_model(model).spec_kwargs())}  # type: ignore[operator]
+
+    def run_name_parts(self) -> list[str]:
+        s = self.settings
+        return [f"m{round(s.mask_ratio * 100)}", f"blk{s.block_size}", *(["sparse"] if s.sparse else [])]
+
+    def _rng(self, context: StepContext, purpose: str) -> np.random.Generator:
+        index = context.extra.get("batch_index", context.step)
+        return rng_for(self.config.runtime.seed, "mae", purpose, context.epoch, index, context.rank)
+
+    def mask_batch(self, cubes: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(masked input, block mask)`` of a batch; the mask is ``True`` on hidden blocks."""
+        grid = mask_grid(cubes.shape[2:], self.settings.block_size)
+        mask = random_block_mask(cubes.shape[0], grid, self.settings.mask_ratio, rng, cubes.device)
+        return zero_masked(cubes, mask), mask
+
+    def reconstruct(self, model: nn.Module, inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The network's reconstruction of the masked inputs (the mask goes in too when ``sparse``)."""
+        return model(inputs, mask if self.settings.sparse else None)
+
+    def training_step(self, model: nn.Module, batch: Any, context: StepContext) -> StepOutput:
+        cubes = _cubes(batch).float()
+        inputs, mask = self.mask_batch(cubes, self._rng(context, "step"))
+        reconstruction = self.reconstruct(model, inputs, mask)
+        loss = masked_reconstruction_loss(reconstruction, cubes, mask, self.settings.loss)
+        # the same error on the visible voxels, which the loss ignores: shows whether the network copies them
+        visible = masked_reconstruction_loss(reconstruction.detach(), cubes, ~mask, self.settings.loss)
+        metrics = {"visible_error": float(visible), "hidden_fraction": float(mask.float().mean())}
+        return StepOutput(loss=loss, metrics=metrics)
+
+    def visualise(self, model: nn.Module, batch: Any, context: StepContext) -> dict[str, np.ndarray]:
+        """``mae_reconstruction``: middle axial slice of cube 0: masked input, target, reconstruction."""
+        from radiossl.engine.visualise import restoration_picture, vis_title
+
+        cubes = _cubes(batch)[:1].float()
+        inputs, mask = self.mask_batch(cubes, self._rng(context, "vis"))
+        reconstruction = self.reconstruct(unwrap_model(model), inputs, mask).float()
+        z = cubes.shape[-1] // 2
+        title = vis_title(f"{self.name} reconstruction", batch, context)
+        return {"mae_reconstruction": restoration_picture(title, inputs[0, 0], cubes[0, 0], reconstruction[0, 0], z)}
