@@ -4,8 +4,8 @@
 the engine provides device handling, mixed precision, DDP, checkpoints (``checkpoint_best.pt`` by
 validation Dice), resume, logging and ``--vis`` PNGs. What it adds:
 
-* the network: ``UNet3D(in_channels = task channels, out_channels = task regions, width,
-  skip_connections, norm)`` started from scratch, a radiossl pretext checkpoint or a foreign
+* the network: the backbone ``model.name`` (default ``unet3d``) with ``in_channels`` = task channels and
+  ``out_channels`` = task regions, built by :func:`radiossl.models.network.build_network`, started from scratch, a radiossl pretext checkpoint or a foreign
   checkpoint (``weights`` + ``transfer``; the loader's report is shown per block and saved), with parts
   frozen per ``train`` (:mod:`radiossl.downstream.freezing`);
 * data: the task's split (validation disjoint from test), the nested, seeded ``data.ratio`` subset of
@@ -59,7 +59,6 @@ if TYPE_CHECKING:
     from radiossl.data.splits import Splits
     from radiossl.downstream.config import FinetuneConfig
 
-DIVISOR = 8
 VIS_SAMPLES = 2
 
 
@@ -75,13 +74,12 @@ def metric_key(region: str) -> str:
 
 
 def check_sizes(config: FinetuneConfig) -> None:
-    """Patch and window sizes must be multiples of 8 (three 2x poolings)."""
-    sizes = {"data.crop_size": config.data.crop_size}
-    if config.sliding_window.roi is not None:
-        sizes["sliding_window.roi"] = config.sliding_window.roi
-    for where, size in sizes.items():
-        if any(s % DIVISOR for s in size):
-            raise ConfigError(f"{where}: every size must be a multiple of {DIVISOR}, got {list(size)}")
+    """Patch and window sizes must be multiples of the backbone's total stride (8 for unet3d)."""
+    from radiossl.models.network import check_sizes as check_backbone_sizes
+
+    check_backbone_sizes(
+        config.model, {"data.crop_size": config.data.crop_size, "sliding_window.roi": config.sliding_window.roi}
+    )
 
 
 def training_subset(splits: Splits, ratio: float, seed: int) -> list[str]:
@@ -132,17 +130,10 @@ class FinetuneTask:
     # ------------------------------------------------------------------------------------ model
 
     def build_model(self) -> nn.Module:
-        from radiossl.models import UNet3D
+        from radiossl.models.network import build_network
 
         cfg = self.config
-        model = UNet3D(
-            in_channels=self.task.in_channels,
-            out_channels=self.task.out_channels,
-            width=cfg.model.width,
-            skip_connections=cfg.model.skip_connections,
-            norm=cfg.model.norm,
-            decoder=True,
-        )
+        model = build_network(cfg.model, in_channels=self.task.in_channels, out_channels=self.task.out_channels)
         if cfg.weights is not None and cfg.transfer != "none":
             self.load_report = self._load_weights(model)
         elif cfg.weights is not None and is_main_process():
