@@ -975,19 +975,17 @@ def check_ddp_pretrain(ctx: Context) -> tuple[str, dict[str, Any]]:
 def backbone_names() -> tuple[list[str], bool]:
     """The backbones to measure and whether the config selects them with ``model.name``.
 
-    Every choice of ``model.name`` when :class:`~radiossl.config.ModelConfig` has that field (ResEnc
-    backbones); otherwise the one network there is, the 3D U-Net (``unet3d``).
+    Every registered backbone (entry-point group ``radiossl.models``) when
+    :class:`~radiossl.config.ModelConfig` has that field; otherwise the one network there is, the 3D
+    U-Net (``unet3d``).
     """
-    import typing
-
     from radiossl.config import ModelConfig
 
-    name_field = ModelConfig.model_fields.get("name")
-    if name_field is None:
+    if "name" not in ModelConfig.model_fields:
         return ["unet3d"], False
-    choices = [c for c in typing.get_args(name_field.annotation) if isinstance(c, str)]
-    default = name_field.default if isinstance(name_field.default, str) else "unet3d"
-    return choices or [default], True
+    from radiossl.models.backbone import backbone_names as registered
+
+    return registered() or ["unet3d"], True
 
 
 def _pretrain_benchmark() -> Any:

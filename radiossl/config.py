@@ -65,7 +65,9 @@ class ModelConfig(Section):
     )
     width: float = Field(1.0, gt=0.0, le=4.0, description="Channel multiplier; 1.0 = 19 M-parameter U-Net.")
     in_channels: int = Field(1, ge=1, description="Input channels (4 for BraTS as one multi-channel sample).")
-    skip_connections: bool = Field(False, description="Decoder skip connections (unet3d; nnU-Net U-Nets always have them).")
+    skip_connections: bool = Field(
+        False, description="Decoder skip connections (unet3d; nnU-Net U-Nets always have them)."
+    )
     norm: Literal["batch", "group", "instance", "genesis"] = Field(
         "batch", description="Normalisation: batch, group (8 groups), instance, or ModelsGenesis' batch-stat norm."
     )

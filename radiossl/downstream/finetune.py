@@ -5,7 +5,8 @@ the engine provides device handling, mixed precision, DDP, checkpoints (``checkp
 validation Dice), resume, logging and ``--vis`` PNGs. What it adds:
 
 * the network: the backbone ``model.name`` (default ``unet3d``) with ``in_channels`` = task channels and
-  ``out_channels`` = task regions, built by :func:`radiossl.models.network.build_network`, started from scratch, a radiossl pretext checkpoint or a foreign
+  ``out_channels`` = task regions, built by :func:`radiossl.models.network.build_network`, started from
+  scratch, a radiossl pretext checkpoint or a foreign
   checkpoint (``weights`` + ``transfer``; the loader's report is shown per block and saved), with parts
   frozen per ``train`` (:mod:`radiossl.downstream.freezing`);
 * data: the task's split (validation disjoint from test), the nested, seeded ``data.ratio`` subset of

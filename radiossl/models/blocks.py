@@ -17,6 +17,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -121,7 +123,7 @@ class Up(nn.Module):
 
 
 def make_projection_heads(module: nn.Module, channels: int, norm: str) -> None:
-    """Give ``module`` PCRLv2's heads for ``channels`` features: ``bn``, ``predictor_head``, ``deep_supervision_head``."""
+    """Add PCRLv2's heads for ``channels`` features to ``module`` (``bn``, ``predictor_head``, mask head)."""
     module.bn = SafeBatchNorm1d(channels)
     module.predictor_head = nn.Sequential(
         nn.Linear(channels, 2 * channels),
@@ -133,7 +135,7 @@ def make_projection_heads(module: nn.Module, channels: int, norm: str) -> None:
 
 
 def projection_heads(
-    module: nn.Module, h: torch.Tensor, with_mask: bool = True
+    module: Any, h: torch.Tensor, with_mask: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """PCRLv2's heads of ``module`` (see :func:`make_projection_heads`) on the decoder features ``h``."""
     pro = module.bn(torch.flatten(nn.functional.adaptive_avg_pool3d(h, 1), 1))

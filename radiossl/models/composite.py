@@ -34,7 +34,7 @@ class BackboneComposite(nn.Module):
     from the composite and from the backbone alike.
     """
 
-    def __init__(self, backbone: nn.Module, encoder_only: bool = False) -> None:
+    def __init__(self, backbone: Any, encoder_only: bool = False) -> None:
         super().__init__()
         if any(True for _ in backbone.parameters(recurse=False)) or any(True for _ in backbone.buffers(recurse=False)):
             raise ValueError(f"{type(backbone).__name__} holds parameters outside its child modules")

@@ -49,6 +49,8 @@ class _NnUNetBackbone(nn.Module):
     head_prefixes: tuple[str, ...] = ("decoder.seg_layers.",)
     encoder: Any
     decoder: Any
+    initialize: Any
+    _arch_kwargs: dict[str, Any]
 
     def _finish(self) -> None:
         """Initialise as nnU-Net does and describe the stages (called at the end of ``__init__``)."""
@@ -65,7 +67,8 @@ class _NnUNetBackbone(nn.Module):
     def encode(self, x: torch.Tensor, after_stage: StageHook | None = None) -> list[torch.Tensor]:
         """Features of every encoder stage, finest first (the stem belongs to stage 0)."""
         divisor = total_stride(self)
-        if x.dim() != 5 or x.shape[1] != self.in_channels or any(s % d for s, d in zip(x.shape[2:], divisor)):
+        sizes = tuple(x.shape[2:])
+        if x.dim() != 5 or x.shape[1] != self.in_channels or any(s % d for s, d in zip(sizes, divisor, strict=True)):
             raise ValueError(
                 f"expected an input [B, {self.in_channels}, X, Y, Z] with sizes divisible by {list(divisor)}, "
                 f"got shape {tuple(x.shape)}"

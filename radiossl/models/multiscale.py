@@ -37,7 +37,7 @@ class MultiScaleHeadNet(BackboneComposite):
             built with ``pretrain_heads=True``), those are used; otherwise :class:`StageHeads` are added.
     """
 
-    def __init__(self, backbone: nn.Module | dict[str, Any]) -> None:
+    def __init__(self, backbone: Any) -> None:
         if isinstance(backbone, dict):
             from radiossl.models.factory import build_model
 
@@ -64,7 +64,9 @@ class MultiScaleHeadNet(BackboneComposite):
         """The backbone's logits."""
         return self.head(self.decode(self.encode(x)))
 
-    def forward_pretrain(self, x: torch.Tensor, local: bool = False) -> tuple[torch.Tensor, Features, list[torch.Tensor]]:
+    def forward_pretrain(
+        self, x: torch.Tensor, local: bool = False
+    ) -> tuple[torch.Tensor, Features, list[torch.Tensor]]:
         """PCRLv2 forward: ``(out_logits, [(pro, pre)] per decoder stage, mask logits per stage)``.
 
         Stages are coarsest first; masks are trilinearly upsampled to the input size and left out for

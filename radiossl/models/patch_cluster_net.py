@@ -1,10 +1,10 @@
 """The patch-level clustering network (thesis ``ClusterPatch3d``): encoder + projection + prototypes.
 
 Each 8x8x8 block of the input becomes one patch (with the thesis encoder; with another backbone, one
-block of its total stride): the bottleneck ``[B, C, X/8, Y/8, Z/8]`` is flattened in ``(x, y, z)`` row-major order into ``[B, N, C]``, projected by
-``cluster_projection_head`` (Linear C -> ``proj_dim``) to the embeddings, and scored against K
-prototypes (``prototypes``, Linear ``proj_dim`` -> K without bias). Embeddings are returned
-unnormalised; SwAV-style normalisation belongs to the pretext method.
+block of its total stride): the bottleneck ``[B, C, X/8, Y/8, Z/8]`` is flattened in ``(x, y, z)``
+row-major order into ``[B, N, C]``, projected by ``cluster_projection_head`` (Linear C -> ``proj_dim``)
+to the embeddings, and scored against K prototypes (``prototypes``, Linear ``proj_dim`` -> K without
+bias). Embeddings are returned unnormalised; SwAV-style normalisation belongs to the pretext method.
 
 Example:
     >>> import torch

@@ -162,7 +162,10 @@ class ModelsGenesis(PretextMethod):
     def build_model(self) -> nn.Module:
         m = self.config.model
         return build_network(
-            m, in_channels=m.in_channels, out_channels=m.in_channels, input_sizes={"data.crop_size": self.config.data.crop_size}
+            m,
+            in_channels=m.in_channels,
+            out_channels=m.in_channels,
+            input_sizes={"data.crop_size": self.config.data.crop_size},
         )
 
     def build_datasets(self) -> tuple[Any, Any]:

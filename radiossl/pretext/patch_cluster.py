@@ -61,6 +61,7 @@ from radiossl.pretext.cluster_metrics import usage_metrics
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader, Dataset
 
+
 class PatchClusterConfig(MethodConfig):
     """Settings of the patch-level clustering pretext."""
 
