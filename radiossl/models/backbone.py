@@ -166,3 +166,14 @@ def backbone_names() -> list[str]:
     from radiossl import registry
 
     return registry.names(GROUP)
+
+
+def backbone_summaries() -> list[tuple[str, str]]:
+    """``(name, one-line summary)`` of every registered backbone; a broken plugin's line is its error."""
+    rows = []
+    for name in backbone_names():
+        try:
+            rows.append((name, get_backbone(name).describe()))
+        except PluginError as exc:
+            rows.append((name, f"unavailable: {exc}"))
+    return rows

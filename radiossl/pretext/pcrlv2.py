@@ -14,7 +14,8 @@ sample brings two global views (64x64x32) and six local views (16x16x16) cut by
    stop-gradient negative cosine between the global views at level ``s`` + the same between each
    global and each local view at freshly drawn levels, summed and divided by 12.
    ``β(e) = ½(1 + cos(π e / E))`` over the *configured* epoch count ``E`` (the original hard-coded
-   240); ``s`` is drawn uniformly from the three levels.
+   240); ``s`` is drawn uniformly from the decoder levels with heads (three on the unet3d backbone,
+   one per decoder stage on others; local views smaller than the backbone's total stride are resized up to it).
 
 Differences from the original, on purpose: β follows ``optim.epochs``; no "skip the batch when the
 loss exceeds 1000" rule; BatchNorm1d heads accept a batch of one; augmentation runs batched on the

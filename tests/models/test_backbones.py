@@ -164,3 +164,18 @@ def test_a_missing_dynamic_network_architectures_is_one_line_naming_the_install(
         build_network(ModelConfig(name="resenc-l", width=0.125), 1, 1)
     assert "\n" not in str(err.value)
     assert type(build_network(ModelConfig(width=0.125), 1, 1)).__name__ == "UNet3D"  # unet3d needs nothing more
+
+
+def test_config_show_and_plugins_list_name_the_backbones() -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from radiossl.cli import app
+
+    shown = CliRunner().invoke(app, ["config", "show", "--method", "pcrlv2"])
+    assert shown.exit_code == 0, shown.output
+    assert "# backbones for model.name (radiossl.models plugins):" in shown.stdout
+    assert "#   resenc-l: nnU-Net ResEnc-L preset = nnssl's ResEnc-L" in shown.stdout
+    assert yaml.safe_load(shown.stdout)["model"]["name"] == "unet3d"  # still a config file to start from
+    listed = CliRunner().invoke(app, ["plugins", "list"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0 and "resenc-xl" in listed.stdout
