@@ -63,6 +63,7 @@ class _NnUNetBackbone(nn.Module):
         )
         self.decoder_channels: tuple[int, ...] = self.stage_channels[-2::-1]
         self.in_channels = int(self._arch_kwargs["input_channels"])
+        self.out_channels = int(self._arch_kwargs["num_classes"])
 
     def encode(self, x: torch.Tensor, after_stage: StageHook | None = None) -> list[torch.Tensor]:
         """Features of every encoder stage, finest first (the stem belongs to stage 0)."""

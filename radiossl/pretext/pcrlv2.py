@@ -60,10 +60,6 @@ from radiossl.transforms import (
 )
 from radiossl.utils.seeding import rng_for
 
-LEVELS = 3
-"""Decoder levels with heads of the unet3d backbone (coarsest first: up_tr256, up_tr128, up_tr64); other
-backbones have one level per decoder stage (:attr:`MultiScaleHeadNet.levels`)."""
-
 Features = list[tuple[torch.Tensor, torch.Tensor]]
 
 

@@ -113,7 +113,7 @@ def test_models_genesis_on_resenc_l(raw: Path, tmp_path: Path) -> None:
     assert state["model_spec"]["kwargs"]["norm_op"] == "radiossl.models.norms.ContBatchNorm3d"
 
 
-def test_finetune_on_resenc_l_from_a_resenc_l_pretraining(raw: Path, tmp_path: Path) -> None:
+def test_finetune_and_evaluate_on_resenc_l_from_a_resenc_l_pretraining(raw: Path, tmp_path: Path) -> None:
     pretrained = pretrain("models-genesis", preprocessed(raw, "genesis"), tmp_path / "pre")
     weights = next((tmp_path / "pre").glob("*/checkpoint_final.pt"))
     invoke(
@@ -127,6 +127,10 @@ def test_finetune_on_resenc_l_from_a_resenc_l_pretraining(raw: Path, tmp_path: P
     assert len(report["matched"]) == len(encoder_keys(pretrained)) and not report["shape_mismatched"]
     state = torch.load(run / "checkpoint_final.pt", weights_only=True)
     assert state["model_spec"]["class"] == "ResidualEncoderUNet"
+    evaluated = tmp_path / "eval"  # the network is rebuilt from the checkpoint's spec, windows as trained
+    invoke("evaluate", "--task", "lits", "--data", str(raw), "--weights", str(run / "checkpoint_final.pt"),
+           "--out", str(evaluated), "--split", "train", *QUIET[:2])  # fmt: skip
+    assert (evaluated / "summary.json").is_file()
 
 
 def test_a_crop_the_backbone_cannot_take_is_refused_before_training(raw: Path, tmp_path: Path) -> None:
