@@ -95,6 +95,19 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
     return {"class": name, "kwargs": dict(spec_kwargs())}
 
 
+def backbone_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """The backbone's spec inside a method network's spec, or ``spec`` itself.
+
+    Method networks around a backbone (:class:`PatchClusterNet`, :class:`MultiScaleHeadNet`) keep it
+    under ``kwargs.backbone``; e.g. a patch-cluster checkpoint on ResEnc-L gives the
+    ``ResidualEncoderUNet`` spec with its ``arch_kwargs``.
+    """
+    inner = (spec.get("kwargs") or {}).get("backbone")
+    if isinstance(inner, dict) and isinstance(inner.get("class"), str):
+        return backbone_spec(inner)
+    return spec
+
+
 def build_model(spec: dict[str, Any]) -> nn.Module:
     """A freshly initialised network from a :func:`model_spec` dict."""
     if not isinstance(spec, dict) or not isinstance(spec.get("class"), str):

@@ -12,7 +12,7 @@ from radiossl.config import ModelConfig
 from radiossl.errors import ConfigError, PluginError
 from radiossl.models import UNet3D
 from radiossl.models.backbone import BackboneNetwork, backbone_names, get_backbone, total_stride
-from radiossl.models.factory import build_model, model_spec
+from radiossl.models.factory import backbone_spec, build_model, model_spec
 from radiossl.models.multiscale import MultiScaleHeadNet
 from radiossl.models.network import build_network, check_sizes
 from radiossl.models.patch_cluster_net import PatchClusterNet
@@ -45,6 +45,9 @@ def test_every_method_network_builds_on_every_backbone_and_rebuilds_from_its_spe
         assert list(rebuilt.state_dict()) == list(net.state_dict()), role
         rebuilt.load_state_dict(net.state_dict(), strict=True)
         assert isinstance(net, BackboneNetwork), role
+        inner = backbone_spec(spec)
+        if name != "unet3d":  # the nnU-Net network and its arch_kwargs, whatever heads the method added
+            assert inner["class"] in ("ResidualEncoderUNet", "PlainConvUNet") and "n_stages" in inner["kwargs"], role
     heads = networks["pcrlv2"]
     assert isinstance(heads, MultiScaleHeadNet) and heads.levels == len(heads.decoder_channels)
     if name != "unet3d":  # the nnU-Net encoder keys, with no decoder in the encoder-only network
