@@ -153,6 +153,11 @@ def get_backbone(name: str) -> Backbone:
     """The backbone plugin registered as ``name`` (an instance; classes are instantiated)."""
     from radiossl import registry
 
+    if not registry.names(GROUP):
+        raise PluginError(
+            f"no backbone is registered (entry-point group {GROUP}), not even radiossl's own: the installed "
+            "radiossl metadata predates them; reinstall it (pip install -e . --no-deps in a source checkout)"
+        )
     obj = registry.get(GROUP, name)
     if isinstance(obj, type) and issubclass(obj, Backbone):
         obj = obj()

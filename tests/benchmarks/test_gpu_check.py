@@ -63,7 +63,12 @@ def test_quick_cpu_run_passes_every_check_that_runs_on_a_cpu(tmp_path: Path) -> 
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     lines = _report_lines(done.stdout)
     expected = ["device", "matmul-peak", "amp-bf16", "amp-fp16", "genesis-transforms", "kmeans-assign", "faiss-gpu"]
-    assert list(lines) == [*expected, "throughput-unet3d"]
+    from radiossl.models.backbone import backbone_names
+
+    assert list(lines) == [*expected, *(f"throughput-{name}" for name in backbone_names())]
+    # each backbone's crop is the quick 16³ rounded up to its total stride
+    assert "16x16x16 x 2 pairs" in lines["throughput-unet3d"][1]
+    assert "32x32x32 x 2 pairs" in lines["throughput-resenc-l"][1]
     assert lines["faiss-gpu"] == ("SKIP", "needs a CUDA device (running on cpu)")
     assert all(status == "PASS" for name, (status, _) in lines.items() if name != "faiss-gpu"), lines
     assert "no gradient scaler" in lines["amp-bf16"][1]
@@ -72,7 +77,7 @@ def test_quick_cpu_run_passes_every_check_that_runs_on_a_cpu(tmp_path: Path) -> 
 
     report = json.loads((out / "gpu_check.json").read_text())  # $OUT/gpu_check.json without --json
     assert [r["name"] for r in report["results"]] == list(lines)
-    assert report["meta"]["counts"] == {"PASS": 7, "FAIL": 0, "SKIP": 1}
+    assert report["meta"]["counts"] == {"PASS": len(lines) - 1, "FAIL": 0, "SKIP": 1}
     assert report["meta"]["quick"] is True and report["meta"]["device"] == "cpu"
     throughput = next(r for r in report["results"] if r["name"] == "throughput-unet3d")["data"]
     assert [row["amp"] for row in throughput["rows"]] == ["none", "bf16"]

@@ -182,3 +182,11 @@ def test_config_show_and_plugins_list_name_the_backbones() -> None:
     assert yaml.safe_load(shown.stdout)["model"]["name"] == "unet3d"  # still a config file to start from
     listed = CliRunner().invoke(app, ["plugins", "list"], env={"COLUMNS": "200"})
     assert listed.exit_code == 0 and "resenc-xl" in listed.stdout
+
+
+def test_stale_entry_points_are_one_line_naming_the_reinstall(monkeypatch: pytest.MonkeyPatch) -> None:
+    from radiossl import registry
+
+    monkeypatch.setattr(registry, "names", lambda group: [])
+    with pytest.raises(PluginError, match=r"no backbone is registered .*pip install -e \. --no-deps"):
+        build_network(ModelConfig(), 1, 1)
