@@ -975,19 +975,17 @@ def check_ddp_pretrain(ctx: Context) -> tuple[str, dict[str, Any]]:
 def backbone_names() -> tuple[list[str], bool]:
     """The backbones to measure and whether the config selects them with ``model.name``.
 
-    Every choice of ``model.name`` when :class:`~radiossl.config.ModelConfig` has that field (ResEnc
-    backbones); otherwise the one network there is, the 3D U-Net (``unet3d``).
+    Every registered backbone (entry-point group ``radiossl.models``) when
+    :class:`~radiossl.config.ModelConfig` has that field; otherwise the one network there is, the 3D
+    U-Net (``unet3d``).
     """
-    import typing
-
     from radiossl.config import ModelConfig
 
-    name_field = ModelConfig.model_fields.get("name")
-    if name_field is None:
+    if "name" not in ModelConfig.model_fields:
         return ["unet3d"], False
-    choices = [c for c in typing.get_args(name_field.annotation) if isinstance(c, str)]
-    default = name_field.default if isinstance(name_field.default, str) else "unet3d"
-    return choices or [default], True
+    from radiossl.models.backbone import backbone_names as registered
+
+    return registered() or ["unet3d"], True
 
 
 def _pretrain_benchmark() -> Any:
@@ -1000,8 +998,23 @@ def _pretrain_benchmark() -> Any:
     return module
 
 
+def backbone_crop(crop: tuple[int, int, int], backbone: str, by_name: bool) -> tuple[int, int, int]:
+    """``crop`` rounded up, per axis, to a multiple of the backbone's total stride (its smallest input)."""
+    if not by_name:
+        return crop
+    from radiossl.config import ModelConfig
+    from radiossl.models.network import input_divisor
+
+    divisor = input_divisor(ModelConfig(name=backbone))
+    x, y, z = (-(-size // step) * step for size, step in zip(crop, divisor, strict=True))
+    return (x, y, z)
+
+
 def measure_training(ctx: Context, backbone: str, by_name: bool, amp: str) -> dict[str, Any]:
-    """Steps/s, pairs/s, FLOPs and peak memory of patch-cluster training steps in precision ``amp``."""
+    """Steps/s, pairs/s, FLOPs and peak memory of patch-cluster training steps in precision ``amp``.
+
+    The crop is the configured one, rounded up to the backbone's total stride (:func:`backbone_crop`).
+    """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -1012,9 +1025,10 @@ def measure_training(ctx: Context, backbone: str, by_name: bool, amp: str) -> di
     from radiossl.runtime.precision import make_grad_scaler
 
     s, device = ctx.settings, ctx.device
+    crop = backbone_crop(s.crop, backbone, by_name)
     overrides = [
         f"model.width={s.width}",
-        f"data.crop_size={list(s.crop)}",
+        f"data.crop_size={list(crop)}",
         f"optim.batch_size={s.batch}",
         f"runtime.amp={amp}",
         f"runtime.device={ctx.device_name}",
@@ -1028,7 +1042,7 @@ def measure_training(ctx: Context, backbone: str, by_name: bool, amp: str) -> di
     optimizer = build_optimizer(model, config.optim)
     scaler = make_grad_scaler(device, amp)
     bench = _pretrain_benchmark()
-    batch = move_to_device(bench.fabricate_batch(s.batch, s.crop, config.model.in_channels, seed=1), device)
+    batch = move_to_device(bench.fabricate_batch(s.batch, crop, config.model.in_channels, seed=1), device)
     context = StepContext(epoch=1, total_epochs=2, step=0, device=device)
     if ctx.cuda:
         torch.backends.cudnn.benchmark = True  # as the engine sets it for non-deterministic CUDA runs
@@ -1075,10 +1089,11 @@ def check_throughput(backbone: str, by_name: bool) -> Check:
             raise SkipCheckError(f"radiossl has no model.name setting yet, so {backbone!r} cannot be chosen")
         s = ctx.settings
         rows = [measure_training(ctx, backbone, by_name, amp) for amp in ("none", "bf16")]
+        crop = backbone_crop(s.crop, backbone, by_name)
         data = {
             "backbone": backbone,
             "width": s.width,
-            "crop": list(s.crop),
+            "crop": list(crop),
             "batch": s.batch,
             "steps": s.steps,
             "bf16_peak_tflops": ctx.peaks_tflops.get("bf16"),
@@ -1094,7 +1109,7 @@ def check_throughput(backbone: str, by_name: bool) -> Check:
                 f"{row['pairs_per_second']:.1f} pairs/s {row['achieved_tflops']:.3g} TFLOP/s"
                 + (f" = {share:.3f} of bf16 peak" if share is not None else " (no peak measured)")
             )
-        shape = "x".join(map(str, s.crop))
+        shape = "x".join(map(str, crop))
         params = rows[0]["parameters"] / 1e6
         return f"width {s.width:g}, {params:.1f} M params, {shape} x {s.batch} pairs: " + "; ".join(parts), data
 

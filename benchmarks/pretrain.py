@@ -1,7 +1,8 @@
 """Pretraining throughput: crop pairs/s, peak memory and FLOP/s efficiency of one training step.
 
 Measures the patch-cluster method (model + loss + backward + optimiser step, exactly the calls the
-engine makes per step) on fabricated :class:`PairSample` batches, so data loading is not measured.
+engine makes per step) on fabricated :class:`PairSample` batches, so data loading is not measured,
+for each backbone of ``--backbone`` (``model.name``; default unet3d) and each precision.
 Each precision runs in its own subprocess so that peak RSS (``resource.getrusage``) belongs to it.
 A precision that this CPU does not compute natively (bf16 without avx512_bf16/AMX, see
 :mod:`radiossl.runtime.cpu`) is resolved as training resolves it, to float32, and not measured twice;
@@ -13,6 +14,7 @@ Usage::
 
     python benchmarks/pretrain.py                          # width 1.0, 64x64x32, batch 2, fp32 + bf16
     python benchmarks/pretrain.py --width 0.25 --steps 2 --amp none
+    python benchmarks/pretrain.py --backbone unet3d resenc-l   # crops must be multiples of each total stride
     python benchmarks/pretrain.py --json results.json
 
 Fails with a clear message when the method is not registered (``--method``, default patch-cluster).
@@ -133,6 +135,7 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
     config = load_pretrain_config(
         args.method,
         overrides=[
+            f"model.name={args.backbone[0]}",
             f"model.width={args.width}",
             f"data.crop_size={list(crop)}",
             f"optim.batch_size={args.batch}",
@@ -174,6 +177,8 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "machine": machine_line(),
         "method": args.method,
+        "backbone": args.backbone[0],
+        "parameters": sum(p.numel() for p in model.parameters()),
         "amp": amp,
         "memory_format": args.memory_format,
         "width": args.width,
@@ -201,6 +206,9 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", default="patch-cluster")
+    parser.add_argument(
+        "--backbone", nargs="+", default=["unet3d"], help="Backbones to measure (model.name), e.g. unet3d resenc-l."
+    )
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--crop", type=int, nargs=3, default=[64, 64, 32])
     parser.add_argument("--batch", type=int, default=2)
@@ -245,13 +253,15 @@ def main(argv: list[str] | None = None) -> int:
         if choice.amp not in precisions:
             precisions.append(choice.amp)
     results = []
-    for amp in precisions:
+    for backbone, amp in [(b, a) for b in args.backbone for a in precisions]:
         command = [
             sys.executable,
             __file__,
             "--child",
             "--method",
             args.method,
+            "--backbone",
+            backbone,
             "--width",
             str(args.width),
             "--crop",
@@ -282,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{results[0]['threads']} threads, memory format {args.memory_format}, fabricated PairSample batches"
     )
     header = (
-        f"{'amp':>5} {'s/step':>7} {'median':>7} {'s/pair':>7} {'pairs/s':>8} "
+        f"{'backbone':>14} {'params':>11} {'amp':>5} {'s/step':>7} {'median':>7} {'s/pair':>7} {'pairs/s':>8} "
         f"{'cpu s/step':>10} {'GFLOP/pair':>10} {'GFLOP/s':>8} "
         f"{'peak(dtype)':>16} {'eff':>5} {'peakRSS MiB':>11}  first losses"
     )
@@ -293,17 +303,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     for r in results:
         print(
-            f"{r['amp']:>5} {r['min_step_seconds']:7.2f} {r['median_step_seconds']:7.2f} "
+            f"{r['backbone']:>14} {r['parameters']:11,d} {r['amp']:>5} "
+            f"{r['min_step_seconds']:7.2f} {r['median_step_seconds']:7.2f} "
             f"{r['seconds_per_pair']:7.2f} "
             f"{r['pairs_per_second']:8.3f} {r['cpu_seconds_per_step']:10.2f} {r['gflop_per_pair']:10.1f} "
             f"{r['achieved_gflops']:8.1f} "
             f"{r['matmul_peak_gflops']:8.1f} {r['matmul_peak_dtype']:>7} {r['fraction_of_peak']:5.2f} "
             f"{r['peak_rss_mib']:11.0f}  {', '.join(f'{x:.4f}' for x in r['losses'][:3])}"
         )
-    if len(results) > 1:
-        base = results[0]["pairs_per_second"]
-        for r in results[1:]:
-            print(f"speed-up of {r['amp']} over {results[0]['amp']}: {r['pairs_per_second'] / base:.2f}x")
+    for backbone in args.backbone:
+        rows = [r for r in results if r["backbone"] == backbone]
+        for r in rows[1:]:
+            speed_up = r["pairs_per_second"] / rows[0]["pairs_per_second"]
+            print(f"{backbone}: speed-up of {r['amp']} over {rows[0]['amp']}: {speed_up:.2f}x")
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0

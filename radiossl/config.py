@@ -55,11 +55,19 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    """The 3D U-Net family. ``width`` scales every channel count (1.0 = published networks)."""
+    """The backbone network. ``width`` scales every channel count (1.0 = published networks)."""
 
+    name: str = Field(
+        "unet3d",
+        min_length=1,
+        description="Backbone (a radiossl.models plugin): unet3d, plainconv-unet, resenc-unet, resenc-m, resenc-l, "
+        "resenc-xl, or a plugin's name (radiossl plugins list).",
+    )
     width: float = Field(1.0, gt=0.0, le=4.0, description="Channel multiplier; 1.0 = 19 M-parameter U-Net.")
     in_channels: int = Field(1, ge=1, description="Input channels (4 for BraTS as one multi-channel sample).")
-    skip_connections: bool = Field(False, description="Decoder skip connections.")
+    skip_connections: bool = Field(
+        False, description="Decoder skip connections (unet3d; nnU-Net U-Nets always have them)."
+    )
     norm: Literal["batch", "group", "instance", "genesis"] = Field(
         "batch", description="Normalisation: batch, group (8 groups), instance, or ModelsGenesis' batch-stat norm."
     )

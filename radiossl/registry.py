@@ -1,6 +1,7 @@
 """Plugin registry: entry-point discovery, lazy loading, error isolation, in-process registration.
 
-radiossl's own methods, views, datasets, feature extractors, upsamplers and downstream tasks are declared
+radiossl's own methods, views, datasets, feature extractors, upsamplers, downstream tasks and backbone
+networks (``radiossl.models``) are declared
 in its ``pyproject.toml`` under the same entry-point groups that third-party packages use, so
 built-ins and plugins go through one code path. Entry points are only *listed* at start-up; a
 plugin's module is imported when that plugin is named. A plugin that fails to import is reported
@@ -29,6 +30,7 @@ GROUPS: tuple[str, ...] = (
     "radiossl.feature_extractors",
     "radiossl.upsamplers",
     "radiossl.tasks",
+    "radiossl.models",
 )
 
 

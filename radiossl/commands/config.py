@@ -81,6 +81,12 @@ def register(app: typer.Typer) -> None:
         if task is not None and hasattr(config, "model"):
             _apply_task_channels(config, data)
         typer.echo(commented_yaml(config), nl=False)
+        if hasattr(config, "model"):
+            from radiossl.models.backbone import backbone_summaries
+
+            typer.echo("# backbones for model.name (radiossl.models plugins):")
+            for name, summary in backbone_summaries():
+                typer.echo(f"#   {name}: {summary}")
 
     @config_app.command("schema")
     @handle_errors

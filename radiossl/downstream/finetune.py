@@ -4,8 +4,9 @@
 the engine provides device handling, mixed precision, DDP, checkpoints (``checkpoint_best.pt`` by
 validation Dice), resume, logging and ``--vis`` PNGs. What it adds:
 
-* the network: ``UNet3D(in_channels = task channels, out_channels = task regions, width,
-  skip_connections, norm)`` started from scratch, a radiossl pretext checkpoint or a foreign
+* the network: the backbone ``model.name`` (default ``unet3d``) with ``in_channels`` = task channels and
+  ``out_channels`` = task regions, built by :func:`radiossl.models.network.build_network`, started from
+  scratch, a radiossl pretext checkpoint or a foreign
   checkpoint (``weights`` + ``transfer``; the loader's report is shown per block and saved), with parts
   frozen per ``train`` (:mod:`radiossl.downstream.freezing`); an nnssl checkpoint brings its own network
   (the nnU-Net U-Net of its adaptation plan, :mod:`radiossl.models.nnssl_format`);
@@ -38,7 +39,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -60,7 +61,6 @@ if TYPE_CHECKING:
     from radiossl.data.splits import Splits
     from radiossl.downstream.config import FinetuneConfig
 
-DIVISOR = 8
 VIS_SAMPLES = 2
 
 
@@ -71,13 +71,12 @@ def metric_key(region: str) -> str:
 
 
 def check_sizes(config: FinetuneConfig) -> None:
-    """Patch and window sizes must be multiples of 8 (three 2x poolings)."""
-    sizes = {"data.crop_size": config.data.crop_size}
-    if config.sliding_window.roi is not None:
-        sizes["sliding_window.roi"] = config.sliding_window.roi
-    for where, size in sizes.items():
-        if any(s % DIVISOR for s in size):
-            raise ConfigError(f"{where}: every size must be a multiple of {DIVISOR}, got {list(size)}")
+    """Patch and window sizes must be multiples of the backbone's total stride (8 for unet3d)."""
+    from radiossl.models.network import check_sizes as check_backbone_sizes
+
+    check_backbone_sizes(
+        config.model, {"data.crop_size": config.data.crop_size, "sliding_window.roi": config.sliding_window.roi}
+    )
 
 
 def training_subset(splits: Splits, ratio: float, seed: int, order: Literal["seeded", "given"] = "seeded") -> list[str]:
@@ -100,7 +99,7 @@ class FinetuneTask(TaskDefaults):
     """
 
     kind: str = "finetune"
-    headline_metrics = ("loss", "val_dice", "lr")
+    headline_metrics: ClassVar[tuple[str, ...] | None] = ("loss", "val_dice", "lr")
 
     def __init__(self, config: FinetuneConfig, task: SegmentationTask | None = None) -> None:
         self.config = config
@@ -111,11 +110,8 @@ class FinetuneTask(TaskDefaults):
         self.monitor: Monitor | None = (
             ("val_loss", "min") if config.validation.monitor == "val_loss" else ("val_dice", "max")
         )
-        self.headline_metrics: tuple[str, ...] = (
-            ("loss", "val_loss", "val_dice", "lr")
-            if config.validation.monitor == "val_loss"
-            else ("loss", "val_dice", "lr")
-        )
+        if config.validation.monitor == "val_loss":  # the thesis' checkpoint rule: show that loss too
+            self.headline_metrics = ("loss", "val_loss", "val_dice", "lr")  # type: ignore[misc]
         self.loss_fn = DiceBCELoss(
             config.loss.dice_weight,
             config.loss.bce_weight,
@@ -133,8 +129,8 @@ class FinetuneTask(TaskDefaults):
     # ------------------------------------------------------------------------------------ model
 
     def build_model(self) -> nn.Module:
-        from radiossl.models import UNet3D
         from radiossl.models.factory import build_model
+        from radiossl.models.network import build_network
         from radiossl.models.nnssl_format import finetune_model_spec
 
         cfg = self.config
@@ -153,14 +149,7 @@ class FinetuneTask(TaskDefaults):
             model = build_model(nnssl_spec)
             _print(f"{cfg.weights}: nnssl checkpoint; building its {nnssl_spec['class']} (model.* settings unused)")
         else:
-            model = UNet3D(
-                in_channels=self.task.in_channels,
-                out_channels=self.task.out_channels,
-                width=cfg.model.width,
-                skip_connections=cfg.model.skip_connections,
-                norm=cfg.model.norm,
-                decoder=True,
-            )
+            model = build_network(cfg.model, in_channels=self.task.in_channels, out_channels=self.task.out_channels)
         if cfg.weights is not None and cfg.transfer != "none":
             self.load_report = self._load_weights(model)
         elif cfg.weights is not None:

@@ -1,4 +1,5 @@
-"""Networks of radiossl (the 3D U-Net family, key-compatible with the originals) and checkpoint loading.
+"""Networks of radiossl (backbones: the 3D U-Net family, key-compatible with the originals, and nnU-Net's
+U-Nets), the one network factory :func:`build_network`, and checkpoint loading.
 
 Example:
     >>> import torch
@@ -11,21 +12,30 @@ Example:
     'UNet3D'
 """
 
+from radiossl.models.backbone import Backbone, BackboneNetwork, NetworkRequest, get_backbone
 from radiossl.models.checkpoint import RawCheckpoint, clean_state_dict, export_encoder, read_checkpoint
 from radiossl.models.factory import build_model, model_spec, register_model_class, unwrap_model
 from radiossl.models.loading import LoadReport, load_pretrained, model_from_checkpoint
+from radiossl.models.multiscale import MultiScaleHeadNet
+from radiossl.models.network import build_network
 from radiossl.models.patch_cluster_net import PatchClusterNet
 from radiossl.models.unet3d import Encoder3D, UNet3D
 
 __all__ = [
+    "Backbone",
+    "BackboneNetwork",
     "Encoder3D",
     "LoadReport",
+    "MultiScaleHeadNet",
+    "NetworkRequest",
     "PatchClusterNet",
     "RawCheckpoint",
     "UNet3D",
     "build_model",
+    "build_network",
     "clean_state_dict",
     "export_encoder",
+    "get_backbone",
     "load_pretrained",
     "model_from_checkpoint",
     "model_spec",

@@ -17,6 +17,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -103,12 +105,7 @@ class Up(nn.Module):
         self.ops = DoubleConv(in_channels + skip_channels, out_channels, out_channels, norm=norm)
         self.has_heads = heads
         if heads:
-            c = out_channels
-            self.bn = SafeBatchNorm1d(c)
-            self.predictor_head = nn.Sequential(
-                nn.Linear(c, 2 * c), SafeBatchNorm1d(2 * c), nn.ReLU(inplace=True), nn.Linear(2 * c, c)
-            )
-            self.deep_supervision_head = ConvUnit(c, 1, act="none", norm=norm)
+            make_projection_heads(self, out_channels, norm)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         up = self.up_conv(x)
@@ -122,10 +119,42 @@ class Up(nn.Module):
         """Projection ``pro`` [B, c], prediction ``pre`` [B, c] and (optionally) mask logits [B, 1, ...]."""
         if not self.has_heads:
             raise RuntimeError("this decoder stage was built without pretraining heads (pretrain_heads=False)")
-        pro = self.bn(torch.flatten(nn.functional.adaptive_avg_pool3d(h, 1), 1))
-        pre = self.predictor_head(pro)
-        mask = self.deep_supervision_head(h) if with_mask else None
-        return pro, pre, mask
+        return projection_heads(self, h, with_mask)
+
+
+def make_projection_heads(module: nn.Module, channels: int, norm: str) -> None:
+    """Add PCRLv2's heads for ``channels`` features to ``module`` (``bn``, ``predictor_head``, mask head)."""
+    module.bn = SafeBatchNorm1d(channels)
+    module.predictor_head = nn.Sequential(
+        nn.Linear(channels, 2 * channels),
+        SafeBatchNorm1d(2 * channels),
+        nn.ReLU(inplace=True),
+        nn.Linear(2 * channels, channels),
+    )
+    module.deep_supervision_head = ConvUnit(channels, 1, act="none", norm=norm)
+
+
+def projection_heads(
+    module: Any, h: torch.Tensor, with_mask: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """PCRLv2's heads of ``module`` (see :func:`make_projection_heads`) on the decoder features ``h``."""
+    pro = module.bn(torch.flatten(nn.functional.adaptive_avg_pool3d(h, 1), 1))
+    pre = module.predictor_head(pro)
+    mask = module.deep_supervision_head(h) if with_mask else None
+    return pro, pre, mask
+
+
+class StageHeads(nn.Module):
+    """PCRLv2's heads for one decoder stage of a backbone whose stages do not carry them (keys ``bn``...)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        # the 1-channel mask head always normalises with BatchNorm3d (see make_norm), whatever the backbone uses
+        make_projection_heads(self, channels, norm="batch")
+
+    def heads(self, h: torch.Tensor, with_mask: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Projection ``pro`` [B, c], prediction ``pre`` [B, c] and (optionally) mask logits [B, 1, ...]."""
+        return projection_heads(self, h, with_mask)
 
 
 class Out(nn.Module):

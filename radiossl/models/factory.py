@@ -2,7 +2,8 @@
 
 A spec is ``{"class": NAME, "kwargs": {...}}`` with JSON-compatible values only, so checkpoints
 load with ``torch.load(weights_only=True)`` and the spec can be printed or written to JSON.
-Built-in classes are :class:`UNet3D`, :class:`Encoder3D` and :class:`PatchClusterNet`; a plugin
+Built-in classes are :class:`UNet3D`, :class:`Encoder3D`, :class:`PatchClusterNet`,
+:class:`MultiScaleHeadNet` and the nnU-Net U-Nets ``ResidualEncoderUNet`` / ``PlainConvUNet``; a plugin
 can add its own with :func:`register_model_class` (the class needs a ``spec_kwargs()`` method
 returning its constructor arguments).
 
@@ -22,6 +23,7 @@ from typing import Any
 from torch import nn
 
 from radiossl.errors import CheckpointError
+from radiossl.models.multiscale import MultiScaleHeadNet
 from radiossl.models.patch_cluster_net import PatchClusterNet
 from radiossl.models.unet3d import Encoder3D, UNet3D
 
@@ -29,6 +31,7 @@ _CLASSES: dict[str, type[nn.Module]] = {
     "UNet3D": UNet3D,
     "Encoder3D": Encoder3D,
     "PatchClusterNet": PatchClusterNet,
+    "MultiScaleHeadNet": MultiScaleHeadNet,
 }
 
 
@@ -90,6 +93,19 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
             f"({', '.join(sorted(_CLASSES))}); see radiossl.models.factory.register_model_class"
         )
     return {"class": name, "kwargs": dict(spec_kwargs())}
+
+
+def backbone_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """The backbone's spec inside a method network's spec, or ``spec`` itself.
+
+    Method networks around a backbone (:class:`PatchClusterNet`, :class:`MultiScaleHeadNet`) keep it
+    under ``kwargs.backbone``; e.g. a patch-cluster checkpoint on ResEnc-L gives the
+    ``ResidualEncoderUNet`` spec with its ``arch_kwargs``.
+    """
+    inner = (spec.get("kwargs") or {}).get("backbone")
+    if isinstance(inner, dict) and isinstance(inner.get("class"), str):
+        return backbone_spec(inner)
+    return spec
 
 
 def build_model(spec: dict[str, Any]) -> nn.Module:

@@ -84,6 +84,20 @@ class SafeBatchNorm1d(nn.BatchNorm1d):
         return super().forward(x)
 
 
+class GroupNorm3d(nn.GroupNorm):
+    """GroupNorm with :data:`GROUPS` groups, built from the channel count alone.
+
+    dynamic-network-architectures builds a network's norm layers as ``norm_op(channels, **norm_op_kwargs)``;
+    ``nn.GroupNorm`` takes the number of groups first, so the nnU-Net backbones use this class for
+    ``model.norm = "group"``.
+    """
+
+    def __init__(self, num_channels: int, eps: float = 1e-5, affine: bool = True) -> None:
+        if num_channels % GROUPS:
+            raise ValueError(f"GroupNorm({GROUPS}) needs a multiple of {GROUPS} channels, got {num_channels}")
+        super().__init__(GROUPS, num_channels, eps=eps, affine=affine)
+
+
 def make_norm(kind: str, channels: int) -> nn.Module:
     """Build a 3-D normalisation layer for ``channels`` feature maps (BatchNorm3d when ``channels == 1``)."""
     name = canonical_norm(kind)

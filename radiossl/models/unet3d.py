@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from radiossl.models.backbone import StageHook, apply_hook
 from radiossl.models.blocks import Down, Out, Up
 from radiossl.models.norms import canonical_norm
 
@@ -57,7 +58,8 @@ def check_input(x: torch.Tensor, in_channels: int) -> None:
 class Encoder3D(nn.Module):
     """The shared encoder: ``down_tr64``, ``down_tr128``, ``down_tr256``, ``down_tr512`` with 2x max-pooling.
 
-    Channels at width 1.0: 64, 128, 256, 512 (7,027,776 parameters with one input channel).
+    Channels at width 1.0: 64, 128, 256, 512 (7,027,776 parameters with one input channel). It
+    implements the encoder half of :class:`radiossl.models.backbone.BackboneNetwork`.
     """
 
     encoder_prefixes: tuple[str, ...] = ("down_tr",)
@@ -81,15 +83,33 @@ class Encoder3D(nn.Module):
         self.encoder_channels: tuple[int, ...] = tuple(
             stage.out_channels for stage in (self.down_tr64, self.down_tr128, self.down_tr256, self.down_tr512)
         )
+        self.stage_channels = self.encoder_channels
+        self.stage_strides: tuple[tuple[int, int, int], ...] = ((1, 1, 1), (2, 2, 2), (2, 2, 2), (2, 2, 2))
+        self.decoder_channels: tuple[int, ...] = ()
 
-    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Features of the four encoder stages at full, 1/2, 1/4 and 1/8 resolution (last = bottleneck)."""
+    def encode(self, x: torch.Tensor, after_stage: StageHook | None = None) -> list[torch.Tensor]:
+        """Features of the four encoder stages at full, 1/2, 1/4 and 1/8 resolution (last = bottleneck).
+
+        ``after_stage(i, f)`` replaces stage ``i``'s output before the next stage (and the decoder) use it.
+        """
         check_input(x, self.in_channels)
-        f64 = self.down_tr64(x)
-        f128 = self.down_tr128(self.maxpool(f64))
-        f256 = self.down_tr256(self.maxpool(f128))
-        f512 = self.down_tr512(self.maxpool(f256))
+        f64 = apply_hook(after_stage, 0, self.down_tr64(x))
+        f128 = apply_hook(after_stage, 1, self.down_tr128(self.maxpool(f64)))
+        f256 = apply_hook(after_stage, 2, self.down_tr256(self.maxpool(f128)))
+        f512 = apply_hook(after_stage, 3, self.down_tr512(self.maxpool(f256)))
         return [f64, f128, f256, f512]
+
+    def decode(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The encoder alone has no decoder stages."""
+        raise RuntimeError(f"{type(self).__name__} has no decoder; use encode() for its features")
+
+    def head(self, decoded: list[torch.Tensor]) -> torch.Tensor:
+        """The encoder alone has no output head."""
+        raise RuntimeError(f"{type(self).__name__} has no output head; use encode() for its features")
+
+    def stage_heads(self) -> list[Up] | None:
+        """PCRLv2 heads owned by the decoder stages (none in the encoder)."""
+        return None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The bottleneck features ``[B, encoder_channels[-1], X/8, Y/8, Z/8]``."""
@@ -142,6 +162,7 @@ class UNet3D(Encoder3D):
             self.head_prefixes = ()
             return
         e64, e128, e256, e512 = self.encoder_channels
+        self.decoder_channels = (e256, e128, e64)
         skip = skip_connections
         self.up_tr256 = Up(e512, e256 if skip else 0, e256, self.norm, heads=pretrain_heads)
         self.up_tr128 = Up(e256, e128 if skip else 0, e128, self.norm, heads=pretrain_heads)
@@ -161,6 +182,14 @@ class UNet3D(Encoder3D):
         h128 = up128(h256, f128 if self.skip_connections else None)
         h64 = up64(h128, f64 if self.skip_connections else None)
         return [h256, h128, h64]
+
+    def head(self, decoded: list[torch.Tensor]) -> torch.Tensor:
+        """Logits ``[B, out_channels, ...]`` from the last decoder stage (``out_tr``)."""
+        return self.out_tr(decoded[-1])
+
+    def stage_heads(self) -> list[Up] | None:
+        """The decoder stages that carry PCRLv2's heads (coarsest first), or None without ``pretrain_heads``."""
+        return list(self._stages()) if self.pretrain_heads else None
 
     def decoder_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Decoder stage outputs at 1/4, 1/2 and full resolution."""

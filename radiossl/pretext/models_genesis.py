@@ -41,8 +41,8 @@ from torch.utils.data import DataLoader
 from radiossl.config import MethodConfig
 from radiossl.engine.protocol import StepContext, StepOutput
 from radiossl.errors import DataError
-from radiossl.models import UNet3D
 from radiossl.models.factory import unwrap_model
+from radiossl.models.network import build_network
 from radiossl.pretext.base import PretextMethod
 from radiossl.transforms import (
     BezierIntensity,
@@ -161,12 +161,11 @@ class ModelsGenesis(PretextMethod):
 
     def build_model(self) -> nn.Module:
         m = self.config.model
-        return UNet3D(
+        return build_network(
+            m,
             in_channels=m.in_channels,
             out_channels=m.in_channels,
-            width=m.width,
-            skip_connections=m.skip_connections,
-            norm=m.norm,
+            input_sizes={"data.crop_size": self.config.data.crop_size},
         )
 
     def build_datasets(self) -> tuple[Any, Any]:

@@ -1,6 +1,7 @@
 """Patch-level clustering (thesis ``cluster_patch``): SwAV-style swapped prediction on the crops' overlap.
 
-Every 8³ block of a crop is a patch. For both crops of a pair the encoder gives patch embeddings
+Every block of a crop that the backbone reduces to one bottleneck cell is a patch (8³ voxels with
+``unet3d``; its total stride with another backbone). For both crops of a pair the encoder gives patch embeddings
 ``z`` (L2-normalised, ``[B, N, 64]``); K prototypes ``c_k`` (unit rows of ``prototypes.weight``) score
 them. Without gradient, Sinkhorn-Knopp turns the cosines ``z·c`` into balanced soft assignments ``q``
 (targets; ε = 0.05, 3 iterations). The student predicts ``p = softmax(z·c / τ)`` (τ = 0.1). Targets
@@ -50,6 +51,7 @@ from radiossl.losses.legacy_ce import legacy_swav
 from radiossl.losses.sinkhorn import scrambled_reshape, sinkhorn_knopp
 from radiossl.losses.swapped_ce import swapped_prediction_loss
 from radiossl.models.factory import unwrap_model
+from radiossl.models.network import build_network
 from radiossl.models.patch_cluster_net import PatchClusterNet
 from radiossl.ops.roi_align import roi_align_overlap
 from radiossl.pretext.base import PretextMethod, PretrainConfig
@@ -58,9 +60,6 @@ from radiossl.runtime.device import move_to_device
 
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader, Dataset
-
-PATCH = 8
-"""Voxels per patch edge (three 2x poolings)."""
 
 
 class PatchClusterConfig(MethodConfig):
@@ -203,13 +202,14 @@ class PatchCluster(PretextMethod):
 
     def build_model(self) -> nn.Module:
         model_cfg = self.config.model
-        return PatchClusterNet(
+        encoder = build_network(
+            model_cfg,
             in_channels=model_cfg.in_channels,
-            k=self.settings.k,
-            width=model_cfg.width,
-            norm=model_cfg.norm,
-            proj_dim=self.settings.proj_dim,
+            out_channels=self.settings.k,
+            decoder=False,
+            input_sizes={"data.crop_size": self.config.data.crop_size},
         )
+        return PatchClusterNet(k=self.settings.k, proj_dim=self.settings.proj_dim, backbone=encoder)
 
     def build_datasets(self) -> tuple[Dataset[Any], Dataset[Any] | None]:
         return pair_datasets(self.config)
@@ -242,7 +242,8 @@ class PatchCluster(PretextMethod):
         emb1, logits1 = model(x1)
         emb2, logits2 = model(x2)
         batch_size, patches, _ = emb1.shape
-        grid = (x1.shape[2] // PATCH, x1.shape[3] // PATCH, x1.shape[4] // PATCH)
+        stride = net.total_stride
+        grid = (x1.shape[2] // stride[0], x1.shape[3] // stride[1], x1.shape[4] // stride[2])
         if grid[0] * grid[1] * grid[2] != patches:
             raise ValueError(f"{patches} patch embeddings do not tile an input of shape {tuple(x1.shape[2:])}")
         weight = self._prototype_weight(net, context)

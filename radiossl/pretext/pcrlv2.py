@@ -14,7 +14,8 @@ sample brings two global views (64x64x32) and six local views (16x16x16) cut by
    stop-gradient negative cosine between the global views at level ``s`` + the same between each
    global and each local view at freshly drawn levels, summed and divided by 12.
    ``β(e) = ½(1 + cos(π e / E))`` over the *configured* epoch count ``E`` (the original hard-coded
-   240); ``s`` is drawn uniformly from the three levels.
+   240); ``s`` is drawn uniformly from the decoder levels with heads (three on the unet3d backbone,
+   one per decoder stage on others; local views smaller than the backbone's total stride are resized up to it).
 
 Differences from the original, on purpose: β follows ``optim.epochs``; no "skip the batch when the
 loss exceeds 1000" rule; BatchNorm1d heads accept a batch of one; augmentation runs batched on the
@@ -41,8 +42,9 @@ from torch import nn
 from radiossl.config import MethodConfig
 from radiossl.engine.protocol import StepContext, StepOutput
 from radiossl.errors import DataError
-from radiossl.models import UNet3D
 from radiossl.models.factory import unwrap_model
+from radiossl.models.multiscale import MultiScaleHeadNet
+from radiossl.models.network import build_network
 from radiossl.pretext.base import PretextMethod
 from radiossl.transforms import (
     BatchTransform,
@@ -57,9 +59,6 @@ from radiossl.transforms import (
     generator_for,
 )
 from radiossl.utils.seeding import rng_for
-
-LEVELS = 3
-"""Decoder levels with heads (coarsest first: up_tr256, up_tr128, up_tr64)."""
 
 Features = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -126,10 +125,11 @@ class PCRLv2Outputs(NamedTuple):
     feats_local: Features
 
 
-class PCRLv2Net(UNet3D):
-    """The PCRLv2 U-Net with a training ``forward`` over all views (one call, so DDP sees one forward).
+class PCRLv2Net(MultiScaleHeadNet):
+    """The PCRLv2 network with a training ``forward`` over all views (one call, so DDP sees one forward).
 
-    Its ``state_dict`` is exactly :class:`UNet3D`'s, and checkpoints describe it as ``UNet3D``.
+    On the unet3d backbone its ``state_dict`` is exactly :class:`~radiossl.models.UNet3D`'s (with
+    ``pretrain_heads``), and checkpoints describe it as ``UNet3D``.
     """
 
     def forward(  # type: ignore[override]
@@ -210,15 +210,14 @@ class PCRLv2(PretextMethod):
 
     def build_model(self) -> nn.Module:
         m = self.config.model
-        return PCRLv2Net(
+        backbone = build_network(
+            m,
             in_channels=m.in_channels,
             out_channels=m.in_channels,
-            width=m.width,
-            skip_connections=m.skip_connections,
-            norm=m.norm,
-            decoder=True,
-            pretrain_heads=True,
+            stage_heads=True,
+            input_sizes={"data.crop_size": self.config.data.crop_size},
         )
+        return PCRLv2Net(backbone)
 
     def build_datasets(self) -> tuple[Any, Any]:
         from radiossl.data.views import PCRLv2ViewDataset
@@ -229,9 +228,11 @@ class PCRLv2(PretextMethod):
         return PCRLv2ViewDataset(data.root, "train", seed=self.config.runtime.seed, ratio=data.ratio), None
 
     def model_spec(self, model: nn.Module) -> dict[str, Any]:
-        """Checkpoints describe the network as a plain ``UNet3D`` (same weights, standard forward)."""
+        """Checkpoints describe the network without its training forward (a plain ``UNet3D`` on unet3d)."""
         net = unwrap_model(model)
-        return {"class": "UNet3D", "kwargs": dict(net.spec_kwargs())}  # type: ignore[operator]
+        if not isinstance(net, MultiScaleHeadNet):
+            raise TypeError(f"pcrlv2 needs a MultiScaleHeadNet, got {type(net).__name__}")
+        return net.checkpoint_spec()
 
     def run_name_parts(self) -> list[str]:
         return [] if self.settings.deep_supervision else ["nods"]
@@ -263,8 +264,13 @@ class PCRLv2(PretextMethod):
         s = self.settings
         rng = self._rng(context, "step")
         input1, input2, local_in, target1 = self.augment(batch, generator_for(rng, _batch_device(batch)))
+        net = unwrap_model(model)
+        if not isinstance(net, MultiScaleHeadNet):
+            raise TypeError(f"pcrlv2 needs a MultiScaleHeadNet, got {type(net).__name__}")
+        levels = net.levels
+        local_in = fit_to_stride(local_in, net.total_stride)
         out = model(input1, input2, local_in if s.local_weight > 0 else None)
-        level = int(rng.integers(LEVELS))
+        level = int(rng.integers(levels))
         restoration = F.mse_loss(torch.sigmoid(out.out1.float()), target1)
         global_term = symmetric_cosine(out.feats1, out.feats2, level)
         loss = restoration + global_term
@@ -282,7 +288,7 @@ class PCRLv2(PretextMethod):
         if out.feats_local and s.local_weight > 0:
             batch_size = target1.shape[0]
             n_local = out.feats_local[0][0].shape[0] // batch_size
-            local_levels = rng.integers(LEVELS, size=(n_local, 2))
+            local_levels = rng.integers(levels, size=(n_local, 2))
             terms = []
             for i in range(n_local):
                 feats_i = _rows(out.feats_local, i * batch_size, (i + 1) * batch_size)
@@ -304,6 +310,19 @@ class PCRLv2(PretextMethod):
         z = input1.shape[-1] // 2
         title = vis_title(f"{self.name} restoration", batch, context)
         return {"pcrlv2_restoration": restoration_picture(title, input1[0, 0], target1[0, 0], out[0, 0], z)}
+
+
+def fit_to_stride(views: torch.Tensor, stride: tuple[int, int, int]) -> torch.Tensor:
+    """``views`` ``[N, C, X, Y, Z]`` resized (trilinear) up to the next multiple of ``stride`` per axis.
+
+    Local views (16³ by default) are smaller than the smallest input of a backbone with a total
+    stride above 16; with the unet3d backbone (stride 8) they pass unchanged.
+    """
+    size = views.shape[2:]
+    target = [-(-int(n) // int(s)) * int(s) for n, s in zip(size, stride, strict=True)]
+    if views.shape[0] == 0 or list(size) == target:
+        return views
+    return F.interpolate(views, size=target, mode="trilinear", align_corners=False)
 
 
 def _batch_device(batch: Any) -> torch.device:

@@ -43,7 +43,7 @@ from radiossl.engine.protocol import StepContext, StepOutput
 from radiossl.engine.visualise import vis_title
 from radiossl.errors import ConfigError, DataError
 from radiossl.losses.legacy_ce import legacy_ce, legacy_swav
-from radiossl.models.unet3d import UNet3D
+from radiossl.models.network import build_network
 from radiossl.ops.roi_align import roi_align_overlap
 from radiossl.pretext.base import PretextMethod, PretrainConfig
 from radiossl.pretext.cluster_metrics import usage_metrics
@@ -164,13 +164,11 @@ class PixelCluster(PretextMethod):
 
     def build_model(self) -> nn.Module:
         model_cfg = self.config.model
-        return UNet3D(
+        return build_network(
+            model_cfg,
             in_channels=model_cfg.in_channels,
             out_channels=self.settings.k,
-            width=model_cfg.width,
-            skip_connections=model_cfg.skip_connections,
-            norm=model_cfg.norm,
-            decoder=True,
+            input_sizes={"data.crop_size": self.config.data.crop_size},
         )
 
     def build_datasets(self) -> tuple[Dataset[Any], Dataset[Any] | None]:

@@ -35,7 +35,7 @@ THESIS_RATIOS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 1.0)
 SCRATCH = "scratch"
 """The ``--weights`` value (and method name) of training from random weights."""
 FORMAT = "radiossl-sweep"
-FORMAT_VERSION = 1
+SWEEP_FORMAT_VERSION = 1
 NON_IDENTITY_FIELDS: dict[str, Any] = {
     "out": True,
     "weights": True,  # per cell; each checkpoint's SHA-256 stands for it in sweep.json
@@ -318,7 +318,7 @@ def identity(config: Any, methods: Sequence[Method], cells: Sequence[Cell]) -> d
     grid = config.sweep
     return {
         "format": FORMAT,
-        "version": FORMAT_VERSION,
+        "version": SWEEP_FORMAT_VERSION,
         "task": config.task.name,
         "mode": grid.mode,
         "methods": [{"name": m.name, "sha256": m.sha256} for m in methods],

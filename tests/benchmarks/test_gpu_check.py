@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any
 
 import pytest
 import torch
@@ -63,7 +63,12 @@ def test_quick_cpu_run_passes_every_check_that_runs_on_a_cpu(tmp_path: Path) -> 
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     lines = _report_lines(done.stdout)
     expected = ["device", "matmul-peak", "amp-bf16", "amp-fp16", "genesis-transforms", "kmeans-assign", "faiss-gpu"]
-    assert list(lines) == [*expected, "throughput-unet3d"]
+    from radiossl.models.backbone import backbone_names
+
+    assert list(lines) == [*expected, *(f"throughput-{name}" for name in backbone_names())]
+    # each backbone's crop is the quick 16³ rounded up to its total stride
+    assert "16x16x16 x 2 pairs" in lines["throughput-unet3d"][1]
+    assert "32x32x32 x 2 pairs" in lines["throughput-resenc-l"][1]
     assert lines["faiss-gpu"] == ("SKIP", "needs a CUDA device (running on cpu)")
     assert all(status == "PASS" for name, (status, _) in lines.items() if name != "faiss-gpu"), lines
     assert "no gradient scaler" in lines["amp-bf16"][1]
@@ -72,7 +77,7 @@ def test_quick_cpu_run_passes_every_check_that_runs_on_a_cpu(tmp_path: Path) -> 
 
     report = json.loads((out / "gpu_check.json").read_text())  # $OUT/gpu_check.json without --json
     assert [r["name"] for r in report["results"]] == list(lines)
-    assert report["meta"]["counts"] == {"PASS": 7, "FAIL": 0, "SKIP": 1}
+    assert report["meta"]["counts"] == {"PASS": len(lines) - 1, "FAIL": 0, "SKIP": 1}
     assert report["meta"]["quick"] is True and report["meta"]["device"] == "cpu"
     throughput = next(r for r in report["results"] if r["name"] == "throughput-unet3d")["data"]
     assert [row["amp"] for row in throughput["rows"]] == ["none", "bf16"]
@@ -130,25 +135,28 @@ def test_full_size_throughput_uses_the_published_patch_cluster_crop_and_batch(gp
         gpu_check.Settings.from_env(quick=True, environ={"GPU_CHECK_STEPS": "0"})
 
 
-def test_backbones_are_every_model_name_choice_once_the_config_has_one(
+def test_backbones_are_every_registered_model_name(
     gpu_check: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    from radiossl.models.backbone import backbone_names
+
+    names, by_name = gpu_check.backbone_names()
+    assert by_name and names == backbone_names() and {"unet3d", "resenc-l"} <= set(names)
+    checks = [name for name, _ in gpu_check.all_checks(gpu_check.Settings.from_env(True, {}))]
+    assert checks[-len(names) :] == [f"throughput-{name}" for name in names]
+    only = gpu_check.Settings.from_env(True, {"GPU_CHECK_BACKBONES": "resenc-l"})
+    assert [name for name, _ in gpu_check.all_checks(only)][-1] == "throughput-resenc-l"
+
+    class WithoutNames(BaseModel):  # a radiossl before model.name: only the one network there is
+        width: float = 1.0
+
+    monkeypatch.setattr("radiossl.config.ModelConfig", WithoutNames)
     assert gpu_check.backbone_names() == (["unet3d"], False)
     asked = gpu_check.Settings.from_env(True, {"GPU_CHECK_BACKBONES": "resenc-m"})
     ((name, check),) = [(n, c) for n, c in gpu_check.all_checks(asked) if n.startswith("throughput")]
     skipped = gpu_check.run_check(name, check, gpu_check.Context("cpu", asked, tmp_path))
     assert (name, skipped.status) == ("throughput-resenc-m", "SKIP")  # never unet3d under another name
     assert "no model.name setting" in skipped.detail
-
-    class WithNames(BaseModel):
-        name: Literal["unet3d", "resenc-m", "resenc-l"] = "unet3d"
-
-    monkeypatch.setattr("radiossl.config.ModelConfig", WithNames)
-    assert gpu_check.backbone_names() == (["unet3d", "resenc-m", "resenc-l"], True)
-    checks = [name for name, _ in gpu_check.all_checks(gpu_check.Settings.from_env(True, {}))]
-    assert checks[-3:] == ["throughput-unet3d", "throughput-resenc-m", "throughput-resenc-l"]
-    only = gpu_check.Settings.from_env(True, {"GPU_CHECK_BACKBONES": "resenc-l"})
-    assert [name for name, _ in gpu_check.all_checks(only)][-1] == "throughput-resenc-l"
 
 
 def test_a_check_passes_skips_or_fails_by_what_it_raises(gpu_check: ModuleType, tmp_path: Path) -> None:

@@ -1,0 +1,60 @@
+"""The one place a network is built from ``config.model``: :func:`build_network`.
+
+Every pretext method and finetuning call this with what they need (channels, decoder or not, PCRLv2
+stage heads); the backbone plugin named by ``model.name`` builds it. Input sizes are checked
+against the backbone's total stride by :func:`check_sizes` before any data is read.
+
+Example:
+    >>> from radiossl.config import ModelConfig
+    >>> net = build_network(ModelConfig(width=0.125), in_channels=1, out_channels=3)
+    >>> type(net).__name__, net.out_channels
+    ('UNet3D', 3)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from torch import nn
+
+from radiossl.models.backbone import NetworkRequest, check_divisible, get_backbone
+
+if TYPE_CHECKING:
+    from radiossl.config import ModelConfig
+
+
+def build_network(
+    model: ModelConfig,
+    in_channels: int,
+    out_channels: int,
+    decoder: bool = True,
+    stage_heads: bool = False,
+    input_sizes: Mapping[str, Sequence[int] | None] | None = None,
+) -> nn.Module:
+    """A freshly initialised backbone network for ``model`` (see :class:`~radiossl.models.backbone.NetworkRequest`).
+
+    ``input_sizes`` (setting name -> size) are checked against the backbone's total stride first,
+    so a crop size the backbone cannot take is a one-line error before anything is built or read.
+    """
+    backbone = get_backbone(model.name)
+    if input_sizes:
+        check_sizes(model, input_sizes)
+    request = NetworkRequest(in_channels, out_channels, decoder=decoder, stage_heads=stage_heads)
+    return backbone.build(model, request)
+
+
+def input_divisor(model: ModelConfig) -> tuple[int, int, int]:
+    """Every input size must be a multiple of this (the backbone's total stride), without building it."""
+    return get_backbone(model.name).total_stride(model)
+
+
+def check_sizes(model: ModelConfig, sizes: Mapping[str, Sequence[int] | None]) -> None:
+    """One-line :class:`~radiossl.errors.ConfigError` naming the setting whose size the backbone cannot take.
+
+    ``sizes`` maps a setting name (``"data.crop_size"``) to its size; ``None`` entries are skipped.
+    """
+    divisor = input_divisor(model)
+    for where, size in sizes.items():
+        if size is not None:
+            check_divisible(size, divisor, where, model.name)
