@@ -12,7 +12,7 @@ Example:
     >>> folder = pathlib.Path(tempfile.mkdtemp())
     >>> voxels = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
     >>> a = write_image(folder / "a.nii", voxels, affine=np.eye(4))
-    >>> b = write_image(folder / "b.nii.gz", voxels.astype(np.float32), affine=2 * np.eye(4))
+    >>> b = write_image(folder / "b.nii.gz", voxels.astype(np.float32), affine=np.diag([2.0, 2.0, 2.0, 1.0]))
     >>> cache = HashCache(folder / "hashes.json")
     >>> cache.file_hash(a) == cache.file_hash(b) == voxel_hash(voxels)
     True
