@@ -84,6 +84,19 @@ def test_evaluation_cases_are_the_split_finetuning_and_evaluation_use(downstream
     assert {c.case_id: c.roles for c in evaluation_cases(both)} == {c: ("test", "val") for c in splits.test}
 
 
+def test_lits_tests_on_its_val_folder_and_every_seed_carves_its_own_validation(lits_root: Path) -> None:
+    from radiossl.downstream.tasks.lits import LiTSConfig, LiTSTask
+
+    held_out = {p.name.removesuffix(".nii") for p in (lits_root / "val" / "ct").iterdir()}
+    task = LiTSTask(LiTSConfig(), lits_root)
+    cases = {c.case_id: c.roles for c in evaluation_cases(task, (0, 1))}
+    assert {c for c, roles in cases.items() if "test" in roles} == held_out
+    carved = {seed: set(task.splits(task.list_cases(), seed).val) for seed in (0, 1)}
+    assert {c for c, roles in cases.items() if roles == ("val",)} == carved[0] | carved[1]
+    thesis = LiTSTask(LiTSConfig(val_is_test=True), lits_root)
+    assert {c.case_id: c.roles for c in evaluation_cases(thesis, (0, 1))} == dict.fromkeys(held_out, ("test", "val"))
+
+
 def test_no_overlap_when_pretraining_used_the_training_split_only(downstream: Path, tmp_path: Path) -> None:
     proc = _preprocess(downstream, tmp_path / "proc")  # the same split: val/test cases are not trained on
     out = tmp_path / "report" / "overlap.json"
