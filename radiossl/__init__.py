@@ -27,6 +27,7 @@ _LAZY: dict[str, str] = {
     "evaluate": "radiossl.downstream.evaluate:evaluate",
     "run_sweep": "radiossl.sweep.run:run_sweep",
     "write_sweep_report": "radiossl.sweep.report:write_report",
+    "check_overlap": "radiossl.downstream.overlap:check_overlap",
     "demo": "radiossl.demo:run_demo",
     "load_config": "radiossl.run_configs:load_config",
     "load_pretrained": "radiossl.models.loading:load_pretrained",

@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "finetune",
     "evaluate",
     "sweep",
+    "check_overlap",
     "demo",
     "plugins",
     "config",

@@ -70,6 +70,25 @@ Size3 = tuple[int, int, int]
 
 
 @dataclass(frozen=True)
+class SourceFile:
+    """A raw file a case was read from, as recorded when it was preprocessed (size and mtime None if unknown)."""
+
+    path: Path
+    size: int | None
+    mtime: float | None
+
+
+@dataclass(frozen=True)
+class ProcessedCase:
+    """A case of the folder that has samples in it: its id, split, sample count and recorded source files."""
+
+    case_id: str
+    split: str
+    samples: int
+    sources: tuple[SourceFile, ...]
+
+
+@dataclass(frozen=True)
 class PreprocessRecord:
     """``preprocess.json`` of a folder: how it was made, with typed accessors over the stored JSON."""
 
@@ -149,6 +168,39 @@ class PreprocessRecord:
     def cases(self) -> Mapping[str, Any]:
         """Per-case status (``ok``/``failed``/``pending``, samples, sources) after the last merge."""
         return self._section("cases")
+
+    def processed_cases(self) -> list[ProcessedCase]:
+        """The cases with samples in the folder (what pretraining on it sees), with their source files.
+
+        Sources come from each case's status (``status/<case_id>.json``, merged into the record);
+        a folder written before sources were recorded gives cases with no sources.
+        """
+        found = []
+        for case_id, entry in self.cases.items():
+            if not isinstance(entry, dict) or entry.get("status") != "ok" or not entry.get("samples"):
+                continue
+            sources = []
+            for item in entry.get("sources") or []:
+                if isinstance(item, dict) and isinstance(item.get("path"), str):
+                    size, mtime = item.get("size"), item.get("mtime")
+                    sources.append(
+                        SourceFile(
+                            Path(item["path"]),
+                            int(size) if isinstance(size, int) else None,
+                            float(mtime) if isinstance(mtime, int | float) else None,
+                        )
+                    )
+            split = entry.get("split")
+            samples = entry.get("samples")
+            found.append(
+                ProcessedCase(
+                    str(case_id),
+                    split if isinstance(split, str) else "",
+                    int(samples) if isinstance(samples, int) else 0,
+                    tuple(sources),
+                )
+            )
+        return found
 
     def _section(self, name: str) -> Mapping[str, Any]:
         value = self.data.get(name)

@@ -9,8 +9,9 @@ Written into the sweep folder (atomically, under the sweep's lock):
   means, a bootstrap 95 % interval of the mean (seeds and cases resampled, :mod:`radiossl.sweep.stats`),
   mean HD95, and the paired comparison with scratch at the same ratio: the mean Dice difference and the
   two-sided p-value of a Wilcoxon signed-rank test over cases (each case's Dice averaged over seeds);
-* ``table.md`` — the thesis' Table 5.2 layout (a row per pretraining method, mean Dice and Dice per
-  region) for every ratio, mean Dice against ratio, and the cells not done yet;
+* ``table.md`` — the overlap check of the checkpoints (``overlap.json``, when the sweep ran it), the
+  thesis' Table 5.2 layout (a row per pretraining method, mean Dice and Dice per region) for every ratio,
+  mean Dice against ratio, and the cells not done yet;
 * ``label_efficiency.png`` — Dice against label ratio on a log axis, a line per method with its
   interval as a band, a panel per region.
 
@@ -33,6 +34,7 @@ import numpy as np
 
 from radiossl.errors import DataError
 from radiossl.sweep.cell import DONE, FAILED
+from radiossl.sweep.overlap import overlap_markdown
 from radiossl.sweep.plan import SCRATCH, Cell
 from radiossl.sweep.stats import DEFAULT_LEVEL, DEFAULT_RESAMPLES, describe, paired_wilcoxon
 from radiossl.utils.atomic import atomic_write_text
@@ -273,9 +275,15 @@ def _pm(row: dict[str, Any]) -> str:
 
 
 def table_markdown(
-    identity: dict[str, Any], summary: list[dict[str, Any]], regions: list[str], done: int, not_done: dict[str, str]
+    identity: dict[str, Any],
+    summary: list[dict[str, Any]],
+    regions: list[str],
+    done: int,
+    not_done: dict[str, str],
+    overlap: list[str] | None = None,
 ) -> str:
-    """``table.md``: Table 5.2's layout per ratio, mean Dice against ratio, and the cells not done yet."""
+    """``table.md``: the overlap check (``overlap`` lines), Table 5.2's layout per ratio, mean Dice against
+    ratio, and the cells not done yet."""
     total = done + len(not_done)
     lines = [
         f"# Label-efficiency sweep: {identity['task']} ({identity['split']} split, {identity['protocol']} protocol)",
@@ -284,6 +292,7 @@ def table_markdown(
         f"`summary.csv`); † = differs from scratch at p < {SIGNIFICANT} (Wilcoxon signed-rank over cases). "
         f"{done} of {total} cells done.",
     ]
+    lines += overlap or []
     columns = ([MEAN_REGION] if MEAN_REGION in regions else []) + [r for r in regions if r != MEAN_REGION]
     labels = ordered_labels(summary)
     cell_of = {(row["label"], row["ratio"], row["region"]): row for row in summary}
@@ -408,7 +417,9 @@ def write_report(
     with cell_fragments(out).lock():  # shards finishing at once write one report after the other
         atomic_write_text(report.sweep_csv, _csv(SWEEP_COLUMNS, rows))
         atomic_write_text(report.summary_csv, _csv(SUMMARY_COLUMNS, summary))
-        atomic_write_text(report.table_md, table_markdown(identity, summary, regions, len(done), not_done))
+        atomic_write_text(
+            report.table_md, table_markdown(identity, summary, regions, len(done), not_done, overlap_markdown(out))
+        )
         figure = out / FIGURE_PNG
         if summary:
             report.figure_png = save_png(figure, draw_label_efficiency(identity, summary, regions))

@@ -4,6 +4,7 @@ The sweep folder::
 
     SWEEP/  sweep.json      what the results are results of (task, methods by SHA-256, grid, finetune settings, cells)
             subsets.json    every seed's split and nested label-ratio subsets
+            overlap.json    which checkpoints' pretraining data held evaluation cases (radiossl.sweep.overlap)
             cells/<cell>/   request.json  cell.log  finetune/  evaluate/  cell.json | failed.json
             sweep.csv  summary.csv  table.md  label_efficiency.png      (the report, once every cell is done)
 
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from radiossl.errors import ConfigError, DataError
 from radiossl.sweep.cell import DONE, FAILED, LOG, REQUEST
+from radiossl.sweep.overlap import check_sweep_overlap
 from radiossl.sweep.plan import Cell, cell_config, identity, parse_methods, plan_cells, plan_subsets
 from radiossl.utils.atomic import write_json
 from radiossl.utils.fragments import Fragments, share
@@ -88,6 +90,7 @@ def run_sweep(
         DataError: the dataset folder is missing or has no cases.
     """
     from radiossl.engine.progress import report as say  # one line per cell, to the current reporter
+
     if config.data.root is None:
         raise ConfigError("data.root: no dataset folder given (--data RAW_DIR)")
     if not Path(config.data.root).is_dir():
@@ -102,6 +105,8 @@ def run_sweep(
         advice="use another --out for a sweep with other settings (nothing in it was changed)",
     )
     write_json(out / SUBSETS_JSON, subsets)
+    for entry in check_sweep_overlap(config, methods, out):
+        say(f"overlap check, {entry['method']}: {entry.get('summary') or 'not checked: ' + entry['reason']}")
     by_name = {method.name: method for method in methods}
     result = SweepRun(out, cells, shard)
     mine = share(cells, shard)

@@ -44,7 +44,6 @@ PENDING_COMMANDS: dict[tuple[str, ...], str] = {
     ("sweep",): "finetune x evaluate over weights, ratios and seeds",
     ("sweep", "report"): "the table of a sweep folder",
     ("probe",): "linear probing of a frozen encoder",
-    ("check-overlap",): "pretraining vs downstream case overlap",
     ("checkpoint", "export-nnssl"): "nnssl adaptation-plan checkpoint",
     ("checkpoint", "show-features"): "feature PCA picture of a checkpoint",
 }
