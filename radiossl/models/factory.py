@@ -3,7 +3,8 @@
 A spec is ``{"class": NAME, "kwargs": {...}}`` with JSON-compatible values only, so checkpoints
 load with ``torch.load(weights_only=True)`` and the spec can be printed or written to JSON.
 Built-in classes are :class:`UNet3D`, :class:`Encoder3D`, :class:`PatchClusterNet`,
-:class:`MultiScaleHeadNet` and the nnU-Net U-Nets ``ResidualEncoderUNet`` / ``PlainConvUNet``; a plugin
+:class:`MultiScaleHeadNet`, ``ContrastiveEncoder`` (simclr, voco) and the nnU-Net U-Nets
+``ResidualEncoderUNet`` / ``PlainConvUNet``; a plugin
 can add its own with :func:`register_model_class` (the class needs a ``spec_kwargs()`` method
 returning its constructor arguments).
 
@@ -38,8 +39,11 @@ _CLASSES: dict[str, type[nn.Module]] = {
 _OPTIONAL_CLASSES: dict[str, str] = {
     "ResidualEncoderUNet": "radiossl.models.dna_networks",
     "PlainConvUNet": "radiossl.models.dna_networks",
+    "ContrastiveEncoder": "radiossl.pretext.projection",
 }
-"""Classes of optional dependencies, imported only when a spec names them (see :mod:`.dna_networks`)."""
+"""Classes imported only when a spec names them: those of optional dependencies (see :mod:`.dna_networks`)
+and built-in method networks defined outside this package (``simclr``/``voco``'s encoder). Each module
+lists its classes in ``SPEC_CLASS_NAMES``."""
 
 
 def _optional_class(name: str) -> type[nn.Module] | None:

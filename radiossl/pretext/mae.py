@@ -1,19 +1,22 @@
 """Masked image modelling for CNN backbones (``mae``; the SparK variant with ``method.sparse: true``).
 
 Each training cube (the ``genesis`` view: 64x64x32 sub-volumes, intensities in [0, 1]) is cut into
-``block_size``³-voxel blocks; ``mask_ratio`` of them are hidden (set to 0) and a 3D U-Net with skip
-connections reconstructs the cube. The loss is the mean squared (``loss: l1``: absolute) error over the
+``block_size``³-voxel blocks; ``mask_ratio`` of them are hidden (set to 0) and the backbone's U-Net (with skip
+connections) reconstructs the cube. The loss is the mean squared (``loss: l1``: absolute) error over the
 hidden voxels only (:func:`radiossl.losses.masked_reconstruction.masked_reconstruction_loss`). The
 defaults are nnssl's ``BaseMAETrainer`` (75 % of 16³ blocks hidden, L2 loss, SGD lr 1e-2, momentum
 0.99, weight decay 3e-5, gradient norm clipped at 12); ``docs/methods/mae.md`` lists them with their
 sources and where radiossl differs.
 
-``sparse: true`` re-applies the mask after every encoder stage (:func:`radiossl.ops.block_mask.zero_masked`),
-so the hidden regions stay exactly zero all the way to the bottleneck and no convolution carries
-information into them (SparK). The block size must then be a multiple of the encoder's total stride (8).
+``sparse: true`` re-applies the mask after every encoder stage (:func:`radiossl.ops.block_mask.zero_masked`
+through the backbone's ``after_stage`` hook), so the hidden regions stay exactly zero all the way to the
+bottleneck and no convolution carries information into them (SparK). The block size must then be a
+multiple of the backbone's total stride (8 for ``unet3d``, 32 for ResEnc-L), so that every hidden block
+covers whole bottleneck cells.
 
-The network is a plain :class:`radiossl.models.UNet3D` (checkpoints describe it as one); the functions
-:func:`build_unet`, :func:`encode` and :func:`decode` at the top are the only places that touch it.
+The network is the backbone named by ``model.name`` (:func:`radiossl.models.network.build_network`)
+wrapped in :class:`MAENet`, which only adds the masked forward; its keys and its checkpoint spec are
+the backbone's own (``UNet3D`` on ``unet3d``, ``ResidualEncoderUNet`` on ResEnc-L).
 
 Example::
 
@@ -31,61 +34,56 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from radiossl.config import MethodConfig, ModelConfig
+from radiossl.config import MethodConfig
 from radiossl.engine.protocol import StepContext, StepOutput
 from radiossl.errors import ConfigError, DataError
 from radiossl.losses.masked_reconstruction import masked_reconstruction_loss
-from radiossl.models import UNet3D
-from radiossl.models.factory import unwrap_model
-from radiossl.models.unet3d import DIVISOR, check_input
+from radiossl.models.backbone import StageHook
+from radiossl.models.composite import BackboneComposite
+from radiossl.models.factory import model_spec, unwrap_model
+from radiossl.models.network import build_network, check_sizes, input_divisor
 from radiossl.ops.block_mask import mask_grid, random_block_mask, zero_masked
 from radiossl.pretext.base import PretextMethod
 from radiossl.utils.seeding import rng_for
 
-ENCODER_STRIDE = DIVISOR
-"""Total downsampling of the encoder (three 2x poolings); SparK blocks must be multiples of it."""
+
+def remask(stage_mask: torch.Tensor) -> StageHook:
+    """The ``after_stage`` hook of SparK: every stage's output with the hidden positions zeroed."""
+
+    def hook(index: int, features: torch.Tensor) -> torch.Tensor:
+        return zero_masked(features, stage_mask)
+
+    return hook
 
 
-# -- backbone access: the only functions that know the network ------------------------------------
-
-
-def build_unet(model: ModelConfig) -> MAENet:
-    """The reconstruction network: a U-Net whose output has the input's channels."""
-    return MAENet(
-        in_channels=model.in_channels,
-        out_channels=model.in_channels,
-        width=model.width,
-        skip_connections=model.skip_connections,
-        norm=model.norm,
-    )
-
-
-def encode(net: UNet3D, x: torch.Tensor, stage_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+def encode(net: Any, x: torch.Tensor, stage_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
     """Encoder stage features, finest first; with ``stage_mask``, hidden positions are zeroed after every stage."""
-    if stage_mask is None:
-        return net.encode(x)
-    check_input(x, net.in_channels)
-    features: list[torch.Tensor] = []
-    hidden = x
-    for index, stage in enumerate((net.down_tr64, net.down_tr128, net.down_tr256, net.down_tr512)):
-        hidden = zero_masked(stage(hidden if index == 0 else net.maxpool(hidden)), stage_mask)
-        features.append(hidden)
+    features: list[torch.Tensor] = net.encode(x, None if stage_mask is None else remask(stage_mask))
     return features
 
 
-def decode(net: UNet3D, features: list[torch.Tensor]) -> torch.Tensor:
-    """The reconstruction (``out_tr`` of the last decoder stage) from :func:`encode`'s features."""
-    return net.out_tr(net.decode(features)[-1])
+class MAENet(BackboneComposite):
+    """A backbone whose ``forward`` takes the optional SparK mask (one call, so DDP sees one forward).
 
-
-class MAENet(UNet3D):
-    """:class:`UNet3D` whose ``forward`` takes the optional SparK mask (one call, so DDP sees one forward).
-
-    Its ``state_dict`` is exactly :class:`UNet3D`'s, and checkpoints describe it as ``UNet3D``.
+    Its ``state_dict`` is exactly the backbone's, and checkpoints describe it as the backbone
+    (:meth:`checkpoint_spec`).
     """
 
-    def forward(self, x: torch.Tensor, stage_mask: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
-        return decode(self, encode(self, x, stage_mask))
+    def __init__(self, backbone: nn.Module) -> None:
+        self._backbone_spec = model_spec(backbone)
+        super().__init__(backbone)
+
+    def forward(self, x: torch.Tensor, stage_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The reconstruction of ``x`` (the backbone's output head), re-masked per stage with ``stage_mask``."""
+        return self.head(self.decode(encode(self, x, stage_mask)))
+
+    def checkpoint_spec(self) -> dict[str, Any]:
+        """The backbone's own spec (same weights, standard forward)."""
+        return dict(self._backbone_spec)
+
+
+def _stride_text(stride: tuple[int, int, int]) -> str:
+    return str(stride[0]) if len(set(stride)) == 1 else str(list(stride))
 
 
 # -- the method -------------------------------------------------------------------------------------
@@ -142,18 +140,27 @@ class MAE(PretextMethod):
         super().__init__(config)
         s = self.settings
         crop = tuple(config.data.crop_size)
+        check_sizes(config.model, {"data.crop_size": crop})
         try:
             self.grid = mask_grid(crop, s.block_size)
         except ValueError as err:
             raise ConfigError(f"method.block_size: {err} (data.crop_size {list(crop)})") from err
-        if s.sparse and s.block_size % ENCODER_STRIDE:
+        stride = input_divisor(config.model)
+        if s.sparse and any(s.block_size % axis for axis in stride):
             raise ConfigError(
-                f"method.sparse needs method.block_size to be a multiple of the encoder stride {ENCODER_STRIDE}, "
-                f"got {s.block_size}"
+                f"method.sparse needs method.block_size to be a multiple of the encoder stride {_stride_text(stride)} "
+                f"of the {config.model.name} backbone, got {s.block_size}"
             )
 
     def build_model(self) -> nn.Module:
-        return build_unet(self.config.model)
+        m = self.config.model
+        backbone = build_network(
+            m,
+            in_channels=m.in_channels,
+            out_channels=m.in_channels,
+            input_sizes={"data.crop_size": self.config.data.crop_size},
+        )
+        return MAENet(backbone)
 
     def build_datasets(self) -> tuple[Any, Any]:
         from radiossl.data.views import GenesisCubeDataset
@@ -164,8 +171,11 @@ class MAE(PretextMethod):
         return GenesisCubeDataset(data.root, "train", seed=self.config.runtime.seed, ratio=data.ratio), None
 
     def model_spec(self, model: nn.Module) -> dict[str, Any]:
-        """Checkpoints describe the network as a plain ``UNet3D`` (same weights, standard forward)."""
-        return {"class": "UNet3D", "kwargs": dict(unwrap_model(model).spec_kwargs())}  # type: ignore[operator]
+        """Checkpoints describe the network as its backbone (a plain ``UNet3D`` on ``unet3d``)."""
+        net = unwrap_model(model)
+        if not isinstance(net, MAENet):
+            raise TypeError(f"mae needs an MAENet, got {type(net).__name__}")
+        return net.checkpoint_spec()
 
     def run_name_parts(self) -> list[str]:
         s = self.settings

@@ -1,15 +1,17 @@
 """The network of the contrastive methods (``simclr``, ``voco``): encoder, pooled stage features, projection head.
 
-:class:`ContrastiveEncoder` is radiossl's 3D U-Net encoder (keys ``down_tr*``, so ``radiossl finetune
---transfer encoder`` and ``checkpoint export`` read it like any other encoder) with a
-``projection_head`` at the top level. Its ``forward`` maps a batch of crops to one embedding per crop:
-the global average of the bottleneck (``pooled="bottleneck"``, SimCLR) or of every encoder stage,
-concatenated (``pooled="all"``, VoCo's ``forward_encs`` and nnssl's ``VoCoArchitecture``), then the MLP
-:class:`ProjectionHead`.
+:class:`ContrastiveEncoder` is the encoder of the backbone named by ``model.name`` with a
+``projection_head`` at the top level; the encoder keeps the backbone's key names (``down_tr*`` on
+``unet3d``, ``encoder.*`` on the nnU-Net backbones), so ``radiossl finetune --transfer encoder`` and
+``checkpoint export-nnssl`` read it like any other encoder. Its ``forward`` maps a batch of crops to one
+embedding per crop: the global average of the bottleneck (``pooled="bottleneck"``, SimCLR) or of every
+encoder stage, concatenated (``pooled="all"``, VoCo's ``forward_encs`` and nnssl's ``VoCoArchitecture``),
+then the MLP :class:`ProjectionHead`, whose input width follows the backbone's ``stage_channels``.
 
-The two functions at the top, :func:`encoder_stages` and :func:`stage_channels`, are the only places
-that touch the backbone; switching these methods to another backbone means changing them (and the
-base class).
+Checkpoints describe it as ``ContrastiveEncoder``: on ``unet3d`` with the thesis encoder's arguments
+(``in_channels``, ``width``, ``norm``), on other backbones with the backbone's spec under
+``kwargs.backbone`` (:func:`radiossl.models.factory.backbone_spec`). The model factory imports this
+module when a spec names the class, so a checkpoint rebuilds in a process that never imported it.
 
 Example:
     >>> import torch
@@ -25,20 +27,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from radiossl.models.factory import register_model_class
+from radiossl.models.composite import BackboneComposite
 from radiossl.models.unet3d import Encoder3D
 
 Pooled = Literal["bottleneck", "all"]
-
-
-def encoder_stages(net: Encoder3D, x: torch.Tensor) -> list[torch.Tensor]:
-    """Backbone access: the encoder's stage features, finest first, the bottleneck last."""
-    return net.encode(x)
-
-
-def stage_channels(net: Encoder3D) -> tuple[int, ...]:
-    """Backbone access: channels of each encoder stage, finest first."""
-    return net.encoder_channels
 
 
 def pooled_features(stages: list[torch.Tensor], pooled: Pooled) -> torch.Tensor:
@@ -75,16 +67,16 @@ class ProjectionHead(nn.Module):
         return self.layers(x)
 
 
-class ContrastiveEncoder(Encoder3D):
-    """Encoder (keys ``down_tr*``) plus ``projection_head``; ``forward`` returns ``[B, out_dim]`` embeddings.
+class ContrastiveEncoder(BackboneComposite):
+    """A backbone's encoder (its own keys) plus ``projection_head``; ``forward`` returns ``[B, out_dim]`` embeddings.
 
     Args:
-        in_channels, width, norm: the encoder's (see :class:`radiossl.models.unet3d.Encoder3D`).
+        in_channels, width, norm: the thesis encoder's (:class:`radiossl.models.unet3d.Encoder3D`, the
+            ``unet3d`` backbone); ignored when ``backbone`` is given.
         hidden_dim, out_dim, layers: the :class:`ProjectionHead` (not scaled by ``width``).
         pooled: ``"bottleneck"`` or ``"all"`` encoder stages feed the head (see the module docstring).
+        backbone: another backbone network, or its model spec; only its encoder is kept.
     """
-
-    head_prefixes: tuple[str, ...] = ("projection_head",)
 
     def __init__(
         self,
@@ -95,29 +87,44 @@ class ContrastiveEncoder(Encoder3D):
         out_dim: int = 128,
         layers: int = 2,
         pooled: Pooled = "bottleneck",
+        backbone: nn.Module | dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(in_channels, width, norm)
         if pooled not in ("bottleneck", "all"):
             raise ValueError(f"pooled must be 'bottleneck' or 'all', got {pooled!r}")
+        if isinstance(backbone, dict):
+            from radiossl.models.factory import build_model
+
+            backbone = build_model(backbone)
+        if backbone is None:
+            backbone = Encoder3D(in_channels, width, norm)
+        # the thesis encoder keeps the published spec (in_channels, width, norm); others nest their own
+        self._backbone_spec: dict[str, Any] | None = None
+        if type(backbone) is not Encoder3D:
+            from radiossl.models.factory import model_spec
+
+            self._backbone_spec = model_spec(backbone)
+        super().__init__(backbone, encoder_only=True)
+        self.in_channels = int(getattr(backbone, "in_channels", in_channels))
+        self.width = float(getattr(backbone, "width", width))
+        self.norm = str(getattr(backbone, "norm", norm))
+        self.head_prefixes: tuple[str, ...] = ("projection_head",)
         self.pooled: Pooled = pooled
-        channels = stage_channels(self)
+        channels = self.stage_channels
         in_dim = channels[-1] if pooled == "bottleneck" else sum(channels)
         self.projection_head = ProjectionHead(in_dim, hidden_dim, out_dim, layers)
         self.hidden_dim, self.out_dim, self.layers = hidden_dim, out_dim, layers
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Embeddings ``[B, out_dim]`` (float32 from the pooling on)."""
-        return self.projection_head(pooled_features(encoder_stages(self, x), self.pooled))
+        return self.projection_head(pooled_features(self.encode(x), self.pooled))
 
     def spec_kwargs(self) -> dict[str, Any]:
         """Constructor arguments, for :func:`radiossl.models.factory.model_spec`."""
-        return {
-            **super().spec_kwargs(),
-            "hidden_dim": self.hidden_dim,
-            "out_dim": self.out_dim,
-            "layers": self.layers,
-            "pooled": self.pooled,
-        }
+        head = {"hidden_dim": self.hidden_dim, "out_dim": self.out_dim, "layers": self.layers, "pooled": self.pooled}
+        if self._backbone_spec is not None:
+            return {**head, "backbone": dict(self._backbone_spec)}
+        return {"in_channels": self.in_channels, "width": self.width, "norm": self.norm, **head}
 
 
-register_model_class(ContrastiveEncoder)
+SPEC_CLASS_NAMES: dict[str, type[nn.Module]] = {"ContrastiveEncoder": ContrastiveEncoder}
+"""Model-spec class names this module defines (imported by :mod:`radiossl.models.factory` on demand)."""

@@ -36,6 +36,7 @@ from radiossl.config import MethodConfig
 from radiossl.engine.protocol import StepContext, StepOutput
 from radiossl.errors import DataError
 from radiossl.losses.nt_xent import nt_xent_loss
+from radiossl.models.network import build_network, check_sizes
 from radiossl.pretext.base import PretextMethod
 from radiossl.pretext.projection import ContrastiveEncoder, Pooled
 from radiossl.transforms import Compose, RandomBlur, RandomFlip, RandomGamma, RandomNoise, generator_for
@@ -113,6 +114,7 @@ class SimCLR(PretextMethod):
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
+        check_sizes(config.model, self.input_sizes())
         s = self.settings
         self.augment = Compose(
             [
@@ -123,9 +125,18 @@ class SimCLR(PretextMethod):
             ]
         )
 
+    def input_sizes(self) -> dict[str, tuple[int, ...]]:
+        """The crops the encoder sees, by setting name (checked against the backbone's total stride)."""
+        return {"data.crop_size": tuple(self.config.data.crop_size)}
+
     def build_model(self) -> nn.Module:
         m, s = self.config.model, self.settings
-        return ContrastiveEncoder(m.in_channels, m.width, m.norm, s.hidden_dim, s.out_dim, s.head_layers, s.pooled)
+        encoder = build_network(
+            m, in_channels=m.in_channels, out_channels=m.in_channels, decoder=False, input_sizes=self.input_sizes()
+        )
+        return ContrastiveEncoder(
+            hidden_dim=s.hidden_dim, out_dim=s.out_dim, layers=s.head_layers, pooled=s.pooled, backbone=encoder
+        )
 
     def build_datasets(self) -> tuple[Any, Any]:
         from radiossl.data.views import ClusterPairDataset

@@ -34,7 +34,7 @@ from radiossl.config import MethodConfig
 from radiossl.engine.protocol import StepContext, StepOutput
 from radiossl.errors import ConfigError, DataError
 from radiossl.losses.voco import voco_loss
-from radiossl.models.unet3d import DIVISOR
+from radiossl.models.network import build_network, input_divisor
 from radiossl.ops.crop_grid import base_crop_size, cut_boxes, grid_boxes, overlap_fractions, random_boxes
 from radiossl.pretext.base import PretextMethod
 from radiossl.pretext.projection import ContrastiveEncoder, Pooled
@@ -110,16 +110,28 @@ class VoCo(PretextMethod):
             self.crop_size = base_crop_size(cube, s.grid)
         except ValueError as err:
             raise ConfigError(f"method.grid: {err} (data.crop_size {list(cube)})") from err
-        if any(size % DIVISOR for size in self.crop_size):
+        stride = input_divisor(config.model)
+        if any(size % axis for size, axis in zip(self.crop_size, stride, strict=True)):
+            stride_text = str(stride[0]) if len(set(stride)) == 1 else str(list(stride))
             raise ConfigError(
                 f"method.grid {list(s.grid)} cuts data.crop_size {list(cube)} into crops of {list(self.crop_size)}; "
-                f"the encoder needs every crop size to be a multiple of {DIVISOR}"
+                f"every crop size must be a multiple of {stride_text}, the total stride of the "
+                f"{config.model.name} backbone"
             )
         self.flip = RandomFlip((0, 1, 2), s.flip_prob)
 
+    def input_sizes(self) -> dict[str, tuple[int, ...]]:
+        """The crops the encoder sees, by setting name (checked against the backbone's total stride)."""
+        return {"method.grid": tuple(self.crop_size)}
+
     def build_model(self) -> nn.Module:
         m, s = self.config.model, self.settings
-        return ContrastiveEncoder(m.in_channels, m.width, m.norm, s.hidden_dim, s.out_dim, s.head_layers, s.pooled)
+        encoder = build_network(
+            m, in_channels=m.in_channels, out_channels=m.in_channels, decoder=False, input_sizes=self.input_sizes()
+        )
+        return ContrastiveEncoder(
+            hidden_dim=s.hidden_dim, out_dim=s.out_dim, layers=s.head_layers, pooled=s.pooled, backbone=encoder
+        )
 
     def build_datasets(self) -> tuple[Any, Any]:
         from radiossl.data.views import GenesisCubeDataset

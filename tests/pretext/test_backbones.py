@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +155,93 @@ def test_a_crop_the_backbone_cannot_take_is_refused_before_training(raw: Path, t
     )  # fmt: skip
     assert finetune_run.exit_code == 2 and f"sliding_window.roi: every size must be a {expected}" in finetune_run.output
     assert not (tmp_path / "ft").exists() or not list((tmp_path / "ft").glob("*/checkpoint_*.pt"))
+
+
+# -- the methods of the comparison (mae, simclr, voco) on ResEnc-L -----------------------------------
+
+TINY_HEAD = ["--set", "method.hidden_dim=16", "--set", "method.out_dim=8"]
+VOCO_WIDE = ["--set", "method.crops=2", "--set", "data.crop_size=[64,32,32]", "--set", "method.grid=[2,1,1]"]
+NEW_METHODS = {
+    # method: (view, overrides). A 32³ crop is one bottleneck voxel: batch norm (2 samples) normalises it,
+    # instance norm (the methods' default) cannot.
+    "mae": ("genesis", ["--set", "model.norm=batch"]),
+    "simclr": ("cluster", ["--set", "model.norm=batch", *TINY_HEAD]),
+    "voco": ("wide-genesis", ["--set", "model.norm=batch", *TINY_HEAD, *VOCO_WIDE]),
+}
+
+
+@pytest.fixture(scope="module")
+def wide_genesis(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Genesis cubes of 64x32x32: VoCo's two base crops of 32³ each (the smallest ResEnc-L input)."""
+    base = tmp_path_factory.mktemp("wide")
+    invoke("synth", "lits", "--out", str(base / "raw"), "--cases", "2", "--shape", "72", "40", "40", "--seed", "0")
+    invoke(
+        "preprocess", "--dataset", "lits17", "--data", str(base / "raw"), "--out", str(base / "proc"),
+        "--views", "genesis", "--pairs", "2", "--workers", "0", "--set", "crop_size=[64,32,32]",
+        *VIEW_SETTINGS["genesis"],
+    )  # fmt: skip
+    return base / "proc"
+
+
+def new_method_run(method: str, raw: Path, wide: Path, out: Path) -> dict[str, Any]:
+    view, extra = NEW_METHODS[method]
+    data = wide if view == "wide-genesis" else preprocessed(raw, view)
+    return pretrain(method, data, out, *extra)
+
+
+@pytest.mark.parametrize("method", sorted(NEW_METHODS))
+def test_mae_simclr_voco_train_on_resenc_l(method: str, raw: Path, wide_genesis: Path, tmp_path: Path) -> None:
+    from radiossl.models import build_model
+
+    state = new_method_run(method, raw, wide_genesis, tmp_path)
+    spec, weights = state["model_spec"], state["model"]
+    lines = [json.loads(line) for line in next(tmp_path.glob("*/metrics.jsonl")).read_text().splitlines()]
+    assert any(math.isfinite(line.get("loss", math.nan)) for line in lines)
+    assert encoder_keys(state) and "encoder.stem.convs.0.conv.weight" in weights
+    if method == "mae":  # the whole U-Net, described as nnU-Net's own network
+        assert spec["class"] == "ResidualEncoderUNet" and spec["kwargs"]["num_classes"] == 1
+        assert any(key.startswith("decoder.stages.") for key in weights)
+    else:  # the encoder and the projection head on its pooled stages
+        assert spec["class"] == "ContrastiveEncoder" and spec["kwargs"]["backbone"]["class"] == "ResidualEncoderUNet"
+        assert not any(key.startswith("decoder.") for key in weights)
+        first_head_layer = weights["projection_head.layers.0.weight"]
+        assert first_head_layer.shape[1] == (40 if method == "simclr" else 4 + 8 + 16 + 32 + 40 + 40)
+    build_model(spec).load_state_dict(weights)
+
+
+@pytest.mark.parametrize("method", ["mae", "simclr"])
+def test_mae_and_simclr_runs_on_resenc_l_export_to_nnssl(method: str, raw: Path, tmp_path: Path) -> None:
+    new_method_run(method, raw, raw, tmp_path / "runs")
+    run = next((tmp_path / "runs").glob("*/checkpoint_final.pt")).parent
+    out = tmp_path / "nnssl"
+    result = invoke("checkpoint", "export-nnssl", str(run), "--out", str(out))
+    assert "ResidualEncoderUNet" in result.output
+    exported = torch.load(out / "checkpoint_final.pth", weights_only=True)
+    assert exported["nnssl_adaptation_plan"]["architecture_plans"]["arch_class_name"].endswith("ResidualEncoderUNet")
+    assert exported["trainer_name"] == f"radiossl:{method}"
+    assert "encoder.stem.convs.0.conv.weight" in exported["network_weights"]
+
+
+def test_an_mae_run_on_unet3d_is_refused_by_export_nnssl_in_one_line(raw: Path, tmp_path: Path) -> None:
+    invoke(
+        "pretrain", "--method", "mae", "--data", str(preprocessed(raw, "genesis")), "--out", str(tmp_path / "runs"),
+        *QUIET, "--set", "model.width=0.125", "--set", f"data.crop_size={CUBE}", "--set", "optim.epochs=1",
+        "--set", "optim.batch_size=2",
+    )  # fmt: skip
+    run = next((tmp_path / "runs").glob("*/checkpoint_final.pt")).parent
+    result = CliRunner().invoke(app, ["checkpoint", "export-nnssl", str(run), "--out", str(tmp_path / "nnssl")])
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert "a UNet3D network cannot be exported to nnssl" in result.output
+
+
+def test_finetune_on_resenc_l_from_an_mae_run(raw: Path, tmp_path: Path) -> None:
+    pretrained = new_method_run("mae", raw, raw, tmp_path / "pre")
+    weights = next((tmp_path / "pre").glob("*/checkpoint_final.pt"))
+    invoke(
+        "finetune", "--task", "lits", "--data", str(raw), "--out", str(tmp_path / "ft"), "--weights", str(weights),
+        *BACKBONE, *QUIET, "--set", "model.norm=batch", "--set", "optim.epochs=1", "--set", "optim.batch_size=1",
+        "--set", "data.crop_size=[64,64,32]", "--set", "sliding_window.roi=[64,64,32]",
+    )  # fmt: skip
+    run = next((tmp_path / "ft").glob("*/checkpoint_final.pt")).parent
+    report = json.loads((run / "load_report.json").read_text())
+    assert len(report["matched"]) == len(encoder_keys(pretrained)) and not report["shape_mismatched"]

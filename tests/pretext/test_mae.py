@@ -67,17 +67,41 @@ def test_masks_are_fixed_by_the_batch_index() -> None:
     assert not torch.equal(first, method.mask_batch(cubes, method._rng(_context(4), "step"))[1])
 
 
-def test_sparse_encoder_output_at_masked_positions_ignores_the_masked_input() -> None:
+SPARK_CASES = {
+    # backbone: (cube, block size = the backbone's total stride, mask grid, encoder stages)
+    "unet3d": ((32, 32, 16), 8, (4, 4, 2), 4),
+    "resenc-l": ((64, 64, 64), 32, (2, 2, 2), 6),
+}
+
+
+@pytest.mark.parametrize("backbone", sorted(SPARK_CASES))
+def test_sparse_encoder_output_at_masked_positions_ignores_the_masked_input(backbone: str) -> None:
+    if backbone != "unet3d":
+        pytest.importorskip("dynamic_network_architectures")
+    cube, block, grid, stages = SPARK_CASES[backbone]
     torch.manual_seed(0)
-    net: Any = _method("method.sparse=true", "method.block_size=8").build_model().eval()
+    method = MAE(
+        load_pretrain_config(
+            "mae",
+            overrides=[
+                f"model.name={backbone}",
+                "model.width=0.125",
+                f"data.crop_size={list(cube)}",
+                "method.sparse=true",
+                f"method.block_size={block}",
+            ],
+        )
+    )
+    net: Any = method.build_model().eval()
     rng = np.random.default_rng(0)
-    mask = random_block_mask(2, (4, 4, 2), 0.5, rng)
-    x = torch.rand(2, 1, *CUBE)
-    hidden = visible_at(mask, CUBE) == 0
+    mask = random_block_mask(2, grid, 0.5, rng)
+    x = torch.rand(2, 1, *cube)
+    hidden = visible_at(mask, cube) == 0
     other = torch.where(hidden, torch.rand_like(x) * 5, x)  # the input is not even zeroed here
     with torch.no_grad():
         sparse = [encode(net, x, mask), encode(net, other, mask)]
         dense = [encode(net, x), encode(net, other)]
+    assert len(sparse[0]) == stages  # the backbone asked for, re-masked after each of its stages
     for stage_a, stage_b in zip(*sparse, strict=True):
         hidden_here = (visible_at(mask, stage_a.shape[2:]) == 0).expand_as(stage_a)
         assert torch.equal(stage_a[hidden_here], stage_b[hidden_here])
@@ -87,6 +111,15 @@ def test_sparse_encoder_output_at_masked_positions_ignores_the_masked_input() ->
     # with the masked input zeroed too, the whole sparse encoder ignores the masked voxels
     with torch.no_grad():
         assert torch.equal(encode(net, zero_masked(x, mask), mask)[-1], encode(net, zero_masked(other, mask), mask)[-1])
+
+
+def test_sparse_block_size_follows_the_backbones_total_stride() -> None:
+    pytest.importorskip("dynamic_network_architectures")
+    overrides = ["model.name=resenc-l", "data.crop_size=[64,64,64]", "method.sparse=true", "method.block_size=16"]
+    with pytest.raises(ConfigError, match="multiple of the encoder stride 32 of the resenc-l backbone, got 16"):
+        _method(*overrides)
+    with pytest.raises(ConfigError, match=r"data.crop_size: .* resenc-l backbone's total stride \[32, 32, 32\]"):
+        _method("model.name=resenc-l", "data.crop_size=[64,64,16]")
 
 
 def test_checkpoints_describe_a_plain_unet3d() -> None:

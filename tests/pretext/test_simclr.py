@@ -90,3 +90,21 @@ def test_the_checkpointed_network_rebuilds_and_its_encoder_finetunes() -> None:
     build_model(spec).load_state_dict(model.state_dict())
     report = load_pretrained(UNet3D(width=0.125, norm="instance"), {"model": model.state_dict()}, transfer="encoder")
     assert report.loaded == len([k for k in model.state_dict() if k.startswith("down_tr")]) > 0
+
+
+def test_a_checkpoint_spec_rebuilds_in_a_process_that_never_imported_the_method() -> None:
+    import json
+    import subprocess
+    import sys
+
+    spec = _method().model_spec(_method().build_model())
+    script = (
+        "import json, sys\n"
+        "from radiossl.models.factory import build_model\n"
+        "assert 'radiossl.pretext.projection' not in sys.modules\n"
+        f"net = build_model(json.loads({json.dumps(json.dumps(spec))}))\n"
+        "print(type(net).__name__, type(net).__module__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ContrastiveEncoder", "radiossl.pretext.projection"]
