@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
+from radiossl.errors import ConfigError
 from radiossl.models.backbone import NetworkRequest, check_divisible, get_backbone
 
 if TYPE_CHECKING:
@@ -58,3 +59,9 @@ def check_sizes(model: ModelConfig, sizes: Mapping[str, Sequence[int] | None]) -
     for where, size in sizes.items():
         if size is not None:
             check_divisible(size, divisor, where, model.name)
+            if model.norm == "instance" and all(int(s) == int(d) for s, d in zip(size, divisor, strict=True)):
+                raise ConfigError(
+                    f"{where}: {list(size)} equals the {model.name} backbone's total stride {list(divisor)}, which "
+                    "leaves a one-voxel bottleneck that instance norm cannot normalise; use a larger size along "
+                    "one axis (e.g. twice the stride) or model.norm=batch"
+                )

@@ -190,3 +190,14 @@ def test_stale_entry_points_are_one_line_naming_the_reinstall(monkeypatch: pytes
     monkeypatch.setattr(registry, "names", lambda group: [])
     with pytest.raises(PluginError, match=r"no backbone is registered .*pip install -e \. --no-deps"):
         build_network(ModelConfig(), 1, 1)
+
+
+def test_a_crop_equal_to_the_stride_with_instance_norm_is_refused_before_training() -> None:
+    from radiossl.errors import ConfigError
+    from radiossl.models.network import check_sizes
+
+    model = ModelConfig(name="resenc-l", width=0.125, norm="instance")
+    with pytest.raises(ConfigError, match=r"data\.crop_size: \[32, 32, 32\] equals the resenc-l backbone's total"):
+        check_sizes(model, {"data.crop_size": [32, 32, 32]})
+    check_sizes(model, {"data.crop_size": [64, 32, 32]})
+    check_sizes(ModelConfig(name="resenc-l", width=0.125, norm="batch"), {"data.crop_size": [32, 32, 32]})
