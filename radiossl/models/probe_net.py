@@ -53,7 +53,7 @@ class ProbeNet(BackboneComposite):
             raise ValueError(f"out_channels must be >= 1, got {out_channels}")
         self._backbone_spec = model_spec(backbone)
         super().__init__(backbone, encoder_only=True)
-        self.in_channels = int(backbone.in_channels)
+        self.in_channels = int(getattr(backbone, "in_channels"))  # noqa: B009 (an nn.Module attribute mypy cannot type)
         self.out_channels = int(out_channels)
         for param in self.parameters():  # everything adopted so far is the encoder
             param.requires_grad_(False)
