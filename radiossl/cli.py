@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "kmeans",
     "pretrain",
     "finetune",
+    "probe",
     "evaluate",
     "sweep",
     "check_overlap",

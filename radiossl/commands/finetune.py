@@ -112,15 +112,19 @@ def register(app: typer.Typer) -> None:
         cfg = load_task_config("finetune", task, config, tuple(overrides or ()), flags)
         with console_progress():  # rank 0 ends with a table of the run, its checkpoints and folder
             result = finetune(cfg, resume=resume, extend_epochs=extend_epochs)
-        if result.is_main:  # under torchrun only rank 0 reports
-            out_console = console()
-            if result.left_out:
-                splits_json = result.run_dir / "splits.json"
-                out_console.print(
-                    f"[red]{len(result.left_out)} case(s) left out[/] (trained without them; listed in {splits_json}):"
-                )
-                for case in result.left_out:  # unwrapped and without markup: paths stay intact
-                    line = f"  {case['split']} {case['case']}: {case['error']}"
-                    out_console.print(line, markup=False, soft_wrap=True)
-        if result.left_out:
-            raise typer.Exit(EXIT_FAILURES)
+        report_left_out(result)
+
+
+def report_left_out(result: Any) -> None:
+    """Print the cases a finetune (or probe) run left out (rank 0 only); exit 1 when there are any."""
+    if result.is_main and result.left_out:  # under torchrun only rank 0 reports
+        out_console = console()
+        splits_json = result.run_dir / "splits.json"
+        out_console.print(
+            f"[red]{len(result.left_out)} case(s) left out[/] (trained without them; listed in {splits_json}):"
+        )
+        for case in result.left_out:  # unwrapped and without markup: paths stay intact
+            line = f"  {case['split']} {case['case']}: {case['error']}"
+            out_console.print(line, markup=False, soft_wrap=True)
+    if result.left_out:
+        raise typer.Exit(EXIT_FAILURES)

@@ -142,7 +142,12 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         mode: Annotated[
-            str | None, typer.Option("--mode", help="How cells adapt the network: finetune.", show_default=False)
+            str | None,
+            typer.Option(
+                "--mode",
+                help="How cells adapt the network: finetune (default) or probe (frozen encoder, linear head).",
+                show_default=False,
+            ),
         ] = None,
         split: Annotated[
             str | None, typer.Option("--split", help="Evaluated cases: test (default) or val.", show_default=False)

@@ -123,6 +123,11 @@ class FinetuneConfig(RunConfig):
     """A finetuning run: shared sections, the task section and the finetuning settings."""
 
     task: TaskConfig = Field(description="Task section; its class depends on task.name.")
+    mode: Literal["finetune", "probe"] = Field(
+        "finetune",
+        description="finetune = train the network (the parts named by train); probe = keep the encoder frozen "
+        "and train only a 1x1x1 convolution per encoder stage (radiossl probe; train must stay all).",
+    )
     weights: Path | None = Field(None, description="Checkpoint to start from; null = train from scratch.")
     transfer: Literal["encoder", "all", "none"] = Field(
         "encoder", description="What to copy from weights: the encoder, everything that fits, or nothing."
@@ -145,6 +150,15 @@ class FinetuneConfig(RunConfig):
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     sliding_window: SlidingWindowConfig = Field(default_factory=SlidingWindowConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
+
+    @model_validator(mode="after")
+    def _probe_trains_its_head(self) -> FinetuneConfig:
+        if self.mode == "probe" and self.train != "all":
+            raise ValueError(
+                f"train={self.train!r} does not apply to mode=probe: a probe always trains only its head "
+                "(the encoder is frozen); leave train at all"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod

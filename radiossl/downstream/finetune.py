@@ -129,6 +129,18 @@ class FinetuneTask(TaskDefaults):
     # ------------------------------------------------------------------------------------ model
 
     def build_model(self) -> nn.Module:
+        cfg = self.config
+        model = self.build_backbone()
+        if cfg.weights is not None and cfg.transfer != "none":
+            self.load_report = self._load_weights(model)
+        elif cfg.weights is not None:
+            _print(f"transfer=none: not loading {cfg.weights}")
+        self.freeze_report = freeze(model, cfg.train)
+        _print(self.freeze_report.summary())
+        return model
+
+    def build_backbone(self) -> nn.Module:
+        """The freshly initialised backbone network (that of an nnssl checkpoint, else ``model.*``'s)."""
         from radiossl.models.factory import build_model
         from radiossl.models.network import build_network
         from radiossl.models.nnssl_format import finetune_model_spec
@@ -150,12 +162,6 @@ class FinetuneTask(TaskDefaults):
             _print(f"{cfg.weights}: nnssl checkpoint; building its {nnssl_spec['class']} (model.* settings unused)")
         else:
             model = build_network(cfg.model, in_channels=self.task.in_channels, out_channels=self.task.out_channels)
-        if cfg.weights is not None and cfg.transfer != "none":
-            self.load_report = self._load_weights(model)
-        elif cfg.weights is not None:
-            _print(f"transfer=none: not loading {cfg.weights}")
-        self.freeze_report = freeze(model, cfg.train)
-        _print(self.freeze_report.summary())
         return model
 
     def _load_weights(self, model: nn.Module) -> Any:
@@ -404,6 +410,15 @@ class FinetuneResult:
     """Whether this process is the job's main process (rank 0): the one that wrote the run folder and reports."""
 
 
+def _task_class(mode: str) -> type[FinetuneTask]:
+    """The engine task of ``mode``: :class:`FinetuneTask`, or the frozen-encoder probe's subclass of it."""
+    if mode == "probe":
+        from radiossl.downstream.probe import ProbeTask
+
+        return ProbeTask
+    return FinetuneTask
+
+
 def finetune(
     config: FinetuneConfig,
     resume: str | Path | None = None,
@@ -415,6 +430,9 @@ def finetune(
     ``resume`` and ``extend_epochs`` work as for :func:`radiossl.pretrain`; ``run_dir`` is the run
     folder to use instead of a new time-stamped one under ``config.out`` (with ``resume="auto"`` a
     folder holding a checkpoint is continued; ``radiossl sweep`` gives every cell its own).
+
+    With ``mode: probe`` the encoder stays frozen and only a linear head on its stage features trains
+    (:mod:`radiossl.downstream.probe`); everything else (data, validation, checkpoints, resume) is the same.
 
     Writes the engine's run folder plus ``splits.json`` (the cases used: training subset, validation,
     test, and ``left_out``: the cases that could not be loaded, with their errors) and, when weights
@@ -433,7 +451,7 @@ def finetune(
     config = config.model_copy(deep=True)
     task = get_task_class(config.task.name)(config.task, config.data.root)
     config.model.in_channels = task.in_channels
-    runner = FinetuneTask(config, task)
+    runner = _task_class(config.mode)(config, task)
     splits = runner.prepare_splits()
     folder = Path(run_dir) if run_dir is not None else None
     result = run_training(runner, config, run_dir=folder, resume=resume, extend_epochs=extend_epochs)

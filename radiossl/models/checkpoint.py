@@ -432,7 +432,9 @@ def classify(obj: Any, path: str | Path = "<memory>") -> tuple[str, dict[str, to
         if is_state_dict(value):
             meta.setdefault("other_state_dicts", []).append(str(key))
             continue
-        meta[str(key)] = to_plain(value, summary=True)
+        # The spec rebuilds the network, so it is kept whole: a backbone's spec nested in a method network's
+        # (ProbeNet, PatchClusterNet, MultiScaleHeadNet) is deeper than a display summary goes.
+        meta[str(key)] = to_plain(value) if key == "model_spec" else to_plain(value, summary=True)
     return family, state_dict, meta
 
 

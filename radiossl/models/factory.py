@@ -3,10 +3,10 @@
 A spec is ``{"class": NAME, "kwargs": {...}}`` with JSON-compatible values only, so checkpoints
 load with ``torch.load(weights_only=True)`` and the spec can be printed or written to JSON.
 Built-in classes are :class:`UNet3D`, :class:`Encoder3D`, :class:`PatchClusterNet`,
-:class:`MultiScaleHeadNet`, ``ContrastiveEncoder`` (simclr, voco) and the nnU-Net U-Nets
-``ResidualEncoderUNet`` / ``PlainConvUNet``; a plugin
-can add its own with :func:`register_model_class` (the class needs a ``spec_kwargs()`` method
-returning its constructor arguments).
+:class:`MultiScaleHeadNet`, :class:`ProbeNet`, ``ContrastiveEncoder`` (simclr, voco) and the nnU-Net
+U-Nets ``ResidualEncoderUNet`` / ``PlainConvUNet``; a plugin can add its own with
+:func:`register_model_class` (the class needs a ``spec_kwargs()`` method returning its constructor
+arguments).
 
 Example:
     >>> from radiossl.models import UNet3D
@@ -26,6 +26,7 @@ from torch import nn
 from radiossl.errors import CheckpointError
 from radiossl.models.multiscale import MultiScaleHeadNet
 from radiossl.models.patch_cluster_net import PatchClusterNet
+from radiossl.models.probe_net import ProbeNet
 from radiossl.models.unet3d import Encoder3D, UNet3D
 
 _CLASSES: dict[str, type[nn.Module]] = {
@@ -33,6 +34,7 @@ _CLASSES: dict[str, type[nn.Module]] = {
     "Encoder3D": Encoder3D,
     "PatchClusterNet": PatchClusterNet,
     "MultiScaleHeadNet": MultiScaleHeadNet,
+    "ProbeNet": ProbeNet,
 }
 
 

@@ -4,6 +4,7 @@ The sweep writes ``request.json`` (the cell's finetune config and evaluation set
 module; it leaves in the cell folder:
 
 * ``finetune/`` — an ordinary finetune run folder (config.yaml, metrics.jsonl, checkpoints, splits.json);
+  ``probe/`` instead in mode ``probe`` (a frozen-encoder probe's run folder, the same files);
 * ``evaluate/`` — an ordinary evaluate folder (metrics.csv, summary.json, cases/);
 * ``cell.json`` — written last, atomically: the cell is done (the sweep's done marker), with the
   labelled cases it trained on and where its results are;
@@ -14,8 +15,9 @@ evaluation skips the cases that have a result, so a cell killed at any point (``
 a time limit) continues where it stopped when the sweep is run again.
 
 How a cell adapts the network is its ``mode``; :data:`MODE_RUNNERS` maps each mode to the function
-that does it. ``finetune`` is the one built in; another mode (a frozen-encoder probe, say) adds a
-function with the same signature that trains into its own folder and evaluates into ``evaluate/``.
+that does it. ``finetune`` and ``probe`` (the frozen-encoder probe of :mod:`radiossl.downstream.probe`)
+are built in; another mode adds a function with the same signature that trains into its own folder and
+evaluates into ``evaluate/``.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ DONE = "cell.json"
 FAILED = "failed.json"
 LOG = "cell.log"
 FINETUNE_DIR = "finetune"
+PROBE_DIR = "probe"
 EVALUATE_DIR = "evaluate"
 
 
@@ -54,16 +57,26 @@ class CellOutcome:
 
 def _finetune_then_evaluate(request: dict[str, Any], cell_dir: Path) -> CellOutcome:
     """The ``finetune`` mode: finetune (resuming) into ``finetune/``, then evaluate (resuming) into ``evaluate/``."""
+    return _train_then_evaluate(request, cell_dir, "finetune", FINETUNE_DIR)
+
+
+def _probe_then_evaluate(request: dict[str, Any], cell_dir: Path) -> CellOutcome:
+    """The ``probe`` mode: train a frozen-encoder probe (resuming) into ``probe/``, then evaluate into ``evaluate/``."""
+    return _train_then_evaluate(request, cell_dir, "probe", PROBE_DIR)
+
+
+def _train_then_evaluate(request: dict[str, Any], cell_dir: Path, mode: str, folder: str) -> CellOutcome:
+    """Train the cell's config in ``mode`` (resuming) into ``folder``, then evaluate (resuming) into ``evaluate/``."""
     from radiossl.downstream.config import load_task_config, task_config_class
     from radiossl.downstream.evaluate import evaluate
     from radiossl.downstream.finetune import finetune
 
     task = str(request["task"])
     config_class, _ = task_config_class(task, "finetune")
-    config: FinetuneConfig = config_class.model_validate(request["finetune"])  # type: ignore[assignment]
-    run_dir = cell_dir / FINETUNE_DIR
+    config: FinetuneConfig = config_class.model_validate({**request["finetune"], "mode": mode})  # type: ignore[assignment]
+    run_dir = cell_dir / folder
     finished = (run_dir / "checkpoint_final.pt").is_file() and (run_dir / "splits.json").is_file()
-    details: dict[str, Any] = {"finetune": FINETUNE_DIR}
+    details: dict[str, Any] = {mode: folder}
     if not finished:
         result = finetune(config, resume="auto", run_dir=run_dir)
         details.update(epochs=result.epochs_completed, best_val_dice=result.best_metric)
@@ -92,7 +105,10 @@ def _finetune_then_evaluate(request: dict[str, Any], cell_dir: Path) -> CellOutc
     return CellOutcome(cell_dir / EVALUATE_DIR, list(splits.get("train_subset", [])), details)
 
 
-MODE_RUNNERS: dict[str, Callable[[dict[str, Any], Path], CellOutcome]] = {"finetune": _finetune_then_evaluate}
+MODE_RUNNERS: dict[str, Callable[[dict[str, Any], Path], CellOutcome]] = {
+    "finetune": _finetune_then_evaluate,
+    "probe": _probe_then_evaluate,
+}
 """How each ``sweep.mode`` runs a cell: ``runner(request, cell_dir) -> CellOutcome``."""
 
 

@@ -25,7 +25,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, create_model, field_validator
+from pydantic import Field, create_model, field_validator, model_validator
 
 from radiossl.config import Section, load_config_file_into
 from radiossl.errors import ConfigError, DataError
@@ -71,8 +71,10 @@ class SweepSection(Section):
         default_factory=lambda: ["all"],  # type: ignore[arg-type]
         description="What trains (one cell per value; scratch always trains all).",
     )
-    mode: Literal["finetune"] = Field(
-        "finetune", description="How a cell adapts the network: finetune (then evaluate)."
+    mode: Literal["finetune", "probe"] = Field(
+        "finetune",
+        description="How a cell adapts the network: finetune, or probe (frozen encoder, a trained linear head); "
+        "then evaluate.",
     )
     split: Literal["test", "val"] = Field("test", description="Cases every cell is evaluated on.")
     protocol: Literal["full", "thesis-crops"] = Field("full", description="Evaluation protocol of every cell.")
@@ -96,6 +98,12 @@ class SweepSection(Section):
         if not values:
             raise ValueError("give at least one value")
         return list(dict.fromkeys(values))
+
+    @model_validator(mode="after")
+    def _probe_trains_its_head(self) -> SweepSection:
+        if self.mode == "probe" and self.train != ["all"]:
+            raise ValueError(f"train={self.train} does not apply to mode probe (it trains only its head); leave it all")
+        return self
 
 
 @cache
@@ -252,6 +260,8 @@ class Cell:
         """The method and mode as the report shows them (without ratio and seed)."""
         if self.method == SCRATCH:
             return SCRATCH
+        if self.mode != "finetune":  # a probe trains no part of the network: its mode is what it is
+            return f"{self.method} ({self.transfer}, {self.mode})"
         return f"{self.method} ({self.transfer}, train {self.train})"
 
     def as_dict(self) -> dict[str, Any]:

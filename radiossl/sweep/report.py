@@ -286,7 +286,8 @@ def table_markdown(
     ratio, and the cells not done yet."""
     total = done + len(not_done)
     lines = [
-        f"# Label-efficiency sweep: {identity['task']} ({identity['split']} split, {identity['protocol']} protocol)",
+        f"# Label-efficiency sweep: {identity['task']} ({identity['split']} split, {identity['protocol']} protocol)"
+        + (" | frozen-encoder probe (scratch: a random frozen encoder)" if identity.get("mode") == "probe" else ""),
         "",
         f"Dice, mean ± std over seeds and {identity['split']} cases (95 % bootstrap intervals and HD95 in "
         f"`summary.csv`); † = differs from scratch at p < {SIGNIFICANT} (Wilcoxon signed-rank over cases). "
@@ -370,6 +371,7 @@ def draw_label_efficiency(identity: dict[str, Any], summary: list[dict[str, Any]
     per_row = 4 if len(panels) == 4 else 3
     rows = [Row("", panels[i : i + per_row]) for i in range(0, len(panels), per_row)]
     title = f"{identity['task']} label efficiency | Dice on the {identity['split']} cases, 95 % CI bands"
+    title += " | frozen-encoder probe" if identity.get("mode") == "probe" else ""
     return render(Figure(title, rows, series_legend(legend_series), legend_title="pretraining"))
 
 

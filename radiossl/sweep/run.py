@@ -128,7 +128,7 @@ def run_sweep(
             },
             "train_subset": subsets[str(cell.seed)]["subsets"][f"{cell.ratio:g}"],
         }
-        resumed = " (resuming)" if (cell_dir / "finetune").is_dir() else ""
+        resumed = " (resuming)" if (cell_dir / "finetune").is_dir() or (cell_dir / "probe").is_dir() else ""
         say(f"[{number}/{len(todo)}{where}] {cell.id}{resumed}: log in {cell_dir / LOG}")
         started = time.monotonic()
         error = run_cell_process(cell_dir, request, python or sys.executable)

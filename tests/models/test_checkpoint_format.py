@@ -152,3 +152,11 @@ def test_checkpoint_files_are_written_by_one_module_that_defines_the_format_once
     assert writers == ["radiossl/models/checkpoint.py"]
     assert definers == ["radiossl/models/checkpoint.py"]
     assert prefix_literals == ["radiossl/models/checkpoint.py"]
+
+
+def test_a_nested_model_spec_is_read_whole(tmp_path: Path) -> None:
+    """A backbone spec inside a method network's spec (ProbeNet on ResEnc-L) is deeper than a display summary."""
+    spec = {"class": "ProbeNet", "kwargs": {"backbone": {"class": "B", "kwargs": {"arch": {"n": [1, 1, 1]}}}}}
+    path = tmp_path / "probe.pt"
+    torch.save({"format_version": 1, "model": {"w": torch.zeros(2)}, "model_spec": spec}, path)
+    assert checkpoint.read_checkpoint(path).meta["model_spec"] == spec
