@@ -74,6 +74,7 @@ from radiossl.engine.protocol import StepContext, StepOutput, TaskDefaults
 from radiossl.errors import ConfigError, PluginError
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
     from torch.utils.data import Dataset
 
@@ -135,6 +136,12 @@ class PretextMethod(TaskDefaults, ABC):
     @abstractmethod
     def training_step(self, model: nn.Module, batch: Any, context: StepContext) -> StepOutput:
         """Compute the loss of one batch (already on the device). Return a float32 scalar."""
+
+    @classmethod
+    def cluster_scores(cls, model: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+        """``[B, K, *grid]`` cluster scores of inputs ``x`` for ``checkpoint show-features``' argmax map
+        (any grid; it is upsampled to ``x``); ``None``: the method assigns no clusters."""
+        return None
 
     def model_spec(self, model: nn.Module) -> dict[str, Any]:
         """Primitive description of the network, stored in checkpoints so it can be rebuilt."""
