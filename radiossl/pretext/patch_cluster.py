@@ -218,7 +218,8 @@ class PatchCluster(PretextMethod):
     def cluster_scores(cls, model: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
         """Prototype scores of every patch on the bottleneck grid, ``[B, K, gx, gy, gz]``."""
         _, logits = model(x)
-        grid = [size // stride for size, stride in zip(x.shape[2:], unwrap_model(model).total_stride, strict=True)]
+        net: Any = unwrap_model(model)
+        grid = [size // stride for size, stride in zip(x.shape[2:], net.total_stride, strict=True)]
         return logits.transpose(1, 2).reshape(logits.shape[0], logits.shape[2], *grid)
 
     def run_name_parts(self) -> list[str]:

@@ -10,7 +10,8 @@ not tell those voxels apart.
 
 The volume is the first training sample of a preprocessed folder or the first case (``case``) of a
 raw dataset (any registered dataset layout; ``dataset`` names it, else the first layout that lists
-cases there), z-scored per channel and centre-cropped to a multiple of the backbone's total stride
+cases there; each channel normalised as preprocessing does by default: the CT window, or min-max for
+MRI; not resampled), then centre-cropped to a multiple of the backbone's total stride
 (at most ``max_size`` voxels per axis).
 """
 
@@ -93,14 +94,17 @@ def _processed_sample(root: Path, case: str | None) -> FeatureVolume:
 def _raw_case(root: Path, case: str | None, dataset: str | None) -> FeatureVolume:
     from radiossl import registry
     from radiossl.data.datasets.base import GROUP, get_adapter
+    from radiossl.data.normalise import default_intensity, normalise
     from radiossl.errors import RadiosslError
     from radiossl.io import read_image
 
     names = [dataset] if dataset else registry.names(GROUP)
     cases: list[Any] = []
+    adapter: Any = None
     for name in names:
         try:
-            cases = get_adapter(name).list_cases(root)
+            adapter = get_adapter(name)
+            cases = adapter.list_cases(root)
         except RadiosslError:
             if dataset:
                 raise
@@ -113,11 +117,13 @@ def _raw_case(root: Path, case: str | None, dataset: str | None) -> FeatureVolum
     if not chosen:
         raise DataError(f"{root}: no case {case!r} (first cases: {', '.join(c.case_id for c in cases[:5])})")
     picked = chosen[0]
-    channels = [read_image(path, np.float32).array for path in picked.images.values()]
-    array = np.stack(channels).astype(np.float32)
-    mean = array.mean(axis=(1, 2, 3), keepdims=True)
-    std = array.std(axis=(1, 2, 3), keepdims=True)
-    return FeatureVolume((array - mean) / np.maximum(std, 1e-6), picked.case_id, root)
+    modalities = adapter.channel_modalities(root)
+    channels = []
+    for channel, path in picked.images.items():
+        image = read_image(path, np.float32).array
+        intensity = default_intensity(modalities.get(channel, adapter.modality))
+        channels.append(normalise(image, intensity))
+    return FeatureVolume(np.stack(channels).astype(np.float32), picked.case_id, root)
 
 
 def fit_to_stride(array: np.ndarray, stride: tuple[int, int, int], max_size: int) -> np.ndarray:
@@ -169,7 +175,7 @@ def compute_maps(model: torch.nn.Module, volume: np.ndarray, stage: int, method:
     """PCA colours of encoder stage ``stage`` (index into ``encode``'s list) and the cluster map, if any."""
     from radiossl.models.factory import unwrap_model
 
-    net = unwrap_model(model)
+    net: Any = unwrap_model(model)
     if not callable(getattr(net, "encode", None)):
         raise ConfigError(f"{type(net).__name__} has no encoder (backbone interface encode()) to show")
     x = torch.from_numpy(volume)[None]
@@ -244,7 +250,7 @@ def show_features(
     raw = read_checkpoint(checkpoint)
     model, _ = model_from_checkpoint(raw)
     volume = load_volume(data, case, dataset)
-    net = unwrap_model(model)
+    net: Any = unwrap_model(model)
     stem = net.state_dict().get(getattr(net, "stem_key", ""))
     in_channels = int(stem.shape[1]) if stem is not None else volume.array.shape[0]
     array = volume.array

@@ -116,7 +116,9 @@ def test_a_bad_path_is_one_line_and_exit_code_2(raw: Path, tmp_path: Path) -> No
         assert result.exit_code == 2, result.output
         assert len(result.output.strip().splitlines()) == 1 and result.output.startswith("error: ")
     assert not (tmp_path / "x.png").exists()
-    ok = runner.invoke(app, ["checkpoint", "show-features", str(ckpt), "--data", str(raw), "--out", str(tmp_path / "y.png")])
+    ok = runner.invoke(
+        app, ["checkpoint", "show-features", str(ckpt), "--data", str(raw), "--out", str(tmp_path / "y.png")]
+    )
     assert ok.exit_code == 0 and "wrote" in ok.output
 
 
@@ -129,3 +131,15 @@ def test_pca_colours_follow_the_feature_structure_and_crops_fit_the_stride() -> 
     fitted = fit_to_stride(np.ones((1, 70, 20, 33), np.float32), (8, 8, 8), 64)
     assert fitted.shape == (1, 64, 16, 32)
     assert fit_to_stride(np.ones((1, 4, 8, 8), np.float32), (8, 8, 8), 64).shape == (1, 8, 8, 8)
+
+
+def test_patch_cluster_scores_lie_on_the_bottleneck_grid_in_patch_order() -> None:
+    from radiossl.models.patch_cluster_net import PatchClusterNet
+    from radiossl.pretext.patch_cluster import PatchCluster
+
+    net = PatchClusterNet(k=4, width=0.125).eval()
+    x = torch.randn(1, 1, 16, 16, 24)
+    scores = PatchCluster.cluster_scores(net, x)
+    _, logits = net(x)
+    assert scores is not None and scores.shape == (1, 4, 2, 2, 3)
+    assert torch.equal(scores[0, :, 1, 0, 2], logits[0, 1 * 6 + 0 * 3 + 2])  # (x, y, z) row-major patches
