@@ -4,7 +4,8 @@
 joins a ``torchrun`` process group when there is one, builds loaders whose order depends only on
 ``(seed, epoch)``, runs mixed precision, gradient accumulation and clipping, stops on a non-finite
 loss, validates on every rank, stops early after ``optim.patience`` validated epochs without a better
-monitored metric (``task.monitor``, else ``val_loss``), writes visualisations, metrics and
+monitored metric (``task.monitor``, else ``val_loss``), logs collapse statistics of the embeddings
+(``monitoring`` section, :mod:`radiossl.engine.collapse`), writes visualisations, metrics and
 checkpoints on rank 0, and resumes exactly from ``checkpoint_latest.pt``. Under DDP an exception on
 one rank stops every rank promptly, with the original message (see :mod:`radiossl.engine.distributed`).
 
