@@ -154,6 +154,26 @@ class LoggingConfig(Section):
     )
 
 
+class MonitoringConfig(Section):
+    """Collapse monitoring during pretraining: effective rank and spread of the bottleneck embeddings."""
+
+    enabled: bool = Field(True, description="Log emb_rank and emb_spread every epoch and warn on collapse.")
+    samples: int = Field(
+        256,
+        ge=2,
+        description="Training samples embedded per epoch (all processes together; the first batches of the epoch).",
+    )
+    rank_fraction: float = Field(
+        0.05,
+        gt=0.0,
+        le=1.0,
+        description="An epoch looks collapsed when the effective rank is below this fraction of "
+        "min(samples, embedding dimension)...",
+    )
+    min_spread: float = Field(0.05, ge=0.0, description="...or the spread ratio (about 1 when healthy) is below this.")
+    patience: int = Field(3, ge=1, description="Collapsed epochs in a row before the one-line warning.")
+
+
 class MethodConfig(Section):
     """Base of every pretext method's config; ``name`` is the discriminator."""
 

@@ -74,6 +74,29 @@ def register(app: typer.Typer) -> None:
             f"wrote {written}: {len(raw.state_dict)} encoder tensors from {path} [{raw.meta['source']['family']}]"
         )
 
+    @group.command("show-features")
+    def show_features_command(
+        path: Annotated[Path, typer.Argument(help="Checkpoint file (.pt) of any backbone.")],
+        data: Annotated[Path, typer.Option("--data", help="Raw dataset folder or preprocessed folder.")],
+        out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
+        case: Annotated[
+            str | None, typer.Option("--case", help="Case id to show (default: the first case or sample).")
+        ] = None,
+        dataset: Annotated[
+            str | None, typer.Option("--dataset", help="Raw dataset layout (default: the first that lists cases).")
+        ] = None,
+        stage: Annotated[
+            int, typer.Option("--stage", help="Encoder stage to show (0 = finest, -1 = bottleneck).")
+        ] = -1,
+        max_size: Annotated[int, typer.Option("--max-size", min=8, help="Crop every axis to at most this.")] = 128,
+    ) -> None:
+        """PCA of encoder features on three orthogonal slices beside the input (and the cluster map)."""
+        from radiossl.pretext.show_features import show_features
+
+        result = _run(lambda: show_features(path, data, out, case, dataset, stage, max_size))
+        clusters = f", argmax of {result.clusters} clusters" if result.clusters else ""
+        typer.echo(f"wrote {result.out}: case {result.case}, encoder stage {result.stage} of {result.stages}{clusters}")
+
     @group.command("export-nnssl")
     def export_nnssl_command(
         path: Annotated[Path, typer.Argument(help="Pretraining run folder or checkpoint (an nnU-Net U-Net backbone).")],

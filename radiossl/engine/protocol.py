@@ -27,6 +27,12 @@ Call order per run::
         (best checkpoint and early stopping on task.monitor)
         images = task.visualise(model, batch, context)      # rank 0, when --vis
 
+``embeddings(model, batch)`` feeds the collapse monitor (:mod:`radiossl.engine.collapse`, the
+``monitoring`` config section): ``[B, D]`` embeddings of a training batch (already on the device),
+called on the unwrapped model in eval mode without gradients on the first batches of every epoch.
+The default pools the bottleneck of the batch's first tensor through the backbone's ``encode``;
+``None`` means the task cannot say, and the monitor stays silent.
+
 ``before_optimizer_step(model, context)`` gets the unwrapped model after the gradients of an
 accumulation group are complete (and all-reduced under DDP) and before clipping and the optimiser step.
 Setting a parameter's ``.grad`` to ``None`` there makes the optimiser skip it entirely: no update, no
@@ -190,6 +196,10 @@ class TrainingTask(Protocol):
         """Key settings for the run folder name, e.g. ``["k50"]``."""
         ...
 
+    def embeddings(self, model: nn.Module, batch: Any) -> torch.Tensor | None:
+        """``[B, D]`` embeddings of a batch for the collapse monitor; ``None``: the task cannot say."""
+        ...
+
 
 REQUIRED_MEMBERS: tuple[str, ...] = ("kind", "name", "build_model", "build_datasets", "training_step", "model_spec")
 HOOKS: tuple[str, ...] = (
@@ -202,6 +212,7 @@ HOOKS: tuple[str, ...] = (
     "validate",
     "visualise",
     "run_name_parts",
+    "embeddings",
 )
 
 
@@ -234,6 +245,12 @@ class TaskDefaults:
     def run_name_parts(self) -> list[str]:
         """Nothing beyond the kind and name in the run folder name."""
         return []
+
+    def embeddings(self, model: nn.Module, batch: Any) -> torch.Tensor | None:
+        """The pooled bottleneck of the batch's first input view (``None`` without a backbone ``encode``)."""
+        from radiossl.engine.collapse import bottleneck_embeddings
+
+        return bottleneck_embeddings(model, batch)
 
 
 class _WithDefaults:

@@ -4,7 +4,8 @@
 joins a ``torchrun`` process group when there is one, builds loaders whose order depends only on
 ``(seed, epoch)``, runs mixed precision, gradient accumulation and clipping, stops on a non-finite
 loss, validates on every rank, stops early after ``optim.patience`` validated epochs without a better
-monitored metric (``task.monitor``, else ``val_loss``), writes visualisations, metrics and
+monitored metric (``task.monitor``, else ``val_loss``), logs collapse statistics of the embeddings
+(``monitoring`` section, :mod:`radiossl.engine.collapse`), writes visualisations, metrics and
 checkpoints on rank 0, and resumes exactly from ``checkpoint_latest.pt``. Under DDP an exception on
 one rank stops every rank promptly, with the original message (see :mod:`radiossl.engine.distributed`).
 
@@ -39,6 +40,7 @@ from torch.utils.data import DataLoader
 import radiossl
 from radiossl.config import RunConfig, to_yaml
 from radiossl.engine import checkpoint as ckpt
+from radiossl.engine.collapse import CollapseWatch
 from radiossl.engine.distributed import (
     DistInfo,
     all_reduce_mean,
@@ -187,6 +189,13 @@ class _Trainer:
         self.scale: BatchScale = batch_scale(config.optim, info.world_size, info.nodes)
         self.steps_per_epoch = 0
         self.dataset_name: str | None = None  # for the run folder's name; None = the data folder's name
+        # the config's monitoring section (pretraining configs have one): collapse statistics per epoch
+        monitoring = getattr(config, "monitoring", None)
+        self.collapse: CollapseWatch | None = (
+            CollapseWatch(monitoring, task.embeddings, info.world_size, task_label(task))
+            if monitoring is not None and monitoring.enabled
+            else None
+        )
 
     # ----------------------------------------------------------------------------------- set-up
 
@@ -255,6 +264,8 @@ class _Trainer:
         early = state.get("early_stopping") or {}
         self.patience_best = None if early.get("best") is None else float(early["best"])
         self.stale_epochs = int(early.get("stale", 0))
+        if self.collapse is not None and state.get("collapse_monitor"):
+            self.collapse.load_state_dict(state["collapse_monitor"])
         rng = state.get("rng") or {}
         states = rng.get("states") or []
         if states:
@@ -547,6 +558,9 @@ class _Trainer:
         lr = current_lr(optimizer)
         epoch_start = self.log.elapsed()
         optimizer.zero_grad(set_to_none=True)
+        watch = self.collapse
+        if watch is not None:
+            watch.start_epoch()
         batches = iter(loader)
         next_batch: Any = None
         error: Exception | None = None
@@ -571,6 +585,8 @@ class _Trainer:
                 where = f"at epoch {epoch + 1} (batch {index})"
                 try:
                     batch = move_to_device(next_batch, self.device, non_blocking=self.device.type == "cuda")
+                    if watch is not None and watch.wants_more:
+                        watch.collect(model, batch, autocast_context(self.device, cfg.runtime.amp))
                     with autocast_context(self.device, cfg.runtime.amp):
                         out = task.training_step(wrapped, batch, context)
                     loss = self._scalar_loss(out)
@@ -628,7 +644,17 @@ class _Trainer:
             **_ordered(means),
             "epoch_time": round(self.log.elapsed() - epoch_start, 3),
         }
+        if watch is not None:
+            record.update(self._collapse_statistics(watch, epoch))
         return record, vis_batch
+
+    def _collapse_statistics(self, watch: CollapseWatch, epoch: int) -> dict[str, float]:
+        """``emb_rank``/``emb_spread`` over every rank's rows of this epoch (collective); warns once on collapse."""
+        gathered = gather_objects(watch.local_rows(), self.info, f"while gathering embeddings after epoch {epoch + 1}")
+        stats, warning = watch.end_epoch(epoch, gathered)
+        if warning:
+            self.log.message(f"warning: {warning} (monitoring.* settings; see docs/training.md)")
+        return stats
 
     def _scalar_loss(self, out: Any) -> torch.Tensor:
         """The float32 scalar loss of a ``training_step`` result (TrainingError if the task broke the protocol)."""
@@ -795,6 +821,7 @@ class _Trainer:
             "history": checkpoint_file.to_plain(self.history),
             "stopped_early": self.stopped_early,
             "early_stopping": {"best": self.patience_best, "stale": self.stale_epochs},
+            "collapse_monitor": None if self.collapse is None else self.collapse.state_dict(),
         }
 
 

@@ -18,7 +18,9 @@ A pretext method is a class with
   ``training_step`` (required) and the engine's hooks, whose defaults it inherits from
   :class:`radiossl.engine.protocol.TaskDefaults` (``train_mode``, ``before_optimizer_step``,
   ``after_optimizer_step``, ``validate``, ``visualise``, ``run_name_parts``, ``monitor``,
-  ``ddp_find_unused_parameters``).
+  ``ddp_find_unused_parameters``, ``embeddings``). ``embeddings(model, batch)`` feeds the collapse
+  monitor (``monitoring`` section); its default pools the bottleneck of the batch's first tensor
+  through the backbone's ``encode``, so a method overrides it only when that is not its encoder's input.
 
 It is registered under the ``radiossl.pretext`` entry-point group (or with
 :func:`radiossl.register_pretext` in a notebook). The engine then provides device handling,
@@ -60,11 +62,19 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, create_model
 
-from radiossl.config import MethodConfig, RunConfig, deep_merge, load_config_file_into, read_config_file
+from radiossl.config import (
+    MethodConfig,
+    MonitoringConfig,
+    RunConfig,
+    deep_merge,
+    load_config_file_into,
+    read_config_file,
+)
 from radiossl.engine.protocol import StepContext, StepOutput, TaskDefaults
 from radiossl.errors import ConfigError, PluginError
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
     from torch.utils.data import Dataset
 
@@ -73,6 +83,7 @@ class PretrainConfig(RunConfig):
     """A pretraining run: shared sections plus the method's own section ``method``."""
 
     method: MethodConfig
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
 
 
 class PretextMethod(TaskDefaults, ABC):
@@ -125,6 +136,12 @@ class PretextMethod(TaskDefaults, ABC):
     @abstractmethod
     def training_step(self, model: nn.Module, batch: Any, context: StepContext) -> StepOutput:
         """Compute the loss of one batch (already on the device). Return a float32 scalar."""
+
+    @classmethod
+    def cluster_scores(cls, model: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+        """``[B, K, *grid]`` cluster scores of inputs ``x`` for ``checkpoint show-features``' argmax map
+        (any grid; it is upsampled to ``x``); ``None``: the method assigns no clusters."""
+        return None
 
     def model_spec(self, model: nn.Module) -> dict[str, Any]:
         """Primitive description of the network, stored in checkpoints so it can be rebuilt."""

@@ -214,6 +214,14 @@ class PatchCluster(PretextMethod):
     def build_datasets(self) -> tuple[Dataset[Any], Dataset[Any] | None]:
         return pair_datasets(self.config)
 
+    @classmethod
+    def cluster_scores(cls, model: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+        """Prototype scores of every patch on the bottleneck grid, ``[B, K, gx, gy, gz]``."""
+        _, logits = model(x)
+        net: Any = unwrap_model(model)
+        grid = [size // stride for size, stride in zip(x.shape[2:], net.total_stride, strict=True)]
+        return logits.transpose(1, 2).reshape(logits.shape[0], logits.shape[2], *grid)
+
     def run_name_parts(self) -> list[str]:
         parts = [f"k{self.settings.k}"]
         if self.settings.legacy:

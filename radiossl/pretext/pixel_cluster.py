@@ -178,6 +178,12 @@ class PixelCluster(PretextMethod):
         self._tag = resolve_target_tag(root, self.settings.targets, self.settings.k)
         return pair_datasets(self.config, targets=self._tag)
 
+    @classmethod
+    def cluster_scores(cls, model: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+        """Per-voxel cluster logits ``[B, K, X, Y, Z]`` (the network's output)."""
+        scores: torch.Tensor = model(x)
+        return scores
+
     def run_name_parts(self) -> list[str]:
         parts = [f"k{self.settings.k}", self.settings.loss]
         if self.settings.legacy:

@@ -147,3 +147,6 @@ def test_torchrun_two_processes_train_each_method(method: str, proc: dict[str, P
     assert reports[0]["run_dir"] == reports[1]["run_dir"]
     assert reports[0]["loss"] == reports[1]["loss"] and math.isfinite(reports[0]["loss"])
     assert (Path(reports[0]["run_dir"]) / "checkpoint_final.pt").is_file()
+    # the collapse monitor gathered both ranks' rows: statistics in rank 0's metrics
+    epochs = [json.loads(line) for line in (Path(reports[0]["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+    assert all("emb_rank" in line for line in epochs if line["type"] == "epoch")
