@@ -191,5 +191,3 @@ def test_sweep_configs_are_the_finetune_recipe_over_the_thesis_grid(name: str) -
         recipe.validation,
     )
     assert config.sweep.protocol == ("thesis-crops" if name.startswith("thesis/") else "full")
-
-
