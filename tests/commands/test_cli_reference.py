@@ -40,13 +40,8 @@ SHARED_REFERENCE = next(
 
 # Documented commands that radiossl does not have yet (other work adds them). Listing one here only
 # excuses its absence: as soon as the command exists, its options are checked like all others.
-PENDING_COMMANDS: dict[tuple[str, ...], str] = {
-    ("sweep",): "finetune x evaluate over weights, ratios and seeds",
-    ("sweep", "report"): "the table of a sweep folder",
-    ("probe",): "linear probing of a frozen encoder",
-    ("checkpoint", "export-nnssl"): "nnssl adaptation-plan checkpoint",
-    ("checkpoint", "show-features"): "feature PCA picture of a checkpoint",
-}
+PENDING_COMMANDS: dict[tuple[str, ...], str] = {}  # none: every documented command exists
+
 
 # The stage commands: each takes the options the contract lists as "common to every stage command".
 STAGE_COMMANDS: tuple[tuple[str, ...], ...] = (
