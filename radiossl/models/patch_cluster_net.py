@@ -21,8 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from radiossl.models.composite import BackboneComposite
-from radiossl.models.unet3d import Encoder3D
+from radiossl.models.composite import BackboneComposite, encoder_backbone
 
 
 class PatchClusterNet(BackboneComposite):
@@ -50,18 +49,8 @@ class PatchClusterNet(BackboneComposite):
     ) -> None:
         if k < 1 or proj_dim < 1:
             raise ValueError(f"k and proj_dim must be >= 1, got k={k}, proj_dim={proj_dim}")
-        if isinstance(backbone, dict):
-            from radiossl.models.factory import build_model
-
-            backbone = build_model(backbone)
-        if backbone is None:
-            backbone = Encoder3D(in_channels, width, norm)
         # the thesis encoder keeps the thesis spec: in_channels, k, width, norm, proj_dim
-        self._backbone_spec: dict[str, Any] | None = None
-        if type(backbone) is not Encoder3D:
-            from radiossl.models.factory import model_spec
-
-            self._backbone_spec = model_spec(backbone)
+        backbone, self._backbone_spec = encoder_backbone(backbone, in_channels, width, norm)
         super().__init__(backbone, encoder_only=True)
         self.in_channels = int(getattr(backbone, "in_channels", in_channels))
         self.width = float(getattr(backbone, "width", width))

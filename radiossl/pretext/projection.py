@@ -27,8 +27,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from radiossl.models.composite import BackboneComposite
-from radiossl.models.unet3d import Encoder3D
+from radiossl.models.composite import BackboneComposite, encoder_backbone
 
 Pooled = Literal["bottleneck", "all"]
 
@@ -91,18 +90,8 @@ class ContrastiveEncoder(BackboneComposite):
     ) -> None:
         if pooled not in ("bottleneck", "all"):
             raise ValueError(f"pooled must be 'bottleneck' or 'all', got {pooled!r}")
-        if isinstance(backbone, dict):
-            from radiossl.models.factory import build_model
-
-            backbone = build_model(backbone)
-        if backbone is None:
-            backbone = Encoder3D(in_channels, width, norm)
         # the thesis encoder keeps the published spec (in_channels, width, norm); others nest their own
-        self._backbone_spec: dict[str, Any] | None = None
-        if type(backbone) is not Encoder3D:
-            from radiossl.models.factory import model_spec
-
-            self._backbone_spec = model_spec(backbone)
+        backbone, self._backbone_spec = encoder_backbone(backbone, in_channels, width, norm)
         super().__init__(backbone, encoder_only=True)
         self.in_channels = int(getattr(backbone, "in_channels", in_channels))
         self.width = float(getattr(backbone, "width", width))
@@ -128,3 +117,20 @@ class ContrastiveEncoder(BackboneComposite):
 
 SPEC_CLASS_NAMES: dict[str, type[nn.Module]] = {"ContrastiveEncoder": ContrastiveEncoder}
 """Model-spec class names this module defines (imported by :mod:`radiossl.models.factory` on demand)."""
+
+
+def build_contrastive_encoder(config: Any, input_sizes: dict[str, tuple[int, ...]]) -> ContrastiveEncoder:
+    """The encoder of ``config.model`` (no decoder) with the projection head of ``config.method``.
+
+    Shared by the contrastive methods (simclr, voco); ``input_sizes`` are checked against the backbone's
+    total stride before anything is built.
+    """
+    from radiossl.models.network import build_network
+
+    m, s = config.model, config.method
+    encoder = build_network(
+        m, in_channels=m.in_channels, out_channels=m.in_channels, decoder=False, input_sizes=input_sizes
+    )
+    return ContrastiveEncoder(
+        hidden_dim=s.hidden_dim, out_dim=s.out_dim, layers=s.head_layers, pooled=s.pooled, backbone=encoder
+    )

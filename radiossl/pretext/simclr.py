@@ -36,9 +36,9 @@ from radiossl.config import MethodConfig
 from radiossl.engine.protocol import StepContext, StepOutput
 from radiossl.errors import DataError
 from radiossl.losses.nt_xent import nt_xent_loss
-from radiossl.models.network import build_network, check_sizes
+from radiossl.models.network import check_sizes
 from radiossl.pretext.base import PretextMethod
-from radiossl.pretext.projection import ContrastiveEncoder, Pooled
+from radiossl.pretext.projection import Pooled, build_contrastive_encoder
 from radiossl.transforms import Compose, RandomBlur, RandomFlip, RandomGamma, RandomNoise, generator_for
 from radiossl.utils.seeding import rng_for
 
@@ -130,13 +130,7 @@ class SimCLR(PretextMethod):
         return {"data.crop_size": tuple(self.config.data.crop_size)}
 
     def build_model(self) -> nn.Module:
-        m, s = self.config.model, self.settings
-        encoder = build_network(
-            m, in_channels=m.in_channels, out_channels=m.in_channels, decoder=False, input_sizes=self.input_sizes()
-        )
-        return ContrastiveEncoder(
-            hidden_dim=s.hidden_dim, out_dim=s.out_dim, layers=s.head_layers, pooled=s.pooled, backbone=encoder
-        )
+        return build_contrastive_encoder(self.config, self.input_sizes())
 
     def build_datasets(self) -> tuple[Any, Any]:
         from radiossl.data.views import ClusterPairDataset

@@ -34,10 +34,10 @@ from radiossl.config import MethodConfig
 from radiossl.engine.protocol import StepContext, StepOutput
 from radiossl.errors import ConfigError, DataError
 from radiossl.losses.voco import voco_loss
-from radiossl.models.network import build_network, input_divisor
+from radiossl.models.network import input_divisor
 from radiossl.ops.crop_grid import base_crop_size, cut_boxes, grid_boxes, overlap_fractions, random_boxes
 from radiossl.pretext.base import PretextMethod
-from radiossl.pretext.projection import ContrastiveEncoder, Pooled
+from radiossl.pretext.projection import Pooled, build_contrastive_encoder
 from radiossl.transforms import RandomFlip, generator_for
 from radiossl.utils.seeding import rng_for
 
@@ -125,13 +125,7 @@ class VoCo(PretextMethod):
         return {"method.grid": tuple(self.crop_size)}
 
     def build_model(self) -> nn.Module:
-        m, s = self.config.model, self.settings
-        encoder = build_network(
-            m, in_channels=m.in_channels, out_channels=m.in_channels, decoder=False, input_sizes=self.input_sizes()
-        )
-        return ContrastiveEncoder(
-            hidden_dim=s.hidden_dim, out_dim=s.out_dim, layers=s.head_layers, pooled=s.pooled, backbone=encoder
-        )
+        return build_contrastive_encoder(self.config, self.input_sizes())
 
     def build_datasets(self) -> tuple[Any, Any]:
         from radiossl.data.views import GenesisCubeDataset
