@@ -163,3 +163,10 @@ def proportional_split(
     test = sorted(ranked[n_val : n_val + n_test])
     train = sorted(ranked[n_val + n_test :])
     return Splits(train, val, test, source=source)
+
+
+def training_subset(splits: Splits, ratio: float, seed: int, order: Literal["seeded", "given"] = "seeded") -> list[str]:
+    """The ``ratio`` subset of the training cases (by patient): nested and seeded, or the first ones (given)."""
+    if ratio >= 1.0:
+        return list(splits.train)
+    return list(ratio_subset(splits.train, ratio, seed, order=order))

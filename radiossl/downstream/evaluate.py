@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from radiossl.downstream.crops import centre_crop
 from radiossl.downstream.inference import InferenceSettings, predict_probabilities
 from radiossl.downstream.losses import DiceBCELoss
 from radiossl.downstream.metrics import EmptyPolicy, mean_std, score_regions, soft_dice
@@ -128,25 +129,6 @@ def _pm(mean: Any, std: Any, digits: int) -> str:
     return f"{m:.{digits}f} ± {s:.{digits}f}" if math.isfinite(s) else f"{m:.{digits}f}"
 
 
-def centre_start(shape: tuple[int, ...], crop: tuple[int, ...]) -> list[int]:
-    """The thesis' evaluation crop start per axis: ``(size - crop - 1) // 2``, at least 0."""
-    return [max((size - window - 1) // 2, 0) for size, window in zip(shape, crop, strict=True)]
-
-
-def centre_crop(array: np.ndarray, crop: tuple[int, int, int], fill: float = 0.0) -> np.ndarray:
-    """The thesis crop of the last three axes of ``array`` (padded with ``fill`` where it is smaller)."""
-    spatial = array.shape[-3:]
-    start = centre_start(spatial, crop)
-    box: tuple[Any, ...] = (Ellipsis, *(slice(s, s + c) for s, c in zip(start, crop, strict=True)))
-    cut = array[box]
-    if cut.shape[-3:] == crop:
-        return np.ascontiguousarray(cut)
-    out = np.full((*array.shape[:-3], *crop), fill, dtype=array.dtype)
-    inner: tuple[Any, ...] = (Ellipsis, *(slice(0, n) for n in cut.shape[-3:]))
-    out[inner] = cut
-    return out
-
-
 def _resolve_task(config: EvaluateConfig, saved: dict[str, Any]) -> Any:
     """The task section: the checkpoint's, overridden by whatever was set explicitly for this evaluation."""
     section = config.task
@@ -189,7 +171,7 @@ def _case_ids(task: SegmentationTask, cases: list[Case], config: EvaluateConfig,
     seed = int((saved.get("runtime") or {}).get("seed", config.runtime.seed))
     splits = task.splits(cases, seed)
     if config.split == "train_subset":  # the data.ratio subset finetuning trained on
-        from radiossl.downstream.finetune import training_subset
+        from radiossl.data.splits import training_subset
 
         ratio = float((saved.get("data") or {}).get("ratio", 1.0))
         return training_subset(splits, ratio, seed, saved.get("ratio_order", "seeded"))

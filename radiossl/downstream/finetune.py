@@ -39,12 +39,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from radiossl.data.splits import training_subset
 from radiossl.downstream.datasets import CaseCache, CaseIndexDataset, LeftOutCase, PatchDataset
 from radiossl.downstream.freezing import FreezeReport, freeze, train_mode
 from radiossl.downstream.inference import InferenceSettings, predict_probabilities
@@ -77,15 +78,6 @@ def check_sizes(config: FinetuneConfig) -> None:
     check_backbone_sizes(
         config.model, {"data.crop_size": config.data.crop_size, "sliding_window.roi": config.sliding_window.roi}
     )
-
-
-def training_subset(splits: Splits, ratio: float, seed: int, order: Literal["seeded", "given"] = "seeded") -> list[str]:
-    """The ``ratio`` subset of the training cases (by patient): nested and seeded, or the first ones (given)."""
-    from radiossl.data.splits import ratio_subset
-
-    if ratio >= 1.0:
-        return list(splits.train)
-    return list(ratio_subset(splits.train, ratio, seed, order=order))
 
 
 class FinetuneTask(TaskDefaults):
@@ -293,7 +285,7 @@ class FinetuneTask(TaskDefaults):
     def centre_crop_loss(self, net: nn.Module, device: torch.device) -> float:
         """The thesis' validation loss: the finetuning loss on one centre crop per validation case, averaged
         over batches of ``optim.batch_size`` cases (the thesis then also rounded each to 4 decimals)."""
-        from radiossl.downstream.evaluate import centre_crop
+        from radiossl.downstream.crops import centre_crop
 
         assert self.val_cache is not None
         crop = tuple(int(c) for c in self.config.data.crop_size)

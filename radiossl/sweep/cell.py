@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from radiossl.errors import ConfigError, DataError, RadiosslError
 from radiossl.utils.atomic import write_json
+from radiossl.utils.fragments import Fragments
 from radiossl.utils.locking import folder_lock
 
 if TYPE_CHECKING:
@@ -39,6 +40,15 @@ if TYPE_CHECKING:
 
 REQUEST = "request.json"
 DONE = "cell.json"
+SWEEP_JSON = "sweep.json"
+CELLS_DIR = "cells"
+
+
+def cell_fragments(out: Path) -> Fragments:
+    """The done markers of a sweep's cells, ``out/cells/<cell>/cell.json``, described by ``out/sweep.json``."""
+    return Fragments(out / CELLS_DIR, f"/{DONE}", out / SWEEP_JSON)
+
+
 FAILED = "failed.json"
 LOG = "cell.log"
 FINETUNE_DIR = "finetune"

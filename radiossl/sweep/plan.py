@@ -10,7 +10,7 @@ Cells are named readably, ``<method>-r<percent>-s<seed>[-<transfer>-<train>][-<m
 weights (``transfer: none``, ``train: all``): one per ratio and seed, whatever transfer and train modes
 the pretrained methods sweep over.
 
-The labelled training subsets come from finetune's own rule (:func:`radiossl.downstream.finetune.training_subset`):
+The labelled training subsets come from finetune's own rule (:func:`radiossl.data.splits.training_subset`):
 for a given ratio and seed every method trains on the same cases, and the subsets of one seed are
 nested (the 5 % subset contains the 1 % subset). :func:`plan_subsets` lists them for ``subsets.json``
 and every cell records the subset it trained on.
@@ -355,7 +355,7 @@ def plan_subsets(config: Any) -> dict[str, Any]:
     Raises:
         DataError: the dataset has no cases, or (a broken subset rule) a subset that is not nested.
     """
-    from radiossl.downstream.finetune import training_subset
+    from radiossl.data.splits import training_subset
     from radiossl.downstream.tasks.base import get_task_class
 
     task = get_task_class(config.task.name)(config.task, config.data.root)

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from radiossl.errors import DataError
-from radiossl.sweep.cell import DONE, FAILED
+from radiossl.sweep.cell import CELLS_DIR, DONE, FAILED, cell_fragments
 from radiossl.sweep.overlap import overlap_markdown
 from radiossl.sweep.plan import SCRATCH, Cell
 from radiossl.sweep.stats import DEFAULT_LEVEL, DEFAULT_RESAMPLES, describe, paired_wilcoxon
@@ -383,7 +383,6 @@ def write_report(
     Raises:
         DataError: ``sweep_dir`` is not a sweep folder.
     """
-    from radiossl.sweep.run import CELLS_DIR, cell_fragments
     from radiossl.utils.figures import save_png
 
     out = Path(sweep_dir)

@@ -33,24 +33,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from radiossl.errors import ConfigError, DataError
-from radiossl.sweep.cell import DONE, FAILED, LOG, REQUEST
+from radiossl.sweep.cell import CELLS_DIR, DONE, FAILED, LOG, REQUEST, cell_fragments
 from radiossl.sweep.overlap import check_sweep_overlap
 from radiossl.sweep.plan import Cell, cell_config, identity, parse_methods, plan_cells, plan_subsets
 from radiossl.utils.atomic import write_json
-from radiossl.utils.fragments import Fragments, share
+from radiossl.utils.fragments import share
 
 if TYPE_CHECKING:
     from radiossl.sweep.report import SweepReport
     from radiossl.utils.sharding import Shard
 
-SWEEP_JSON = "sweep.json"
 SUBSETS_JSON = "subsets.json"
-CELLS_DIR = "cells"
-
-
-def cell_fragments(out: Path) -> Fragments:
-    """The done markers of a sweep's cells, ``out/cells/<cell>/cell.json``, described by ``out/sweep.json``."""
-    return Fragments(out / CELLS_DIR, f"/{DONE}", out / SWEEP_JSON)
 
 
 @dataclass

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from radiossl.data.splits import Splits
+from radiossl.data.splits import Splits, training_subset
 from radiossl.downstream.config import load_task_config
-from radiossl.downstream.finetune import finetune, training_subset
+from radiossl.downstream.finetune import finetune
 from radiossl.downstream.tasks.lits import LiTSConfig, LiTSTask, per_crop_minmax, to_thesis_grid
 
 

@@ -184,7 +184,7 @@ def test_thesis_rejection_rule_reproduces_the_original_decisions() -> None:
 def test_lits_thesis_grid_crop_matches_the_original_finetune_crop(tmp_path: Path) -> None:
     import SimpleITK as sitk
 
-    from radiossl.downstream.evaluate import centre_crop
+    from radiossl.downstream.crops import centre_crop
     from radiossl.downstream.tasks.lits import LiTSConfig, LiTSTask
 
     x, y, z = np.meshgrid(np.arange(41), np.arange(38), np.arange(13), indexing="ij")
