@@ -402,13 +402,45 @@ class FinetuneResult:
     """Whether this process is the job's main process (rank 0): the one that wrote the run folder and reports."""
 
 
+RANDOM_ENCODER_WARNING = (
+    "warning: probing a random, frozen encoder (no --weights): this is the random-features baseline, "
+    "not a measure of any pretraining"
+)
+
+
+class ProbeTask(FinetuneTask):
+    """The task of ``mode: probe`` (:mod:`radiossl.downstream.probe`): :class:`FinetuneTask` with a
+    :class:`~radiossl.models.probe_net.ProbeNet`, encoder frozen and head trained."""
+
+    kind: str = "probe"
+
+    def build_model(self) -> nn.Module:
+        from radiossl.models.probe_net import HEAD, ProbeNet
+
+        cfg = self.config
+        model = ProbeNet(self.build_backbone(), out_channels=self.task.out_channels)
+        if cfg.weights is not None and cfg.transfer != "none":
+            self.load_report = self._load_weights(model)
+        else:
+            _print(RANDOM_ENCODER_WARNING)
+        self.freeze_report = freeze(model, "last")  # the head is the network's only head_prefixes
+        head = sum(p.numel() for name, p in model.named_parameters() if name.startswith(HEAD + "."))
+        _print(
+            f"probe: encoder frozen ({len(self.freeze_report.frozen)} parameter tensors, "
+            f"{len(self.freeze_report.frozen_norms)} norm layers in eval mode); the head trains "
+            f"({len(self.freeze_report.trainable)} tensors, {head} parameters, on {len(model.stage_channels)} stages)"
+        )
+        return model
+
+    def run_name_parts(self) -> list[str]:
+        cfg = self.config
+        source = "random" if cfg.weights is None or cfg.transfer == "none" else Path(cfg.weights).stem
+        return [source, f"r{round(100 * cfg.data.ratio)}"]
+
+
 def _task_class(mode: str) -> type[FinetuneTask]:
     """The engine task of ``mode``: :class:`FinetuneTask`, or the frozen-encoder probe's subclass of it."""
-    if mode == "probe":
-        from radiossl.downstream.probe import ProbeTask
-
-        return ProbeTask
-    return FinetuneTask
+    return ProbeTask if mode == "probe" else FinetuneTask
 
 
 def finetune(
