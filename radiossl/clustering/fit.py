@@ -41,7 +41,8 @@ import numpy as np
 import torch
 
 from radiossl.clustering.config import FeatureConfig, KMeansConfig
-from radiossl.clustering.faiss_kmeans import CentroidAssigner, faiss_module, fit_kmeans
+from radiossl.clustering.faiss_kmeans import CentroidAssigner, faiss_module, fit_kmeans, resolve_gpu
+from radiossl.clustering.legacy import THESIS_MAX_POINTS_PER_CENTROID, last_batch, legacy_fit_centroids
 from radiossl.clustering.montage import pair_captions, save_montage
 from radiossl.clustering.sampling import (
     SAMPLE_STREAM,
@@ -230,11 +231,9 @@ def kmeans_fit(
     inputs = _prepare(config, dataset)
     out = centroids_path(config, inputs.ds)
     if config.kmeans.legacy:
-        from radiossl.clustering.legacy import legacy_fit
-
         if shard is not None or merge_only:
             raise ConfigError("kmeans.legacy fits one batch, as the thesis did: run it unsharded")
-        return legacy_fit(config, inputs, out, start)
+        return _legacy_fit(config, inputs, out, start)
     if shard is None and not merge_only:
         return _fit_and_write(config, inputs, _sample_in_memory(config, inputs), out, start)
     fragments = sample_fragments(out)
@@ -557,6 +556,82 @@ def assign_pairs(
         rows = transform.apply_torch(voxel_rows(crop_features).float())
         labels.append(assigner.assign_torch(rows).cpu().numpy().reshape(spatial))
     return np.stack(labels).reshape(pairs.shape[0], 2, *spatial)
+
+
+def _legacy_fit(config: KMeansConfig, inputs: _FitInputs, out: Path, start: float) -> KMeansFitResult:
+    """``kmeans fit`` with ``kmeans.legacy``: fit the last batch of a seeded shuffle as the thesis did.
+
+    Writes the centroids, their JSON (``kmeans.legacy: true``, the sample ids of the batch, an
+    identity feature transform) and the montage, like the regular fit.
+    """
+    km, seed = config.kmeans, config.runtime.seed
+    batch = last_batch(inputs.records, config.features.batch_size, seed)
+    pairs = pair_batch(inputs.ds, batch)
+    features = pair_features(inputs.pipeline, pairs, inputs.device)  # crop 1, crop 2 of each pair in turn
+    fit_start = time.perf_counter()
+    centroids = legacy_fit_centroids(features[0::2], features[1::2], km.k, seed, km.niter, km.gpu)
+    fit_seconds = time.perf_counter() - fit_start
+    points = 2 * len(batch) * int(np.prod(inputs.crop_shape))
+    atomic_save_npy(out, centroids)
+    transform = FeatureTransform(None, None, False, None)
+    montage = None
+    if config.montage:
+        montage = _fit_montage(
+            out.with_suffix(".png"), inputs.ds, inputs.records, inputs.pipeline, inputs.device, transform, centroids
+        )
+    seconds = time.perf_counter() - start
+    meta: dict[str, Any] = {
+        "format": METADATA_FORMAT,
+        "format_version": 1,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "radiossl_version": _version(),
+        "centroids": out.name,
+        "k": km.k,
+        "feature_dim": inputs.dim,
+        "extractor": config.features.extractor,
+        "upsampler": config.features.upsampler,
+        "features": {
+            **config.features.model_dump(mode="json"),
+            "resolved": inputs.pipeline.describe(),
+            "in_channels": inputs.in_channels,
+            "crop_shape": list(inputs.crop_shape),
+        },
+        "data": {
+            "root": str(inputs.ds.root),
+            "split": config.data.split,
+            "view": config.data.view,
+            "samples": len(inputs.records),
+            "crops": 2 * len(inputs.records),
+        },
+        "sampling": {"legacy_last_batch": [r.sample_id for r in batch], "points": points},
+        "kmeans": {
+            "legacy": True,
+            "k": km.k,
+            "niter": km.niter,
+            "seed": seed,
+            "init": "random",
+            "max_points_per_centroid_used": THESIS_MAX_POINTS_PER_CENTROID,
+            "gpu_used": resolve_gpu(km.gpu),
+            "faiss_version": str(faiss_module().__version__),
+        },
+        "transform": transform.to_json(),
+        "results": {"fit_seconds": fit_seconds, "total_seconds": seconds},
+        "montage": montage.name if montage else None,
+        "config": config.model_dump(mode="json"),
+    }
+    write_json(metadata_path(out), meta)
+    return KMeansFitResult(
+        centroids=out,
+        metadata=metadata_path(out),
+        montage=montage,
+        k=km.k,
+        feature_dim=inputs.dim,
+        n_points=points,
+        n_crops=2 * len(batch),
+        used_gpu=bool(meta["kmeans"]["gpu_used"]),
+        seconds=seconds,
+        total_groups=len(inputs.groups),
+    )
 
 
 def _fit_montage(

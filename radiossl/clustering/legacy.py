@@ -27,25 +27,18 @@ Example:
 
 from __future__ import annotations
 
-import datetime as dt
-import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
 
 from radiossl.clustering.faiss_kmeans import _float_vector_to_numpy, faiss_module, resolve_gpu
-from radiossl.errors import ConfigError, DataError
-from radiossl.utils.atomic import atomic_save_npy, write_json
+from radiossl.errors import DataError
 from radiossl.utils.seeding import rng_for
 
 if TYPE_CHECKING:
-    from radiossl.clustering.config import KMeansConfig
-    from radiossl.clustering.fit import KMeansFitResult, _FitInputs
-    from radiossl.clustering.sampling import FeatureTransform
-    from radiossl.features.base import FeaturePipeline
+    pass
 
 T = TypeVar("T")
 
@@ -54,7 +47,6 @@ THESIS_NITER = 25
 """faiss' default iteration count, which the thesis' fit used."""
 THESIS_MAX_POINTS_PER_CENTROID = 256
 """faiss' default subsampling cap (256·K points per call), which the thesis kept."""
-METADATA_FORMAT = "radiossl-kmeans"  # the same record format as radiossl.clustering.fit writes
 
 
 def thesis_rows(features: torch.Tensor) -> torch.Tensor:
@@ -122,108 +114,3 @@ def legacy_assign_batch(
 
 # --------------------------------------------------------------------------------------------------
 # The `kmeans fit` / `kmeans predict` paths (called by radiossl.clustering.fit and .predict)
-
-
-def legacy_fit(config: KMeansConfig, inputs: _FitInputs, out: Path, start: float) -> KMeansFitResult:
-    """``kmeans fit`` with ``kmeans.legacy``: fit the last batch of a seeded shuffle as the thesis did.
-
-    Writes the centroids, their JSON (``kmeans.legacy: true``, the sample ids of the batch, an
-    identity feature transform) and the montage, like the regular fit.
-    """
-    from radiossl.clustering.fit import _fit_montage, _version, metadata_path, pair_batch, pair_features
-    from radiossl.clustering.sampling import FeatureTransform
-
-    km, seed = config.kmeans, config.runtime.seed
-    batch = last_batch(inputs.records, config.features.batch_size, seed)
-    pairs = pair_batch(inputs.ds, batch)
-    features = pair_features(inputs.pipeline, pairs, inputs.device)  # crop 1, crop 2 of each pair in turn
-    fit_start = time.perf_counter()
-    centroids = legacy_fit_centroids(features[0::2], features[1::2], km.k, seed, km.niter, km.gpu)
-    fit_seconds = time.perf_counter() - fit_start
-    points = 2 * len(batch) * int(np.prod(inputs.crop_shape))
-    atomic_save_npy(out, centroids)
-    transform = FeatureTransform(None, None, False, None)
-    montage = None
-    if config.montage:
-        montage = _fit_montage(
-            out.with_suffix(".png"), inputs.ds, inputs.records, inputs.pipeline, inputs.device, transform, centroids
-        )
-    seconds = time.perf_counter() - start
-    meta: dict[str, Any] = {
-        "format": METADATA_FORMAT,
-        "format_version": 1,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "radiossl_version": _version(),
-        "centroids": out.name,
-        "k": km.k,
-        "feature_dim": inputs.dim,
-        "extractor": config.features.extractor,
-        "upsampler": config.features.upsampler,
-        "features": {
-            **config.features.model_dump(mode="json"),
-            "resolved": inputs.pipeline.describe(),
-            "in_channels": inputs.in_channels,
-            "crop_shape": list(inputs.crop_shape),
-        },
-        "data": {
-            "root": str(inputs.ds.root),
-            "split": config.data.split,
-            "view": config.data.view,
-            "samples": len(inputs.records),
-            "crops": 2 * len(inputs.records),
-        },
-        "sampling": {"legacy_last_batch": [r.sample_id for r in batch], "points": points},
-        "kmeans": {
-            "legacy": True,
-            "k": km.k,
-            "niter": km.niter,
-            "seed": seed,
-            "init": "random",
-            "max_points_per_centroid_used": THESIS_MAX_POINTS_PER_CENTROID,
-            "gpu_used": resolve_gpu(km.gpu),
-            "faiss_version": str(faiss_module().__version__),
-        },
-        "transform": transform.to_json(),
-        "results": {"fit_seconds": fit_seconds, "total_seconds": seconds},
-        "montage": montage.name if montage else None,
-        "config": config.model_dump(mode="json"),
-    }
-    write_json(metadata_path(out), meta)
-    from radiossl.clustering.fit import KMeansFitResult
-
-    return KMeansFitResult(
-        centroids=out,
-        metadata=metadata_path(out),
-        montage=montage,
-        k=km.k,
-        feature_dim=inputs.dim,
-        n_points=points,
-        n_crops=2 * len(batch),
-        used_gpu=bool(meta["kmeans"]["gpu_used"]),
-        seconds=seconds,
-        total_groups=len(inputs.groups),
-    )
-
-
-def legacy_assign_pairs(
-    pipeline: FeaturePipeline,
-    pairs: np.ndarray,
-    device: torch.device,
-    transform: FeatureTransform,
-    centroids: np.ndarray,
-    seed: int,
-) -> np.ndarray:
-    """``kmeans predict`` with ``legacy``: cluster ids ``(len, 2, H, W, D)`` of a pair batch (one thesis batch).
-
-    Raises ConfigError for centroids fitted with a feature transform (the thesis clustered raw features).
-    """
-    from radiossl.clustering.fit import pair_features
-
-    if transform.mean is not None or transform.weights is not None or transform.l2_normalize:
-        raise ConfigError(
-            "legacy predict assigns raw features as the thesis did, but these centroids were fitted on "
-            "transformed ones (standardize/channel weights/spherical); fit them with kmeans.legacy: true"
-        )
-    features = pair_features(pipeline, pairs, device)
-    labels1, labels2 = legacy_assign_batch(features[0::2], features[1::2], centroids, seed)
-    return np.stack([labels1, labels2], axis=1)

@@ -45,10 +45,11 @@ from radiossl.clustering.fit import (
     metadata_path,
     open_dataset,
     pair_batch,
+    pair_features,
     run_parallel,
     select_runtime_device,
 )
-from radiossl.clustering.legacy import legacy_assign_pairs
+from radiossl.clustering.legacy import legacy_assign_batch
 from radiossl.clustering.montage import pair_captions, save_montage
 from radiossl.clustering.sampling import FeatureTransform, select_records
 from radiossl.config import deep_merge
@@ -60,7 +61,10 @@ from radiossl.utils.fragments import describe_missing, file_sha256, merge_advice
 from radiossl.utils.sharding import Shard
 
 if TYPE_CHECKING:
+    import torch
+
     from radiossl.data.processed import ProcessedDataset, SampleRecord
+    from radiossl.features.base import FeaturePipeline
 
 
 @dataclass
@@ -261,7 +265,7 @@ def kmeans_predict(
                             f"{ds.root / file}: crops of shape {pairs.shape[2:]}, expected {(in_channels, *spatial)}"
                         )
                     if config.legacy:
-                        ids = legacy_assign_pairs(pipeline, pairs, device, transform, centroids, config.runtime.seed)
+                        ids = _legacy_assign_pairs(pipeline, pairs, device, transform, centroids, config.runtime.seed)
                     else:
                         ids = assign_pairs(pipeline, pairs, device, transform, assigner)
                     for record, pair_ids in zip(batch, ids, strict=True):
@@ -347,3 +351,25 @@ def _predict_montage(ds: ProcessedDataset, records: Sequence[SampleRecord], tag:
     title = f"k-means predict {tag} | k={k} | middle axial slices"
     path = ds.root / "kmeans" / f"predict_{tag}.png"
     return save_montage(path, crops, labels, k, title=title, names=names, row_labels=row_labels)
+
+
+def _legacy_assign_pairs(
+    pipeline: FeaturePipeline,
+    pairs: np.ndarray,
+    device: torch.device,
+    transform: FeatureTransform,
+    centroids: np.ndarray,
+    seed: int,
+) -> np.ndarray:
+    """``kmeans predict`` with ``legacy``: cluster ids ``(len, 2, H, W, D)`` of a pair batch (one thesis batch).
+
+    Raises ConfigError for centroids fitted with a feature transform (the thesis clustered raw features).
+    """
+    if transform.mean is not None or transform.weights is not None or transform.l2_normalize:
+        raise ConfigError(
+            "legacy predict assigns raw features as the thesis did, but these centroids were fitted on "
+            "transformed ones (standardize/channel weights/spherical); fit them with kmeans.legacy: true"
+        )
+    features = pair_features(pipeline, pairs, device)
+    labels1, labels2 = legacy_assign_batch(features[0::2], features[1::2], centroids, seed)
+    return np.stack([labels1, labels2], axis=1)
