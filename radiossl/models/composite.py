@@ -26,22 +26,18 @@ from torch import nn
 from radiossl.models.backbone import StageHook, total_stride
 
 
-def encoder_backbone(
-    backbone: nn.Module | dict[str, Any] | None, in_channels: int, width: float, norm: str
-) -> tuple[nn.Module, dict[str, Any] | None]:
-    """The encoder a head network wraps, and the spec to store for it (None: the thesis ``Encoder3D``).
+def encoder_backbone(backbone: nn.Module | None, in_channels: int, width: float, norm: str) -> tuple[nn.Module, bool]:
+    """The encoder a head network wraps, and whether its spec nests the backbone's.
 
-    ``backbone`` is a network, a model spec (as read back from a checkpoint) or None for the thesis
-    encoder ``Encoder3D(in_channels, width, norm)``, which keeps the published checkpoint spec.
+    ``backbone`` None is the thesis encoder ``Encoder3D(in_channels, width, norm)``, which keeps the
+    published checkpoint spec (flat constructor arguments); any other backbone is described by its
+    own spec under ``kwargs.backbone`` (:func:`radiossl.models.factory.model_spec`).
     """
-    from radiossl.models.factory import build_model, model_spec
     from radiossl.models.unet3d import Encoder3D
 
-    if isinstance(backbone, dict):
-        backbone = build_model(backbone)
     if backbone is None:
         backbone = Encoder3D(in_channels, width, norm)
-    return backbone, (None if type(backbone) is Encoder3D else model_spec(backbone))
+    return backbone, type(backbone) is not Encoder3D
 
 
 class BackboneComposite(nn.Module):

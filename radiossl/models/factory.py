@@ -60,6 +60,11 @@ def _optional_class(name: str) -> type[nn.Module] | None:
     return cls
 
 
+NESTED_NETWORK = "backbone"
+"""The constructor argument of a head network (patch-cluster, PCRLv2, probe...) that holds its backbone:
+a network in ``spec_kwargs()``, its own model spec in a stored spec (built first by :func:`build_model`)."""
+
+
 def register_model_class(cls: type[nn.Module], name: str | None = None) -> None:
     """Make ``cls`` buildable by :func:`build_model` under ``name`` (default: the class name)."""
     if not callable(getattr(cls, "spec_kwargs", None)):
@@ -89,7 +94,9 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 def model_spec(model: nn.Module) -> dict[str, Any]:
     """``{"class": name, "kwargs": constructor arguments}`` of a radiossl network (wrappers are unwrapped)."""
     net = unwrap_model(model)
-    name = next((n for n, c in _CLASSES.items() if type(net) is c), None)
+    # a subclass that only adds a training forward names the registered class it is described as
+    kind = getattr(type(net), "described_as", type(net))
+    name = next((n for n, c in _CLASSES.items() if kind is c), None)
     if name is None and type(net).__module__ in _OPTIONAL_CLASSES.values():
         name = next((n for n in _OPTIONAL_CLASSES if _optional_class(n) is type(net)), None)
     spec_kwargs = getattr(net, "spec_kwargs", None)
@@ -98,7 +105,11 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
             f"cannot describe a {type(net).__name__}: not a registered radiossl model class "
             f"({', '.join(sorted(_CLASSES))}); see radiossl.models.factory.register_model_class"
         )
-    return {"class": name, "kwargs": dict(spec_kwargs())}
+    kwargs = dict(spec_kwargs())
+    inner = kwargs.get(NESTED_NETWORK)
+    if isinstance(inner, nn.Module):  # a head network around a backbone: describe the backbone too
+        kwargs[NESTED_NETWORK] = model_spec(inner)
+    return {"class": name, "kwargs": kwargs}
 
 
 def backbone_spec(spec: dict[str, Any]) -> dict[str, Any]:
@@ -125,6 +136,9 @@ def build_model(spec: dict[str, Any]) -> nn.Module:
     kwargs = spec.get("kwargs") or {}
     if not isinstance(kwargs, dict):
         raise CheckpointError(f"model spec kwargs must be a dict, got {kwargs!r}")
+    inner = kwargs.get(NESTED_NETWORK)
+    if isinstance(inner, dict) and isinstance(inner.get("class"), str):
+        kwargs = {**kwargs, NESTED_NETWORK: build_model(inner)}
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:

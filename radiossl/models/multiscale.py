@@ -11,7 +11,8 @@ Example:
     >>> from radiossl.models import UNet3D
     >>> net = MultiScaleHeadNet(UNet3D(width=0.125, pretrain_heads=True))
     >>> out, feats, masks = net.forward_pretrain(torch.zeros(2, 1, 16, 16, 16))
-    >>> [pro.shape[1] for pro, _ in feats], net.checkpoint_spec()["class"]
+    >>> from radiossl.models.factory import model_spec
+    >>> [pro.shape[1] for pro, _ in feats], model_spec(net.described_network())["class"]
     ([32, 16, 8], 'UNet3D')
 """
 
@@ -38,13 +39,6 @@ class MultiScaleHeadNet(BackboneComposite):
     """
 
     def __init__(self, backbone: Any) -> None:
-        if isinstance(backbone, dict):
-            from radiossl.models.factory import build_model
-
-            backbone = build_model(backbone)
-        from radiossl.models.factory import model_spec
-
-        self._backbone_spec = model_spec(backbone)
         stage_heads = getattr(backbone, "stage_heads", None)
         native = stage_heads() if callable(stage_heads) else None
         super().__init__(backbone)
@@ -86,10 +80,8 @@ class MultiScaleHeadNet(BackboneComposite):
 
     def spec_kwargs(self) -> dict[str, Any]:
         """Constructor arguments, for :func:`radiossl.models.factory.model_spec`."""
-        return {"backbone": dict(self._backbone_spec)}
+        return {"backbone": self.backbone}
 
-    def checkpoint_spec(self) -> dict[str, Any]:
-        """The spec checkpoints store: the backbone's own when it carries the heads (a plain ``UNet3D``)."""
-        if self.native_heads:
-            return dict(self._backbone_spec)
-        return {"class": "MultiScaleHeadNet", "kwargs": self.spec_kwargs()}
+    def described_network(self) -> nn.Module:
+        """What checkpoints describe: the backbone itself when it carries the heads (a plain ``UNet3D``)."""
+        return self.backbone if self.native_heads else self

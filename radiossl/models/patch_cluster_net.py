@@ -45,12 +45,12 @@ class PatchClusterNet(BackboneComposite):
         width: float = 1.0,
         norm: str = "batch",
         proj_dim: int = 64,
-        backbone: nn.Module | dict[str, Any] | None = None,
+        backbone: nn.Module | None = None,
     ) -> None:
         if k < 1 or proj_dim < 1:
             raise ValueError(f"k and proj_dim must be >= 1, got k={k}, proj_dim={proj_dim}")
         # the thesis encoder keeps the thesis spec: in_channels, k, width, norm, proj_dim
-        backbone, self._backbone_spec = encoder_backbone(backbone, in_channels, width, norm)
+        backbone, self._nested = encoder_backbone(backbone, in_channels, width, norm)
         super().__init__(backbone, encoder_only=True)
         self.in_channels = int(getattr(backbone, "in_channels", in_channels))
         self.width = float(getattr(backbone, "width", width))
@@ -77,8 +77,8 @@ class PatchClusterNet(BackboneComposite):
 
     def spec_kwargs(self) -> dict[str, Any]:
         """Constructor arguments, for :func:`radiossl.models.factory.model_spec`."""
-        if self._backbone_spec is not None:
-            return {"k": self.k, "proj_dim": self.proj_dim, "backbone": self._backbone_spec}
+        if self._nested:
+            return {"k": self.k, "proj_dim": self.proj_dim, "backbone": self.backbone}
         return {
             "in_channels": self.in_channels,
             "k": self.k,

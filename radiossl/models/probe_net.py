@@ -44,14 +44,9 @@ class ProbeNet(BackboneComposite):
         out_channels: regions to segment (one logit channel each).
     """
 
-    def __init__(self, backbone: nn.Module | dict[str, Any], out_channels: int = 1) -> None:
-        from radiossl.models.factory import build_model, model_spec
-
-        if isinstance(backbone, dict):
-            backbone = build_model(backbone)
+    def __init__(self, backbone: nn.Module, out_channels: int = 1) -> None:
         if out_channels < 1:
             raise ValueError(f"out_channels must be >= 1, got {out_channels}")
-        self._backbone_spec = model_spec(backbone)
         super().__init__(backbone, encoder_only=True)
         self.in_channels = int(getattr(backbone, "in_channels"))  # noqa: B009 (an nn.Module attribute mypy cannot type)
         self.out_channels = int(out_channels)
@@ -86,4 +81,4 @@ class ProbeNet(BackboneComposite):
 
     def spec_kwargs(self) -> dict[str, Any]:
         """Constructor arguments, for :func:`radiossl.models.factory.model_spec`."""
-        return {"backbone": dict(self._backbone_spec), "out_channels": self.out_channels}
+        return {"backbone": self.backbone, "out_channels": self.out_channels}

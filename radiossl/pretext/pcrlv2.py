@@ -42,7 +42,7 @@ from torch import nn
 from radiossl.config import MethodConfig
 from radiossl.engine.protocol import StepContext, StepOutput
 from radiossl.errors import DataError
-from radiossl.models.factory import unwrap_model
+from radiossl.models.factory import model_spec, unwrap_model
 from radiossl.models.multiscale import MultiScaleHeadNet
 from radiossl.models.network import build_network
 from radiossl.pretext.base import PretextMethod
@@ -129,8 +129,11 @@ class PCRLv2Net(MultiScaleHeadNet):
     """The PCRLv2 network with a training ``forward`` over all views (one call, so DDP sees one forward).
 
     On the unet3d backbone its ``state_dict`` is exactly :class:`~radiossl.models.UNet3D`'s (with
-    ``pretrain_heads``), and checkpoints describe it as ``UNet3D``.
+    ``pretrain_heads``), and checkpoints describe it as ``UNet3D``; on other backbones as a
+    :class:`~radiossl.models.multiscale.MultiScaleHeadNet` (same weights, standard forward).
     """
+
+    described_as = MultiScaleHeadNet
 
     def forward(  # type: ignore[override]
         self, view1: torch.Tensor, view2: torch.Tensor, local_views: torch.Tensor | None = None
@@ -232,7 +235,7 @@ class PCRLv2(PretextMethod):
         net = unwrap_model(model)
         if not isinstance(net, MultiScaleHeadNet):
             raise TypeError(f"pcrlv2 needs a MultiScaleHeadNet, got {type(net).__name__}")
-        return net.checkpoint_spec()
+        return model_spec(net.described_network())
 
     def run_name_parts(self) -> list[str]:
         return [] if self.settings.deep_supervision else ["nods"]

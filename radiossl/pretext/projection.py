@@ -86,12 +86,12 @@ class ContrastiveEncoder(BackboneComposite):
         out_dim: int = 128,
         layers: int = 2,
         pooled: Pooled = "bottleneck",
-        backbone: nn.Module | dict[str, Any] | None = None,
+        backbone: nn.Module | None = None,
     ) -> None:
         if pooled not in ("bottleneck", "all"):
             raise ValueError(f"pooled must be 'bottleneck' or 'all', got {pooled!r}")
         # the thesis encoder keeps the published spec (in_channels, width, norm); others nest their own
-        backbone, self._backbone_spec = encoder_backbone(backbone, in_channels, width, norm)
+        backbone, self._nested = encoder_backbone(backbone, in_channels, width, norm)
         super().__init__(backbone, encoder_only=True)
         self.in_channels = int(getattr(backbone, "in_channels", in_channels))
         self.width = float(getattr(backbone, "width", width))
@@ -110,8 +110,8 @@ class ContrastiveEncoder(BackboneComposite):
     def spec_kwargs(self) -> dict[str, Any]:
         """Constructor arguments, for :func:`radiossl.models.factory.model_spec`."""
         head = {"hidden_dim": self.hidden_dim, "out_dim": self.out_dim, "layers": self.layers, "pooled": self.pooled}
-        if self._backbone_spec is not None:
-            return {**head, "backbone": dict(self._backbone_spec)}
+        if self._nested:
+            return {**head, "backbone": self.backbone}
         return {"in_channels": self.in_channels, "width": self.width, "norm": self.norm, **head}
 
 

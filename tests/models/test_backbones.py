@@ -40,7 +40,7 @@ def test_every_method_network_builds_on_every_backbone_and_rebuilds_from_its_spe
         "pcrlv2": MultiScaleHeadNet(build_network(model, 2, 2, stage_heads=True)),
     }
     for role, net in networks.items():
-        spec = net.checkpoint_spec() if isinstance(net, MultiScaleHeadNet) else model_spec(net)
+        spec = model_spec(net.described_network() if isinstance(net, MultiScaleHeadNet) else net)
         rebuilt = build_model(spec)
         assert list(rebuilt.state_dict()) == list(net.state_dict()), role
         rebuilt.load_state_dict(net.state_dict(), strict=True)
@@ -87,7 +87,9 @@ def test_unet3d_networks_are_unchanged() -> None:
     for (key, a), (key_b, b) in zip(built.state_dict().items(), direct.state_dict().items(), strict=True):
         assert key == key_b and torch.equal(a, b)
     pcrlv2 = MultiScaleHeadNet(built)
-    assert list(pcrlv2.state_dict()) == list(direct.state_dict()) and pcrlv2.checkpoint_spec() == model_spec(direct)
+    assert list(pcrlv2.state_dict()) == list(direct.state_dict()) and model_spec(
+        pcrlv2.described_network()
+    ) == model_spec(direct)
     x = torch.randn(2, 1, 16, 16, 16)
     out_a, feats_a, masks_a = pcrlv2.forward_pretrain(x)
     out_b, feats_b, masks_b = direct.forward_pretrain(x)
