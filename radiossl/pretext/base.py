@@ -71,7 +71,7 @@ from radiossl.config import (
     read_config_file,
 )
 from radiossl.engine.protocol import StepContext, StepOutput, TaskDefaults
-from radiossl.errors import ConfigError, PluginError
+from radiossl.errors import ConfigError, DataError, PluginError
 
 if TYPE_CHECKING:
     import torch
@@ -148,6 +148,13 @@ class PretextMethod(TaskDefaults, ABC):
         from radiossl.models.factory import model_spec
 
         return model_spec(model)
+
+    def data_root(self) -> str:
+        """The preprocessed folder to train on (``data.root``); a one-line error when none is given."""
+        root = self.config.data.root
+        if root is None:
+            raise DataError("no data folder given: use --data PROC_DIR (or data.root in the config)")
+        return str(root)
 
 
 @cache

@@ -36,7 +36,7 @@ from torch import nn
 
 from radiossl.config import MethodConfig
 from radiossl.engine.protocol import StepContext, StepOutput
-from radiossl.errors import ConfigError, DataError
+from radiossl.errors import ConfigError
 from radiossl.losses.masked_reconstruction import masked_reconstruction_loss
 from radiossl.models.backbone import StageHook
 from radiossl.models.composite import BackboneComposite
@@ -166,9 +166,8 @@ class MAE(PretextMethod):
         from radiossl.data.views import GenesisCubeDataset
 
         data = self.config.data
-        if data.root is None:
-            raise DataError("no data folder given: use --data PROC_DIR (or data.root in the config)")
-        return GenesisCubeDataset(data.root, "train", seed=self.config.runtime.seed, ratio=data.ratio), None
+        root = self.data_root()
+        return GenesisCubeDataset(root, "train", seed=self.config.runtime.seed, ratio=data.ratio), None
 
     def model_spec(self, model: nn.Module) -> dict[str, Any]:
         """Checkpoints describe the network as its backbone (a plain ``UNet3D`` on ``unet3d``)."""

@@ -172,12 +172,11 @@ class ModelsGenesis(PretextMethod):
         from radiossl.data.views import GenesisCubeDataset
 
         data, seed = self.config.data, self.config.runtime.seed
-        if data.root is None:
-            raise DataError("no data folder given: use --data PROC_DIR (or data.root in the config)")
-        train = GenesisCubeDataset(data.root, "train", seed=seed, ratio=data.ratio)
+        root = self.data_root()
+        train = GenesisCubeDataset(root, "train", seed=seed, ratio=data.ratio)
         val: GenesisCubeDataset | None
         try:
-            val = GenesisCubeDataset(data.root, "val", seed=seed)
+            val = GenesisCubeDataset(root, "val", seed=seed)
         except DataError:
             val = None
         self.monitor = ("val_mse", "min") if val is not None else None

@@ -41,7 +41,6 @@ from torch import nn
 
 from radiossl.config import MethodConfig
 from radiossl.engine.protocol import StepContext, StepOutput
-from radiossl.errors import DataError
 from radiossl.models.factory import model_spec, unwrap_model
 from radiossl.models.multiscale import MultiScaleHeadNet
 from radiossl.models.network import build_network
@@ -226,9 +225,8 @@ class PCRLv2(PretextMethod):
         from radiossl.data.views import PCRLv2ViewDataset
 
         data = self.config.data
-        if data.root is None:
-            raise DataError("no data folder given: use --data PROC_DIR (or data.root in the config)")
-        return PCRLv2ViewDataset(data.root, "train", seed=self.config.runtime.seed, ratio=data.ratio), None
+        root = self.data_root()
+        return PCRLv2ViewDataset(root, "train", seed=self.config.runtime.seed, ratio=data.ratio), None
 
     def model_spec(self, model: nn.Module) -> dict[str, Any]:
         """Checkpoints describe the network without its training forward (a plain ``UNet3D`` on unet3d)."""

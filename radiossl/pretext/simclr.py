@@ -34,7 +34,6 @@ from torch import nn
 
 from radiossl.config import MethodConfig
 from radiossl.engine.protocol import StepContext, StepOutput
-from radiossl.errors import DataError
 from radiossl.losses.nt_xent import nt_xent_loss
 from radiossl.models.network import check_sizes
 from radiossl.pretext.base import PretextMethod
@@ -136,9 +135,8 @@ class SimCLR(PretextMethod):
         from radiossl.data.views import ClusterPairDataset
 
         data = self.config.data
-        if data.root is None:
-            raise DataError("no data folder given: use --data PROC_DIR (or data.root in the config)")
-        return ClusterPairDataset(data.root, "train", seed=self.config.runtime.seed, ratio=data.ratio), None
+        root = self.data_root()
+        return ClusterPairDataset(root, "train", seed=self.config.runtime.seed, ratio=data.ratio), None
 
     def run_name_parts(self) -> list[str]:
         return [f"t{self.settings.temperature:g}"]

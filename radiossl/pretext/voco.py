@@ -32,7 +32,7 @@ from torch import nn
 
 from radiossl.config import MethodConfig
 from radiossl.engine.protocol import StepContext, StepOutput
-from radiossl.errors import ConfigError, DataError
+from radiossl.errors import ConfigError
 from radiossl.losses.voco import voco_loss
 from radiossl.models.network import input_divisor
 from radiossl.ops.crop_grid import base_crop_size, cut_boxes, grid_boxes, overlap_fractions, random_boxes
@@ -131,9 +131,8 @@ class VoCo(PretextMethod):
         from radiossl.data.views import GenesisCubeDataset
 
         data = self.config.data
-        if data.root is None:
-            raise DataError("no data folder given: use --data PROC_DIR (or data.root in the config)")
-        return GenesisCubeDataset(data.root, "train", seed=self.config.runtime.seed, ratio=data.ratio), None
+        root = self.data_root()
+        return GenesisCubeDataset(root, "train", seed=self.config.runtime.seed, ratio=data.ratio), None
 
     def run_name_parts(self) -> list[str]:
         gx, gy, gz = self.settings.grid
