@@ -45,6 +45,12 @@ SetOption = Annotated[
 SeedOption = Annotated[int | None, typer.Option("--seed", help="Random seed.", show_default=False)]
 DeviceOption = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or mps.", show_default=False)]
 WorkersOption = Annotated[int | None, typer.Option("--workers", help="Worker processes.", show_default=False)]
+RatioOption = Annotated[
+    float | None, typer.Option("--ratio", help="Fraction of training cases (nested, seeded subsets).")
+]
+SegmentationVisOption = Annotated[
+    bool | None, typer.Option("--vis/--no-vis", help="Write PNG overlays of predictions to <run>/vis.")
+]
 TaskOption = Annotated[
     str | None,
     typer.Option("--task", "-t", help="Task: brats, lits, nnunet (see `radiossl plugins list`).", show_default=False),

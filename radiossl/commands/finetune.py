@@ -25,10 +25,12 @@ from radiossl.commands.common import (
     EpochsOption,
     ExtendEpochsOption,
     LrOption,
+    RatioOption,
     RawDataOption,
     ResumeOption,
     RunsOutOption,
     SeedOption,
+    SegmentationVisOption,
     SetOption,
     TaskOption,
     VerboseOption,
@@ -81,19 +83,14 @@ def register(app: typer.Typer) -> None:
         train: Annotated[
             str | None, typer.Option("--train", help="What trains: all, decoder (encoder frozen) or last.")
         ] = None,
-        ratio: Annotated[
-            float | None, typer.Option("--ratio", help="Fraction of training cases (nested, seeded subsets).")
-        ] = None,
+        ratio: RatioOption = None,
         epochs: EpochsOption = None,
         resume: ResumeOption = None,
         extend_epochs: ExtendEpochsOption = None,
         batch_size: BatchSizeOption = None,
         lr: LrOption = None,
         width: WidthOption = None,
-        vis: Annotated[
-            bool | None,
-            typer.Option("--vis/--no-vis", help="Write PNG overlays of predictions to <run>/vis."),
-        ] = None,
+        vis: SegmentationVisOption = None,
         amp: AmpOption = None,
         allow_unsafe_pickle: AllowUnsafePickleOption = None,
         config: ConfigOption = None,
