@@ -65,7 +65,7 @@ def fabricate_batch(batch: int, crop: tuple[int, int, int], channels: int, seed:
     """Random crop pairs with overlapping boxes, collated like the DataLoader would."""
     import torch
 
-    from radiossl.data.views import PairSample
+    from radiossl.views.cluster import PairSample
 
     gen = torch.Generator().manual_seed(seed)
     boxes1, boxes2 = [], []

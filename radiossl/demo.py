@@ -154,7 +154,7 @@ def _method(config: DemoConfig) -> type[PretextMethod]:
 
 def _preprocess(config: DemoConfig, raw: Path, proc: Path) -> Path:
     from radiossl.data.preprocess import PreprocessConfig, preprocess
-    from radiossl.views.base import get_view
+    from radiossl.data.view_contract import get_view
 
     # The first view the method trains on; a method that takes any view gets the default one.
     views = _method(config).trains_on()

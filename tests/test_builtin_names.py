@@ -29,7 +29,15 @@ else:
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "radiossl"
-CHECKED = ("engine", "data/preprocess/runner.py", "clustering", "demo.py", "commands")
+CHECKED = (
+    "engine",
+    "data/preprocess/runner.py",
+    "data/view_contract.py",
+    "data/processed.py",
+    "clustering",
+    "demo.py",
+    "commands",
+)
 HELP_KEYWORDS = frozenset({"help", "description"})
 ORDINARY_WORDS = frozenset({"cluster"})
 DEFAULT_CALLS = frozenset({"Field", "Option", "Argument"})

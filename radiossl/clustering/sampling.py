@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from radiossl.data.view_contract import is_crop_pair_view, view_names
 from radiossl.errors import DataError
-from radiossl.views.base import is_crop_pair_view, view_names
 
 if TYPE_CHECKING:
     from radiossl.clustering.config import KMeansDataConfig

@@ -1,4 +1,4 @@
-"""Data: dataset adapters, splits, resampling and normalisation, preprocessing, and view datasets.
+"""Data: dataset adapters, splits, resampling and normalisation, preprocessing, and the view contract.
 
 Submodules are imported on demand (this package imports nothing heavy):
 
@@ -12,6 +12,8 @@ Submodules are imported on demand (this package imports nothing heavy):
 * :mod:`radiossl.data.processed` — ``ProcessedDataset`` and ``read_preprocess_record``: the one owner
   of the preprocessed folder (``preprocess.json``, the manifest); :mod:`radiossl.data.targets` — its
   k-means target sets;
-* :mod:`radiossl.data.views` — re-exports the view datasets, which live with their views in
-  :mod:`radiossl.views` (``ClusterPairDataset``, ``PCRLv2ViewDataset``, ``GenesisCubeDataset``).
+* :mod:`radiossl.data.view_contract` — ``View``, ``ViewSamples``, ``Plan``, ``get_view``: what
+  preprocessing asks of a view plugin, found through the registry. The views themselves, with their
+  datasets (``ClusterPairDataset``, ``PCRLv2ViewDataset``, ``GenesisCubeDataset``), live in
+  :mod:`radiossl.views`, which builds on this package; nothing here imports it.
 """

@@ -44,6 +44,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from radiossl.data.targets import TargetSet, read_target_sets, write_target_set
+from radiossl.data.view_contract import is_crop_pair_view
 from radiossl.errors import DataError
 from radiossl.utils.atomic import atomic_write_path, write_json
 
@@ -425,8 +426,6 @@ class ProcessedDataset:
 
     def load_pair(self, record: SampleRecord) -> np.ndarray:
         """The two crops of a crop-pair sample (cluster, PCRLv2 globals...): float32 ``(2, C, H, W, D)``."""
-        from radiossl.views.base import is_crop_pair_view
-
         if not is_crop_pair_view(record.view):
             raise DataError(f"sample {record.sample_id} ({record.view} view) is not a crop pair; use load_crops")
         return self.load_crops(record)
@@ -439,8 +438,6 @@ class ProcessedDataset:
 
     def load_cube(self, record: SampleRecord) -> np.ndarray:
         """A single-crop sample such as a ModelsGenesis cube: float32 ``(C, H, W, D)``."""
-        from radiossl.views.base import is_crop_pair_view
-
         if is_crop_pair_view(record.view):
             raise DataError(f"sample {record.sample_id} is a {record.view} pair; use load_pair")
         return self.load_crops(record)

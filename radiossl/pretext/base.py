@@ -46,7 +46,7 @@ Example (a complete, if useless, method)::
             return torch.nn.Conv3d(1, 1, 3, padding=1)
 
         def build_datasets(self):
-            from radiossl.data.views import GenesisCubeDataset
+            from radiossl.views.genesis import GenesisCubeDataset
             return GenesisCubeDataset(self.config.data.root, "train"), None
 
         def training_step(self, model, batch, context):

@@ -163,7 +163,7 @@ class MAE(PretextMethod):
         return MAENet(backbone)
 
     def build_datasets(self) -> tuple[Any, Any]:
-        from radiossl.data.views import GenesisCubeDataset
+        from radiossl.views.genesis import GenesisCubeDataset
 
         data = self.config.data
         root = self.data_root()

@@ -169,7 +169,7 @@ class ModelsGenesis(PretextMethod):
         )
 
     def build_datasets(self) -> tuple[Any, Any]:
-        from radiossl.data.views import GenesisCubeDataset
+        from radiossl.views.genesis import GenesisCubeDataset
 
         data, seed = self.config.data, self.config.runtime.seed
         root = self.data_root()

@@ -99,7 +99,7 @@ def pair_datasets(config: PretrainConfig, targets: str | None = None) -> tuple[D
     ``data.ratio < 1`` keeps a nested, seeded subset of the training *cases* (all pairs of a kept case).
     Raises ConfigError when ``data.root`` is unset or ``model.in_channels`` does not fit the crops.
     """
-    from radiossl.data.views import ClusterPairDataset
+    from radiossl.views.cluster import ClusterPairDataset
 
     root = config.data.root
     if root is None:

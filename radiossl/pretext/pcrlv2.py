@@ -222,7 +222,7 @@ class PCRLv2(PretextMethod):
         return PCRLv2Net(backbone)
 
     def build_datasets(self) -> tuple[Any, Any]:
-        from radiossl.data.views import PCRLv2ViewDataset
+        from radiossl.views.pcrlv2 import PCRLv2ViewDataset
 
         data = self.config.data
         root = self.data_root()

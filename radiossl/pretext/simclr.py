@@ -132,7 +132,7 @@ class SimCLR(PretextMethod):
         return build_contrastive_encoder(self.config, self.input_sizes())
 
     def build_datasets(self) -> tuple[Any, Any]:
-        from radiossl.data.views import ClusterPairDataset
+        from radiossl.views.cluster import ClusterPairDataset
 
         data = self.config.data
         root = self.data_root()

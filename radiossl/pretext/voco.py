@@ -128,7 +128,7 @@ class VoCo(PretextMethod):
         return build_contrastive_encoder(self.config, self.input_sizes())
 
     def build_datasets(self) -> tuple[Any, Any]:
-        from radiossl.data.views import GenesisCubeDataset
+        from radiossl.views.genesis import GenesisCubeDataset
 
         data = self.config.data
         root = self.data_root()

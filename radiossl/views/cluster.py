@@ -47,7 +47,7 @@ from radiossl.utils.seeding import rng_for
 from radiossl.views.base import View, ViewDataset, ViewDefaults, ViewSamples, box_tensor, is_crop_pair_view
 
 if TYPE_CHECKING:
-    from radiossl.data.preprocess.config import Plan
+    from radiossl.data.view_contract import Plan
 
 Size3 = tuple[int, int, int]
 #: Candidates drawn per vectorised round (fixed, so results do not depend on anything else).

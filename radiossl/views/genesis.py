@@ -35,12 +35,13 @@ from radiossl.data.preprocess.boxes import (
     crop_resize,
     draw_boxes,
 )
+from radiossl.data.view_contract import RejectionConfig
 from radiossl.utils.seeding import rng_for
 from radiossl.views.base import View, ViewDataset, ViewDefaults, ViewSamples
 from radiossl.views.cluster import CANDIDATES_PER_ROUND
 
 if TYPE_CHECKING:
-    from radiossl.data.preprocess.config import Plan, RejectionConfig
+    from radiossl.data.view_contract import Plan
 
 Size3 = tuple[int, int, int]
 
@@ -155,8 +156,6 @@ class GenesisView(View):
         return {"crop_size": (crop_size[0] * 2, crop_size[1] * 2, 32)}
 
     def rejection(self, any_ct: bool) -> RejectionConfig:
-        from radiossl.data.preprocess.config import RejectionConfig
-
         if any_ct:  # ModelsGenesis' lung rule: at most 15 % soft tissue, 2-slice look-ahead
             return RejectionConfig(max_background=None, max_foreground=0.15, look_ahead=2)
         return RejectionConfig()

@@ -39,7 +39,7 @@ from radiossl.views.base import View, ViewDataset, ViewDefaults, ViewSamples, bo
 from radiossl.views.cluster import PairSettings, pair_settings, sample_pair_boxes, uses_scorer
 
 if TYPE_CHECKING:
-    from radiossl.data.preprocess.config import Plan
+    from radiossl.data.view_contract import Plan
 
 Size3 = tuple[int, int, int]
 LOCALS_SUFFIX = ".local"

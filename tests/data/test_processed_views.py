@@ -13,14 +13,10 @@ from torch.utils.data import DataLoader
 
 from radiossl.data.preprocess import PreprocessConfig, preprocess
 from radiossl.data.processed import ProcessedDataset, read_preprocess_record
-from radiossl.data.views import (
-    ClusterPairDataset,
-    GenesisCubeDataset,
-    PairSample,
-    PCRLv2Sample,
-    PCRLv2ViewDataset,
-)
 from radiossl.errors import DataError
+from radiossl.views.cluster import ClusterPairDataset, PairSample
+from radiossl.views.genesis import GenesisCubeDataset
+from radiossl.views.pcrlv2 import PCRLv2Sample, PCRLv2ViewDataset
 
 
 @pytest.fixture(scope="module")

@@ -19,10 +19,10 @@ from radiossl.data.preprocess.boxes import (
     iou3d,
     pad_to,
 )
-from radiossl.data.preprocess.cluster_pairs import PairSettings, sample_pair_boxes, sample_pairs
-from radiossl.data.preprocess.genesis_cubes import GenesisSettings, sample_cubes
-from radiossl.data.preprocess.pcrlv2_views import LocalSettings, sample_pcrlv2
 from radiossl.utils.seeding import rng_for
+from radiossl.views.cluster import PairSettings, sample_pair_boxes, sample_pairs
+from radiossl.views.genesis import GenesisSettings, sample_cubes
+from radiossl.views.pcrlv2 import LocalSettings, sample_pcrlv2
 
 size_lists = st.lists(st.tuples(st.integers(4, 40), st.integers(4, 40), st.integers(2, 20)), min_size=1, max_size=4)
 shapes = st.tuples(st.integers(16, 48), st.integers(16, 48), st.integers(8, 24))

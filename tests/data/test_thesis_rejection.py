@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from radiossl.data.preprocess.boxes import SamplingError
-from radiossl.data.preprocess.cluster_pairs import PairSettings, sample_pairs
 from radiossl.data.preprocess.config import PreprocessConfig, RejectionConfig
+from radiossl.views.cluster import PairSettings, sample_pairs
 
 BRIGHT = np.full((1, 40, 40, 24), 0.9, np.float32)
 

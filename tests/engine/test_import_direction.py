@@ -1,4 +1,4 @@
-"""The engine sits below the stages it trains: no import runs from engine/ up into them, and no module cycles."""
+"""Imports run one way: the engine below the stages it trains, data/ below the views built on it; no module cycles."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import radiossl
 
 PACKAGE = Path(radiossl.__file__).parent
 ABOVE_THE_ENGINE = ("pretext", "downstream", "clustering", "commands", "cli", "demo")
+# A view is a plugin on the data layer: data/ knows views only through radiossl.registry (data/view_contract.py).
+ABOVE_THE_DATA = ("views", "sweep", *ABOVE_THE_ENGINE)
 
 
 def _module_name(path: Path) -> str:
@@ -50,6 +52,16 @@ def test_no_import_runs_from_the_engine_up_into_the_stages_it_trains() -> None:
         for path in sorted((PACKAGE / "engine").glob("*.py"))
         for line, name in _imported(path, at_import_time=False)  # lazy imports inside functions count too
         if name.split(".")[1:2] and name.split(".")[1] in ABOVE_THE_ENGINE
+    ]
+    assert upward == []
+
+
+def test_no_import_runs_from_the_data_layer_up_into_the_views_or_the_stages() -> None:
+    upward = [
+        f"{path.relative_to(PACKAGE.parent)}:{line} imports {name}"
+        for path in sorted((PACKAGE / "data").rglob("*.py"))
+        for line, name in _imported(path, at_import_time=False)  # TYPE_CHECKING and lazy imports count too
+        if name.split(".")[1:2] and name.split(".")[1] in ABOVE_THE_DATA
     ]
     assert upward == []
 

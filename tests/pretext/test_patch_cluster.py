@@ -10,12 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from radiossl.data.views import PairSample
 from radiossl.engine.protocol import StepContext
 from radiossl.errors import ConfigError
 from radiossl.models import PatchClusterNet
 from radiossl.pretext.base import load_pretrain_config
 from radiossl.pretext.patch_cluster import PatchCluster
+from radiossl.views.cluster import PairSample
 
 CROP = (32, 32, 16)
 TINY = ["model.width=0.125", "method.k=8", "runtime.device=cpu"]

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from radiossl.data.views import PCRLv2Sample
 from radiossl.engine.protocol import StepContext
 from radiossl.errors import ConfigError
 from radiossl.models import UNet3D, build_model
 from radiossl.pretext.base import load_pretrain_config
 from radiossl.pretext.pcrlv2 import PCRLv2, PCRLv2Net, deep_supervision_weight, symmetric_cosine
 from radiossl.utils.figures import MIN_PANEL
+from radiossl.views.pcrlv2 import PCRLv2Sample
 
 GLOBAL = (32, 32, 16)
 

@@ -11,13 +11,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from radiossl.data.views import PairSample
 from radiossl.engine.protocol import StepContext
 from radiossl.errors import ConfigError, DataError
 from radiossl.losses.legacy_ce import legacy_ce
 from radiossl.models import UNet3D
 from radiossl.pretext.base import load_pretrain_config
 from radiossl.pretext.pixel_cluster import PixelCluster
+from radiossl.views.cluster import PairSample
 
 CROP = (16, 16, 8)
 K = 4

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from radiossl.data.views import PairSample
 from radiossl.engine.protocol import StepContext
 from radiossl.errors import ConfigError
 from radiossl.models import UNet3D, build_model
 from radiossl.models.loading import load_pretrained
 from radiossl.pretext.base import load_pretrain_config
 from radiossl.pretext.simclr import SimCLR
+from radiossl.views.cluster import PairSample
 
 CROP = (16, 16, 16)
 

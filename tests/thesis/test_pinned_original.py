@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from radiossl.data.views import PairSample
+from radiossl.views.cluster import PairSample
 
 PINNED = np.load(Path(__file__).parent / "pinned" / "original_numbers.npz")
 BOX1 = torch.from_numpy(PINNED["box1"])

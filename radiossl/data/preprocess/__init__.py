@@ -7,7 +7,8 @@ Example::
     assert result.failed == 0
 """
 
-from radiossl.data.preprocess.config import PreprocessConfig, RejectionConfig
+from radiossl.data.preprocess.config import PreprocessConfig
 from radiossl.data.preprocess.runner import CaseFailure, PreprocessResult, preprocess
+from radiossl.data.view_contract import RejectionConfig
 
 __all__ = ["CaseFailure", "PreprocessConfig", "PreprocessResult", "RejectionConfig", "preprocess"]

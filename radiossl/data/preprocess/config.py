@@ -30,61 +30,20 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, ValidatorFunctionWrapHandler, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from radiossl.config import Section
 from radiossl.data.normalise import IntensityConfig, default_intensity
+from radiossl.data.view_contract import Plan, RejectionConfig, Size3, View, ViewDefaults, get_view, view_names
 from radiossl.errors import PluginError
 from radiossl.utils.sharding import ShardError, check_shard
 
-if TYPE_CHECKING:
-    from radiossl.views.base import View, ViewDefaults
-
-Size3 = tuple[int, int, int]
-
-
-class RejectionConfig(Section):
-    """Which crops are rejected, by their fraction of foreground voxels.
-
-    A voxel is *foreground* when its normalised value is at least ``threshold`` (in any channel of a
-    multi-channel sample) and *background* otherwise. Fractions are normalised by the size of the box
-    they score. With ``look_ahead = L > 0`` a voxel scores ``1 - k/L`` where ``k < L`` is the first of
-    the next slices (including itself) that is foreground — ModelsGenesis' soft rule with ``L = 2``.
-    """
-
-    threshold: float | None = Field(
-        default=None,
-        description="Normalised foreground threshold; None = -150 HU for CT, 2% of the raw range for MRI.",
-    )
-    max_background: float | None = Field(
-        default=0.85,
-        ge=0.0,
-        le=1.0,
-        description="Reject a crop whose background fraction exceeds this (None = off).",
-    )
-    max_foreground: float | None = Field(
-        default=None,
-        ge=0.0,
-        le=1.0,
-        description="Reject a crop whose foreground fraction exceeds this (None = off).",
-    )
-    look_ahead: int = Field(default=0, ge=0, le=8, description="Soft look-ahead over the next slices (0 = voxel test).")
-    rule: Literal["fraction", "thesis"] = Field(
-        default="fraction",
-        description="fraction = the limits above; thesis = the thesis' bright-voxel rule with thesis_bg_max "
-        "(cluster view only; max_background, max_foreground and look_ahead are then not used).",
-    )
-    thesis_bg_max: float = Field(
-        default=0.85,
-        ge=0.0,
-        description="The thesis' --bg_max (rule: thesis): reject a pair when either crop's bright-voxel score "
-        "on its resized window exceeds thesis_bg_max x the voxel count of crop 1's box before resizing.",
-    )
+# Plan and RejectionConfig are the view contract's (a view's sampler receives them); they stay importable here.
+__all__ = ["EXECUTION_FIELDS", "Plan", "PreprocessConfig", "RejectionConfig", "resolve_plan", "view_defaults"]
 
 
 class PreprocessConfig(Section):
@@ -235,15 +194,11 @@ class PreprocessConfig(Section):
 
 
 def _view_class(name: str) -> type[View]:
-    from radiossl.views.base import get_view
-
     return get_view(name)
 
 
 def _options_class(key: str) -> type[Section] | None:
     """The options class of the registered view named ``key`` (None: no such view, or one without options)."""
-    from radiossl.views.base import view_names
-
     if key not in view_names():
         return None
     try:
@@ -274,63 +229,6 @@ EXECUTION_FIELDS: frozenset[str] = frozenset(
 def view_defaults(view: str) -> ViewDefaults:
     """The defaults of the registered view ``view``."""
     return _view_class(view).defaults
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A fully resolved preprocessing plan (picklable; sent to worker processes)."""
-
-    view: str
-    sampler: View
-    """The view plugin that cuts the samples (with its options); pickled by reference to its class."""
-    dataset: str
-    channels: tuple[str, ...]
-    modalities: dict[str, str]
-    intensity: dict[str, IntensityConfig]
-    spacing: tuple[float, float, float] | None
-    zoom: tuple[float, float, float]
-    pairs: int
-    seed: int
-    crop_size: Size3
-    candidate_sizes: tuple[Size3, ...]
-    iou_threshold: float
-    border: Size3
-    max_attempts: int
-    rejection: RejectionConfig
-    multichannel: bool
-    min_size_fraction: float
-    storage: str
-    resize_mode: str
-    check_labels: bool
-
-    def groups(self, case_id: str) -> list[tuple[str, tuple[str, ...]]]:
-        """``(group_id, channels)`` of the samples of a case: one per channel, or one for all."""
-        if self.multichannel or len(self.channels) == 1:
-            return [(case_id, self.channels)]
-        return [(f"{case_id}_{channel}", (channel,)) for channel in self.channels]
-
-    def describe(self) -> dict[str, Any]:
-        """JSON-ready resolved values (for ``preprocess.json``)."""
-        return {
-            "view": self.view,
-            "channels": list(self.channels),
-            "modalities": self.modalities,
-            "intensity": {k: v.model_dump(mode="json") for k, v in self.intensity.items()},
-            "spacing": list(self.spacing) if self.spacing is not None else "native",
-            "zoom": list(self.zoom),
-            "pairs": self.pairs,
-            "seed": self.seed,
-            "crop_size": list(self.crop_size),
-            "candidate_sizes": [list(s) for s in self.candidate_sizes],
-            "iou_threshold": self.iou_threshold,
-            "border": list(self.border),
-            "max_attempts": self.max_attempts,
-            "rejection": self.rejection.model_dump(mode="json"),
-            "multichannel": self.multichannel,
-            "storage": self.storage,
-            "resize_mode": self.resize_mode,
-            **self.sampler.describe(),
-        }
 
 
 def resolve_plan(config: PreprocessConfig, channels: tuple[str, ...], modalities: dict[str, str]) -> Plan:

@@ -9,7 +9,7 @@
    collection of any size is never held as cases or jobs: per case the run keeps its id and split.
 3. Process each remaining case in a worker process (or in this process for ``workers <= 1``): read
    every file once, resample, normalise, let the view plugin (``plan.sampler``, see
-   :mod:`radiossl.views.base`) sample all groups, write ``arrays/*.npy`` and then the fragment, all
+   :mod:`radiossl.data.view_contract`) sample all groups, write ``arrays/*.npy`` and then the fragment, all
    atomically. A bad case is recorded with its reason (and this run's shard); the
    others go on. Bad cases include unreadable files, labels that differ in shape or geometry or
    (``check_labels``) hold values outside the adapter's label set, and case ids found more than once
@@ -49,12 +49,7 @@ from radiossl.data.labels import LabelSet
 from radiossl.data.loading import RawCase, arrays_from_raw, read_case
 from radiossl.data.normalise import default_threshold
 from radiossl.data.preprocess.boxes import pad_to
-from radiossl.data.preprocess.config import (
-    EXECUTION_FIELDS,
-    Plan,
-    PreprocessConfig,
-    resolve_plan,
-)
+from radiossl.data.preprocess.config import EXECUTION_FIELDS, PreprocessConfig, resolve_plan
 from radiossl.data.preprocess.progress import CaseProgress
 from radiossl.data.processed import (
     FORMAT,
@@ -66,6 +61,7 @@ from radiossl.data.processed import (
     write_preprocess_record,
 )
 from radiossl.data.splits import UNUSED, Splits, load_splits, save_splits
+from radiossl.data.view_contract import Plan, view_names
 from radiossl.errors import ConfigError, DataError, RadiosslError
 from radiossl.utils.atomic import atomic_save_npy, atomic_write_text, write_json
 from radiossl.utils.locking import folder_lock
@@ -544,8 +540,6 @@ def _check_same_source(out: Path, existing: dict[str, Any], header: dict[str, An
 
 def _differences(existing: dict[str, Any], header: dict[str, Any]) -> list[str]:
     """Settings that differ between the folder's record and this run (sections of other views change no sample)."""
-    from radiossl.views.base import view_names
-
     out = []
     for key in ("format", "dataset", "view", "channels"):
         if existing.get(key) != header.get(key):
