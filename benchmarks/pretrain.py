@@ -107,38 +107,49 @@ def matmul_peak(dtype_name: str, size: int = 4096, repeats: int = 3) -> float:
     return 2.0 * size**3 / best
 
 
-def run_child(args: argparse.Namespace) -> dict[str, Any]:
-    """Measure one precision in this process; return the numbers as a dict."""
+def build_training_step(
+    method_name: str,
+    backbone: str,
+    width: float,
+    crop: tuple[int, ...],
+    batch: int,
+    amp: str,
+    threads: int,
+    memory_format: str,
+) -> dict[str, Any]:
+    """The method, model and one-step function as the trainer builds them, on a fabricated batch.
+
+    ``amp`` is resolved as training resolves it (bf16 falls back to float32 on a CPU without native
+    bf16); the returned dict holds ``step`` (call it for one optimiser step), ``model``, ``amp``
+    (the precision actually used) and ``config``.
+    """
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from radiossl.engine.optim import build_optimizer
     from radiossl.engine.protocol import StepContext
     from radiossl.errors import PluginError
     from radiossl.pretext.base import get_method, load_pretrain_config
-    from radiossl.runtime.cpu import machine_line
     from radiossl.runtime.device import apply_memory_format, memory_format_for
     from radiossl.runtime.precision import make_grad_scaler, resolve_amp
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if threads:
+        torch.set_num_threads(threads)
     device = torch.device("cpu")
-    amp = resolve_amp(device, args.amp[0]).amp  # a child measures one precision (the parent resolved it)
+    amp = resolve_amp(device, amp).amp
     try:
-        method_cls = get_method(args.method)
+        method_cls = get_method(method_name)
     except PluginError as exc:
         raise SystemExit(
-            f"benchmark needs the {args.method!r} pretext plugin, which is not available: {exc}\n"
+            f"benchmark needs the {method_name!r} pretext plugin, which is not available: {exc}\n"
             "(install the package that provides it, or register it with radiossl.register_pretext)"
         ) from None
-    crop = tuple(args.crop)
     config = load_pretrain_config(
-        args.method,
+        method_name,
         overrides=[
-            f"model.name={args.backbone[0]}",
-            f"model.width={args.width}",
+            f"model.name={backbone}",
+            f"model.width={width}",
             f"data.crop_size={list(crop)}",
-            f"optim.batch_size={args.batch}",
+            f"optim.batch_size={batch}",
             f"runtime.amp={amp}",
             "runtime.device=cpu",
         ],
@@ -146,14 +157,35 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(0)
     method = method_cls(config)
     model = method.build_model()
-    apply_memory_format(model, memory_format_for(device, args.memory_format))  # as the trainer lays it out
+    apply_memory_format(model, memory_format_for(device, memory_format))  # as the trainer lays it out
     model.train()
     optimizer = build_optimizer(model, config.optim)
     scaler = make_grad_scaler(device, amp)
-    batch = fabricate_batch(args.batch, crop, config.model.in_channels, seed=1)
+    samples = fabricate_batch(batch, (crop[0], crop[1], crop[2]), config.model.in_channels, seed=1)
     context = StepContext(epoch=1, total_epochs=2, step=0, device=device)
+    step = optimiser_step(method, model, optimizer, scaler, samples, context, amp)
+    return {"step": step, "model": model, "amp": amp, "config": config}
 
-    step = optimiser_step(method, model, optimizer, scaler, batch, context, amp)
+
+def run_child(args: argparse.Namespace) -> dict[str, Any]:
+    """Measure one precision in this process; return the numbers as a dict."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from radiossl.runtime.cpu import machine_line
+
+    crop = tuple(args.crop)
+    built = build_training_step(
+        method_name=args.method,
+        backbone=args.backbone[0],
+        width=args.width,
+        crop=crop,
+        batch=args.batch,
+        amp=args.amp[0],  # a child measures one precision (the parent resolved it)
+        threads=args.threads,
+        memory_format=args.memory_format,
+    )
+    step, model, amp = built["step"], built["model"], built["amp"]
 
     rss_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     losses = [step() for _ in range(args.warmup)]

@@ -72,12 +72,15 @@ def metric_key(region: str) -> str:
 
 
 def check_sizes(config: FinetuneConfig) -> None:
-    """Patch and window sizes must be multiples of the backbone's total stride (8 for unet3d)."""
+    """Patch and window sizes must be multiples of the backbone's total stride (8 for unet3d).
+
+    Training patches are also checked with the batch size (a one-voxel bottleneck under batch norm
+    needs two samples); the sliding window runs in eval mode, where running statistics serve.
+    """
     from radiossl.models.network import check_sizes as check_backbone_sizes
 
-    check_backbone_sizes(
-        config.model, {"data.crop_size": config.data.crop_size, "sliding_window.roi": config.sliding_window.roi}
-    )
+    check_backbone_sizes(config.model, {"data.crop_size": config.data.crop_size}, batch_size=config.optim.batch_size)
+    check_backbone_sizes(config.model, {"sliding_window.roi": config.sliding_window.roi})
 
 
 class FinetuneTask(TaskDefaults):

@@ -32,15 +32,17 @@ def build_network(
     decoder: bool = True,
     stage_heads: bool = False,
     input_sizes: Mapping[str, Sequence[int] | None] | None = None,
+    batch_size: int | None = None,
 ) -> nn.Module:
     """A freshly initialised backbone network for ``model`` (see :class:`~radiossl.models.backbone.NetworkRequest`).
 
-    ``input_sizes`` (setting name -> size) are checked against the backbone's total stride first,
-    so a crop size the backbone cannot take is a one-line error before anything is built or read.
+    ``input_sizes`` (setting name -> training input size) are checked against the backbone's total
+    stride first, with ``batch_size`` samples per forward call (see :func:`check_sizes`), so a crop
+    size the backbone cannot take is a one-line error before anything is built or read.
     """
     backbone = get_backbone(model.name)
     if input_sizes:
-        check_sizes(model, input_sizes)
+        check_sizes(model, input_sizes, batch_size=batch_size)
     request = NetworkRequest(in_channels, out_channels, decoder=decoder, stage_heads=stage_heads)
     return backbone.build(model, request)
 
@@ -50,10 +52,13 @@ def input_divisor(model: ModelConfig) -> tuple[int, int, int]:
     return get_backbone(model.name).total_stride(model)
 
 
-def check_sizes(model: ModelConfig, sizes: Mapping[str, Sequence[int] | None]) -> None:
+def check_sizes(model: ModelConfig, sizes: Mapping[str, Sequence[int] | None], batch_size: int | None = None) -> None:
     """One-line :class:`~radiossl.errors.ConfigError` naming the setting whose size the backbone cannot take.
 
     ``sizes`` maps a setting name (``"data.crop_size"``) to its size; ``None`` entries are skipped.
+    ``batch_size`` (samples per training forward call, when these sizes are trained on) also refuses
+    a one-voxel bottleneck under batch statistics with a single sample: batch norm then has one
+    value per channel and torch stops the first step.
     """
     divisor = input_divisor(model)
     for where, size in sizes.items():
@@ -64,4 +69,14 @@ def check_sizes(model: ModelConfig, sizes: Mapping[str, Sequence[int] | None]) -
                     f"{where}: {list(size)} equals the {model.name} backbone's total stride {list(divisor)}, which "
                     "leaves a one-voxel bottleneck that instance norm cannot normalise; use a larger size along "
                     "one axis (e.g. twice the stride) or model.norm=batch"
+                )
+            if (
+                batch_size == 1
+                and model.norm in ("batch", "genesis")
+                and all(int(s) == int(d) for s, d in zip(size, divisor, strict=True))
+            ):
+                raise ConfigError(
+                    f"{where}: {list(size)} equals the {model.name} backbone's total stride {list(divisor)}, which "
+                    f"leaves a one-voxel bottleneck that {model.norm} norm cannot normalise with optim.batch_size 1; "
+                    "use a larger size along one axis (e.g. twice the stride) or a batch size of at least 2"
                 )

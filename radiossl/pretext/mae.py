@@ -140,7 +140,7 @@ class MAE(PretextMethod):
         super().__init__(config)
         s = self.settings
         crop = tuple(config.data.crop_size)
-        check_sizes(config.model, {"data.crop_size": crop})
+        check_sizes(config.model, {"data.crop_size": crop}, batch_size=config.optim.batch_size)
         try:
             self.grid = mask_grid(crop, s.block_size)
         except ValueError as err:
@@ -159,6 +159,7 @@ class MAE(PretextMethod):
             in_channels=m.in_channels,
             out_channels=m.in_channels,
             input_sizes={"data.crop_size": self.config.data.crop_size},
+            batch_size=self.config.optim.batch_size,
         )
         return MAENet(backbone)
 

@@ -166,6 +166,7 @@ class ModelsGenesis(PretextMethod):
             in_channels=m.in_channels,
             out_channels=m.in_channels,
             input_sizes={"data.crop_size": self.config.data.crop_size},
+            batch_size=self.config.optim.batch_size,
         )
 
     def build_datasets(self) -> tuple[Any, Any]:

@@ -208,6 +208,7 @@ class PatchCluster(PretextMethod):
             out_channels=self.settings.k,
             decoder=False,
             input_sizes={"data.crop_size": self.config.data.crop_size},
+            batch_size=self.config.optim.batch_size,
         )
         return PatchClusterNet(k=self.settings.k, proj_dim=self.settings.proj_dim, backbone=encoder)
 

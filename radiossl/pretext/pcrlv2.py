@@ -218,6 +218,7 @@ class PCRLv2(PretextMethod):
             out_channels=m.in_channels,
             stage_heads=True,
             input_sizes={"data.crop_size": self.config.data.crop_size},
+            batch_size=self.config.optim.batch_size,
         )
         return PCRLv2Net(backbone)
 

@@ -169,6 +169,7 @@ class PixelCluster(PretextMethod):
             in_channels=model_cfg.in_channels,
             out_channels=self.settings.k,
             input_sizes={"data.crop_size": self.config.data.crop_size},
+            batch_size=self.config.optim.batch_size,
         )
 
     def build_datasets(self) -> tuple[Dataset[Any], Dataset[Any] | None]:

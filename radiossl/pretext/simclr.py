@@ -113,7 +113,7 @@ class SimCLR(PretextMethod):
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
-        check_sizes(config.model, self.input_sizes())
+        check_sizes(config.model, self.input_sizes(), batch_size=config.optim.batch_size)
         s = self.settings
         self.augment = Compose(
             [

@@ -203,3 +203,33 @@ def test_a_crop_equal_to_the_stride_with_instance_norm_is_refused_before_trainin
         check_sizes(model, {"data.crop_size": [32, 32, 32]})
     check_sizes(model, {"data.crop_size": [64, 32, 32]})
     check_sizes(ModelConfig(name="resenc-l", width=0.125, norm="batch"), {"data.crop_size": [32, 32, 32]})
+
+
+def test_a_one_voxel_bottleneck_with_batch_norm_and_one_sample_is_refused_before_training() -> None:
+    """torch stops batch norm on one value per channel; the config says so before any data is read."""
+    from radiossl.errors import ConfigError
+    from radiossl.models.network import check_sizes
+
+    model = ModelConfig(name="resenc-l", width=0.125, norm="batch")
+    with pytest.raises(ConfigError, match=r"data\.crop_size: .*batch norm cannot normalise with optim\.batch_size 1"):
+        check_sizes(model, {"data.crop_size": [32, 32, 32]}, batch_size=1)
+    check_sizes(model, {"data.crop_size": [32, 32, 32]}, batch_size=2)
+    check_sizes(model, {"data.crop_size": [64, 32, 32]}, batch_size=1)
+
+
+def test_pretraining_refuses_a_one_sample_one_voxel_batch_norm_bottleneck_when_the_model_is_built() -> None:
+    import torch
+
+    from radiossl.errors import ConfigError
+    from radiossl.pretext.base import get_method, load_pretrain_config
+
+    config = load_pretrain_config(
+        "patch-cluster",
+        overrides=["model.name=resenc-l", "model.width=0.0625", "data.crop_size=[32,32,32]", "optim.batch_size=1"],
+    )
+    with pytest.raises(ConfigError, match=r"optim\.batch_size 1"):
+        get_method("patch-cluster")(config).build_model()
+    config.optim.batch_size = 2
+    net = get_method("patch-cluster")(config).build_model().train()
+    emb, _ = net(torch.rand(2, 1, 32, 32, 32))
+    assert emb.shape[0] == 2
