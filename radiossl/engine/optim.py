@@ -28,8 +28,9 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -126,17 +127,39 @@ def trainable_parameters(model: nn.Module | Iterable[nn.Parameter]) -> list[nn.P
 
 
 def build_optimizer(model: nn.Module | Iterable[nn.Parameter], optim: OptimConfig) -> torch.optim.Optimizer:
-    """SGD (with momentum), Adam or AdamW over the trainable parameters of ``model``."""
+    """SGD (with momentum), Adam or AdamW over the trainable parameters of ``model``.
+
+    ``optim.implementation`` picks torch's kernel: ``auto`` takes the fused one where torch offers it
+    for the parameters (on a 2-core CPU it updated ResEnc-L's 90 M parameters 2.3x (SGD) and 3.1x
+    (AdamW) faster than the for-loop, see docs/benchmarks.md), and torch's default otherwise.
+    The state dict is the same whatever the implementation, so a run resumes under another one.
+    """
     params = trainable_parameters(model)
     if not params:
         raise TrainingError("the model has no parameters with requires_grad=True; nothing to train")
     if optim.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
-    if optim.optimizer == "adam":
-        return torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
-    if optim.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
-    raise ConfigError(f"optim.optimizer: unknown optimiser {optim.optimizer!r}; use sgd, adam or adamw")
+        factory: Callable[..., torch.optim.Optimizer] = functools.partial(
+            torch.optim.SGD, momentum=optim.momentum, weight_decay=optim.weight_decay
+        )
+    elif optim.optimizer == "adam":
+        factory = functools.partial(torch.optim.Adam, weight_decay=optim.weight_decay)
+    elif optim.optimizer == "adamw":
+        factory = functools.partial(torch.optim.AdamW, weight_decay=optim.weight_decay)
+    else:
+        raise ConfigError(f"optim.optimizer: unknown optimiser {optim.optimizer!r}; use sgd, adam or adamw")
+    choice = optim.implementation
+    if choice == "auto":
+        try:
+            return factory(params, lr=optim.lr, fused=True)
+        except RuntimeError:  # torch has no fused kernel for these parameters' device or dtype
+            return factory(params, lr=optim.lr)
+    flags = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {"foreach": False}}
+    if choice not in flags:
+        raise ConfigError(f"optim.implementation: unknown value {choice!r}; use auto, fused, foreach or for-loop")
+    try:
+        return factory(params, lr=optim.lr, **flags[choice])
+    except RuntimeError as err:
+        raise ConfigError(f"optim.implementation {choice}: {err}") from None
 
 
 def lr_factor(optim: OptimConfig, step: int, steps_per_epoch: int) -> float:
