@@ -2,8 +2,9 @@
 
 Built-in extractors (entry-point group ``radiossl.feature_extractors``): ``filterbank`` (weight-free,
 3-D, default), ``dino-vits16`` / ``dino-vits8`` / ``dino-vitb16`` (2-D, need the DINO weights file),
-``encoder`` (a radiossl-pretrained 3-D encoder). Upsamplers (``radiossl.upsamplers``): ``bilinear``,
-``jbu`` (weight-free joint bilateral), ``featup-jbu`` (FeatUp's learned JBU stack, needs its file).
+``encoder`` (a stage of a radiossl-pretrained 3-D encoder, any backbone). Upsamplers
+(``radiossl.upsamplers``): ``bilinear``, ``jbu`` (weight-free joint bilateral), ``featup-jbu`` (FeatUp's
+learned JBU stack, needs its file).
 
 Example:
     >>> import torch

@@ -1,9 +1,8 @@
-"""The extractor + upsampler pipeline, plugin lookup, and the pretrained-encoder extractor."""
+"""The extractor + upsampler pipeline and plugin lookup (the pretrained-encoder extractor: test_features_encoder.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -14,9 +13,6 @@ from radiossl import registry
 from radiossl.errors import ConfigError, PluginError
 from radiossl.features import FeatureExtractor, build_pipeline
 from radiossl.features.base import EXTRACTOR_GROUP, UPSAMPLER_GROUP
-from radiossl.features.extractors.encoder import EncoderExtractor
-from radiossl.models import UNet3D
-from radiossl.models.factory import model_spec
 
 
 class SliceMeans(FeatureExtractor):
@@ -39,15 +35,6 @@ def slice_means() -> Iterator[str]:
     registry.register(EXTRACTOR_GROUP, SliceMeans.name, SliceMeans)
     yield SliceMeans.name
     registry.unregister(EXTRACTOR_GROUP, SliceMeans.name)
-
-
-@pytest.fixture
-def encoder_file(tmp_path: Path) -> Path:
-    torch.manual_seed(0)
-    net = UNet3D(width=0.125, norm="batch").eval()
-    path = tmp_path / "checkpoint_final.pt"
-    torch.save({"model": net.state_dict(), "model_spec": model_spec(net), "epoch": 1}, path)
-    return path
 
 
 def test_plugins_are_discovered() -> None:
@@ -78,19 +65,3 @@ def test_pipeline_errors(slice_means: str) -> None:
         build_pipeline("filterbank", "jbu", upsampler_options={"raduis": 2})
     with pytest.raises(ValueError, match=r"\[B, C, H, W, D\]"):
         build_pipeline(slice_means, "bilinear")(torch.rand(1, 16, 16, 4))
-
-
-def test_encoder_features(encoder_file: Path) -> None:
-    extractor = EncoderExtractor({"weights": encoder_file, "level": 2})
-    assert extractor.feature_dim(1) == 32 and extractor.stride == 4
-    assert extractor.extract(torch.rand(2, 1, 32, 32, 16)).shape == (2, 32, 8, 8, 4)
-    assert EncoderExtractor({"weights": encoder_file}).level == 3
-    pipeline = build_pipeline("encoder", "bilinear", weights=encoder_file)
-    out = pipeline(torch.rand(1, 1, 32, 32, 16))
-    assert out.shape == (1, 64, 32, 32, 16) and torch.isfinite(out).all()
-    assert extractor.extract(torch.rand(1, 1, 30, 33, 12)).shape == (1, 32, 8, 10, 4)  # resized to 8s
-    assert pipeline(torch.rand(1, 1, 20, 18, 10)).shape == (1, 64, 20, 18, 10)
-    with pytest.raises(ConfigError, match="1 input channel"):
-        extractor.feature_dim(4)
-    with pytest.raises(ConfigError, match="--weights"):
-        EncoderExtractor()
