@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -57,6 +58,7 @@ from radiossl.features.base import FeaturePipeline, build_pipeline
 from radiossl.utils.atomic import atomic_save_npy, write_json
 from radiossl.utils.fragments import Fragments, describe_missing, fingerprint, merge_advice, share
 from radiossl.utils.seeding import rng_for
+from radiossl.utils.settings_diff import settings_differences
 from radiossl.utils.sharding import Shard
 
 if TYPE_CHECKING:
@@ -240,6 +242,7 @@ def kmeans_fit(
     fragments.claim(
         inputs.identity,
         advice=f"delete {fragments.folder} to sample again, or choose another --out",
+        models={"features": config.features, "sampling": config.sampling},
     )
     computed = [] if merge_only else _sample_share(config, inputs, fragments, shard)
     with fragments.lock():  # one fit at a time; a shard that waited here finds the fit done
@@ -419,8 +422,9 @@ def _fitted_before(config: KMeansConfig, inputs: _FitInputs, out: Path) -> KMean
         return None
     same = (
         isinstance(meta, dict)
-        and meta.get("sample_fingerprint") == fingerprint(inputs.identity)
-        and meta.get("config") == config.model_dump(mode="json")
+        and meta.get("sample_fingerprint") in _sample_fingerprints(inputs, out)
+        and isinstance(meta.get("config"), dict)
+        and not settings_differences(meta["config"], config.model_dump(mode="json"), {"": config})
         and out.is_file()
     )
     if not same:
@@ -442,6 +446,18 @@ def _fitted_before(config: KMeansConfig, inputs: _FitInputs, out: Path) -> KMean
         total_groups=len(inputs.groups),
         seconds=float(results["total_seconds"]),
     )
+
+
+def _sample_fingerprints(inputs: _FitInputs, out: Path) -> set[str]:
+    """Fingerprints of this sample: of its identity now, and of the one recorded in its folder.
+
+    The recorded one differs when the folder was sampled by a release that recorded fewer settings
+    (the claim accepted it: the settings it lacks hold their defaults).
+    """
+    prints = {fingerprint(inputs.identity)}
+    with contextlib.suppress(OSError, json.JSONDecodeError):  # no record: only the identity's
+        prints.add(fingerprint(json.loads(sample_fragments(out).record.read_text(encoding="utf-8"))))
+    return prints
 
 
 def _fit_and_write(

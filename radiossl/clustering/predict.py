@@ -58,6 +58,7 @@ from radiossl.engine.progress import counting
 from radiossl.errors import ConfigError, DataError, RadiosslError
 from radiossl.utils.atomic import atomic_save_npy, write_json
 from radiossl.utils.fragments import describe_missing, file_sha256, merge_advice, share
+from radiossl.utils.settings_diff import settings_differences
 from radiossl.utils.sharding import Shard
 
 if TYPE_CHECKING:
@@ -163,16 +164,24 @@ def _existing_target_ok(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> 
     return tuple(array.shape) == shape and array.dtype == dtype
 
 
-def _check_marker(marker: Path, fingerprint: dict[str, Any], overwrite: bool, tag: str) -> None:
+def _check_marker(
+    marker: Path, fingerprint: dict[str, Any], features: FeatureConfig, overwrite: bool, tag: str
+) -> None:
+    """ConfigError when the targets ``tag`` were started with other centroids or features than ``fingerprint``.
+
+    A feature setting added since the marker was written is no difference while it holds its default.
+    """
     if marker.is_file() and not overwrite:
         try:
             previous = json.loads(marker.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             previous = {}
-        if previous.get("fingerprint") != fingerprint:
+        recorded = previous.get("fingerprint") if isinstance(previous, dict) else None
+        differences = settings_differences(recorded, fingerprint, {"features": features})
+        if differences:
             raise ConfigError(
-                f"{marker}: targets '{tag}' were started with other centroids or features; "
-                "pass --overwrite to recompute them, or --tag NAME for a new set"
+                f"{marker}: targets '{tag}' were started with other centroids or features "
+                f"({'; '.join(differences[:3])}); pass --overwrite to recompute them, or --tag NAME for a new set"
             )
 
 
@@ -236,7 +245,7 @@ def kmeans_predict(
     if config.legacy:  # other targets than the fixed assignment: a rerun must not mix the two
         fingerprint["legacy"] = True
     marker = ds.root / "kmeans" / f"predict-{tag}.json"
-    _check_marker(marker, fingerprint, config.overwrite, tag)
+    _check_marker(marker, fingerprint, features, config.overwrite, tag)
     write_json(marker, {"tag": tag, "centroids": str(centroids_path), "fingerprint": fingerprint})
 
     result = KMeansPredictResult(tag=tag, target_files={}, shard=shard)

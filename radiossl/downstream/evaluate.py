@@ -225,6 +225,7 @@ def evaluate(
         _identity(config, ids),
         advice="use another --out, or run without --shard to replace them",
         replace=shard is None and not merge_only,
+        models={"config": config},
     )
     todo = [] if merge_only else [by_id[c] for c in share(ids, shard) if not _has_result(fragments, c)]
     predictions, failures = (

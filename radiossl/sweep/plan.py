@@ -344,6 +344,12 @@ def identity(config: Any, methods: Sequence[Method], cells: Sequence[Cell]) -> d
     }
 
 
+def identity_models(config: Any) -> dict[str, Any]:
+    """Which parts of :func:`identity` dump which config model: a ``sweep.json`` written before a finetune
+    field existed resumes when the field is at its default (:mod:`radiossl.utils.settings_diff`)."""
+    return {"finetune": config}
+
+
 # ------------------------------------------------------------------------------------------ subsets
 
 

@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,9 +36,18 @@ from typing import TYPE_CHECKING, Any
 from radiossl.errors import ConfigError, DataError
 from radiossl.sweep.cell import CELLS_DIR, DONE, FAILED, LOG, REQUEST, cell_fragments
 from radiossl.sweep.overlap import check_sweep_overlap
-from radiossl.sweep.plan import Cell, cell_config, identity, parse_methods, plan_cells, plan_subsets
+from radiossl.sweep.plan import (
+    Cell,
+    Method,
+    cell_config,
+    identity,
+    identity_models,
+    parse_methods,
+    plan_cells,
+    plan_subsets,
+)
 from radiossl.utils.atomic import write_json
-from radiossl.utils.fragments import share
+from radiossl.utils.fragments import Fragments, share
 
 if TYPE_CHECKING:
     from radiossl.sweep.report import SweepReport
@@ -92,11 +102,7 @@ def run_sweep(
     cells = plan_cells(config, methods)
     subsets = plan_subsets(config)
     out = Path(config.out)
-    fragments = cell_fragments(out)
-    fragments.claim(
-        identity(config, methods, cells),
-        advice="use another --out for a sweep with other settings (nothing in it was changed)",
-    )
+    fragments = claim_sweep_folder(config, methods, cells)
     write_json(out / SUBSETS_JSON, subsets)
     for entry in check_sweep_overlap(config, methods, out):
         say(f"overlap check, {entry['method']}: {entry.get('summary') or 'not checked: ' + entry['reason']}")
@@ -138,6 +144,23 @@ def run_sweep(
 
         result.report = write_report(out)
     return result
+
+
+def claim_sweep_folder(config: Any, methods: Sequence[Method], cells: Sequence[Cell]) -> Fragments:
+    """The cells' done markers in ``config.out``, after recording (or checking) what ``sweep.json`` says they are.
+
+    A ``sweep.json`` written before a finetune field existed is accepted while that field is at its default.
+
+    Raises:
+        ConfigError: ``config.out`` holds a sweep of other settings (the first differences named).
+    """
+    fragments = cell_fragments(Path(config.out))
+    fragments.claim(
+        identity(config, methods, cells),
+        advice="use another --out for a sweep with other settings (nothing in it was changed)",
+        models=identity_models(config),
+    )
+    return fragments
 
 
 def run_cell_process(cell_dir: Path, request: dict[str, Any], python: str) -> str | None:

@@ -39,10 +39,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+from pydantic import BaseModel
 
 from radiossl.errors import ConfigError, DataError
 from radiossl.utils.atomic import atomic_save_npy, write_json
 from radiossl.utils.locking import folder_lock
+from radiossl.utils.settings_diff import settings_differences
 from radiossl.utils.sharding import Shard
 
 T = TypeVar("T")
@@ -105,12 +107,22 @@ class Fragments:
         with folder_lock(self.folder):
             yield
 
-    def claim(self, identity: Mapping[str, Any], *, advice: str, replace: bool = False) -> None:
+    def claim(
+        self,
+        identity: Mapping[str, Any],
+        *,
+        advice: str,
+        replace: bool = False,
+        models: Mapping[str, BaseModel] | None = None,
+    ) -> None:
         """Record that the fragments are results of ``identity``, or check that they are.
 
-        A folder without a record gets ``identity``. A record with another identity is a ConfigError
-        naming the first differences and ending with ``advice``, unless ``replace`` (an unsharded run:
-        no other shard can be writing), which deletes the old fragments and records ``identity``.
+        A folder without a record gets ``identity``. A record of other settings
+        (:func:`radiossl.utils.settings_diff.settings_differences`; ``models`` says which parts of
+        ``identity`` are dumps of which config model, so that a field added since the record was
+        written is accepted at its default) is a ConfigError naming the first differences and ending
+        with ``advice``, unless ``replace`` (an unsharded run: no other shard can be writing), which
+        deletes the old fragments and records ``identity``. A record that is accepted is kept as it is.
         """
         wanted = json.loads(json.dumps(dict(identity), default=str))
         with folder_lock(self.folder):
@@ -119,10 +131,11 @@ class Fragments:
                     found = json.loads(self.record.read_text(encoding="utf-8"))
                 except (OSError, json.JSONDecodeError) as exc:
                     raise DataError(f"{self.record}: unreadable ({exc}); delete it and rerun") from exc
-                if found == wanted:
+                differences = [] if found == wanted else settings_differences(found, wanted, models)
+                if not differences:
                     return
                 if not replace:
-                    changes = "; ".join(_differences(found, wanted)[:3])
+                    changes = "; ".join(differences[:3])
                     raise ConfigError(f"{self.record.parent} holds results of other settings ({changes}); {advice}")
                 self._clear()
             write_json(self.record, wanted)
@@ -159,20 +172,3 @@ class Fragments:
             return np.load(path, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise DataError(f"{path}: cannot read this fragment ({exc}); delete it and rerun its shard") from exc
-
-
-def _differences(found: Any, wanted: Any, prefix: str = "") -> list[str]:
-    """``key: old -> new`` for every leaf that differs between two JSON values."""
-    if isinstance(found, dict) and isinstance(wanted, dict):
-        out: list[str] = []
-        for key in sorted(set(found) | set(wanted), key=str):
-            out.extend(_differences(found.get(key), wanted.get(key), f"{prefix}{key}."))
-        return out
-    if found == wanted:
-        return []
-    return [f"{prefix.rstrip('.') or 'record'}: {_short(found)} -> {_short(wanted)}"]
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value, default=str)
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -110,6 +110,22 @@ def test_predict_resumes_and_honours_centroids(proc: Path, tmp_path: Path) -> No
     assert set(ProcessedDataset.open(proc).target_tags()) == {tag, four.tag}
 
 
+def test_targets_started_by_an_older_release_resume_while_new_feature_settings_are_at_their_defaults(
+    proc: Path,
+) -> None:
+    centroids = _fit(proc)
+    _predict(proc, centroids, montage=False)
+    marker = proc / "kmeans" / "predict-k3-filterbank-bilinear.json"
+    written = json.loads(marker.read_text())
+    del written["fingerprint"]["features"]["extractor_options"]  # a feature setting added since
+    marker.write_text(json.dumps(written))
+    again = _predict(proc, centroids, montage=False)
+    assert not again.written and len(again.skipped) == 3
+    marker.write_text(json.dumps(written))
+    with pytest.raises(ConfigError, match=r"or features \(features\.extractor_options: \(absent\) -> \{\"truncate\""):
+        _predict(proc, centroids, montage=False, features={"extractor_options": {"truncate": 3.5}})
+
+
 def test_predict_refuses_mismatches(proc: Path, tmp_path: Path) -> None:
     centroids = _fit(proc)
     with pytest.raises(ConfigError, match=r"19 features|dimensional"):

@@ -17,6 +17,7 @@ from radiossl.clustering import KMeansConfig, KMeansPredictConfig, kmeans_fit, k
 from radiossl.clustering.fit import sample_fragments
 from radiossl.data.processed import ProcessedDataset
 from radiossl.errors import ConfigError, DataError
+from radiossl.utils.fragments import fingerprint
 from radiossl.utils.sharding import Shard
 
 TIMING = {"created", "total_seconds", "fit_seconds"}
@@ -99,6 +100,26 @@ def test_fit_shards_with_other_sampling_settings_are_refused(proc4: Path, tmp_pa
     kmeans_fit(_fit_config(proc4, tmp_path / "c.npy"), shard=Shard(1, 2))
     with pytest.raises(ConfigError, match=r"other settings \(sampling\.voxels_per_crop: 64 -> 32.*delete"):
         kmeans_fit(_fit_config(proc4, tmp_path / "c.npy", voxels_per_crop=32), shard=Shard(2, 2))
+
+
+def test_a_sample_folder_of_an_older_release_resumes_and_its_fit_is_not_redone(proc4: Path, tmp_path: Path) -> None:
+    config = _fit_config(proc4, tmp_path / "c.npy")
+    kmeans_fit(config, shard=Shard(1, 2))
+    record_file = sample_fragments(tmp_path / "c.npy").record
+    record = json.loads(record_file.read_text())
+    del record["sampling"]["foreground_fraction"], record["features"]["upsampler_options"]  # added since
+    record_file.write_text(json.dumps(record))
+    done = kmeans_fit(config, shard=Shard(2, 2))
+    assert done.fitted and json.loads(record_file.read_text()) == record  # accepted as it is
+    # the fit of an older release: its fingerprint is of the recorded sample, its config lacks the new field
+    meta = json.loads(done.metadata.read_text())
+    meta["sample_fingerprint"] = fingerprint(record)
+    del meta["config"]["sampling"]["foreground_fraction"]
+    done.metadata.write_text(json.dumps(meta))
+    stamp = done.centroids.stat().st_mtime_ns
+    assert kmeans_fit(config, shard=Shard(2, 2)).fitted and done.centroids.stat().st_mtime_ns == stamp
+    with pytest.raises(ConfigError, match=r"\(sampling\.foreground_fraction: \(absent\) -> 0\.5\)"):
+        kmeans_fit(_fit_config(proc4, tmp_path / "c.npy", foreground_fraction=0.5), shard=Shard(2, 2))
 
 
 def _predict_config(root: Path, centroids: Path, **top: Any) -> KMeansPredictConfig:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from radiossl.data.preprocess import PreprocessConfig, preprocess
 from radiossl.data.processed import MANIFEST_COLUMNS
 from radiossl.errors import ConfigError
 from radiossl.io import read_image, write_image
+from tests.older_records import rewrite
 
 CANDIDATES = {(24, 24, 8), (32, 32, 8), (16, 16, 8)}
 
@@ -167,6 +169,32 @@ def test_other_settings_are_refused(
         small_config(phantom_root("brats"), tmp_path / "x", shard="2")
     with pytest.raises(ValidationError, match="shards count from 1"):
         small_config(phantom_root("brats"), tmp_path / "x", shard="0/3")
+
+
+def test_a_folder_written_before_a_setting_existed_resumes_while_it_is_at_its_default(
+    small_config: Callable[..., PreprocessConfig], phantom_root: Callable[[str], Path], tmp_path: Path
+) -> None:
+    out, raw = tmp_path / "proc", phantom_root("brats")
+    rejection = {"max_background": 0.9}
+    assert preprocess(small_config(raw, out, rejection=rejection)).failed == 0
+    stored = json.loads((out / "preprocess.json").read_text())["settings"]
+    assert stored["rejection"]["thesis_bg_max"] == 0.85 and stored["resize_mode"] == "trilinear"
+    # rejection.thesis_bg_max and resize_mode came after this folder: their defaults are what it did
+    rewrite(out / "preprocess.json", "settings", ("rejection.thesis_bg_max", "resize_mode"))
+    assert preprocess(small_config(raw, out, rejection=rejection)).skipped == 3
+    rewrite(out / "preprocess.json", "settings", ("rejection.thesis_bg_max",))
+    with pytest.raises(
+        ConfigError,
+        match=re.escape(f"{out} was preprocessed with other settings ")
+        + r"\(rejection\.thesis_bg_max: \(absent\) -> 0\.5\)",
+    ):
+        preprocess(small_config(raw, out, rejection={**rejection, "thesis_bg_max": 0.5}))
+    with pytest.raises(ConfigError, match=r"other settings \(rejection\.max_background: 0\.9 -> 0\.8\)"):
+        preprocess(small_config(raw, out, rejection={"max_background": 0.8}))
+    # a setting this release does not have (the refusals above changed nothing)
+    rewrite(out / "preprocess.json", "settings", old_setting=1)
+    with pytest.raises(ConfigError, match=r"other settings \(old_setting: 1 -> \(absent\)\)"):
+        preprocess(small_config(raw, out, rejection=rejection))
 
 
 def test_resume_from_other_raw_data_or_another_split_is_refused(

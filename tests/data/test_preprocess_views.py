@@ -97,3 +97,25 @@ def test_sections_of_other_views_do_not_block_resuming(
     assert preprocess(small_config(phantom_root("brats"), out)).skipped == 3
     with pytest.raises(ConfigError, match=r"other settings \(seed: 1 -> 2\)"):
         preprocess(small_config(phantom_root("brats"), out, seed=2))
+
+
+def test_a_view_section_absent_from_an_older_record_is_held_to_its_defaults(
+    small_config: Callable[..., PreprocessConfig], phantom_root: Callable[[str], Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "p"
+
+    def genesis(**section: object) -> PreprocessConfig:
+        rejection = {"max_background": None, "max_foreground": 0.6}
+        return small_config(
+            phantom_root("luna"), out, dataset="luna16", view="genesis", rejection=rejection, genesis=section
+        )
+
+    assert preprocess(genesis()).failed == 0
+    # a folder written before the genesis view had options: the section is absent
+    record = json.loads((out / "preprocess.json").read_text())
+    assert record["settings"].pop("genesis") == {"allow_partial": True}
+    (out / "preprocess.json").write_text(json.dumps(record))
+    assert preprocess(genesis()).skipped == 3
+    (out / "preprocess.json").write_text(json.dumps(record))
+    with pytest.raises(ConfigError, match=r"other settings \(genesis\.allow_partial: \(absent\) -> false\)"):
+        preprocess(genesis(allow_partial=False))

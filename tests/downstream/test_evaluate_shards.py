@@ -103,6 +103,18 @@ def test_shards_of_other_weights_are_refused_and_an_unsharded_run_replaces_them(
     assert _summary(out)["weights"] == str(other)
 
 
+def test_results_of_an_older_release_are_kept_while_the_new_settings_are_at_their_defaults(
+    brats_root: Path, weights: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "eval"
+    assert _run(brats_root, weights, out, shard=Shard(1, 2)).evaluated == 2
+    record = json.loads((out / "evaluate.json").read_text())
+    assert record["config"]["sliding_window"].pop("overlap") == 0.5  # a setting added since, at its default
+    (out / "evaluate.json").write_text(json.dumps(record))
+    resumed = _run(brats_root, weights, out)  # unsharded: would replace results of other settings
+    assert resumed.complete and resumed.evaluated == 2
+
+
 def test_a_failed_case_is_listed_by_the_merge_and_tried_again_on_a_rerun(
     brats_root: Path, weights: Path, tmp_path: Path
 ) -> None:

@@ -65,6 +65,7 @@ from radiossl.data.view_contract import Plan, view_names
 from radiossl.errors import ConfigError, DataError, RadiosslError
 from radiossl.utils.atomic import atomic_save_npy, atomic_write_text, write_json
 from radiossl.utils.locking import folder_lock
+from radiossl.utils.settings_diff import settings_differences
 from radiossl.utils.sharding import Shard, ShardError, parse_shard
 
 ProgressCallback = Callable[[str, bool], None]
@@ -307,7 +308,7 @@ def preprocess(
     plan = resolve_plan(config, channels, adapter.channel_modalities(root))
     splits = load_splits(config.splits_file) if config.splits_file else adapter.default_splits_of(root)
     header = _header(config, adapter, root, plan, splits)
-    _prepare_folder(out, header, splits, clean_temporaries=shard is None and not merge_only)
+    _prepare_folder(out, header, config, splits, clean_temporaries=shard is None and not merge_only)
 
     assignment = splits.assignment()
     case_ids = [case.case_id for case in adapter.iter_cases(root)]  # the only per-case list kept
@@ -487,7 +488,9 @@ def _header(
     }
 
 
-def _prepare_folder(out: Path, header: dict[str, Any], splits: Splits, clean_temporaries: bool) -> None:
+def _prepare_folder(
+    out: Path, header: dict[str, Any], config: PreprocessConfig, splits: Splits, clean_temporaries: bool
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with folder_lock(out):
         if has_preprocess_record(out):
@@ -495,7 +498,7 @@ def _prepare_folder(out: Path, header: dict[str, Any], splits: Splits, clean_tem
                 existing = dict(read_preprocess_record(out).data)
             except DataError as exc:
                 raise ConfigError(f"{exc}; use another --out folder") from None
-            differences = _differences(existing, header)
+            differences = _differences(existing, header, config)
             if differences:
                 raise ConfigError(
                     f"{out} was preprocessed with other settings ({'; '.join(differences[:4])}); "
@@ -538,18 +541,26 @@ def _check_same_source(out: Path, existing: dict[str, Any], header: dict[str, An
         )
 
 
-def _differences(existing: dict[str, Any], header: dict[str, Any]) -> list[str]:
-    """Settings that differ between the folder's record and this run (sections of other views change no sample)."""
-    out = []
-    for key in ("format", "dataset", "view", "channels"):
-        if existing.get(key) != header.get(key):
-            out.append(f"{key}: {existing.get(key)!r} -> {header.get(key)!r}")
-    old, new = existing.get("settings", {}), header["settings"]
+def _differences(existing: dict[str, Any], header: dict[str, Any], config: PreprocessConfig) -> list[str]:
+    """Settings that differ between the folder's record and this run (sections of other views change no sample).
+
+    A setting added since the folder was written is absent from its record; it is no difference while it
+    holds its field's default (:func:`radiossl.utils.settings_diff.settings_differences`).
+    """
+
+    def described(record: dict[str, Any]) -> dict[str, Any]:
+        return {key: record.get(key) for key in ("format", "dataset", "view", "channels")}
+
     other_views = set(view_names()) - {header["view"]}
-    for key in sorted((set(old) | set(new)) - other_views):
-        if old.get(key) != new.get(key):
-            out.append(f"{key}: {old.get(key)!r} -> {new.get(key)!r}")
-    return out
+
+    def own(settings: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in settings.items() if key not in other_views}
+
+    out = settings_differences(described(existing), described(header))
+    old = existing.get("settings")
+    if not isinstance(old, dict):
+        return [*out, "settings: not recorded"]
+    return out + settings_differences(own(old), own(header["settings"]), {"": config})
 
 
 def merge(out: Path, header: dict[str, Any], case_ids: Sequence[str], plan: Plan, splits: Splits) -> MergeSummary:
