@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import radiossl
@@ -46,24 +46,23 @@ def _modules() -> dict[str, Path]:
     return {_module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
 
 
-def test_no_import_runs_from_the_engine_up_into_the_stages_it_trains() -> None:
-    upward = [
+def _upward_imports(folder: str, above: Iterable[str]) -> list[str]:
+    """Imports from ``radiossl/<folder>`` of the subpackages ``above`` (TYPE_CHECKING and lazy ones count too)."""
+    above = set(above)
+    return [
         f"{path.relative_to(PACKAGE.parent)}:{line} imports {name}"
-        for path in sorted((PACKAGE / "engine").glob("*.py"))
-        for line, name in _imported(path, at_import_time=False)  # lazy imports inside functions count too
-        if name.split(".")[1:2] and name.split(".")[1] in ABOVE_THE_ENGINE
+        for path in sorted((PACKAGE / folder).rglob("*.py"))
+        for line, name in _imported(path, at_import_time=False)
+        if name.split(".")[1:2] and name.split(".")[1] in above
     ]
-    assert upward == []
+
+
+def test_no_import_runs_from_the_engine_up_into_the_stages_it_trains() -> None:
+    assert _upward_imports("engine", ABOVE_THE_ENGINE) == []
 
 
 def test_no_import_runs_from_the_data_layer_up_into_the_views_or_the_stages() -> None:
-    upward = [
-        f"{path.relative_to(PACKAGE.parent)}:{line} imports {name}"
-        for path in sorted((PACKAGE / "data").rglob("*.py"))
-        for line, name in _imported(path, at_import_time=False)  # TYPE_CHECKING and lazy imports count too
-        if name.split(".")[1:2] and name.split(".")[1] in ABOVE_THE_DATA
-    ]
-    assert upward == []
+    assert _upward_imports("data", ABOVE_THE_DATA) == []
 
 
 def test_runtime_helpers_import_nothing_of_radiossl_but_its_errors() -> None:
