@@ -126,6 +126,31 @@ def trainable_parameters(model: nn.Module | Iterable[nn.Parameter]) -> list[nn.P
     return [p for p in params if p.requires_grad]
 
 
+class FusedSGD(torch.optim.SGD):
+    """torch's fused SGD, also for parameters whose first gradient comes after other parameters' steps.
+
+    torch's fused kernel takes the momentum buffers of a group all at once and fails ("expected
+    Tensor ... but got NoneType") when some exist and others do not: a parameter that had no
+    gradient in the first steps (patch-cluster's prototypes while they are frozen) would stop the
+    run. A missing buffer of a parameter with a gradient is created as zeros first, and since
+    dampening is 0 the kernel then sets it to that gradient, which is what the for-loop does on a
+    buffer's first step.
+    """
+
+    def __init__(self, params: Iterable[nn.Parameter], **kwargs: Any) -> None:
+        super().__init__(params, fused=True, **kwargs)
+
+    def step(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        for group in self.param_groups:
+            if group["momentum"] == 0 or group["dampening"] != 0:
+                continue
+            for param in group["params"]:
+                state = self.state[param]
+                if param.grad is not None and state.get("momentum_buffer") is None:
+                    state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        return super().step(*args, **kwargs)
+
+
 def build_optimizer(model: nn.Module | Iterable[nn.Parameter], optim: OptimConfig) -> torch.optim.Optimizer:
     """SGD (with momentum), Adam or AdamW over the trainable parameters of ``model``.
 
@@ -137,27 +162,34 @@ def build_optimizer(model: nn.Module | Iterable[nn.Parameter], optim: OptimConfi
     params = trainable_parameters(model)
     if not params:
         raise TrainingError("the model has no parameters with requires_grad=True; nothing to train")
+    fused_class: Callable[..., torch.optim.Optimizer] | None = None
     if optim.optimizer == "sgd":
         factory: Callable[..., torch.optim.Optimizer] = functools.partial(
             torch.optim.SGD, momentum=optim.momentum, weight_decay=optim.weight_decay
         )
+        fused_class = functools.partial(FusedSGD, momentum=optim.momentum, weight_decay=optim.weight_decay)
     elif optim.optimizer == "adam":
         factory = functools.partial(torch.optim.Adam, weight_decay=optim.weight_decay)
     elif optim.optimizer == "adamw":
         factory = functools.partial(torch.optim.AdamW, weight_decay=optim.weight_decay)
     else:
         raise ConfigError(f"optim.optimizer: unknown optimiser {optim.optimizer!r}; use sgd, adam or adamw")
+    def fused() -> torch.optim.Optimizer:
+        if fused_class is not None:
+            return fused_class(params, lr=optim.lr)
+        return factory(params, lr=optim.lr, fused=True)
+
     choice = optim.implementation
     if choice == "auto":
         try:
-            return factory(params, lr=optim.lr, fused=True)
+            return fused()
         except RuntimeError:  # torch has no fused kernel for these parameters' device or dtype
             return factory(params, lr=optim.lr)
-    flags = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {"foreach": False}}
-    if choice not in flags:
+    flags = {"foreach": {"foreach": True}, "for-loop": {"foreach": False}}
+    if choice != "fused" and choice not in flags:
         raise ConfigError(f"optim.implementation: unknown value {choice!r}; use auto, fused, foreach or for-loop")
     try:
-        return factory(params, lr=optim.lr, **flags[choice])
+        return fused() if choice == "fused" else factory(params, lr=optim.lr, **flags[choice])
     except RuntimeError as err:
         raise ConfigError(f"optim.implementation {choice}: {err}") from None
 

@@ -136,15 +136,38 @@ def test_a_run_saved_under_one_implementation_resumes_under_another() -> None:
 
 
 def test_auto_falls_back_to_torchs_default_where_there_is_no_fused_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_sgd = torch.optim.SGD
+    real_adam = torch.optim.Adam
 
     def no_fused(params: object, **kwargs: object) -> torch.optim.Optimizer:
         if kwargs.get("fused"):
             raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of supported devices")
-        return real_sgd(params, **kwargs)  # type: ignore[arg-type]
+        return real_adam(params, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(torch.optim, "SGD", no_fused)
-    opt = build_optimizer(nn.Linear(2, 1), OptimConfig())
+    monkeypatch.setattr(torch.optim, "Adam", no_fused)
+    opt = build_optimizer(nn.Linear(2, 1), OptimConfig(optimizer="adam"))
     assert not opt.defaults.get("fused")
     with pytest.raises(ConfigError, match=r"optim\.implementation fused: `fused=True` requires"):
-        build_optimizer(nn.Linear(2, 1), OptimConfig(implementation="fused"))
+        build_optimizer(nn.Linear(2, 1), OptimConfig(optimizer="adam", implementation="fused"))
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw"])
+def test_a_parameter_whose_first_gradient_comes_late_steps_like_the_for_loop(name: str) -> None:
+    """patch-cluster's prototypes have no gradient while frozen; torch's own fused SGD fails on that."""
+    torch.manual_seed(0)
+    models = [nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2)) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    loop, fused = (
+        build_optimizer(m, OptimConfig(optimizer=name, implementation=impl, lr=0.05, weight_decay=0.01))
+        for m, impl in zip(models, ("for-loop", "fused"), strict=True)
+    )
+    assert fused.defaults["fused"] is True
+    for step in range(4):
+        x = torch.randn(5, 4, generator=torch.Generator().manual_seed(step))
+        for model, opt in ((models[0], loop), (models[1], fused)):
+            opt.zero_grad(set_to_none=True)
+            model(x).square().mean().backward()
+            if step < 2:
+                model[1].weight.grad = None  # no gradient yet, as a frozen layer
+            opt.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4 if name == "adamw" else 1e-6)
