@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pytest
 import torch
@@ -22,12 +22,19 @@ from radiossl.cli import app
 from radiossl.config import MethodConfig
 from radiossl.data.phantoms import synthesize
 from radiossl.data.processed import FORMAT
+from radiossl.engine.progress import PlainProgress, reporting_to
 from radiossl.engine.protocol import StepContext, StepOutput
 from radiossl.errors import ConfigError
 from radiossl.models.network import build_network
 from radiossl.pretext.base import PretextMethod, load_pretrain_config
 from radiossl.pretext.pretrain import pretrain
-from radiossl.pretext.probe_monitor import MONITOR_DIR, RESULTS_FILE, probe_command, probe_environment
+from radiossl.pretext.probe_monitor import (
+    MONITOR_DIR,
+    RESULTS_FILE,
+    ProbeMonitor,
+    probe_command,
+    probe_environment,
+)
 
 runner = CliRunner()
 
@@ -238,3 +245,50 @@ def test_the_probe_builds_the_pretraining_backbone_outside_its_torchrun_job(
     assert probe_environment("cpu", 2)["MKL_NUM_THREADS"] == "2"
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert "OMP_NUM_THREADS" not in probe_environment("cuda", None)  # a GPU probe keeps torch's default
+
+
+class _FakeProbe:
+    """A probe subprocess that runs until waited for, then leaves a probe run with one validation."""
+
+    launched: ClassVar[list[list[str]]] = []
+
+    def __init__(self, command: list[str], **kwargs: Any) -> None:
+        self.command, self.code = command, None
+        _FakeProbe.launched.append(command)
+
+    def poll(self) -> int | None:
+        return self.code
+
+    def wait(self) -> int:
+        run = Path(self.command[self.command.index("--out") + 1]) / "probe-run"
+        run.mkdir()
+        (run / "metrics.jsonl").write_text(json.dumps({"type": "epoch", "epoch": 1, "val_dice": 0.25}) + "\n")
+        self.code = 0
+        return 0
+
+
+def test_one_probe_at_a_time_and_only_the_newest_waiting_snapshot_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("radiossl.pretext.probe_monitor.subprocess.Popen", _FakeProbe)
+    _FakeProbe.launched = []
+    overrides = ["monitoring.probe_task=brats", f"monitoring.probe_data={tmp_path}", "monitoring.probe_every=1"]
+    monitor = ProbeMonitor(load_pretrain_config("tiny-unet", overrides=overrides), lambda model: {})
+    model = nn.Linear(2, 2)
+
+    def context(epoch: int) -> StepContext:
+        return StepContext(epoch, 3, 10 * epoch, torch.device("cpu"), extra={"run_dir": str(tmp_path)})
+
+    rng = torch.get_rng_state()
+    lines: list[str] = []
+    with reporting_to(PlainProgress(write=lines.append)):
+        records = [record for epoch in range(3) for record in monitor.after_epoch(model, context(epoch))]
+        assert records == [] and len(_FakeProbe.launched) == 1  # epoch 1 runs, 2 then 3 wait
+        assert not (tmp_path / MONITOR_DIR / "epoch-0002").exists()
+        records = monitor.after_training(model, context(3))
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert [(r["epoch"], r["step"], r["probe_val_dice"]) for r in records] == [(1, 0, 0.25), (3, 20, 0.25)]
+    weights = [command[command.index("--weights") + 1] for command in _FakeProbe.launched]
+    assert [Path(w).parent.name for w in weights] == ["epoch-0001", "epoch-0003"]
+    assert "dropping the waiting probe of epoch 2: epoch 3 is newer" in lines
+    assert [p["epoch"] for p in _lines(tmp_path / MONITOR_DIR / RESULTS_FILE)] == [1, 3]
