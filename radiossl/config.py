@@ -160,8 +160,13 @@ class LoggingConfig(Section):
     )
 
 
+DEFAULT_PROBE_OVERRIDES: tuple[str, ...] = ("optim.epochs=10", "data.ratio=0.25", "validation.every=5")
+"""The default ``monitoring.probe_overrides``: a short probe on a quarter of the training cases."""
+
+
 class MonitoringConfig(Section):
-    """Collapse monitoring during pretraining: effective rank and spread of the bottleneck embeddings."""
+    """Monitoring during pretraining: collapse statistics of the bottleneck embeddings every epoch, and
+    (with ``probe_task``) a frozen-encoder segmentation probe of the encoder every ``probe_every`` epochs."""
 
     enabled: bool = Field(True, description="Log emb_rank and emb_spread every epoch and warn on collapse.")
     samples: int = Field(
@@ -178,6 +183,23 @@ class MonitoringConfig(Section):
     )
     min_spread: float = Field(0.05, ge=0.0, description="...or the spread ratio (about 1 when healthy) is below this.")
     patience: int = Field(3, ge=1, description="Collapsed epochs in a row before the one-line warning.")
+    probe_task: str | None = Field(
+        None,
+        min_length=1,
+        description="Probe the encoder during pretraining on this downstream task (a radiossl.tasks plugin: "
+        "radiossl plugins list); None = no probes.",
+    )
+    probe_data: Path | None = Field(None, description="The probe task's raw dataset folder (a small labelled set).")
+    probe_every: int = Field(10, ge=1, description="Probe every N epochs (and after the last epoch).")
+    probe_overrides: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_PROBE_OVERRIDES),
+        description="key=value settings of each probe run (its --set options, after the pretraining's model.*).",
+    )
+    probe_threads: int | None = Field(
+        None,
+        ge=1,
+        description="CPU threads of each probe when pretraining on the CPU (None: a quarter of the cores, at least 1).",
+    )
 
 
 class MethodConfig(Section):

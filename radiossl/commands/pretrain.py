@@ -8,6 +8,7 @@ Torch is imported only when the command runs.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -37,11 +38,19 @@ from radiossl.commands.common import (
 COMMAND_HELP = (
     "Pretrain a 3D U-Net encoder with a self-supervised method on a preprocessed folder.\n\n"
     "Writes config.yaml, metrics.jsonl, checkpoint_{latest,best,final}.pt (and vis/ PNGs) into a run folder "
-    "under --out. For several GPUs: torchrun --nproc_per_node=N -m radiossl pretrain ..."
+    "under --out. For several GPUs: torchrun --nproc_per_node=N -m radiossl pretrain ...\n\n"
+    "--monitor-task TASK --monitor-data RAW_DIR probes the encoder every --monitor-every epochs while it "
+    "trains (results in <run>/monitor/probes.jsonl and as probe_val_dice in metrics.jsonl)."
 )
 
 
-PRETRAIN_FIELDS: dict[str, str] = {**TRAINING_FIELDS, "tensorboard": "logging.tensorboard"}
+PRETRAIN_FIELDS: dict[str, str] = {
+    **TRAINING_FIELDS,
+    "tensorboard": "logging.tensorboard",
+    "monitor_task": "monitoring.probe_task",
+    "monitor_data": "monitoring.probe_data",
+    "monitor_every": "monitoring.probe_every",
+}
 """Each ``pretrain`` option that sets a config field, and the field."""
 
 
@@ -79,6 +88,28 @@ def register(app: typer.Typer) -> None:
             bool | None, typer.Option("--tensorboard/--no-tensorboard", help="Also log to TensorBoard.")
         ] = None,
         verbose: VerboseOption = None,
+        monitor_task: Annotated[
+            str | None,
+            typer.Option(
+                "--monitor-task",
+                help="Probe the encoder during pretraining on this task (see `radiossl plugins list`): a "
+                "frozen-encoder probe in a subprocess, its Dice logged as probe_val_dice.",
+                show_default=False,
+            ),
+        ] = None,
+        monitor_data: Annotated[
+            Path | None,
+            typer.Option("--monitor-data", help="Raw dataset folder of --monitor-task.", show_default=False),
+        ] = None,
+        monitor_every: Annotated[
+            int | None,
+            typer.Option(
+                "--monitor-every",
+                min=1,
+                help="Probe every N epochs and after the last (default 10).",
+                show_default=False,
+            ),
+        ] = None,
     ) -> None:
         """Pretrain a 3D U-Net encoder with a self-supervised method (help text: COMMAND_HELP)."""
         from radiossl.commands.progress import console_progress

@@ -26,6 +26,8 @@ Call order per run::
         metrics = task.validate(model, val_loader, context)  # every rank, its own share; {} if nothing to do
         (best checkpoint and early stopping on task.monitor)
         images = task.visualise(model, batch, context)      # rank 0, when --vis
+        records = task.after_epoch(model, context)          # rank 0: extra metric lines
+    records = task.after_training(model, context)           # rank 0, after the final checkpoint
 
 ``embeddings(model, batch)`` feeds the collapse monitor (:mod:`radiossl.engine.collapse`, the
 ``monitoring`` config section): ``[B, D]`` embeddings of a training batch (already on the device),
@@ -51,6 +53,15 @@ learning rate. Every metric still goes to ``metrics.jsonl`` and TensorBoard.
 ``validate`` gets the unwrapped model and, under DDP, the rank's share of the validation set (no
 sample twice); it returns means over that share, which the engine weights by the share's size, so
 the logged metrics are the means over the whole validation set.
+
+``after_epoch(model, context)`` and ``after_training(model, context)`` run on the main process only,
+with the unwrapped model: after each epoch's metric line is logged, and once after the final
+checkpoint (``context.epoch`` is then the number of completed epochs). They are for work beside
+training, e.g. the pretraining's probe monitor (:mod:`radiossl.pretext.probe_monitor`). Each returns
+metric records for ``metrics.jsonl``, ``[]`` when there are none: dicts of numbers with ``epoch``
+(the epoch they describe, 1-based) and ``step`` (the optimiser steps at that epoch's end, so a resume
+truncates them like the epoch's own lines), logged as ``"type": "monitor"`` lines and to TensorBoard.
+They must not draw random numbers in the training process: resume is exact only without that.
 
 ``visualise`` gets the first training batch of the epoch; ``context.extra["train_set"]`` is then the
 training dataset, so a picture can name the case of a sample (see
@@ -200,6 +211,14 @@ class TrainingTask(Protocol):
         """``[B, D]`` embeddings of a batch for the collapse monitor; ``None``: the task cannot say."""
         ...
 
+    def after_epoch(self, model: nn.Module, context: StepContext) -> list[dict[str, Any]]:
+        """Main process, after each epoch's metric line: metric records to log (``[]``: none)."""
+        ...
+
+    def after_training(self, model: nn.Module, context: StepContext) -> list[dict[str, Any]]:
+        """Main process, once after the final checkpoint: metric records to log (``[]``: none)."""
+        ...
+
 
 REQUIRED_MEMBERS: tuple[str, ...] = ("kind", "name", "build_model", "build_datasets", "training_step", "model_spec")
 HOOKS: tuple[str, ...] = (
@@ -213,6 +232,8 @@ HOOKS: tuple[str, ...] = (
     "visualise",
     "run_name_parts",
     "embeddings",
+    "after_epoch",
+    "after_training",
 )
 
 
@@ -251,6 +272,14 @@ class TaskDefaults:
         from radiossl.engine.collapse import bottleneck_embeddings
 
         return bottleneck_embeddings(model, batch)
+
+    def after_epoch(self, model: nn.Module, context: StepContext) -> list[dict[str, Any]]:
+        """No records."""
+        return []
+
+    def after_training(self, model: nn.Module, context: StepContext) -> list[dict[str, Any]]:
+        """No records."""
+        return []
 
 
 class _WithDefaults:

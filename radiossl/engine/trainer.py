@@ -460,6 +460,9 @@ class _Trainer:
                 self.log.log_line(record)
                 validated = any(math.isfinite(value) for value in val_metrics.values())
                 self.log.end_epoch(record, validated)
+                if info.is_main:
+                    after = task.after_epoch(model, self._context(epoch, {"phase": "after_epoch"}))
+                    self._log_monitor(after, "after_epoch")
             except Exception as exc:
                 error = exc
             raise_if_any_failed(error, info, f"after epoch {epoch + 1}")
@@ -492,6 +495,10 @@ class _Trainer:
             except Exception as exc:
                 error = exc
         raise_if_any_failed(error, info, f"while writing {ckpt.FINAL}")
+        if info.is_main:
+            # after the last collective: the other ranks need not wait (e.g. for a probe to finish)
+            after = task.after_training(model, self._context(epochs_done, {"phase": "after_training"}))
+            self._log_monitor(after, "after_training")
         best = self.run_dir / ckpt.BEST
         self.log.end_run(
             RunSummary(
@@ -647,6 +654,24 @@ class _Trainer:
         if watch is not None:
             record.update(self._collapse_statistics(watch, epoch))
         return record, vis_batch
+
+    def _log_monitor(self, records: Any, hook: str) -> None:
+        """Log the records a task's ``after_epoch``/``after_training`` returned as ``"type": "monitor"`` lines."""
+        if not isinstance(records, list) or not all(
+            isinstance(r, Mapping) and isinstance(r.get("epoch"), int) for r in records
+        ):
+            raise TrainingError(f"{task_label(self.task)}.{hook} must return a list of dicts with an int 'epoch'")
+        for values in records:
+            line = {k: v for k, v in values.items() if k not in ("type", "epoch", "step", "time")}
+            self.log.log_line(
+                {
+                    "type": "monitor",
+                    "epoch": int(values["epoch"]),
+                    "step": int(values.get("step", self.global_step)),
+                    **line,
+                    "time": round(self.log.elapsed(), 3),
+                }
+            )
 
     def _collapse_statistics(self, watch: CollapseWatch, epoch: int) -> dict[str, float]:
         """``emb_rank``/``emb_spread`` over every rank's rows of this epoch (collective); warns once on collapse."""

@@ -6,7 +6,8 @@ checkpoints through it (the engine keeps only the RNG state and the choice of wh
 network.
 
 * **Format.** :data:`FORMAT_VERSION` of radiossl's own layouts; :func:`save_checkpoint` writes
-  atomically after checking that ``torch.load(weights_only=True)`` can read the payload back;
+  atomically after checking that ``torch.load(weights_only=True)`` can read the payload back
+  (:func:`save_weights`: a model's weights alone);
   :func:`load_checkpoint` reads a radiossl training checkpoint; :func:`to_plain` turns values into
   storable primitives (or, with ``summary=True``, into a short description for display).
 * **Keys.** :func:`strip_wrapper_prefixes` / :func:`clean_state_dict` remove the ``module.`` and
@@ -256,6 +257,24 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"({FORMAT_VERSION}); upgrade radiossl"
         )
     return obj
+
+
+def save_weights(
+    path: str | Path, model: torch.nn.Module, model_spec: Mapping[str, Any] | None, meta: Mapping[str, Any]
+) -> Path:
+    """Write the weights of ``model`` to ``path`` atomically: the ``"radiossl"`` layout without optimiser state.
+
+    ``meta`` adds entries such as ``kind``, ``name``, ``config`` and ``epoch`` (stored as primitives). The file
+    loads wherever a training checkpoint's weights do (``--weights``), e.g. the probe monitor's snapshots.
+    """
+    state = {k: v.detach().cpu().contiguous() for k, v in clean_state_dict(model.state_dict()).items()}
+    payload = {
+        **{str(k): to_plain(v) for k, v in meta.items()},
+        "format_version": FORMAT_VERSION,
+        "model": state,
+        "model_spec": to_plain(model_spec),
+    }
+    return save_checkpoint(path, payload)
 
 
 # --------------------------------------------------------------------------------------------------

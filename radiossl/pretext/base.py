@@ -18,7 +18,9 @@ A pretext method is a class with
   ``training_step`` (required) and the engine's hooks, whose defaults it inherits from
   :class:`radiossl.engine.protocol.TaskDefaults` (``train_mode``, ``before_optimizer_step``,
   ``after_optimizer_step``, ``validate``, ``visualise``, ``run_name_parts``, ``monitor``,
-  ``ddp_find_unused_parameters``, ``embeddings``). ``embeddings(model, batch)`` feeds the collapse
+  ``ddp_find_unused_parameters``, ``embeddings``; ``after_epoch`` and ``after_training`` run the probe
+  monitor of ``monitoring.probe_task``, so a method that overrides them calls ``super()``).
+  ``embeddings(model, batch)`` feeds the collapse
   monitor (``monitoring`` section); its default pools the bottleneck of the batch's first tensor
   through the backbone's ``encode``, so a method overrides it only when that is not its encoder's input.
 
@@ -78,6 +80,8 @@ if TYPE_CHECKING:
     from torch import nn
     from torch.utils.data import Dataset
 
+    from radiossl.pretext.probe_monitor import ProbeMonitor
+
 
 class PretrainConfig(RunConfig):
     """A pretraining run: shared sections plus the method's own section ``method``."""
@@ -100,6 +104,7 @@ class PretextMethod(TaskDefaults, ABC):
     monitor: tuple[str, Literal["min", "max"]] | None = None
     headline_metrics: ClassVar[tuple[str, ...] | None] = None
     """The 3–4 metrics the console shows; ``None``: loss, the monitored metric (else val_loss) and lr."""
+    _probes: ProbeMonitor | None = None
 
     def __init__(self, config: PretrainConfig) -> None:
         if not isinstance(config.method, self.config_class):
@@ -148,6 +153,27 @@ class PretextMethod(TaskDefaults, ABC):
         from radiossl.models.factory import model_spec
 
         return model_spec(model)
+
+    def after_epoch(self, model: nn.Module, context: StepContext) -> list[dict[str, Any]]:
+        """The probe monitor's records (``monitoring.probe_task``; :mod:`radiossl.pretext.probe_monitor`)."""
+        monitor = self._probe_monitor()
+        return [] if monitor is None else monitor.after_epoch(model, context)
+
+    def after_training(self, model: nn.Module, context: StepContext) -> list[dict[str, Any]]:
+        """The probe monitor's last records: it probes the final epoch and waits for its probes."""
+        monitor = self._probe_monitor()
+        return [] if monitor is None else monitor.after_training(model, context)
+
+    def _probe_monitor(self) -> ProbeMonitor | None:
+        """The run's probe monitor (made on first use, on the main process only), or None when probes are off."""
+        monitoring = getattr(self.config, "monitoring", None)
+        if monitoring is None or monitoring.probe_task is None:
+            return None
+        if self._probes is None:
+            from radiossl.pretext.probe_monitor import ProbeMonitor
+
+            self._probes = ProbeMonitor(self.config, self.model_spec)
+        return self._probes
 
     def data_root(self) -> str:
         """The preprocessed folder to train on (``data.root``); a one-line error when none is given."""

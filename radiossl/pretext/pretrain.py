@@ -23,6 +23,7 @@ from radiossl.data.processed import PreprocessRecord, read_preprocess_record
 from radiossl.engine.trainer import TrainResult, run_training
 from radiossl.errors import DataError
 from radiossl.pretext.base import PretextMethod, PretrainConfig, get_method
+from radiossl.pretext.probe_monitor import check_probe_settings
 
 if TYPE_CHECKING:
     from radiossl.engine.protocol import TrainingTask
@@ -74,12 +75,14 @@ def pretrain(config: PretrainConfig, resume: str | Path | None = None, extend_ep
         DataError: no data folder, one that is not a preprocessed folder, or one preprocessed for
             another view.
         PluginError: the method is unknown or fails to load.
+        ConfigError: probe monitoring (``monitoring.probe_*``) names an unknown task or no dataset folder.
     """
     root = config.data.root
     if root is None:
         raise DataError("no data folder given: use --data PROC_DIR (or data.root in the config)")
     if not Path(root).is_dir():
         raise DataError(f"{root}: data folder not found")
+    check_probe_settings(config.monitoring)  # one line before any training, not at the first probe
     method_cls = get_method(config.method.name)
     record = read_preprocess_record(root)
     check_view(record, method_cls)

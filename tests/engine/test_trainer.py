@@ -14,6 +14,7 @@ from engine_task import TinyTask
 from radiossl.config import ExampleRunConfig
 from radiossl.engine.checkpoint import BEST, FINAL, LATEST
 from radiossl.engine.optim import lr_factor
+from radiossl.engine.protocol import StepContext
 from radiossl.engine.trainer import TrainResult, run_training
 from radiossl.errors import CheckpointError, ConfigError, TrainingError
 from radiossl.models.checkpoint import load_checkpoint
@@ -368,3 +369,37 @@ def test_the_scaled_lr_trains_and_a_resume_with_another_effective_batch_rescales
     log = (resumed.run_dir / "train.log").read_text()
     assert "note: the effective batch changed from 4 to 12" in log and "lr 0.1 -> 0.3" in log
     assert _epoch_lines(resumed.run_dir)[-1]["lr"] == pytest.approx(0.3 * 0.5)  # cosine at half of 2 steps
+
+
+class _AfterHooks(TinyTask):
+    """A task whose after_epoch/after_training report one record each; records where they ran."""
+
+    def __init__(self, records: object = None) -> None:
+        super().__init__(n_val=None)
+        self.records = records
+        self.calls: list[tuple[str, int, int]] = []
+
+    def after_epoch(self, model: torch.nn.Module, context: StepContext) -> list[dict]:
+        self.calls.append(("epoch", context.epoch, context.step))
+        if self.records is not None:
+            return self.records  # type: ignore[return-value]
+        return [{"epoch": context.epoch + 1, "step": context.step, "probe_val_dice": 0.5 + context.epoch}]
+
+    def after_training(self, model: torch.nn.Module, context: StepContext) -> list[dict]:
+        self.calls.append(("training", context.epoch, context.step))
+        return [{"epoch": context.epoch, "probe_val_dice": 0.9}]
+
+
+def test_after_epoch_and_after_training_records_become_monitor_lines(make_config: Factory) -> None:
+    task = _AfterHooks()
+    result = run_training(task, make_config("optim.epochs=2"))
+    steps = [line["step"] for line in _epoch_lines(result.run_dir)]
+    assert task.calls == [("epoch", 0, steps[0]), ("epoch", 1, steps[1]), ("training", 2, steps[1])]
+    lines = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    monitor = [(line["epoch"], line["step"], line["probe_val_dice"]) for line in lines if line["type"] == "monitor"]
+    assert monitor == [(1, steps[0], 0.5), (2, steps[1], 1.5), (2, steps[1], 0.9)]  # no step: the last one
+
+
+def test_after_epoch_returning_something_else_fails_clearly(make_config: Factory) -> None:
+    with pytest.raises(TrainingError, match=r"_AfterHooks.after_epoch must return a list of dicts with an int 'epoch'"):
+        run_training(_AfterHooks(records={"probe_val_dice": 1.0}), make_config())
