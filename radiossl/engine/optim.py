@@ -145,9 +145,9 @@ class FusedSGD(torch.optim.SGD):
             if group["momentum"] == 0 or group["dampening"] != 0:
                 continue
             for param in group["params"]:
-                state = self.state[param]
-                if param.grad is not None and state.get("momentum_buffer") is None:
-                    state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                # self.state is a defaultdict: only a parameter with a gradient may get an entry
+                if param.grad is not None and self.state.get(param, {}).get("momentum_buffer") is None:
+                    self.state[param]["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
         return super().step(*args, **kwargs)
 
 
@@ -174,6 +174,7 @@ def build_optimizer(model: nn.Module | Iterable[nn.Parameter], optim: OptimConfi
         factory = functools.partial(torch.optim.AdamW, weight_decay=optim.weight_decay)
     else:
         raise ConfigError(f"optim.optimizer: unknown optimiser {optim.optimizer!r}; use sgd, adam or adamw")
+
     def fused() -> torch.optim.Optimizer:
         if fused_class is not None:
             return fused_class(params, lr=optim.lr)
