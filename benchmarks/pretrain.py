@@ -118,8 +118,11 @@ def build_training_step(
     amp: str,
     threads: int,
     memory_format: str,
+    overrides: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The method, model and one-step function as the trainer builds them, on a fabricated batch.
+
+    ``overrides`` are further ``key=value`` config settings (as ``--set``), applied last.
 
     ``amp`` is resolved as training resolves it (bf16 falls back to float32 on a CPU without native
     bf16); the returned dict holds ``step`` (call it for one optimiser step), ``model``, ``amp``
@@ -154,6 +157,7 @@ def build_training_step(
             f"optim.batch_size={batch}",
             f"runtime.amp={amp}",
             "runtime.device=cpu",
+            *overrides,
         ],
     )
     torch.manual_seed(0)
@@ -186,6 +190,7 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
         amp=args.amp[0],  # a child measures one precision (the parent resolved it)
         threads=args.threads,
         memory_format=args.memory_format,
+        overrides=tuple(args.set),
     )
     step, model, amp = built["step"], built["model"], built["amp"]
 
@@ -263,6 +268,13 @@ def main(argv: list[str] | None = None) -> int:
         choices=["auto", "contiguous", "channels_last"],
         help="Layout of the 3D weights, as runtime.memory_format (auto = channels_last on the CPU).",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="A further config setting of the measured method, e.g. optim.implementation=for-loop (repeatable).",
+    )
     parser.add_argument("--json", type=Path, default=None, help="Also write the results here.")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -314,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
             str(args.peak_size),
             "--memory-format",
             args.memory_format,
+            *[f"--set={setting}" for setting in args.set],
         ]
         proc = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), check=False)
         if proc.returncode != 0:

@@ -80,8 +80,9 @@ class OptimConfig(Section):
     implementation: Literal["auto", "fused", "foreach", "for-loop"] = Field(
         "auto",
         description="How the optimiser updates the parameters: fused (one kernel for all of them), foreach or "
-        "for-loop (one parameter at a time); auto = fused where torch has it for the parameters' device "
-        "(CPU, CUDA), else torch's default. The update is the same up to float rounding.",
+        "for-loop (one parameter at a time); auto = fused for CUDA parameters, torch's default on other devices "
+        "(on the CPU the fused step was no faster within a training step). The update is the same up to float "
+        "rounding.",
     )
     lr: float = Field(2e-3, gt=0.0, description="Base learning rate.")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum.")

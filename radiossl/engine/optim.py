@@ -154,9 +154,11 @@ class FusedSGD(torch.optim.SGD):
 def build_optimizer(model: nn.Module | Iterable[nn.Parameter], optim: OptimConfig) -> torch.optim.Optimizer:
     """SGD (with momentum), Adam or AdamW over the trainable parameters of ``model``.
 
-    ``optim.implementation`` picks torch's kernel: ``auto`` takes the fused one where torch offers it
-    for the parameters (on a 2-core CPU it updated ResEnc-L's 90 M parameters 2.35x (SGD) and 2.9x
-    (AdamW) faster than the for-loop, see docs/benchmarks.md), and torch's default otherwise.
+    ``optim.implementation`` picks torch's kernel: ``auto`` takes the fused one for CUDA parameters in
+    the standard (contiguous) layout, and torch's default otherwise. On a 2-core CPU the fused kernel
+    alone updated ResEnc-L's 90 M contiguous parameters 2.35x (SGD) and 2.9x (AdamW) faster than the
+    for-loop, but within a whole training step it was no faster (slower with channels-last weights,
+    the CPU default), see docs/benchmarks.md; so on the CPU ``fused`` is there to be asked for.
     The state dict is the same whatever the implementation, so a run resumes under another one.
     """
     params = trainable_parameters(model)
@@ -181,6 +183,9 @@ def build_optimizer(model: nn.Module | Iterable[nn.Parameter], optim: OptimConfi
         return factory(params, lr=optim.lr, fused=True)
 
     choice = optim.implementation
+    if choice == "auto" and not all(p.device.type == "cuda" and p.is_contiguous() for p in params):
+        # on the CPU the fused step was no faster within a whole training step (docs/benchmarks.md)
+        return factory(params, lr=optim.lr)
     if choice == "auto":
         try:
             return fused()
