@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from radiossl import registry
 from radiossl.engine.progress import current_reporter
@@ -51,9 +51,20 @@ from radiossl.utils.atomic import atomic_write_text, write_json
 if TYPE_CHECKING:
     from torch import nn
 
-    from radiossl.config import MonitoringConfig
+    from radiossl.config import ModelConfig, MonitoringConfig, RuntimeConfig
     from radiossl.engine.protocol import StepContext
-    from radiossl.pretext.base import PretrainConfig
+
+
+class PretrainConfig(Protocol):
+    """What the monitor reads of a pretraining config (:class:`radiossl.pretext.base.PretrainConfig`)."""
+
+    model: ModelConfig
+    runtime: RuntimeConfig
+    monitoring: MonitoringConfig
+    method: Any
+
+    def model_dump_json(self) -> str: ...
+
 
 MONITOR_DIR = "monitor"
 RESULTS_FILE = "probes.jsonl"
