@@ -20,22 +20,22 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 IMPLEMENTATIONS = ("for-loop", "foreach", "fused")
 
 
 def time_steps(backbone: str, width: float, optimizer: str, implementation: str, repeats: int) -> dict[str, Any]:
     """Fastest of ``repeats`` optimiser steps (after two untimed ones) for one backbone and implementation."""
     import torch
+    from pretrain import build_training_step
 
     from radiossl.config import OptimConfig
     from radiossl.engine.optim import build_optimizer
-    from radiossl.pretext.base import get_method, load_pretrain_config
 
-    config = load_pretrain_config(
-        "patch-cluster", overrides=[f"model.name={backbone}", f"model.width={width}", "runtime.device=cpu"]
-    )
-    torch.manual_seed(0)
-    model = get_method("patch-cluster")(config).build_model()
+    # the network as `radiossl pretrain` builds it; contiguous parameters, as on a GPU
+    built = build_training_step("patch-cluster", backbone, width, (64, 64, 32), 1, "none", 0, "contiguous")
+    model = built["model"]
     for parameter in model.parameters():
         parameter.grad = torch.randn_like(parameter) * 1e-3
     opt = build_optimizer(model, OptimConfig(optimizer=optimizer, implementation=implementation, lr=1e-3))  # type: ignore[arg-type]

@@ -44,6 +44,7 @@ from radiossl.engine.progress import (
 )
 from radiossl.errors import ConfigError
 from radiossl.utils.atomic import atomic_write_text
+from radiossl.utils.jsonl import read_jsonl
 from radiossl.utils.text_table import TextTable
 
 METRICS_FILE = "metrics.jsonl"
@@ -121,15 +122,8 @@ class RunLogger:
         """Drop lines logged after ``global_step`` (a resumed run re-does those steps)."""
         if not self.enabled or not self.metrics_path.is_file():
             return
-        kept = []
-        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a crash
-            if isinstance(record, dict) and int(record.get("step", 0)) <= global_step:
-                kept.append(line)
-        atomic_write_text(self.metrics_path, "".join(f"{line}\n" for line in kept))
+        kept = [record for record in read_jsonl(self.metrics_path) if int(record.get("step", 0)) <= global_step]
+        atomic_write_text(self.metrics_path, "".join(json.dumps(record) + "\n" for record in kept))
 
     def log_line(self, record: Mapping[str, Any]) -> None:
         """Append one record to ``metrics.jsonl`` and, for numbers, to TensorBoard."""

@@ -164,38 +164,38 @@ def build_optimizer(model: nn.Module | Iterable[nn.Parameter], optim: OptimConfi
     params = trainable_parameters(model)
     if not params:
         raise TrainingError("the model has no parameters with requires_grad=True; nothing to train")
-    fused_class: Callable[..., torch.optim.Optimizer] | None = None
-    if optim.optimizer == "sgd":
-        factory: Callable[..., torch.optim.Optimizer] = functools.partial(
-            torch.optim.SGD, momentum=optim.momentum, weight_decay=optim.weight_decay
-        )
-        fused_class = functools.partial(FusedSGD, momentum=optim.momentum, weight_decay=optim.weight_decay)
-    elif optim.optimizer == "adam":
-        factory = functools.partial(torch.optim.Adam, weight_decay=optim.weight_decay)
-    elif optim.optimizer == "adamw":
-        factory = functools.partial(torch.optim.AdamW, weight_decay=optim.weight_decay)
-    else:
+    classes: dict[str, Callable[..., torch.optim.Optimizer]] = {
+        "sgd": functools.partial(torch.optim.SGD, momentum=optim.momentum),
+        "adam": torch.optim.Adam,
+        "adamw": torch.optim.AdamW,
+    }
+    if optim.optimizer not in classes:
         raise ConfigError(f"optim.optimizer: unknown optimiser {optim.optimizer!r}; use sgd, adam or adamw")
+    fused_sgd = functools.partial(FusedSGD, momentum=optim.momentum) if optim.optimizer == "sgd" else None
 
-    def fused() -> torch.optim.Optimizer:
-        if fused_class is not None:
-            return fused_class(params, lr=optim.lr)
-        return factory(params, lr=optim.lr, fused=True)
+    def make(**kernel: bool) -> torch.optim.Optimizer:
+        if kernel.get("fused") and fused_sgd is not None:
+            return fused_sgd(params, lr=optim.lr, weight_decay=optim.weight_decay)
+        return classes[optim.optimizer](params, lr=optim.lr, weight_decay=optim.weight_decay, **kernel)
 
+    kernels: dict[str, dict[str, bool]] = {
+        "fused": {"fused": True},
+        "foreach": {"foreach": True},
+        "for-loop": {"foreach": False},
+    }
     choice = optim.implementation
-    if choice == "auto" and not all(p.device.type == "cuda" and p.is_contiguous() for p in params):
-        # on the CPU the fused step was no faster within a whole training step (docs/benchmarks.md)
-        return factory(params, lr=optim.lr)
     if choice == "auto":
+        # fused on CUDA only: on the CPU the fused step was no faster within a whole training step
+        if not all(p.device.type == "cuda" and p.is_contiguous() for p in params):
+            return make()
         try:
-            return fused()
-        except RuntimeError:  # torch has no fused kernel for these parameters' device or dtype
-            return factory(params, lr=optim.lr)
-    flags = {"foreach": {"foreach": True}, "for-loop": {"foreach": False}}
-    if choice != "fused" and choice not in flags:
+            return make(fused=True)
+        except RuntimeError:  # torch has no fused kernel for these parameters' dtype
+            return make()
+    if choice not in kernels:
         raise ConfigError(f"optim.implementation: unknown value {choice!r}; use auto, fused, foreach or for-loop")
     try:
-        return fused() if choice == "fused" else factory(params, lr=optim.lr, **flags[choice])
+        return make(**kernels[choice])
     except RuntimeError as err:
         raise ConfigError(f"optim.implementation {choice}: {err}") from None
 

@@ -828,11 +828,7 @@ class _Trainer:
             "kind": self.task.kind,
             "name": self.task.name,
             "config": json.loads(self.config.model_dump_json()),
-            # contiguous: checkpoints keep the standard layout whatever runtime.memory_format trained with
-            "model": {
-                k: v.detach().cpu().contiguous()
-                for k, v in checkpoint_file.clean_state_dict(model.state_dict()).items()
-            },
+            "model": checkpoint_file.portable_state_dict(model),
             "model_spec": self.model_spec,
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),

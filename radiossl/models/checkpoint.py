@@ -259,6 +259,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return obj
 
 
+def portable_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The weights of ``model`` as checkpoints store them: wrapper prefixes removed, on the CPU, in the
+    standard (contiguous) layout whatever ``runtime.memory_format`` trained with."""
+    return {k: v.detach().cpu().contiguous() for k, v in clean_state_dict(model.state_dict()).items()}
+
+
 def save_weights(
     path: str | Path, model: torch.nn.Module, model_spec: Mapping[str, Any] | None, meta: Mapping[str, Any]
 ) -> Path:
@@ -267,11 +273,10 @@ def save_weights(
     ``meta`` adds entries such as ``kind``, ``name``, ``config`` and ``epoch`` (stored as primitives). The file
     loads wherever a training checkpoint's weights do (``--weights``), e.g. the probe monitor's snapshots.
     """
-    state = {k: v.detach().cpu().contiguous() for k, v in clean_state_dict(model.state_dict()).items()}
     payload = {
         **{str(k): to_plain(v) for k, v in meta.items()},
         "format_version": FORMAT_VERSION,
-        "model": state,
+        "model": portable_state_dict(model),
         "model_spec": to_plain(model_spec),
     }
     return save_checkpoint(path, payload)

@@ -62,21 +62,21 @@ def check_sizes(model: ModelConfig, sizes: Mapping[str, Sequence[int] | None], b
     """
     divisor = input_divisor(model)
     for where, size in sizes.items():
-        if size is not None:
-            check_divisible(size, divisor, where, model.name)
-            if model.norm == "instance" and all(int(s) == int(d) for s, d in zip(size, divisor, strict=True)):
-                raise ConfigError(
-                    f"{where}: {list(size)} equals the {model.name} backbone's total stride {list(divisor)}, which "
-                    "leaves a one-voxel bottleneck that instance norm cannot normalise; use a larger size along "
-                    "one axis (e.g. twice the stride) or model.norm=batch"
-                )
-            if (
-                batch_size == 1
-                and model.norm in ("batch", "genesis")
-                and all(int(s) == int(d) for s, d in zip(size, divisor, strict=True))
-            ):
-                raise ConfigError(
-                    f"{where}: {list(size)} equals the {model.name} backbone's total stride {list(divisor)}, which "
-                    f"leaves a one-voxel bottleneck that {model.norm} norm cannot normalise with optim.batch_size 1; "
-                    "use a larger size along one axis (e.g. twice the stride) or a batch size of at least 2"
-                )
+        if size is None:
+            continue
+        check_divisible(size, divisor, where, model.name)
+        if not all(int(s) == int(d) for s, d in zip(size, divisor, strict=True)):
+            continue
+        # one bottleneck voxel: instance norm has one value per channel and sample; batch statistics
+        # have one per channel when a forward call holds a single sample
+        if model.norm == "instance":
+            cause, advice = "instance norm cannot normalise", "model.norm=batch"
+        elif model.norm in ("batch", "genesis") and batch_size == 1:
+            cause, advice = f"{model.norm} norm cannot normalise with optim.batch_size 1", "a batch size of at least 2"
+        else:
+            continue
+        raise ConfigError(
+            f"{where}: {list(size)} equals the {model.name} backbone's total stride {list(divisor)}, which leaves "
+            f"a one-voxel bottleneck that {cause}; use a larger size along one axis (e.g. twice the stride) "
+            f"or {advice}"
+        )

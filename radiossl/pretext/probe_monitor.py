@@ -47,6 +47,7 @@ from radiossl import registry
 from radiossl.engine.progress import current_reporter
 from radiossl.errors import ConfigError
 from radiossl.utils.atomic import atomic_write_text, write_json
+from radiossl.utils.jsonl import read_jsonl
 
 if TYPE_CHECKING:
     from torch import nn
@@ -141,12 +142,8 @@ def read_probe_metrics(folder: Path) -> tuple[dict[str, float], Path | None]:
     if not files:
         return {}, None
     validated: list[dict[str, float]] = []
-    for line in files[-1].read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(record, dict) or record.get("type") != "epoch":
+    for record in read_jsonl(files[-1]):
+        if record.get("type") != "epoch":
             continue
         values = {
             key: float(value)
@@ -164,17 +161,7 @@ def read_probe_metrics(folder: Path) -> tuple[dict[str, float], Path | None]:
 
 def read_results(path: Path) -> dict[int, dict[str, Any]]:
     """The lines of ``probes.jsonl`` by epoch (lines cut short by a crash are skipped)."""
-    results: dict[int, dict[str, Any]] = {}
-    if not path.is_file():
-        return results
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("epoch"), int):
-            results[record["epoch"]] = record
-    return results
+    return {record["epoch"]: record for record in read_jsonl(path) if isinstance(record.get("epoch"), int)}
 
 
 @dataclass

@@ -77,7 +77,7 @@ class EncoderExtractor(FeatureExtractor):
                 "extractor encoder needs a radiossl checkpoint (e.g. <run>/checkpoint_final.pt from "
                 "`radiossl pretrain --method patch-cluster`); pass --weights PATH"
             )
-        from radiossl.models.backbone import stage_scales, total_stride
+        from radiossl.models.backbone import stage_scales
         from radiossl.models.loading import model_from_checkpoint
 
         weights = Path(self.config.weights)
@@ -95,8 +95,6 @@ class EncoderExtractor(FeatureExtractor):
         self.channels: tuple[int, ...] = tuple(int(c) for c in network.stage_channels)
         self.strides: tuple[Size3, ...] = tuple(stage_scales(network))
         """Input voxels per feature cell along each axis, of every level (finest first)."""
-        self.divisor: Size3 = total_stride(network)
-        """Input sizes the network takes are multiples of this along each axis (its total stride)."""
         levels = len(self.channels)
         if not -levels <= self.config.level < levels:
             raise ConfigError(
@@ -105,6 +103,11 @@ class EncoderExtractor(FeatureExtractor):
                 f"or -{levels}..-1 (-1 = bottleneck)"
             )
         self.level = self.config.level % levels
+
+    @property
+    def divisor(self) -> Size3:
+        """Input sizes the network takes are multiples of this along each axis (its total stride)."""
+        return self.strides[-1]
 
     @property
     def stride(self) -> Size3:
